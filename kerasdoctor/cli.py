@@ -1,0 +1,214 @@
+"""The command line: parse, call the core, render, exit. Heavy imports happen inside commands."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+from typing import TypeVar
+
+import typer
+
+from kerasdoctor.errors import InputError
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="kerasdoctor",
+    help="Why does my Keras classifier predict only one class? Diagnose it, then fix it.",
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+    markdown = "markdown"
+    junit = "junit"
+    html = "html"
+
+
+class FailOn(str, Enum):
+    error = "error"
+    warning = "warning"
+    info = "info"
+    never = "never"
+
+
+def _err(msg: str) -> None:
+    sys.stderr.write(f"kerasdoctor: error: {msg}\n")
+    sys.stderr.flush()
+
+
+@contextmanager
+def guard() -> Iterator[None]:
+    """Map failures to the contract's exit codes: 2 unusable input, 3 our own crash, 130 ^C."""
+    try:
+        yield
+    except (typer.Exit, typer.Abort, SystemExit):
+        raise
+    except InputError as exc:
+        _err(str(exc))
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        sys.stderr.write("kerasdoctor: interrupted\n")
+        raise typer.Exit(130) from None
+    except MemoryError:
+        _err("out of memory; try a smaller --batch-size or --sample N")
+        raise typer.Exit(2) from None
+    except Exception as exc:
+        if os.environ.get("KERASDOCTOR_DEBUG"):
+            raise
+        text = " ".join(str(exc).split())[:400]
+        sys.stderr.write(
+            f"kerasdoctor: internal error: {type(exc).__name__}: {text} "
+            "(set KERASDOCTOR_DEBUG=1 for the traceback)\n"
+        )
+        raise typer.Exit(3) from None
+
+
+def write_output(text: str, output: Path | None) -> None:
+    """Write to --output atomically (temp file + rename), or to stdout."""
+    if output is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    from kerasdoctor.io import atomic_write_text
+
+    atomic_write_text(output, text)
+
+
+def _progress_enabled(fmt: str) -> bool:
+    return fmt == "table" and sys.stderr.isatty() and not os.environ.get("CI")
+
+
+@contextmanager
+def _progress(enabled: bool, label: str) -> Iterator[Callable[[int, int], None] | None]:
+    if not enabled:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    with Progress(
+        label,
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+@app.command()
+def diagnose(
+    model: str = typer.Argument(..., help="A .keras, .h5 file or a SavedModel directory."),
+    data: str = typer.Argument(..., help="An .npz with 'y' and the model inputs."),
+    format: Format = typer.Option(Format.table, "--format", "-f", help="Report format."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write the report here."),
+    fail_on: FailOn | None = typer.Option(
+        None, "--fail-on", help="Exit 1 on a finding at or above this severity [default: error]."
+    ),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Samples per batch."),
+    sample: int | None = typer.Option(None, "--sample", help="Diagnose a random subset of N."),
+    seed: int = typer.Option(0, "--seed", help="Seed for --sample and the bounded sample."),
+    x_key: str | None = typer.Option(None, "--x-key", help="The .npz array holding the input."),
+    y_key: str = typer.Option("y", "--y-key", help="The .npz array holding the labels."),
+    output_name: str | None = typer.Option(
+        None, "--output-name", help="Which output of a multi-output model to diagnose."
+    ),
+    unsafe: bool = typer.Option(
+        False, "--unsafe", help="Allow Lambda layers: this runs Python code stored in the file."
+    ),
+    config: Path | None = typer.Option(
+        None, "--config", help="A TOML file with [tool.kerasdoctor] settings."
+    ),
+) -> None:
+    """Diagnose MODEL on DATA: what the predictions show, the most likely cause, the fix."""
+    with guard():
+        from kerasdoctor.config import load_config
+        from kerasdoctor.core import Options, diagnose_paths
+        from kerasdoctor.policy import exit_code
+        from kerasdoctor.render import render
+
+        cfg = load_config(config)
+        fail = fail_on.value if fail_on is not None else cfg.fail_on
+        with _progress(_progress_enabled(format.value), "diagnosing") as progress:
+            report = diagnose_paths(
+                model,
+                data,
+                Options(
+                    batch_size=batch_size,
+                    sample=sample,
+                    seed=seed,
+                    x_key=x_key,
+                    y_key=y_key,
+                    thresholds=cfg.thresholds,
+                    ignore=cfg.ignore,
+                    unsafe=unsafe,
+                    output_name=output_name,
+                    progress=progress,
+                ),
+            )
+        color = output is None and sys.stdout.isatty()
+        write_output(render(report, format.value, fail_on=fail, color=color), output)
+        raise typer.Exit(exit_code(report, fail))
+
+
+from kerasdoctor.fix.command import fix as _fix  # noqa: E402  (light: typer + stdlib only)
+
+app.command("fix")(_fix)
+
+
+@app.command()
+def checks() -> None:
+    """List the catalogue of findings, one line each."""
+    with guard():
+        from kerasdoctor.checks import registry
+
+        for c in registry():
+            sys.stdout.write(f"{c.spec.id:<24} {c.spec.kind.value:<8} {c.spec.summary}\n")
+
+
+@app.command()
+def explain(finding_id: str = typer.Argument(..., metavar="ID")) -> None:
+    """What a finding means, how it is measured, and how to fix it."""
+    with guard():
+        from kerasdoctor.checks import get, registry
+
+        check = get(finding_id)
+        if check is None:
+            known = ", ".join(c.spec.id for c in registry())
+            raise InputError(f"unknown finding id '{finding_id}' (known: {known})")
+        sys.stdout.write(check.spec.explain() + "\n")
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+) -> None:
+    if version:
+        from kerasdoctor import __version__
+
+        sys.stdout.write(f"kerasdoctor {__version__}\n")
+        raise typer.Exit(0)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,211 @@
+"""Orchestration: load -> facts -> one probe pass -> checks -> ranking -> Report."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kerasdoctor.errors import InputError
+from kerasdoctor.findings import Report
+
+
+@dataclass
+class Options:
+    """Settings of one diagnosis; the CLI, the config file and the API fill these."""
+
+    batch_size: int | None = None
+    sample: int | None = None
+    seed: int = 0
+    x_key: str | None = None
+    y_key: str = "y"
+    thresholds: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    ignore: Mapping[str, str] = field(default_factory=dict)  # finding id -> reason
+    unsafe: bool = False
+    custom_objects: dict[str, Any] | None = None
+    output_name: str | None = None
+    class_names: Sequence[str] | None = None
+    progress: Callable[[int, int], None] | None = None
+    extra_checks: Sequence[Callable[..., Any]] = ()  # quality gates etc.: f(ctx) -> findings
+
+
+def diagnose_paths(
+    model_path: str | os.PathLike[str],
+    data_path: str | os.PathLike[str],
+    options: Options | None = None,
+) -> Report:
+    """Diagnose a saved model on an .npz file (what `kerasdoctor diagnose` runs)."""
+    from kerasdoctor.load import load_model, read_npz
+
+    opts = options or Options()
+    raw = read_npz(data_path, x_key=opts.x_key, y_key=opts.y_key)  # cheap errors first
+    lm = load_model(
+        model_path,
+        unsafe=opts.unsafe,
+        custom_objects=opts.custom_objects,
+        output_name=opts.output_name,
+    )
+    return _diagnose(lm, raw, opts)
+
+
+def diagnose_arrays(model: Any, x: Any, y: Any, **kwargs: Any) -> Report:
+    """Diagnose a Keras model object (or a path) on in-memory arrays."""
+    from kerasdoctor.load import RawData, decode_labels, from_keras_model, load_model
+
+    opts = Options(**kwargs)
+    if isinstance(model, (str, os.PathLike)):
+        lm = load_model(
+            model,
+            unsafe=opts.unsafe,
+            custom_objects=opts.custom_objects,
+            output_name=opts.output_name,
+        )
+    else:
+        lm = from_keras_model(model, output_name=opts.output_name)
+    names = list(opts.class_names) if opts.class_names is not None else None
+    labels = decode_labels(np.asarray(y), names, where="y")
+    if labels.y.shape[0] == 0:
+        raise InputError("y holds no samples")
+    if isinstance(x, Mapping):
+        arrays = {str(k): np.asarray(v) for k, v in x.items()}
+    elif isinstance(x, (list, tuple)):
+        arrays = {f"x{i}": np.asarray(v) for i, v in enumerate(x)}
+    else:
+        arrays = {"x": np.asarray(x)}
+    return _diagnose(lm, RawData("<arrays>", arrays, labels), opts)
+
+
+def _diagnose(lm: Any, raw: Any, opts: Options) -> Report:
+    from kerasdoctor import __version__
+    from kerasdoctor.checks import run_all
+    from kerasdoctor.checks.base import Context
+    from kerasdoctor.diagnosis import rank
+    from kerasdoctor.load import bind_inputs
+    from kerasdoctor.metrics import class_names_for, compute_metrics
+    from kerasdoctor.model_facts import read_facts
+    from kerasdoctor.probe import Predictor, run_probe, stratified_sample
+
+    arrays = bind_inputs(raw, lm)
+    facts = read_facts(lm)
+    y_all = raw.labels.y
+    n_total = int(y_all.shape[0])
+    indices = None
+    if opts.sample is not None:
+        if opts.sample <= 0:
+            raise InputError(f"--sample must be positive, got {opts.sample}")
+        if opts.sample < n_total:
+            rng = np.random.default_rng(opts.seed)
+            indices = np.sort(rng.choice(n_total, size=opts.sample, replace=False))
+    y = y_all if indices is None else y_all[indices]
+    if opts.batch_size is not None and opts.batch_size <= 0:
+        raise InputError(f"--batch-size must be positive, got {opts.batch_size}")
+    n_classes = max(
+        raw.labels.width or 0,
+        len(raw.labels.class_names or []),
+        facts.n_outputs if facts.n_outputs > 1 else 2,
+        int(y.max()) + 1,
+    )
+    sample_index = stratified_sample(y, arrays, opts.seed)
+    predictor = Predictor(lm, facts)
+    try:
+        ev = run_probe(
+            predictor,
+            arrays,
+            y,
+            n_classes,
+            batch_size=opts.batch_size,
+            indices=indices,
+            sample_index=sample_index,
+            progress=opts.progress,
+        )
+    except InputError:
+        raise
+    except (ValueError, TypeError) as exc:  # the model refuses this data
+        text = str(exc).strip().splitlines()
+        raise InputError(
+            f"MODEL: {lm.path} failed to run on {raw.path}: "
+            f"{text[0] if text else type(exc).__name__}"
+        ) from exc
+    names = class_names_for(ev.n_classes, raw.labels.class_names)
+    rows = sample_index if indices is None else indices[sample_index]
+    sample_inputs = [np.asarray(a[rows]) for a in arrays]
+    ctx = Context(
+        evidence=ev,
+        facts=facts,
+        class_names=names,
+        model_path=_shell_path(lm.path),
+        data_path=_shell_path(raw.path),
+        label_encoding=raw.labels.encoding,
+        overrides=opts.thresholds,
+        predictor=predictor,
+        sample_inputs=sample_inputs,
+        input_names=[s.name for s in lm.inputs],
+    )
+    findings, errors = run_all(ctx, skip=frozenset(opts.ignore))
+    for extra in opts.extra_checks:
+        findings.extend(extra(ctx))
+    ordered, chain = rank(findings)
+    metrics = compute_metrics(ev.confusion, names)
+    model_info = {
+        "path": lm.path,
+        "format": lm.format,
+        "inputs": [{"name": s.name, "shape": list(s.shape)} for s in lm.inputs],
+        "output": lm.output_name,
+        "n_outputs": facts.n_outputs,
+        "head": ev.output.head_used if facts.head == "unknown" else facts.head,
+        "loss": facts.loss,
+        "loss_from_logits": facts.loss_from_logits,
+        "optimizer_iterations": facts.optimizer_iterations,
+        "notes": list(lm.notes) + list(ev.notes),
+    }
+    data_info = {
+        "path": raw.path,
+        "n_samples": ev.n_samples,
+        "n_classes": ev.n_classes,
+        "class_names": names,
+        "label_counts": ev.label_counts.tolist(),
+        "label_encoding": raw.labels.encoding,
+        "inputs": [
+            {
+                "name": st.name,
+                "shape": list(st.shape),
+                "dtype": st.dtype,
+                "mean": st.moments.pooled()[0],
+                "std": st.moments.pooled()[1],
+                "min": st.moments.pooled()[2],
+                "max": st.moments.pooled()[3],
+            }
+            for st in ev.inputs
+        ],
+    }
+    if indices is not None:
+        data_info["sampled_from"] = n_total
+        data_info["seed"] = opts.seed
+    return Report(
+        model=model_info,
+        data=data_info,
+        metrics=metrics,
+        findings=tuple(ordered),
+        errors=tuple(errors),
+        chain=tuple(chain),
+        ignored=dict(opts.ignore),
+        version=__version__,
+    )
+
+
+def _shell_path(path: str) -> str:
+    """A path as the user would paste it into a shell."""
+    import shlex
+
+    if path.startswith("<"):
+        return path.strip("<>").upper()
+    try:
+        rel = os.path.relpath(path)
+        path = rel if not rel.startswith("..") else str(Path(path))
+    except ValueError:
+        pass
+    return shlex.quote(path)

@@ -1,0 +1,503 @@
+"""Loading: models (.keras, .h5, SavedModel) and .npz datasets, validated into typed objects.
+
+Everything unusable raises InputError with one line naming the file and the problem.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kerasdoctor.errors import InputError
+
+MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass
+class Labels:
+    """Labels decoded to class indices, whatever their encoding in the file."""
+
+    y: np.ndarray  # int64 class indices, shape (N,)
+    encoding: str  # "index" | "one-hot" | "binary" | "bool" | "soft" | "string"
+    width: int | None = None  # K of a one-hot / soft encoding
+    class_names: list[str] | None = None
+
+
+@dataclass
+class RawData:
+    """An .npz read and checked, inputs not yet matched to a model."""
+
+    path: str
+    arrays: dict[str, np.ndarray]  # the candidate input arrays, by key
+    labels: Labels
+    refused: dict[str, str] = field(default_factory=dict)  # key -> why it cannot be used
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.labels.y.shape[0])
+
+
+def _fmt_shape(shape: Sequence[Any]) -> str:
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
+
+
+def read_npz(
+    path: str | os.PathLike[str], *, x_key: str | None = None, y_key: str = "y"
+) -> RawData:
+    """Read an .npz per the contract: `y`, input arrays, optional `class_names`."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"DATA: no such file: {p}")
+    if p.is_dir():
+        raise InputError(f"DATA: {p} is a directory; expected an .npz file")
+    arrays: dict[str, np.ndarray] = {}
+    refused: dict[str, str] = {}
+    try:
+        with np.load(p, allow_pickle=False) as npz:
+            keys = list(npz.files)
+            for k in keys:
+                try:
+                    arrays[k] = npz[k]
+                except ValueError:  # object arrays need pickle: refused on purpose
+                    refused[k] = (
+                        f"array '{k}' holds Python objects, which kerasdoctor does not "
+                        "unpickle; save it with a numeric or string dtype"
+                    )
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as exc:
+        raise InputError(f"DATA: {p} is not a readable .npz archive ({_first_line(exc)})") from exc
+    if y_key in refused:
+        raise InputError(f"DATA: {p}: {refused[y_key]}")
+    if y_key not in arrays:
+        raise InputError(
+            f"DATA: {p} has no '{y_key}' array for the labels "
+            f"(found: {', '.join(keys) or 'nothing'})"
+        )
+    class_names = arrays.pop("class_names", None)
+    names: list[str] | None = None
+    if class_names is not None:
+        if class_names.ndim != 1:
+            raise InputError(f"DATA: {p}: 'class_names' must be 1-D, got {class_names.shape}")
+        names = [str(n) for n in class_names.tolist()]
+    labels = decode_labels(arrays.pop(y_key), names, where=f"DATA: {p}: '{y_key}'")
+    if labels.y.shape[0] == 0:
+        raise InputError(f"DATA: {p} holds no samples ('{y_key}' is empty)")
+    if x_key is not None:
+        if x_key in refused:
+            raise InputError(f"DATA: {p}: {refused[x_key]}")
+        if x_key not in arrays:
+            raise InputError(f"DATA: {p} has no '{x_key}' array (found: {', '.join(keys)})")
+        arrays = {"x": arrays[x_key]}
+    return RawData(str(p), arrays, labels, refused)
+
+
+def check_input_array(a: np.ndarray, key: str, n: int, where: str) -> None:
+    """An input array must be numeric and have one row per label."""
+    if a.ndim == 0 or a.shape[0] != n:
+        got = "a scalar" if a.ndim == 0 else f"{a.shape[0]} rows"
+        raise InputError(f"DATA: {where}: array '{key}' has {got} but the labels have {n}")
+    if a.dtype.kind not in "biuf":
+        raise InputError(
+            f"DATA: {where}: array '{key}' has dtype {a.dtype}; model inputs must be numeric"
+        )
+    if any(d == 0 for d in a.shape[1:]):
+        raise InputError(f"DATA: {where}: array '{key}' has an empty axis {_fmt_shape(a.shape)}")
+
+
+def decode_labels(y: np.ndarray, class_names: list[str] | None, where: str = "y") -> Labels:
+    """Turn any label encoding of the contract into int64 class indices."""
+    y = np.asarray(y)
+    if y.ndim == 0:
+        raise InputError(f"{where} is a scalar; expected one label per sample")
+    if y.dtype.kind in "US":
+        return _decode_string_labels(y, class_names, where)
+    if y.dtype.kind not in "biuf":
+        raise InputError(f"{where} has dtype {y.dtype}; labels must be integers, bool or one-hot")
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim > 2:
+        raise InputError(f"{where} has shape {y.shape}; expected (N,) or (N, K)")
+    if y.dtype.kind == "f":
+        bad = ~np.isfinite(y)
+        if bad.any():
+            rows = np.argwhere(bad)[:, 0]
+            raise InputError(
+                f"{where} has {int(bad.sum())} NaN/Inf labels (first at row {int(rows[0])})"
+            )
+    if y.dtype.kind == "b":
+        return Labels(y.astype(np.int64).reshape(-1), "bool", class_names=class_names)
+    if y.ndim == 2:
+        return _decode_2d_labels(y, class_names, where)
+    if y.dtype.kind == "f" and not np.all(y == np.round(y)):
+        frac = np.argwhere(y != np.round(y))[:, 0]
+        raise InputError(
+            f"{where} holds non-integer labels (e.g. {y[frac[0]]!r} at row {int(frac[0])}); "
+            "expected class indices"
+        )
+    if y.size and y.min() < 0:
+        row = int(np.argmin(y))
+        raise InputError(f"{where} has negative labels (e.g. {y[row]!r} at row {row})")
+    yi = y.astype(np.int64)
+    enc = "binary" if yi.size and yi.max() <= 1 else "index"
+    return Labels(yi, enc, class_names=class_names)
+
+
+def _decode_2d_labels(y: np.ndarray, names: list[str] | None, where: str) -> Labels:
+    k = y.shape[1]
+    if y.size and y.min() < 0:
+        raise InputError(f"{where} is 2-D with negative values; expected one-hot rows")
+    sums = y.sum(axis=1)
+    if np.all(np.isin(y, (0, 1))) and np.all(sums == 1):
+        return Labels(np.argmax(y, axis=1).astype(np.int64), "one-hot", k, names)
+    if np.allclose(sums, 1.0, atol=1e-3):  # label smoothing / soft labels: the argmax is the class
+        return Labels(np.argmax(y, axis=1).astype(np.int64), "soft", k, names)
+    bad = int(np.argmax(np.abs(sums - 1)))
+    raise InputError(
+        f"{where} is 2-D {y.shape} but row {bad} is not one-hot (sums to {sums[bad]:g}); "
+        "multi-label targets are not supported"
+    )
+
+
+def _decode_string_labels(y: np.ndarray, names: list[str] | None, where: str) -> Labels:
+    y = y.reshape(-1) if y.ndim == 2 and y.shape[1] == 1 else y
+    if y.ndim != 1:
+        raise InputError(f"{where} holds strings with shape {y.shape}; expected (N,)")
+    values = [str(v) for v in y.tolist()]
+    if names is None:
+        names = sorted(set(values))
+    index = {n: i for i, n in enumerate(names)}
+    unknown = sorted(set(values) - set(index))
+    if unknown:
+        raise InputError(f"{where} has labels not in class_names: {', '.join(unknown[:5])}")
+    return Labels(np.array([index[v] for v in values], dtype=np.int64), "string", None, names)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:300]
+
+
+# -------------------------------------------------------------------------- model
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One model input: its name, its shape (batch axis first, None where free), its dtype."""
+
+    name: str
+    shape: tuple[int | None, ...]
+    dtype: str = "float32"
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to predict: a Keras model, or a SavedModel's serving signature."""
+
+    path: str
+    format: str  # "keras" | "h5" | "savedmodel" | "object"
+    inputs: list[InputSpec]
+    output_name: str
+    output_shape: tuple[int | None, ...]
+    keras_model: Any = None  # the Keras model (None for a SavedModel)
+    output_index: int = 0  # which of keras_model.outputs is diagnosed
+    signature: Callable[..., Any] | None = None  # SavedModel serving function
+    signature_keys: list[str] = field(default_factory=list)
+    compiled: bool = False
+    notes: list[str] = field(default_factory=list)
+    handle: Any = None  # keeps a restored SavedModel alive while its signature is used
+
+
+def load_model(
+    path: str | os.PathLike[str],
+    *,
+    unsafe: bool = False,
+    custom_objects: dict[str, Any] | None = None,
+    output_name: str | None = None,
+) -> LoadedModel:
+    """Load a .keras, .h5 or SavedModel from disk; never modifies the file."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"MODEL: no such file or directory: {p}")
+    if p.is_dir():
+        if not (p / "saved_model.pb").exists() and not (p / "saved_model.pbtxt").exists():
+            raise InputError(
+                f"MODEL: {p} is a directory but not a TensorFlow SavedModel (no saved_model.pb)"
+            )
+        return _load_savedmodel(p, output_name)
+    suffix = p.suffix.lower()
+    if suffix not in MODEL_SUFFIXES:
+        raise InputError(
+            f"MODEL: {p}: unsupported model file '{suffix or p.name}'; "
+            "expected .keras, .h5 or a SavedModel directory"
+        )
+    fmt = "keras" if suffix == ".keras" else "h5"
+    _sniff_model_file(p, fmt)
+    from kerasdoctor._keras import keras
+
+    k = keras()
+    notes: list[str] = []
+    model = None
+    compiled = True
+    try:
+        model = _keras_load(k, p, compile=True, unsafe=unsafe, custom_objects=custom_objects)
+    except Exception as exc:  # compile-time deserialisation (custom loss...) can fail alone
+        msg = _first_line(exc)
+        if _is_unsafe_error(msg):
+            raise InputError(
+                f"MODEL: {p} contains a Lambda layer (Python code); loading it runs code from "
+                "the file. If you trust it, re-run with --unsafe"
+            ) from exc
+        if _is_custom_object_error(msg):
+            raise InputError(
+                f"MODEL: {p} uses a custom layer or function Keras does not know ({msg}); "
+                "pass the module that defines it with --custom-objects module.py"
+            ) from exc
+        try:
+            model = _keras_load(k, p, compile=False, unsafe=unsafe, custom_objects=custom_objects)
+            compiled = False
+            notes.append(f"the saved compile settings could not be restored ({msg})")
+        except Exception as exc2:
+            raise InputError(f"MODEL: cannot load {p}: {_first_line(exc2)}") from exc2
+    return from_keras_model(model, str(p), fmt, output_name, compiled=compiled, notes=notes)
+
+
+def _keras_load(
+    k: Any, p: Path, *, compile: bool, unsafe: bool, custom_objects: dict[str, Any] | None
+) -> Any:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return k.saving.load_model(
+            p, compile=compile, safe_mode=not unsafe, custom_objects=custom_objects
+        )
+
+
+def _is_unsafe_error(msg: str) -> bool:
+    return "safe_mode" in msg or "unsafe" in msg.lower() and "lambda" in msg.lower()
+
+
+def _is_custom_object_error(msg: str) -> bool:
+    return bool(re.search(r"Unknown (layer|object|loss|activation|metric)|custom_objects", msg))
+
+
+def _sniff_model_file(p: Path, fmt: str) -> None:
+    """Reject files that are obviously not models before Keras gives an obscure error."""
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(8)
+    except OSError as exc:
+        raise InputError(f"MODEL: cannot read {p}: {_first_line(exc)}") from exc
+    if fmt == "keras" and head[:2] != b"PK":
+        raise InputError(f"MODEL: {p} is not a Keras .keras archive (not a zip file)")
+    if fmt == "h5" and head != b"\x89HDF\r\n\x1a\n":
+        raise InputError(f"MODEL: {p} is not an HDF5 file")
+
+
+def from_keras_model(
+    model: Any,
+    path: str = "<in-memory model>",
+    fmt: str = "object",
+    output_name: str | None = None,
+    *,
+    compiled: bool | None = None,
+    notes: list[str] | None = None,
+) -> LoadedModel:
+    """Wrap an in-memory Keras model (the library API uses this directly)."""
+    try:
+        inputs = list(model.inputs)
+        outputs = list(model.outputs)
+    except (AttributeError, ValueError) as exc:
+        raise InputError(
+            f"MODEL: {path}: the model has no defined inputs/outputs (build or call it first)"
+        ) from exc
+    if not inputs or not outputs:
+        raise InputError(f"MODEL: {path}: the model has no defined inputs/outputs")
+    specs = [
+        InputSpec(_tensor_name(t, i), tuple(t.shape), str(getattr(t, "dtype", "float32")))
+        for i, t in enumerate(inputs)
+    ]
+    out_names = [_output_name(model, t, i) for i, t in enumerate(outputs)]
+    index = _choose_output(out_names, output_name, path)
+    if compiled is None:
+        compiled = (
+            getattr(model, "compiled", False) or getattr(model, "optimizer", None) is not None
+        )
+    return LoadedModel(
+        path=path,
+        format=fmt,
+        inputs=specs,
+        output_name=out_names[index],
+        output_shape=tuple(outputs[index].shape),
+        keras_model=model,
+        output_index=index,
+        compiled=bool(compiled),
+        notes=list(notes or []),
+    )
+
+
+def _tensor_name(t: Any, i: int) -> str:
+    name = getattr(t, "name", None) or f"input_{i}"
+    return str(name).split(":")[0]
+
+
+def _output_name(model: Any, t: Any, i: int) -> str:
+    names = getattr(model, "output_names", None)
+    if names and len(names) > i:
+        return str(names[i])
+    hist = getattr(t, "_keras_history", None)
+    if hist is not None:
+        return str(hist[0].name)
+    return f"output_{i}"
+
+
+def _choose_output(names: list[str], wanted: str | None, path: str) -> int:
+    if wanted is not None:
+        if wanted not in names:
+            raise InputError(
+                f"MODEL: {path} has no output named '{wanted}' (outputs: {', '.join(names)})"
+            )
+        return names.index(wanted)
+    if len(names) > 1:
+        raise InputError(
+            f"MODEL: {path} has {len(names)} outputs ({', '.join(names)}); "
+            "choose the classifier head with --output-name"
+        )
+    return 0
+
+
+def _load_savedmodel(p: Path, output_name: str | None) -> LoadedModel:
+    from kerasdoctor._keras import keras
+
+    keras()  # quiet TensorFlow import
+    import tensorflow as tf
+
+    try:
+        loaded = tf.saved_model.load(str(p))
+    except Exception as exc:
+        raise InputError(f"MODEL: cannot load SavedModel {p}: {_first_line(exc)}") from exc
+    sigs = getattr(loaded, "signatures", {})
+    if "serving_default" not in sigs:
+        raise InputError(f"MODEL: SavedModel {p} has no 'serving_default' signature")
+    fn = sigs["serving_default"]
+    _, kw = fn.structured_input_signature
+    keys = list(kw.keys())
+    specs = [InputSpec(k, tuple(kw[k].shape.as_list()), kw[k].dtype.name) for k in keys]
+    outs = fn.structured_outputs
+    out_names = list(outs.keys())
+    idx = _choose_output(out_names, output_name, str(p))
+    name = out_names[idx]
+    return LoadedModel(
+        path=str(p),
+        format="savedmodel",
+        inputs=specs,
+        output_name=name,
+        output_shape=tuple(outs[name].shape.as_list()),
+        signature=fn,
+        signature_keys=keys,
+        compiled=False,
+        notes=["SavedModel: layers, loss and weights are not inspected, only predictions"],
+        keras_model=None,
+        handle=loaded,
+    )
+
+
+# ------------------------------------------------------------------ binding inputs
+
+
+def bind_inputs(raw: RawData, model: LoadedModel) -> list[np.ndarray]:
+    """Match the .npz arrays to the model inputs (by name, or x / x0, x1, ...) and check shapes."""
+    specs = model.inputs
+    arrays: dict[str, Any] = dict(raw.arrays)
+    arrays.update({k: None for k in raw.refused})
+    chosen: list[tuple[str, Any]] = []
+    if len(specs) == 1:
+        spec = specs[0]
+        for key in ("x", spec.name, "x0"):
+            if key in arrays:
+                chosen.append((key, arrays[key]))
+                break
+        else:
+            if len(arrays) == 1:
+                key, arr = next(iter(arrays.items()))
+                chosen.append((key, arr))
+            else:
+                raise InputError(
+                    f"DATA: {raw.path} has no 'x' array for the model's input '{spec.name}' "
+                    f"(found: {', '.join(arrays)})"
+                )
+    else:
+        for i, spec in enumerate(specs):
+            for key in (spec.name, f"x{i}"):
+                if key in arrays:
+                    chosen.append((key, arrays[key]))
+                    break
+            else:
+                expected = ", ".join(f"'{s.name}'" for s in specs)
+                raise InputError(
+                    f"DATA: {raw.path} has no array for model input '{spec.name}' "
+                    f"(the model's inputs are {expected}; name the arrays so, or x0, x1, ...; "
+                    f"found: {', '.join(arrays)})"
+                )
+    bound = []
+    for (key, arr), spec in zip(chosen, specs):
+        if arr is None:
+            raise InputError(f"DATA: {raw.path}: {raw.refused[key]}")
+        check_input_array(arr, key, raw.n_samples, raw.path)
+        bound.append(_fit_shape(arr, spec, key, raw.path, model))
+    return bound
+
+
+def _fit_shape(arr: np.ndarray, spec: InputSpec, key: str, path: str, model: LoadedModel) -> Any:
+    want = spec.shape[1:]
+    got = arr.shape[1:]
+    if len(want) == len(got) + 1 and want[0] is None:
+        # Keras 2-era Sequential saved with input_dim can come back as (None, None, F):
+        # feed each sample as a length-1 sequence instead of failing.
+        note = (
+            f"input '{spec.name}' expects {_fmt_shape(spec.shape)}; data {_fmt_shape(arr.shape)} "
+            "is fed with an extra axis of length 1"
+        )
+        if note not in model.notes:
+            model.notes.append(note)
+        return _ExpandedView(arr, axis=1)
+    if len(want) != len(got):
+        raise InputError(
+            f"DATA: {path}: array '{key}' has shape {_fmt_shape(arr.shape)} but model input "
+            f"'{spec.name}' expects {_fmt_shape(spec.shape)}"
+        )
+    for ax, (w, g) in enumerate(zip(want, got), start=1):
+        if w is not None and w != g:
+            raise InputError(
+                f"DATA: {path}: array '{key}' has shape {_fmt_shape(arr.shape)} but model input "
+                f"'{spec.name}' expects {_fmt_shape(spec.shape)} (axis {ax}: {g} != {w})"
+            )
+    return arr
+
+
+class _ExpandedView:
+    """Array-like that inserts a length-1 axis when indexed along the first axis."""
+
+    def __init__(self, base: np.ndarray, axis: int) -> None:
+        self.base = base
+        self.axis = axis
+        shape = list(base.shape)
+        shape.insert(axis, 1)
+        self.shape = tuple(shape)
+        self.dtype = base.dtype
+        self.ndim = base.ndim + 1
+
+    def __len__(self) -> int:
+        return int(self.base.shape[0])
+
+    def __getitem__(self, idx: Any) -> np.ndarray:
+        return np.expand_dims(self.base[idx], self.axis)

@@ -1,0 +1,60 @@
+"""Classification metrics from the confusion matrix; silent when a class is never predicted."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+
+def class_names_for(k: int, names: Sequence[str] | None) -> list[str]:
+    """Names for K classes: the file's class_names where given, else the index."""
+    names = list(names or [])
+    return [names[i] if i < len(names) else str(i) for i in range(k)]
+
+
+def compute_metrics(conf: np.ndarray, names: Sequence[str]) -> dict[str, Any]:
+    """Accuracy next to the majority baseline, balanced accuracy, per-class figures.
+
+    Recall is undefined (None) for a class without support, precision for a class never
+    predicted; neither raises nor warns.
+    """
+    conf = np.asarray(conf, dtype=np.int64)
+    support = conf.sum(axis=1)
+    predicted = conf.sum(axis=0)
+    tp = np.diag(conf)
+    n = int(support.sum())
+    present = support > 0
+    recall = np.where(present, tp / np.maximum(support, 1), np.nan)
+    precision = np.where(predicted > 0, tp / np.maximum(predicted, 1), np.nan)
+    per_class = [
+        {
+            "class": i,
+            "name": names[i],
+            "support": int(support[i]),
+            "predicted": int(predicted[i]),
+            "recall": _opt(recall[i]),
+            "precision": _opt(precision[i]),
+        }
+        for i in range(conf.shape[0])
+    ]
+    majority = int(np.argmax(support)) if n else 0
+    return {
+        "accuracy": float(tp.sum() / n) if n else None,
+        "balanced_accuracy": float(np.nanmean(recall[present])) if present.any() else None,
+        "majority_baseline": float(support[majority] / n) if n else None,
+        "majority_class": majority,
+        "confusion_matrix": conf.tolist(),
+        "per_class": per_class,
+    }
+
+
+def recall_vector(conf: np.ndarray) -> np.ndarray:
+    """Per-class recall, NaN for classes without support."""
+    support = conf.sum(axis=1)
+    return np.where(support > 0, np.diag(conf) / np.maximum(support, 1), np.nan)
+
+
+def _opt(v: float) -> float | None:
+    return None if not np.isfinite(v) else float(v)

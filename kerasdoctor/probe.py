@@ -1,0 +1,573 @@
+"""The single pass: streams the data through the model once and accumulates the Evidence.
+
+Every accumulator is mergeable (count/mean/M2, min/max, counts), so shards could be combined.
+Intermediate activations are reduced per sample inside the model graph (max or mean/M2 over
+spatial axes), so a conv feature map never leaves the model at full size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from kerasdoctor.load import LoadedModel
+from kerasdoctor.model_facts import ModelFacts
+
+# Default batch: as many samples as fit ~32 MB of input, within [32, 1024].
+BATCH_BYTES = 32 * 2**20
+MAX_DEFAULT_BATCH = 1024
+MIN_DEFAULT_BATCH = 32
+# The bounded, class-stratified sample kept for checks that re-run the model on it.
+SAMPLE_MAX = 2048
+SAMPLE_BYTES = 64 * 2**20
+
+
+# ------------------------------------------------------------------ accumulators
+
+
+@dataclass
+class Moments:
+    """Per-feature streaming moments (Chan et al.), min/max and non-finite counts."""
+
+    count: np.ndarray
+    mean: np.ndarray
+    m2: np.ndarray
+    min: np.ndarray
+    max: np.ndarray
+    n_nan: np.ndarray
+    n_inf: np.ndarray
+
+    @classmethod
+    def empty(cls, n_features: int) -> Moments:
+        z = np.zeros(n_features)
+        return cls(
+            count=np.zeros(n_features, np.int64),
+            mean=z.copy(),
+            m2=z.copy(),
+            min=np.full(n_features, np.inf),
+            max=np.full(n_features, -np.inf),
+            n_nan=np.zeros(n_features, np.int64),
+            n_inf=np.zeros(n_features, np.int64),
+        )
+
+    @property
+    def n_features(self) -> int:
+        return int(self.count.shape[0])
+
+    @property
+    def var(self) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.count > 0, self.m2 / np.maximum(self.count, 1), np.nan)
+
+    @property
+    def std(self) -> np.ndarray:
+        return np.sqrt(self.var)
+
+    def update(self, x: np.ndarray) -> None:
+        """Add a (n, F) block of values."""
+        x = np.asarray(x, dtype=np.float64)
+        if x.size == 0:
+            return
+        finite = np.isfinite(x)
+        if finite.all():
+            n_b = np.full(x.shape[1], x.shape[0], np.int64)
+            mean_b = x.mean(axis=0)
+            m2_b = ((x - mean_b) ** 2).sum(axis=0)
+            mn, mx = x.min(axis=0), x.max(axis=0)
+        else:
+            self.n_nan += np.isnan(x).sum(axis=0)
+            self.n_inf += np.isinf(x).sum(axis=0)
+            n_b = finite.sum(axis=0).astype(np.int64)
+            xf = np.where(finite, x, 0.0)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                mean_b = np.where(n_b > 0, xf.sum(axis=0) / np.maximum(n_b, 1), 0.0)
+            m2_b = (np.where(finite, x - mean_b, 0.0) ** 2).sum(axis=0)
+            mn = np.where(finite, x, np.inf).min(axis=0)
+            mx = np.where(finite, x, -np.inf).max(axis=0)
+        self._combine(n_b, mean_b, m2_b)
+        self.min = np.minimum(self.min, mn)
+        self.max = np.maximum(self.max, mx)
+
+    def update_moments(self, n_b: np.ndarray, mean_b: np.ndarray, m2_b: np.ndarray) -> None:
+        """Add pre-reduced groups: per-group counts, means and M2 of shape (G, F)."""
+        for i in range(mean_b.shape[0]):
+            self._combine(n_b[i], mean_b[i], m2_b[i])
+
+    def _combine(self, n_b: Any, mean_b: np.ndarray, m2_b: np.ndarray) -> None:
+        n_a = self.count
+        n = n_a + n_b
+        with np.errstate(invalid="ignore", divide="ignore"):
+            delta = mean_b - self.mean
+            frac = np.where(n > 0, n_b / np.maximum(n, 1), 0.0)
+            self.mean = self.mean + delta * frac
+            self.m2 = self.m2 + m2_b + delta**2 * n_a * frac
+        self.count = n
+
+    def merge(self, other: Moments) -> None:
+        """Fold another accumulator of the same features into this one (exact)."""
+        self._combine(other.count, other.mean, other.m2)
+        self.min = np.minimum(self.min, other.min)
+        self.max = np.maximum(self.max, other.max)
+        self.n_nan = self.n_nan + other.n_nan
+        self.n_inf = self.n_inf + other.n_inf
+
+    def pooled(self) -> tuple[float, float, float, float]:
+        """(mean, std, min, max) of all features pooled together."""
+        n = self.count.sum()
+        if n == 0:
+            return (float("nan"),) * 4
+        mean = float((self.count * self.mean).sum() / n)
+        m2 = float((self.m2 + self.count * (self.mean - mean) ** 2).sum())
+        return mean, float(np.sqrt(m2 / n)), float(self.min.min()), float(self.max.max())
+
+    def rms(self) -> float:
+        """Root mean square of all values: the input's typical magnitude."""
+        n = self.count.sum()
+        if n == 0:
+            return float("nan")
+        return float(np.sqrt((self.m2 + self.count * self.mean**2).sum() / n))
+
+
+@dataclass
+class InputStats:
+    """Statistics of one model input, per feature (the last axis: channels or columns)."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    moments: Moments
+    integral: bool = True  # every finite value is a whole number (e.g. raw 0-255 pixels)
+
+    @property
+    def n_nonfinite(self) -> int:
+        return int(self.moments.n_nan.sum() + self.moments.n_inf.sum())
+
+
+@dataclass
+class ActivationStats:
+    """A ReLU-family layer: per unit, in how many samples it was ever positive."""
+
+    layer: str
+    activation: str
+    active_count: np.ndarray  # (units,) samples in which the unit fired somewhere
+    max: np.ndarray  # (units,) largest value seen
+    n_samples: int = 0
+
+    @property
+    def dead(self) -> np.ndarray:
+        return self.active_count == 0
+
+    @property
+    def dead_fraction(self) -> float:
+        return float(self.dead.mean()) if self.active_count.size else 0.0
+
+
+@dataclass
+class BatchNormInputStats:
+    """Moments, per channel, of what a BatchNormalization layer actually receives."""
+
+    layer: str
+    moments: Moments
+
+
+@dataclass
+class OutputStats:
+    """The diagnosed output: raw values and probabilities per unit."""
+
+    head_used: str  # how raw outputs were turned into probabilities
+    raw: Moments
+    probs: Moments
+    nonfinite_rows: int = 0
+
+
+@dataclass
+class Evidence:
+    """All that the single pass measured; checks read only this (and the model facts)."""
+
+    n_samples: int
+    n_classes: int
+    y_true: np.ndarray
+    y_pred: np.ndarray
+    confusion: np.ndarray  # (K, K): rows are labels, columns predictions
+    output: OutputStats
+    inputs: list[InputStats]
+    activations: list[ActivationStats] = field(default_factory=list)
+    bn_inputs: list[BatchNormInputStats] = field(default_factory=list)
+    scores: np.ndarray | None = None  # binary models: P(class 1) for every sample
+    sample_index: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    sample_probs: np.ndarray | None = None  # (S, K) probabilities of the bounded sample
+    batch_size: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def label_counts(self) -> np.ndarray:
+        return self.confusion.sum(axis=1)
+
+    @property
+    def predicted_counts(self) -> np.ndarray:
+        return self.confusion.sum(axis=0)
+
+
+# ------------------------------------------------------------------ the predictor
+
+
+def _probability_fn(head: str, k: int) -> Callable[[np.ndarray], np.ndarray]:
+    if head in ("softmax", "sigmoid"):
+        return lambda r: r
+    if k == 1:
+        return lambda r: 1.0 / (1.0 + np.exp(-np.clip(r, -80, 80)))
+
+    def softmax(r: np.ndarray) -> np.ndarray:
+        z = r - np.nanmax(r, axis=1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
+
+    return softmax
+
+
+def _looks_like_probabilities(raw: np.ndarray) -> str | None:
+    """For a model whose head is unknown (SavedModel): do its outputs look like probabilities?"""
+    finite = raw[np.isfinite(raw).all(axis=1)]
+    if finite.size == 0 or finite.min() < 0 or finite.max() > 1:
+        return None
+    if raw.shape[1] == 1:
+        return "sigmoid"
+    return "softmax" if np.allclose(finite.sum(axis=1), 1.0, atol=1e-3) else "sigmoid"
+
+
+class Predictor:
+    """Runs a model (Keras or SavedModel) on batches, with the probe taps attached."""
+
+    def __init__(self, lm: LoadedModel, facts: ModelFacts, *, taps: bool = True) -> None:
+        self.lm = lm
+        self.facts = facts
+        self.relu_layers: list[tuple[str, str]] = []
+        self.bn_layers: list[str] = []
+        self._fn: Callable[[list[np.ndarray]], list[np.ndarray]]
+        self.notes: list[str] = []
+        self._spatial: dict[str, int] = {}
+        if lm.keras_model is not None:
+            self._fn = self._keras_fn(taps)
+        else:
+            self._fn = self._savedmodel_fn()
+
+    # -- building
+
+    def _keras_fn(self, taps: bool) -> Callable[[list[np.ndarray]], list[np.ndarray]]:
+        model = self.lm.keras_model
+        out = model.outputs[self.lm.output_index]
+        outputs = [out]
+        if taps:
+            outputs += self._taps(model)
+        from kerasdoctor._keras import keras
+
+        k = keras()
+        try:
+            probe = k.Model(model.inputs, outputs) if len(outputs) > 1 else None
+        except Exception as exc:  # a graph we cannot tap: predictions only
+            self.notes.append(f"layer activations not probed ({type(exc).__name__})")
+            self.relu_layers, self.bn_layers = [], []
+            probe = None
+        if probe is None:
+            self.relu_layers, self.bn_layers = [], []
+            target = model
+            index = self.lm.output_index if len(model.outputs) > 1 else None
+
+            def run_plain(xs: list[np.ndarray]) -> list[np.ndarray]:
+                res = target.predict_on_batch(xs if len(xs) > 1 else xs[0])
+                if index is not None:
+                    res = res[index]
+                return [np.asarray(res)]
+
+            return run_plain
+
+        def run(xs: list[np.ndarray]) -> list[np.ndarray]:
+            res = probe.predict_on_batch(xs if len(xs) > 1 else xs[0])
+            return [np.asarray(r) for r in res]
+
+        return run
+
+    def _taps(self, model: Any) -> list[Any]:
+        """Per-sample reductions of ReLU outputs and BatchNorm inputs, as extra outputs."""
+        layer_types = _reduction_layers()
+        taps: list[Any] = []
+        relu = set(self.facts.relu_layers)
+        for layer in model.layers:
+            try:
+                if layer.name in relu:
+                    t = layer.output
+                    taps.append(layer_types["max"](name=f"kd_max_{layer.name}")(t))
+                    act = next(i.activation for i in self.facts.layers if i.name == layer.name)
+                    self.relu_layers.append((layer.name, act or "relu"))
+                elif type(layer).__name__ == "BatchNormalization" and any(
+                    b.name == layer.name for b in self.facts.batchnorms
+                ):
+                    t = layer.input
+                    taps.append(layer_types["mean"](name=f"kd_mean_{layer.name}")(t))
+                    taps.append(layer_types["m2"](name=f"kd_m2_{layer.name}")(t))
+                    self.bn_layers.append(layer.name)
+            except (AttributeError, ValueError):  # a shared layer with several nodes: skip
+                continue
+        return taps
+
+    def _savedmodel_fn(self) -> Callable[[list[np.ndarray]], list[np.ndarray]]:
+        import tensorflow as tf
+
+        fn = self.lm.signature
+        keys = self.lm.signature_keys
+        name = self.lm.output_name
+        assert fn is not None
+
+        def run(xs: list[np.ndarray]) -> list[np.ndarray]:
+            feed = {k: tf.constant(x) for k, x in zip(keys, xs)}
+            return [np.asarray(fn(**feed)[name])]
+
+        return run
+
+    def spatial_size(self, layer_name: str) -> int:
+        """Values per channel per sample at a layer's input (1 for dense inputs)."""
+        if layer_name not in self._spatial:
+            shape = self.lm.keras_model.get_layer(layer_name).input.shape
+            self._spatial[layer_name] = int(np.prod(shape[1:-1], dtype=np.int64)) or 1
+        return self._spatial[layer_name]
+
+    # -- running
+
+    def cast(self, xs: Sequence[Any]) -> list[np.ndarray]:
+        out = []
+        for x, spec in zip(xs, self.lm.inputs):
+            a = np.asarray(x)
+            want = np.dtype(spec.dtype) if _is_numpy_dtype(spec.dtype) else np.float32
+            out.append(a.astype(want, copy=False))
+        return out
+
+    def run_batch(self, xs: Sequence[Any]) -> list[np.ndarray]:
+        """Raw outputs: [head output, taps...] for one batch."""
+        return self._fn(self.cast(xs))
+
+    def predict(
+        self, xs: Sequence[np.ndarray], head: str, batch_size: int = 256
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(probabilities, predicted classes) for small in-memory arrays (bounded re-runs)."""
+        n = len(xs[0])
+        probs, preds = [], []
+        for s in range(0, n, batch_size):
+            raw = self.run_batch([x[s : s + batch_size] for x in xs])[0]
+            raw = raw.reshape(raw.shape[0], -1).astype(np.float64)
+            p = _probability_fn(head, raw.shape[1])(raw)
+            probs.append(p)
+            preds.append(predicted_classes(raw, p))
+        return np.concatenate(probs), np.concatenate(preds)
+
+
+def _is_numpy_dtype(name: str) -> bool:
+    try:
+        np.dtype(name)
+        return True
+    except TypeError:
+        return False
+
+
+def predicted_classes(raw: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """One unit: class 1 when P > 0.5; several: the argmax."""
+    if raw.shape[1] == 1:
+        return (probs[:, 0] > 0.5).astype(np.int64)
+    return np.argmax(raw, axis=1).astype(np.int64)
+
+
+_REDUCTION_LAYERS: dict[str, Any] = {}
+
+
+def _reduction_layers() -> dict[str, Any]:
+    """Keras layers reducing (batch, ..., C) to (batch, C), defined once keras is imported."""
+    if _REDUCTION_LAYERS:
+        return _REDUCTION_LAYERS
+    from kerasdoctor._keras import keras
+
+    k = keras()
+    ops = k.ops
+
+    class _Reduce(k.layers.Layer):  # type: ignore[name-defined]
+        mode = "max"
+
+        def call(self, t: Any) -> Any:
+            axes = tuple(range(1, len(t.shape) - 1))
+            t = ops.cast(t, "float32")
+            if self.mode == "max":
+                return ops.max(t, axis=axes) if axes else t
+            mean = ops.mean(t, axis=axes) if axes else t
+            if self.mode == "mean":
+                return mean
+            if not axes:
+                return ops.zeros_like(t)
+            return ops.sum(ops.square(t - ops.mean(t, axis=axes, keepdims=True)), axis=axes)
+
+    for mode in ("max", "mean", "m2"):
+        _REDUCTION_LAYERS[mode] = type(f"KDReduce_{mode}", (_Reduce,), {"mode": mode})
+    return _REDUCTION_LAYERS
+
+
+# ------------------------------------------------------------------ the pass
+
+
+def default_batch_size(arrays: Sequence[Any]) -> int:
+    per_sample = sum(
+        int(np.prod(a.shape[1:], dtype=np.int64)) * max(np.dtype(a.dtype).itemsize, 4)
+        for a in arrays
+    )
+    n = BATCH_BYTES // max(per_sample, 1)
+    size = 2 ** int(np.floor(np.log2(max(n, 1))))
+    return int(min(MAX_DEFAULT_BATCH, max(MIN_DEFAULT_BATCH, size)))
+
+
+def stratified_sample(
+    y: np.ndarray, arrays: Sequence[Any], seed: int, limit: int = SAMPLE_MAX
+) -> np.ndarray:
+    """Up to `limit` indices (bounded in bytes too), as even across classes as possible."""
+    per_sample = sum(
+        int(np.prod(a.shape[1:], dtype=np.int64)) * np.dtype(a.dtype).itemsize for a in arrays
+    )
+    limit = int(min(limit, max(64, SAMPLE_BYTES // max(per_sample, 1)), y.shape[0]))
+    rng = np.random.default_rng(seed)
+    classes = np.unique(y)
+    per_class = max(1, limit // max(len(classes), 1))
+    chosen = []
+    for c in classes:
+        idx = np.flatnonzero(y == c)
+        take = min(per_class, idx.size)
+        chosen.append(rng.choice(idx, size=take, replace=False))
+    out = np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, np.int64)
+    if out.size < limit:  # fill up with other samples when some classes are small
+        rest = np.setdiff1d(np.arange(y.shape[0]), out)
+        extra = rng.choice(rest, size=min(limit - out.size, rest.size), replace=False)
+        out = np.sort(np.concatenate([out, extra]))
+    return out.astype(np.int64)
+
+
+def _features_2d(x: np.ndarray) -> np.ndarray:
+    """(n, ..., F) -> (n * ..., F); a 1-D input is one feature."""
+    if x.ndim == 1:
+        return x.reshape(-1, 1)
+    return x.reshape(-1, x.shape[-1])
+
+
+def run_probe(
+    predictor: Predictor,
+    arrays: Sequence[Any],
+    y: np.ndarray,
+    n_classes: int,
+    *,
+    batch_size: int | None = None,
+    indices: np.ndarray | None = None,
+    sample_index: np.ndarray | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Evidence:
+    """Stream the data (or the subset `indices`) through the model once; return the Evidence.
+
+    `y` holds the labels of the rows that are streamed (already subset); `sample_index`
+    positions are in the same coordinates.
+    """
+    n = int(y.shape[0])
+    bs = int(batch_size or default_batch_size(arrays))
+    k_units = int(predictor.lm.output_shape[-1] or 1)
+    names = [s.name for s in predictor.lm.inputs]
+    in_stats = [
+        InputStats(
+            name=nm,
+            shape=tuple(int(d) for d in a.shape[1:]),
+            dtype=str(a.dtype),
+            moments=Moments.empty(1 if len(a.shape) == 1 else int(a.shape[-1])),
+        )  # `integral` starts True and is refined per batch (floats may hold whole numbers)
+        for nm, a in zip(names, arrays)
+    ]
+    acts = [
+        ActivationStats(layer, act, np.zeros(0, np.int64), np.zeros(0))
+        for layer, act in predictor.relu_layers
+    ]
+    bns = [BatchNormInputStats(layer, Moments.empty(0)) for layer in predictor.bn_layers]
+    head = predictor.facts.head
+    to_probs: Callable[[np.ndarray], np.ndarray] | None = None
+    raw_m = Moments.empty(k_units)
+    prob_m = Moments.empty(k_units)
+    y_pred = np.zeros(n, np.int64)
+    scores = np.zeros(n, np.float32) if k_units == 1 else None
+    nonfinite_rows = 0
+    sample_index = np.zeros(0, np.int64) if sample_index is None else sample_index
+    sample_probs = np.zeros((sample_index.size, k_units), np.float64)
+    for start in range(0, n, bs):
+        stop = min(n, start + bs)
+        if indices is None:
+            xs = [a[start:stop] for a in arrays]
+        else:
+            sel = indices[start:stop]
+            xs = [a[sel] for a in arrays]
+        for st, x in zip(in_stats, xs):
+            flat = _features_2d(np.asarray(x))
+            st.moments.update(flat)
+            if st.integral and flat.dtype.kind == "f":
+                fin = flat[np.isfinite(flat)]
+                st.integral = bool(np.all(fin == np.round(fin)))
+        outs = predictor.run_batch(xs)
+        raw = outs[0].reshape(stop - start, -1).astype(np.float64)
+        if to_probs is None:
+            if head == "unknown":
+                head = _looks_like_probabilities(raw) or "linear"
+            to_probs = _probability_fn(head, raw.shape[1])
+        with np.errstate(all="ignore"):
+            probs = to_probs(raw)
+        nonfinite_rows += int((~np.isfinite(raw).all(axis=1)).sum())
+        raw_m.update(raw)
+        prob_m.update(probs)
+        y_pred[start:stop] = predicted_classes(raw, probs)
+        if scores is not None:
+            scores[start:stop] = probs[:, 0]
+        in_batch = (sample_index >= start) & (sample_index < stop)
+        if in_batch.any():
+            sample_probs[in_batch] = probs[sample_index[in_batch] - start]
+        j = 1
+        for st_a in acts:
+            m = np.asarray(outs[j], dtype=np.float64).reshape(stop - start, -1)
+            j += 1
+            if st_a.active_count.size == 0:
+                st_a.active_count = np.zeros(m.shape[1], np.int64)
+                st_a.max = np.full(m.shape[1], -np.inf)
+            st_a.active_count += (m > 0).sum(axis=0)
+            st_a.max = np.maximum(st_a.max, np.nanmax(m, axis=0))
+            st_a.n_samples += m.shape[0]
+        for st_b in bns:
+            mean = np.asarray(outs[j], dtype=np.float64).reshape(stop - start, -1)
+            m2 = np.asarray(outs[j + 1], dtype=np.float64).reshape(stop - start, -1)
+            j += 2
+            if st_b.moments.n_features == 0:
+                st_b.moments = Moments.empty(mean.shape[1])
+            # per-sample groups of `spatial` values each; combine in one Chan step per batch
+            spatial = predictor.spatial_size(st_b.layer)
+            b_mean = mean.mean(axis=0)
+            b_m2 = (m2 + spatial * (mean - b_mean) ** 2).sum(axis=0)
+            st_b.moments.update_moments(
+                np.full((1, mean.shape[1]), mean.shape[0] * spatial), b_mean[None], b_m2[None]
+            )
+        if progress is not None:
+            progress(stop, n)
+    k = max(n_classes, 2 if k_units == 1 else k_units, int(y.max(initial=0)) + 1)
+    conf = np.zeros((k, k), np.int64)
+    np.add.at(conf, (y, np.clip(y_pred, 0, k - 1)), 1)
+    return Evidence(
+        n_samples=n,
+        n_classes=k,
+        y_true=y,
+        y_pred=y_pred,
+        confusion=conf,
+        output=OutputStats(head, raw_m, prob_m, nonfinite_rows),
+        inputs=in_stats,
+        activations=acts,
+        bn_inputs=bns,
+        scores=scores,
+        sample_index=sample_index,
+        sample_probs=sample_probs,
+        batch_size=bs,
+        notes=list(predictor.notes),
+    )

@@ -1,0 +1,59 @@
+"""Shared test helpers: fixture paths, an in-process CLI runner, a cached diagnosis."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("CI", "1")  # no progress bars in test output
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+
+
+def fixture_path(name: str) -> str:
+    path = FIXTURES / name
+    assert path.exists(), f"missing fixture {name}: run python fixtures/make_fixtures.py"
+    return str(path)
+
+
+class CliResult:
+    def __init__(self, exit_code: int, stdout: str, stderr: str) -> None:
+        self.exit_code = exit_code
+        self.stdout = stdout
+        self.stderr = stderr
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+
+def run_cli(*args: str) -> CliResult:
+    """Run the kerasdoctor CLI in this process (TensorFlow is imported once per session)."""
+    from typer.testing import CliRunner
+
+    from kerasdoctor.cli import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+    return CliResult(result.exit_code, result.stdout, result.stderr)
+
+
+_CACHE: dict[tuple[str, ...], Any] = {}
+
+
+def diagnose_fixture(model: str, data: str, **options: Any) -> Any:
+    """The Report of a fixture diagnosis, computed once per session per arguments."""
+    from kerasdoctor.core import Options, diagnose_paths
+
+    key = (model, data, repr(sorted(options.items())))
+    if key not in _CACHE:
+        _CACHE[key] = diagnose_paths(fixture_path(model), fixture_path(data), Options(**options))
+    return _CACHE[key]
+
+
+@pytest.fixture
+def cli() -> Any:
+    return run_cli
