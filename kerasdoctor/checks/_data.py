@@ -1,0 +1,152 @@
+"""Helpers shared by the data-side cause checks: symptoms, inputs to judge, accuracy noise."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from kerasdoctor.findings import Finding, Severity
+
+if TYPE_CHECKING:
+    from kerasdoctor.checks.base import Context
+    from kerasdoctor.probe import InputStats
+
+# Layers that read an input as indices, not measurements: its scale means nothing.
+INDEX_LAYERS = frozenset(
+    {
+        "Embedding",
+        "CategoryEncoding",
+        "IntegerLookup",
+        "StringLookup",
+        "Hashing",
+        "HashedCrossing",
+        "TextVectorization",
+    }
+)
+# Symptoms that a data defect (scale, preprocessing) can explain: the output stops following
+# the input. low-recall alone is too common on honestly hard data to pin on a data defect.
+SCALE_SYMPTOMS = ("prediction-collapse", "missing-classes", "constant-output")
+
+
+def prediction_symptoms(ctx: Context) -> dict[str, Finding]:
+    """The symptom findings the predictions show (warning or error), computed once per run."""
+
+    def compute() -> dict[str, Finding]:
+        from kerasdoctor.checks import constant_output, missing_classes, prediction_collapse
+
+        out: dict[str, Finding] = {}
+        for mod in (prediction_collapse, missing_classes, constant_output):
+            for f in mod.run(ctx):
+                if f.severity is not Severity.INFO:
+                    out[f.id] = f
+        return out
+
+    result: dict[str, Finding] = ctx.cached("data:symptoms", compute)
+    return result
+
+
+def symptom_ids(ctx: Context) -> list[str]:
+    found = prediction_symptoms(ctx)
+    return [s for s in SCALE_SYMPTOMS if s in found]
+
+
+@dataclass(frozen=True)
+class JudgedInput:
+    """A model input whose values are measurements (not token ids), with its statistics."""
+
+    index: int
+    stats: InputStats
+    normalizer: Any  # the model's Normalizer at this input, or None
+    known_structure: bool  # False for a SavedModel: we cannot see what the model does with it
+
+    @property
+    def name(self) -> str:
+        return self.stats.name
+
+
+def value_inputs(ctx: Context) -> list[JudgedInput]:
+    """Inputs whose scale matters: numeric, not fed to an Embedding/lookup layer."""
+    facts = ctx.facts
+    out = []
+    for i, st in enumerate(ctx.evidence.inputs):
+        if not _is_dtype(st.dtype) or np.dtype(st.dtype).kind not in "biuf":
+            continue  # strings, objects: not values with a scale
+        consumers = facts.input_consumers.get(st.name, ())
+        if any(c in INDEX_LAYERS for c in consumers):
+            continue
+        if st.moments.count.sum() == 0:  # nothing finite to measure
+            continue
+        out.append(JudgedInput(i, st, facts.input_normalizers.get(st.name), facts.inspectable))
+    return out
+
+
+def _is_dtype(name: str) -> bool:
+    try:
+        np.dtype(name)
+        return True
+    except TypeError:
+        return False
+
+
+def feature_rms(st: InputStats) -> np.ndarray:
+    """Per-feature typical magnitude sqrt(mean^2 + var) over finite values (NaN if none)."""
+    m = st.moments
+    return np.sqrt(np.where(m.count > 0, m.var + m.mean**2, np.nan))
+
+
+def balanced_accuracy(y: np.ndarray, pred: np.ndarray, k: int) -> tuple[float, float]:
+    """(balanced accuracy, its standard error) over the classes present in y.
+
+    The SE is that of a mean of K independent binomial recalls: sqrt(sum r(1-r)/n_k) / K.
+    """
+    support = np.bincount(y, minlength=k)[:k]
+    hits = np.bincount(y[pred == y], minlength=k)[:k]
+    present = support > 0
+    if not present.any():
+        return float("nan"), float("nan")
+    r = hits[present] / support[present]
+    kp = int(present.sum())
+    se = float(np.sqrt(np.sum(r * (1 - r) / support[present])) / kp)
+    return float(r.mean()), se
+
+
+def balanced_accuracy_se_bound(support: np.ndarray) -> float:
+    """The largest SE balanced accuracy can have with these class sizes (every recall 0.5)."""
+    s = support[support > 0]
+    if s.size == 0:
+        return float("nan")
+    return float(0.5 * np.sqrt(np.sum(1.0 / s)) / s.size)
+
+
+def unquoted(path: str) -> str:
+    """ctx.model_path/data_path are shell-quoted; the plain path back."""
+    try:
+        parts = shlex.split(path)
+    except ValueError:
+        return path
+    return parts[0] if len(parts) == 1 else path
+
+
+def fixed_model_name(ctx: Context) -> str:
+    """`<model stem>_fixed.keras`, shell-quoted, for retraining commands."""
+    stem = Path(unquoted(ctx.model_path).rstrip("/")).stem or "model"
+    return shlex.quote(f"{stem}_fixed.keras")
+
+
+def fmt_num(v: float) -> str:
+    """A number as a user would type it in code: 4 significant digits."""
+    if not np.isfinite(v):
+        return "float('nan')"
+    return f"{v:.4g}"
+
+
+def fmt_list(values: np.ndarray | list[float], limit: int = 16) -> str | None:
+    """A Python list literal, or None when too long to paste sensibly."""
+    vals = list(np.asarray(values, dtype=np.float64).reshape(-1))
+    if len(vals) > limit:
+        return None
+    return "[" + ", ".join(fmt_num(v) for v in vals) + "]"
