@@ -87,6 +87,7 @@ class BatchNormInfo:
     beta: np.ndarray | None
     epsilon: float
     momentum: float
+    trainable: bool = True  # a frozen BatchNorm keeps its (e.g. pretrained) statistics
 
 
 @dataclass(frozen=True)
@@ -127,10 +128,16 @@ class ModelFacts:
     relu_layers: tuple[str, ...] = ()
     batchnorms: tuple[BatchNormInfo, ...] = ()
     input_normalizers: dict[str, Normalizer | None] = field(default_factory=dict)
+    # input name -> class names of the first non-transparent layers it feeds (e.g. Embedding)
+    input_consumers: dict[str, tuple[str, ...]] = field(default_factory=dict)
     nonfinite_weights: tuple[NonfiniteWeights, ...] = ()
     n_params: int = 0
     zero_bias_layers: int = 0  # layers with a bias vector that is exactly zero
     bias_layers: int = 0
+    # trainable bias vectors, and how many are exactly zero (their initial value): all zero
+    # means the weights the optimizer could move never moved
+    trainable_bias_layers: int = 0
+    zero_trainable_bias_layers: int = 0
     inspectable: bool = True  # False for a SavedModel: no layers to read
 
     @property
@@ -197,6 +204,8 @@ def canonical_loss(value: Any) -> tuple[str | None, bool | None, dict[str, Any] 
         value = value[0] if len(value) == 1 else None
         return canonical_loss(value)
     if isinstance(value, dict):
+        if value.get("class_name") == "function" and isinstance(value.get("config"), str):
+            return _loss_alias(value["config"].lower()), None, None  # a plain loss function
         if "class_name" in value:
             cfg = value.get("config") or {}
             name = _loss_alias(_snake(str(value["class_name"])))
@@ -259,6 +268,10 @@ def read_facts(lm: LoadedModel) -> ModelFacts:
     out_tensor = model.outputs[lm.output_index]
     head, head_layer, axis_size = _head(out_tensor)
     loss, from_logits, loss_cfg = _compiled_loss(model, lm.output_name)
+    if loss is None:  # not a finding, but the loss checks can only judge the head then
+        note = "no compiled loss in the file: the head is judged without knowing the loss"
+        if note not in lm.notes:
+            lm.notes.append(note)
     layers = tuple(_layer_info(layer) for layer in model.layers)
     bns = tuple(
         _bn_info(layer)
@@ -266,6 +279,7 @@ def read_facts(lm: LoadedModel) -> ModelFacts:
         if type(layer).__name__ == "BatchNormalization"
     )
     nonfinite, zero_bias, bias_layers = _weight_scan(model)
+    trainable_bias = _trainable_bias_scan(model)
     return ModelFacts(
         format=lm.format,
         n_outputs=n_out,
@@ -282,10 +296,13 @@ def read_facts(lm: LoadedModel) -> ModelFacts:
         relu_layers=tuple(info.name for info in layers if info.activation in RELU_FAMILY),
         batchnorms=tuple(b for b in bns if b is not None),
         input_normalizers=_input_normalizers(model, [s.name for s in lm.inputs]),
+        input_consumers=_input_consumers(model, [s.name for s in lm.inputs]),
         nonfinite_weights=nonfinite,
         n_params=int(sum(info.n_params for info in layers)),
         zero_bias_layers=zero_bias,
         bias_layers=bias_layers,
+        trainable_bias_layers=trainable_bias[0],
+        zero_trainable_bias_layers=trainable_bias[1],
     )
 
 
@@ -444,7 +461,26 @@ def _bn_info(layer: Any) -> BatchNormInfo | None:
         beta=arr("beta"),
         epsilon=float(cfg.get("epsilon", 1e-3)),
         momentum=float(cfg.get("momentum", 0.99)),
+        trainable=bool(getattr(layer, "trainable", True)),
     )
+
+
+def _trainable_bias_scan(model: Any) -> tuple[int, int]:
+    """(trainable bias vectors, those exactly zero): Keras initialises biases to zero, and
+    any optimizer step with a non-zero gradient moves them off it."""
+    n = zero = 0
+    for layer in _walk_layers(model):
+        if hasattr(layer, "layers") or type(layer).__name__ == "BatchNormalization":
+            continue
+        bias = getattr(layer, "bias", None)
+        if bias is None or not getattr(layer, "trainable", True):
+            continue
+        if not getattr(bias, "trainable", True):
+            continue
+        n += 1
+        if not np.any(np.asarray(bias)):
+            zero += 1
+    return n, zero
 
 
 def _weight_scan(model: Any) -> tuple[tuple[NonfiniteWeights, ...], int, int]:
@@ -483,6 +519,21 @@ def _input_normalizers(model: Any, names: list[str]) -> dict[str, Normalizer | N
         firsts = _first_layers(src, children, depth=0) if src is not None else []
         norms = [f for f in firsts if type(f).__name__ in NORMALIZERS]
         out[name] = _normalizer(norms[0]) if firsts and len(norms) == len(firsts) else None
+    return out
+
+
+def _input_consumers(model: Any, names: list[str]) -> dict[str, tuple[str, ...]]:
+    """For each input, the class names of the first layers that transform it: lets the data
+    checks tell token ids (an Embedding) from measured values."""
+    children: dict[int, list[Any]] = {}
+    for layer in model.layers:
+        for p in _parents(layer):
+            children.setdefault(id(p), []).append(layer)
+    out: dict[str, tuple[str, ...]] = {}
+    for name, t in zip(names, model.inputs):
+        src = _producer(t)
+        firsts = _first_layers(src, children, depth=0) if src is not None else []
+        out[name] = tuple(type(f).__name__ for f in firsts)
     return out
 
 

@@ -196,7 +196,7 @@ class Evidence:
     inputs: list[InputStats]
     activations: list[ActivationStats] = field(default_factory=list)
     bn_inputs: list[BatchNormInputStats] = field(default_factory=list)
-    scores: np.ndarray | None = None  # binary models: P(class 1) for every sample
+    scores: np.ndarray | None = None  # binary models (1 or 2 units): P(class 1) per sample
     sample_index: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     sample_probs: np.ndarray | None = None  # (S, K) probabilities of the bounded sample
     batch_size: int = 0
@@ -291,27 +291,32 @@ class Predictor:
         return run
 
     def _taps(self, model: Any) -> list[Any]:
-        """Per-sample reductions of ReLU outputs and BatchNorm inputs, as extra outputs."""
+        """Per-sample reductions of ReLU outputs and BatchNorm inputs, as extra outputs.
+
+        All ReLU taps come first, then the BatchNorm pairs: run_probe reads them in that order.
+        """
         layer_types = _reduction_layers()
-        taps: list[Any] = []
+        relu_taps: list[Any] = []
+        bn_taps: list[Any] = []
         relu = set(self.facts.relu_layers)
         for layer in model.layers:
             try:
                 if layer.name in relu:
                     t = layer.output
-                    taps.append(layer_types["max"](name=f"kd_max_{layer.name}")(t))
+                    relu_taps.append(layer_types["max"](name=f"kd_max_{layer.name}")(t))
                     act = next(i.activation for i in self.facts.layers if i.name == layer.name)
                     self.relu_layers.append((layer.name, act or "relu"))
                 elif type(layer).__name__ == "BatchNormalization" and any(
                     b.name == layer.name for b in self.facts.batchnorms
                 ):
                     t = layer.input
-                    taps.append(layer_types["mean"](name=f"kd_mean_{layer.name}")(t))
-                    taps.append(layer_types["m2"](name=f"kd_m2_{layer.name}")(t))
+                    mean = layer_types["mean"](name=f"kd_mean_{layer.name}")(t)
+                    m2 = layer_types["m2"](name=f"kd_m2_{layer.name}")(t)
+                    bn_taps += [mean, m2]
                     self.bn_layers.append(layer.name)
             except (AttributeError, ValueError):  # a shared layer with several nodes: skip
                 continue
-        return taps
+        return relu_taps + bn_taps
 
     def _savedmodel_fn(self) -> Callable[[list[np.ndarray]], list[np.ndarray]]:
         import tensorflow as tf
@@ -493,7 +498,8 @@ def run_probe(
     raw_m = Moments.empty(k_units)
     prob_m = Moments.empty(k_units)
     y_pred = np.zeros(n, np.int64)
-    scores = np.zeros(n, np.float32) if k_units == 1 else None
+    # binary models, one unit or two: P(class 1) per sample (rank-based checks need all)
+    scores = np.zeros(n, np.float32) if k_units in (1, 2) else None
     nonfinite_rows = 0
     sample_index = np.zeros(0, np.int64) if sample_index is None else sample_index
     sample_probs = np.zeros((sample_index.size, k_units), np.float64)
@@ -523,7 +529,7 @@ def run_probe(
         prob_m.update(probs)
         y_pred[start:stop] = predicted_classes(raw, probs)
         if scores is not None:
-            scores[start:stop] = probs[:, 0]
+            scores[start:stop] = probs[:, -1]
         in_batch = (sample_index >= start) & (sample_index < stop)
         if in_batch.any():
             sample_probs[in_batch] = probs[sample_index[in_batch] - start]

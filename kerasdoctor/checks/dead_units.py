@@ -1,0 +1,206 @@
+"""dead-units: ReLU units that are zero for every sample, a layer's worth of them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from kerasdoctor.checks._model import prediction_symptoms
+from kerasdoctor.checks.base import CheckSpec, Context, Threshold, finding
+from kerasdoctor.findings import Finding, Fix, Kind, Severity
+
+SPEC = CheckSpec(
+    id="dead-units",
+    kind=Kind.CAUSE,
+    summary="ReLU units that are zero for every sample, a layer's worth of them.",
+    measures=(
+        "During the single pass, every ReLU-family layer's output is reduced per sample to "
+        "its maximum over the spatial positions, and each unit counts the samples in which "
+        "it was above 0 anywhere. A unit at 0 for every sample of the data is dead: it passes "
+        "no signal and, since ReLU's gradient is 0 there, no gradient either, so training "
+        "cannot revive it. Per layer, the dead share is compared with mostly_dead; a layer "
+        "with every unit dead outputs a constant, and so does everything after it unless a "
+        "skip connection goes around it. The verdict needs min_samples samples. Severity "
+        "follows the predictions: an entirely dead layer is an error and a mostly dead one a "
+        "warning when the predictions show a symptom (constant output, collapse, missing "
+        "classes, low recall); with healthy predictions (e.g. a residual path carries the "
+        "signal) it is info."
+    ),
+    fix=(
+        "Lower the learning rate, normalise the inputs, use He initialisation, LeakyReLU "
+        "(negative_slope ~0.01) instead of ReLU, or BatchNormalization before the activation; "
+        "then retrain."
+    ),
+    thresholds={
+        "mostly_dead": Threshold(
+            0.5,
+            "at He initialisation a ReLU unit fires on about half the inputs, so essentially "
+            "none is silent on a whole dataset; trained networks lose some units, and once "
+            "more than half of a layer is silent the layer has lost most of its capacity",
+        ),
+        "min_samples": Threshold(
+            100,
+            "a unit that fires on 5% of the inputs still fires somewhere in 100 samples with "
+            "probability 1 - 0.95^100 = 99.4%; with fewer samples 'zero for every sample' "
+            "may just be a rarely active unit",
+        ),
+    },
+)
+
+
+def run(ctx: Context) -> list[Finding]:
+    ev = ctx.evidence
+    stats = [a for a in ev.activations if a.active_count.size > 0]
+    if not stats:
+        return []
+    min_samples = ctx.threshold(SPEC, "min_samples")
+    mostly = ctx.threshold(SPEC, "mostly_dead")
+    n = min(a.n_samples for a in stats)
+    if n < min_samples:
+        return []
+    layers: list[dict[str, Any]] = []
+    nan_layers = {b.layer for b in ctx.facts.nonfinite_weights}
+    for a in stats:
+        # NaN is never > 0 (and some kernels turn relu(NaN) into 0), so units fed by NaN
+        # weights look dead: that is nonfinite-weights' finding, not a dead layer
+        finite = np.isfinite(a.max)
+        if a.layer in nan_layers or not finite.any():
+            continue
+        n_dead = int((a.dead & finite).sum())
+        n_units = int(finite.sum())
+        layers.append(
+            {
+                "layer": a.layer,
+                "activation": a.activation,
+                "units": n_units,
+                "dead": n_dead,
+                "dead_fraction": n_dead / n_units,
+                "nonfinite_units": int((~finite).sum()),
+                "output_layer": a.layer == ctx.facts.head_layer,
+            }
+        )
+    flagged = [d for d in layers if d["dead_fraction"] >= mostly and d["dead"] > 0]
+    if not flagged:
+        return []
+    entire = [d for d in flagged if d["dead"] == d["units"]]
+    worst = entire[0] if entire else max(flagged, key=lambda d: d["dead_fraction"])
+    symptoms = prediction_symptoms(ctx)
+    if not symptoms:
+        severity = Severity.INFO
+    elif entire:
+        severity = Severity.ERROR
+    else:
+        severity = Severity.WARNING
+    spread = _output_spread(ctx)
+    evidence: dict[str, Any] = {
+        "layer": worst["layer"],
+        "dead": worst["dead"],
+        "units": worst["units"],
+        "dead_fraction": worst["dead_fraction"],
+        "entirely_dead_layers": [d["layer"] for d in entire],
+        "n_samples": n,
+        "output_spread": spread,
+        "optimizer_learning_rate": lr[1] if (lr := _learning_rate(ctx)) else None,
+        "symptoms": sorted(symptoms),
+        "layers": layers,
+    }
+    if entire:
+        title = (
+            f"ReLU layer '{worst['layer']}' is entirely dead: all {worst['units']} units are "
+            f"0 for every one of {n} samples"
+        )
+        detail = (
+            f"No unit of '{worst['layer']}' is ever above 0, so it outputs zeros whatever the "
+            "input and everything after it is a constant unless a skip connection goes "
+            f"around it (the output probabilities move by at most {spread:.2g} over the "
+            "data). ReLU passes no gradient at 0, so more training cannot revive it: the "
+            "usual cause is a learning rate too high or unscaled inputs that threw the "
+            "pre-activations below zero for every sample."
+        )
+    else:
+        title = (
+            f"{worst['dead']} of {worst['units']} ReLU units in '{worst['layer']}' "
+            f"({worst['dead_fraction']:.0%}) are 0 for every one of {n} samples"
+        )
+        detail = (
+            f"{len(flagged)} layer(s) have at least {mostly:.0%} of their units silent on the "
+            "whole dataset; those units carry neither signal nor gradient, so the layer works "
+            "with a fraction of its capacity."
+        )
+    detail += (
+        f" The predictions show: {', '.join(sorted(symptoms))}."
+        if symptoms
+        else " The predictions look fine, so the rest of the network copes."
+    )
+    return [finding(SPEC, severity, title, detail, evidence, _fixes(ctx))]
+
+
+def _output_spread(ctx: Context) -> float:
+    probs = ctx.evidence.output.probs
+    if probs.count.sum() == 0:
+        return float("nan")
+    spread = np.where(probs.count > 0, probs.max - probs.min, 0.0)
+    return float(np.nanmax(spread))
+
+
+def _learning_rate(ctx: Context) -> tuple[str, float] | None:
+    """The saved optimizer's name and constant learning rate, when the file holds them."""
+    model = getattr(ctx.predictor.lm, "keras_model", None) if ctx.predictor else None
+    opt = getattr(model, "optimizer", None)
+    if opt is None or not ctx.facts.compiled:
+        return None
+    try:
+        lr = float(np.asarray(opt.learning_rate))
+    except (TypeError, ValueError, AttributeError):  # a schedule: no single value
+        return None
+    return (type(opt).__name__, lr) if np.isfinite(lr) and lr > 0 else None
+
+
+def _fixes(ctx: Context) -> list[Fix]:
+    saved = _learning_rate(ctx)
+    if saved is not None:
+        name, lr = saved
+        lower = f"{lr / 10:.3g}"
+        summary = (
+            f"Retrain from fresh weights with a lower learning rate (the saved {name} uses "
+            f"{lr:.3g}; try {lower}): dead units do not come back"
+        )
+        code = (
+            "model = build_model()  # fresh weights\n"
+            f"model.compile(optimizer=keras.optimizers.{name}(learning_rate={lower}), "
+            "loss=...)"
+        )
+    else:
+        summary = (
+            "Retrain from fresh weights with a lower learning rate (10x lower is a good first "
+            "step): dead units do not come back"
+        )
+        code = (
+            "model = build_model()  # fresh weights\n"
+            "model.compile(optimizer=keras.optimizers.Adam(learning_rate=1e-4), loss=...)"
+        )
+    return [
+        Fix(summary, code=code),
+        Fix(
+            "Normalise the inputs inside the model, so no pre-activation starts far off",
+            code=(
+                "norm = keras.layers.Normalization()\n"
+                "norm.adapt(x_train)\n"
+                "inputs = keras.Input(x_train.shape[1:])\n"
+                "h = norm(inputs)  # then the rest of the network"
+            ),
+        ),
+        Fix(
+            "Use He initialisation and LeakyReLU so a unit pushed below 0 still gets a gradient",
+            code=(
+                "h = keras.layers.Dense(64, kernel_initializer='he_normal')(h)\n"
+                "h = keras.layers.BatchNormalization()(h)  # keeps pre-activations centred\n"
+                "h = keras.layers.LeakyReLU(negative_slope=0.01)(h)"
+            ),
+        ),
+        Fix(
+            "Check the inputs' scale first: unscaled inputs are the usual upstream cause",
+            command="kerasdoctor explain input-scale",
+        ),
+    ]

@@ -1,0 +1,198 @@
+"""single-unit-softmax: a softmax over a last axis of size 1, whose output is always 1.0."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from kerasdoctor.checks._model import balanced_accuracy_of, loss_text, py_path
+from kerasdoctor.checks.base import CheckSpec, Context, Threshold, finding
+from kerasdoctor.findings import Finding, Fix, Kind, Severity
+
+SPEC = CheckSpec(
+    id="single-unit-softmax",
+    kind=Kind.CAUSE,
+    summary="Softmax over a last axis of size 1: the output is always 1.0.",
+    measures=(
+        "The output activation is read from the layer configuration (Dense(1, "
+        "activation='softmax'), or an Activation('softmax') / Softmax layer after a 1-unit "
+        "layer) together with the size of the axis it normalises. softmax(z) = exp(z) / "
+        "sum(exp(z)) over one value is exp(z) / exp(z) = 1 whatever z is, so P(class 1) = 1.0 "
+        "for every input and the softmax passes no gradient back: an error by itself. The "
+        "logits under the softmax are recomputed on the bounded sample: if sigmoid(logits) "
+        "already separates the classes (Keras on TensorFlow trains the logits under a "
+        "softmax directly), swapping the activation fixes the model without retraining. For "
+        "a model whose layers cannot be read (SavedModel), a one-unit output exactly 1.0 for "
+        "every sample is reported as info only: a sigmoid saturated everywhere looks the same."
+    ),
+    fix=(
+        "Binary task: Dense(1, activation='sigmoid') with binary_crossentropy. K classes: "
+        "Dense(K, activation='softmax') with sparse_categorical_crossentropy. If the logits "
+        "already separate the classes, set the head layer's activation to sigmoid and save."
+    ),
+    thresholds={
+        "rescue_balanced_accuracy": Threshold(
+            0.75,
+            "sigmoid(logits) counts as already trained when its balanced accuracy on the sample "
+            "is at least halfway from a coin toss (0.5) to perfect",
+        ),
+    },
+)
+
+
+def run(ctx: Context) -> list[Finding]:
+    facts = ctx.facts
+    ev = ctx.evidence
+    raw = ev.output.raw
+    if facts.inspectable:
+        if facts.head != "softmax" or facts.head_axis_size != 1:
+            return []
+        inferred = False
+    else:  # no layers to read: the outputs themselves must show it
+        if facts.n_outputs != 1 or raw.count.sum() == 0:
+            return []
+        if not (float(raw.min.min()) == 1.0 and float(raw.max.max()) == 1.0):
+            return []
+        inferred = True
+    n = ev.n_samples
+    n_ones = int(ev.predicted_counts[1]) if ev.predicted_counts.size > 1 else 0
+    evidence: dict[str, Any] = {
+        "head_layer": facts.head_layer,
+        "softmax_axis_size": 1,
+        "output_min": float(raw.min.min()) if raw.count.sum() else None,
+        "output_max": float(raw.max.max()) if raw.count.sum() else None,
+        "predicted_class_1": n_ones,
+        "n_samples": n,
+        "loss": facts.loss,
+        "inferred_from_outputs": inferred,
+    }
+    rescue = _sigmoid_rescue(ctx) if not inferred else None
+    if rescue is not None:
+        evidence["sigmoid_balanced_accuracy_on_sample"] = rescue["balanced_accuracy"]
+        evidence["sample_size"] = rescue["n"]
+    where = f"layer '{facts.head_layer}'" if facts.head_layer else "the output"
+    detail = (
+        f"softmax normalises over the last axis, which has one unit here ({where}): "
+        "exp(z) / exp(z) = 1.0 whatever z is. Every one of the "
+        f"{n} samples gets P(class 1) = 1.0 ({n_ones} predicted as class {ctx.cls(1)}): "
+        "whatever the network computes is hidden by the last activation, whose gradient is "
+        f"zero as well (loss: {loss_text(ctx)})."
+    )
+    good = ctx.threshold(SPEC, "rescue_balanced_accuracy")
+    fixes = [Fix("Use a sigmoid unit for a binary task, or K softmax units", code=_code(ctx))]
+    if rescue is not None:
+        bacc = rescue["balanced_accuracy"]
+        detail += (
+            f" The logits under the softmax, read through a sigmoid, reach balanced accuracy "
+            f"{bacc:.1%} on a {rescue['n']}-sample subset"
+        )
+        if bacc >= good:
+            detail += ": the weights learned the task, only the last activation hides it."
+            fixes.insert(0, _swap_fix(ctx))
+        else:
+            detail += ": the network has to be retrained with a proper head."
+    if inferred:
+        # a sigmoid saturated for every input also gives exactly 1.0: without the layers to
+        # read this is a hint, never the root cause
+        return [
+            finding(
+                SPEC,
+                Severity.INFO,
+                "Every output is exactly 1.0, as a softmax over one unit gives",
+                f"The one-unit output is 1.0 for all {n} samples. A softmax over one unit "
+                "(exp(z) / exp(z)) does that; so does a sigmoid saturated for every input. The "
+                "layers of this model cannot be read to tell which.",
+                evidence,
+                fixes,
+            )
+        ]
+    return [
+        finding(
+            SPEC,
+            Severity.ERROR,
+            f"The output is a softmax over 1 unit ({where}): it is 1.0 for every input",
+            detail,
+            evidence,
+            fixes,
+        )
+    ]
+
+
+def _sigmoid_rescue(ctx: Context) -> dict[str, Any] | None:
+    """Balanced accuracy of sigmoid(logits under the softmax) on the bounded sample."""
+    lm = ctx.predictor.lm if ctx.predictor is not None else None
+    model = getattr(lm, "keras_model", None)
+    ev = ctx.evidence
+    if model is None or not ctx.sample_inputs or ev.sample_index.size == 0:
+        return None
+    try:
+        return _rescue(ctx, model)
+    except Exception:  # an unusual graph: the finding stands without the extra figure
+        return None
+
+
+def _rescue(ctx: Context, model: Any) -> dict[str, Any] | None:
+    from kerasdoctor._keras import keras
+
+    k = keras()
+    layer = model.get_layer(ctx.facts.head_layer)
+    cls = type(layer).__name__
+    xs = ctx.sample_inputs or []
+    sub = k.Model(model.inputs, layer.input)
+    h = np.asarray(sub.predict(xs if len(xs) > 1 else xs[0], verbose=0, batch_size=256))
+    h = h.reshape(h.shape[0], -1).astype(np.float64)
+    if cls in ("Activation", "Softmax"):
+        z = h  # the layer's input is the logit
+    elif cls == "Dense":
+        z = h @ np.asarray(layer.kernel, dtype=np.float64)
+        if layer.bias is not None:
+            z = z + np.asarray(layer.bias, dtype=np.float64)
+    else:
+        return None
+    y = ctx.evidence.y_true[ctx.evidence.sample_index]
+    if z.shape[1] != 1 or np.unique(y).size != 2 or y.max() > 1:
+        return None
+    pred = (z[:, 0] > 0).astype(np.int64)  # sigmoid(z) > 0.5
+    return {"balanced_accuracy": balanced_accuracy_of(y, pred), "n": int(y.size)}
+
+
+def _swap_fix(ctx: Context) -> Fix:
+    head = ctx.facts.head_layer
+    layer = ctx.predictor.lm.keras_model.get_layer(head) if ctx.predictor else None
+    if type(layer).__name__ == "Dense":
+        body = f"model.get_layer({head!r}).activation = keras.activations.sigmoid\n"
+    else:  # a separate Activation/Softmax layer: replace it by its input's sigmoid
+        body = (
+            f"logits = model.get_layer({head!r}).input\n"
+            "outputs = keras.layers.Activation('sigmoid')(logits)\n"
+            "model = keras.Model(model.inputs, outputs)\n"
+            "model.compile(optimizer='adam', loss='binary_crossentropy')\n"
+        )
+    return Fix(
+        "The logits already separate the classes: replace the softmax by a sigmoid, no "
+        "retraining needed",
+        code=(
+            "import keras\n"
+            f"model = keras.saving.load_model({py_path(ctx.model_path)})\n"
+            + body
+            + "model.save('model_sigmoid.keras')"
+        ),
+    )
+
+
+def _code(ctx: Context) -> str:
+    k = max(2, int((ctx.evidence.label_counts > 0).sum()))
+    if k == 2:
+        return (
+            "# binary: one sigmoid unit\n"
+            "outputs = keras.layers.Dense(1, activation='sigmoid')(features)\n"
+            "model.compile(optimizer='adam', loss='binary_crossentropy')\n"
+            "# or, equivalently, two softmax units with integer labels\n"
+            "outputs = keras.layers.Dense(2, activation='softmax')(features)\n"
+            "model.compile(optimizer='adam', loss='sparse_categorical_crossentropy')"
+        )
+    return (
+        f"outputs = keras.layers.Dense({k}, activation='softmax')(features)\n"
+        "model.compile(optimizer='adam', loss='sparse_categorical_crossentropy')"
+    )

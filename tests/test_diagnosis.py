@@ -1,0 +1,200 @@
+"""The diagnosis: the right root cause first on every sick fixture, causal chains upstream
+first, and the ranking rules on hand-made findings (including the data-side ids)."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import fixture_path, run_cli
+
+from kerasdoctor.diagnosis import EXPLAINS, SUBSUMES, TIER, explains, rank
+from kerasdoctor.findings import Finding, Kind, Severity
+
+# (model, data, the cause that must come first)
+SICK = [
+    ("model_single_softmax.keras", "model_single_softmax.npz", "single-unit-softmax"),
+    ("model_softmax_layer.keras", "model_softmax_layer.npz", "single-unit-softmax"),
+    ("model_relu_head.keras", "model_relu_head.npz", "output-activation"),
+    ("model_bce_multiclass.keras", "model_bce_multiclass.npz", "output-units-mismatch"),
+    ("model_cce_one_unit.keras", "model_cce_one_unit.npz", "loss-mismatch"),
+    ("model_units_fewer.keras", "model_units_fewer.npz", "output-units-mismatch"),
+    ("model_nan_weights.keras", "model_nan_weights.npz", "nonfinite-weights"),
+    ("model_dead_relu.keras", "model_dead_relu.npz", "dead-units"),
+    ("model_batchnorm.keras", "model_batchnorm.npz", "batchnorm-statistics"),
+    ("model_untrained.keras", "model_untrained.npz", "untrained-model"),
+    ("model_threshold.keras", "model_threshold.npz", "decision-threshold"),
+]
+HEALTHY = [
+    ("healthy.keras", "healthy.npz"),
+    ("healthy_imbalanced.keras", "healthy_imbalanced.npz"),
+    ("multi_input.keras", "multi_input.npz"),
+    ("binary.keras", "binary.npz"),
+    ("legacy_keras2.h5", "legacy_keras2.npz"),
+    ("healthy_savedmodel", "healthy.npz"),
+    # latent defects that Keras 3 on TensorFlow trains around: info only
+    ("model_logits_softmax.keras", "model_logits_softmax.npz"),
+    ("model_sigmoid_multi.keras", "model_sigmoid_multi.npz"),
+]
+
+
+def _json(model: str, data: str) -> tuple[int, dict]:  # type: ignore[type-arg]
+    r = run_cli("diagnose", fixture_path(model), fixture_path(data), "--format", "json")
+    return r.exit_code, r.json()
+
+
+@pytest.mark.parametrize(("model", "data", "root"), SICK)
+def test_first_cause_in_json_is_the_right_one(model: str, data: str, root: str) -> None:
+    code, report = _json(model, data)
+    assert code == 1
+    kinds = [f["kind"] for f in report["findings"]]
+    assert kinds == sorted(kinds, key=lambda k: k != "symptom"), "symptoms come first"
+    causes = [f for f in report["findings"] if f["kind"] == "cause"]
+    assert causes[0]["id"] == root, [(c["id"], c["severity"]) for c in causes]
+    assert causes[0]["severity"] == "error"
+    assert report["root_cause"] == root
+    assert report["chain"][0] == root
+    assert report["errors"] == []
+
+
+@pytest.mark.parametrize(("model", "data"), HEALTHY)
+def test_healthy_fixtures_get_no_warning(model: str, data: str) -> None:
+    code, report = _json(model, data)
+    assert code == 0
+    loud = [(f["id"], f["severity"]) for f in report["findings"] if f["severity"] != "info"]
+    assert loud == []
+    assert report["verdict"] == "healthy" and report["root_cause"] is None
+
+
+def test_dead_relu_chain_reaches_the_collapse() -> None:
+    _, report = _json("model_dead_relu.keras", "model_dead_relu.npz")
+    assert report["chain"] == [
+        "dead-units",
+        "constant-output",
+        "prediction-collapse",
+        "missing-classes",
+    ]
+
+
+def test_data_side_chain_scale_kills_relus_then_collapse() -> None:
+    # the data-side fixture: features in the thousands, no normalisation, dead ReLUs
+    _, report = _json("data_tabular_thousands.keras", "data_tabular_thousands.npz")
+    assert report["root_cause"] == "input-scale"
+    chain = report["chain"]
+    assert chain.index("input-scale") < chain.index("dead-units") < chain.index("constant-output")
+
+
+# ----------------------------------------------------------------- ranking rules
+
+
+def f(fid: str, severity: str = "error", kind: Kind = Kind.CAUSE) -> Finding:
+    return Finding(fid, kind, Severity(severity), fid, "", {}, ())
+
+
+def s(fid: str, severity: str = "error") -> Finding:
+    return f(fid, severity, Kind.SYMPTOM)
+
+
+def ids(findings: list[Finding]) -> list[str]:
+    return [x.id for x in findings]
+
+
+def causes_of(findings: list[Finding]) -> list[str]:
+    return [x.id for x in findings if x.kind is Kind.CAUSE]
+
+
+def test_upstream_end_of_the_chain_is_the_root() -> None:
+    found = [
+        s("prediction-collapse"),
+        s("constant-output"),
+        f("dead-units"),
+        f("input-scale", "warning"),
+    ]
+    ordered, chain = rank(found)
+    assert causes_of(ordered)[0] == "input-scale"  # even as a warning beside an error
+    assert chain == ["input-scale", "dead-units", "constant-output", "prediction-collapse"]
+    assert ids(ordered)[:2] == ["prediction-collapse", "constant-output"]  # symptoms first
+
+
+def test_dead_units_are_root_when_nothing_upstream_explains_them() -> None:
+    ordered, chain = rank([s("constant-output"), f("dead-units"), f("class-imbalance", "info")])
+    assert causes_of(ordered) == ["dead-units", "class-imbalance"]
+    assert chain == ["dead-units", "constant-output"]
+
+
+@pytest.mark.parametrize(
+    "upstream", ["input-scale-mismatch", "nonfinite-weights", "output-activation", "input-scale"]
+)
+def test_dead_units_never_root_beside_an_upstream_cause(upstream: str) -> None:
+    ordered, _ = rank([s("constant-output"), f("dead-units"), f(upstream, "warning")])
+    assert causes_of(ordered)[0] == upstream
+
+
+def test_a_defect_forcing_the_output_outranks_data_statistics() -> None:
+    found = [
+        s("prediction-collapse"),
+        f("class-imbalance"),
+        f("input-scale"),
+        f("single-unit-softmax"),
+    ]
+    ordered, chain = rank(found)
+    assert causes_of(ordered)[0] == "single-unit-softmax"
+    assert "class-imbalance" not in chain
+    found = [s("missing-classes"), f("class-imbalance"), f("nonfinite-weights")]
+    assert causes_of(rank(found)[0])[0] == "nonfinite-weights"
+
+
+def test_preprocessing_mismatch_outranks_the_generic_scale_warning() -> None:
+    found = [s("constant-output"), f("input-scale"), f("preprocessing-mismatch", "warning")]
+    ordered, chain = rank(found)
+    assert causes_of(ordered) == ["preprocessing-mismatch", "input-scale"]
+    assert chain[:2] == ["preprocessing-mismatch", "input-scale"]
+
+
+def test_imbalance_is_root_only_when_it_is_more_than_context() -> None:
+    # the data-side check reports imbalance as info when the dropped classes are not the
+    # rare ones; info never leads
+    ordered, chain = rank([s("missing-classes"), f("class-imbalance", "info"), f("dead-units")])
+    assert causes_of(ordered)[0] == "dead-units"
+    ordered, chain = rank([s("missing-classes"), f("class-imbalance")])
+    assert chain == ["class-imbalance", "missing-classes"]
+
+
+def test_a_well_ranking_binary_model_blames_the_cut_not_the_imbalance() -> None:
+    found = [s("prediction-collapse"), f("class-imbalance"), f("decision-threshold")]
+    ordered, chain = rank(found)
+    assert causes_of(ordered) == ["decision-threshold", "class-imbalance"]
+    assert chain == ["decision-threshold", "prediction-collapse"]  # subsumed, not caused
+
+
+def test_a_cause_that_explains_no_symptom_yields_to_one_that_does() -> None:
+    # sorted-labels cannot make the output constant; dead units can
+    found = [s("constant-output"), f("sorted-labels"), f("dead-units")]
+    assert causes_of(rank(found)[0])[0] == "dead-units"
+
+
+def test_severity_decides_between_independent_roots() -> None:
+    found = [s("low-recall", "warning"), f("output-activation", "warning"), f("class-imbalance")]
+    assert causes_of(rank(found)[0])[0] == "class-imbalance"
+
+
+def test_unknown_ids_are_ranked_not_dropped() -> None:
+    found = [s("quality-gate"), s("some-new-symptom"), f("some-new-cause"), f("class-imbalance")]
+    ordered, chain = rank(found)
+    assert sorted(ids(ordered)) == sorted(x.id for x in found)
+    assert chain[0] in {"some-new-cause", "class-imbalance"}
+    assert "quality-gate" in chain  # every cause that explains wrong predictions explains it
+
+
+def test_no_active_cause_means_no_chain() -> None:
+    ordered, chain = rank([s("low-recall", "warning"), f("class-imbalance", "info")])
+    assert chain == [] and ids(ordered) == ["low-recall", "class-imbalance"]
+
+
+def test_the_causal_graph_is_acyclic_and_tiered() -> None:
+    for node in set(EXPLAINS) | set(SUBSUMES):
+        assert not explains(node, node), node
+    for node in EXPLAINS:
+        assert node in TIER, node
+    # the chain of the issue: scale -> dead units -> constant output -> collapse
+    assert explains("input-scale", "dead-units") and explains("dead-units", "constant-output")
+    assert explains("constant-output", "prediction-collapse") is False  # symptoms are leaves
+    assert explains("input-scale", "prediction-collapse")
