@@ -1,8 +1,7 @@
-"""`kerasdoctor fix`: class weights (and the other remedies) from the command line."""
+"""`kerasdoctor fix`: class weights, output bias, threshold, resampling and retraining."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -18,58 +17,377 @@ class FixFormat(str, Enum):
     python = "python"
 
 
+# mode flag -> (positional arguments, usage example)
+MODES: dict[str, tuple[tuple[str, ...], str]] = {
+    "class-weights": (("DATA",), "kerasdoctor fix --class-weights data.npz"),
+    "output-bias": (("DATA",), "kerasdoctor fix --output-bias data.npz"),
+    "threshold": (("MODEL", "DATA"), "kerasdoctor fix --threshold model.keras data.npz"),
+    "oversample": (("DATA",), "kerasdoctor fix --oversample data.npz --output balanced.npz"),
+    "undersample": (("DATA",), "kerasdoctor fix --undersample data.npz --output balanced.npz"),
+    "retrain": (
+        ("MODEL", "DATA"),
+        "kerasdoctor fix --retrain model.keras data.npz --output fixed.keras",
+    ),
+}
+# option -> the modes it applies to (given with another mode, it is an error, not ignored)
+OPTION_MODES: dict[str, tuple[str, ...]] = {
+    "--method": ("class-weights",),
+    "--beta": ("class-weights",),
+    "--objective": ("threshold",),
+    "--seed": ("threshold", "oversample", "undersample", "retrain"),
+    "--epochs": ("retrain",),
+    "--learning-rate": ("retrain",),
+    "--validation-split": ("retrain",),
+    "--batch-size": ("retrain",),
+    "--no-bias-reset": ("retrain",),
+    "--unsafe": ("threshold", "retrain"),
+    "--output-name": ("threshold",),
+    "--x-key": ("threshold", "retrain"),
+}
+FORMATS: dict[str, tuple[str, ...]] = {
+    "class-weights": ("table", "json", "python"),
+    "output-bias": ("table", "json", "python"),
+    "threshold": ("table", "json"),
+    "oversample": ("table", "json"),
+    "undersample": ("table", "json"),
+    "retrain": ("table", "json"),
+}
+WRITES_FILE = ("oversample", "undersample", "retrain")  # --output is the result, required
+
+
 def fix(
     paths: list[str] = typer.Argument(None, metavar="[MODEL] DATA", show_default=False),
     class_weights: bool = typer.Option(
         False, "--class-weights", help="Class weights for model.fit, from the labels of DATA."
     ),
-    method: str = typer.Option("balanced", "--method", help="balanced | effective-number."),
-    beta: float = typer.Option(0.999, "--beta", help="beta of the effective-number method."),
+    output_bias: bool = typer.Option(
+        False, "--output-bias", help="The output-layer bias at the label prior, from DATA."
+    ),
+    threshold: bool = typer.Option(
+        False, "--threshold", help="Best decision threshold of a binary MODEL on DATA."
+    ),
+    oversample: bool = typer.Option(
+        False, "--oversample", help="Write DATA with the rare classes repeated (--output)."
+    ),
+    undersample: bool = typer.Option(
+        False, "--undersample", help="Write DATA with the frequent classes cut down (--output)."
+    ),
+    retrain: bool = typer.Option(
+        False,
+        "--retrain",
+        help="Fine-tune MODEL on DATA with class weights; save to --output.",
+    ),
+    method: str | None = typer.Option(
+        None, "--method", help="Class weights: balanced | effective-number [default: balanced]."
+    ),
+    beta: float | None = typer.Option(
+        None, "--beta", help="beta of the effective-number method [default: 0.999]."
+    ),
+    objective: str | None = typer.Option(
+        None,
+        "--objective",
+        help="Threshold: balanced-accuracy | f1 [default: balanced-accuracy].",
+    ),
+    seed: int | None = typer.Option(None, "--seed", help="Random seed [default: 0]."),
+    epochs: int | None = typer.Option(None, "--epochs", help="Retrain: epochs [default: 10]."),
+    learning_rate: float | None = typer.Option(
+        None, "--learning-rate", help="Retrain: learning rate [default: the model's optimizer's]."
+    ),
+    validation_split: float | None = typer.Option(
+        None, "--validation-split", help="Retrain: held-out share, stratified [default: 0.2]."
+    ),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", help="Retrain: batch size [default: 32]."
+    ),
+    no_bias_reset: bool = typer.Option(
+        False, "--no-bias-reset", help="Retrain: keep the saved output bias as it is."
+    ),
     format: FixFormat = typer.Option(FixFormat.table, "--format", "-f"),
-    output: Path | None = typer.Option(None, "--output", "-o", help="Write the result here."),
+    output: Path | None = typer.Option(
+        None,
+        "--output",
+        "-o",
+        help="The new data/model file (resampling, retrain), or where to write the result.",
+    ),
+    x_key: str | None = typer.Option(None, "--x-key", help="The .npz array holding the input."),
     y_key: str = typer.Option("y", "--y-key", help="The .npz array holding the labels."),
+    unsafe: bool = typer.Option(
+        False, "--unsafe", help="Allow Lambda layers: this runs Python code stored in the file."
+    ),
+    output_name: str | None = typer.Option(
+        None, "--output-name", help="Which output of a multi-output model to use."
+    ),
 ) -> None:
-    """Compute or apply a remedy: kerasdoctor fix --class-weights DATA."""
-    from kerasdoctor.cli import guard, write_output
+    """Compute or apply a remedy for a classifier that drops its rare classes.
+
+    \b
+      fix --class-weights DATA                 weights for model.fit
+      fix --output-bias DATA                   output bias at the label prior
+      fix --threshold MODEL DATA               best threshold of a binary model
+      fix --oversample DATA -o balanced.npz    (or --undersample) rebalanced data
+      fix --retrain MODEL DATA -o fixed.keras  fine-tune with class weights
+    """
+    from kerasdoctor.cli import guard
 
     with guard():
-        paths = list(paths or [])
-        if not class_weights:
-            raise InputError("choose a remedy, e.g. kerasdoctor fix --class-weights DATA")
-        if len(paths) != 1:
+        flags = {
+            "class-weights": class_weights,
+            "output-bias": output_bias,
+            "threshold": threshold,
+            "oversample": oversample,
+            "undersample": undersample,
+            "retrain": retrain,
+        }
+        chosen = [m for m, on in flags.items() if on]
+        if not chosen:
             raise InputError(
-                "--class-weights takes one DATA file (kerasdoctor fix --class-weights data.npz)"
+                "choose a remedy: --class-weights, --output-bias, --threshold, --oversample, "
+                "--undersample or --retrain (e.g. kerasdoctor fix --class-weights data.npz)"
             )
-        from kerasdoctor.fix.class_weights import METHODS, python_line
-        from kerasdoctor.fix.class_weights import class_weights as compute
-        from kerasdoctor.load import read_npz
+        if len(chosen) > 1:
+            raise InputError(
+                f"choose one remedy at a time, got {', '.join('--' + m for m in chosen)}"
+            )
+        mode = chosen[0]
+        given = {
+            "--method": method is not None,
+            "--beta": beta is not None,
+            "--objective": objective is not None,
+            "--seed": seed is not None,
+            "--epochs": epochs is not None,
+            "--learning-rate": learning_rate is not None,
+            "--validation-split": validation_split is not None,
+            "--batch-size": batch_size is not None,
+            "--no-bias-reset": no_bias_reset,
+            "--unsafe": unsafe,
+            "--output-name": output_name is not None,
+            "--x-key": x_key is not None,
+        }
+        for opt, on in given.items():
+            if on and mode not in OPTION_MODES[opt]:
+                where = ", ".join("--" + m for m in OPTION_MODES[opt])
+                raise InputError(f"{opt} applies to {where}, not to --{mode}")
+        if format.value not in FORMATS[mode]:
+            raise InputError(
+                f"--format {format.value} does not apply to --{mode} "
+                f"(choose {' or '.join(FORMATS[mode])})"
+            )
+        want, usage = MODES[mode]
+        paths = list(paths or [])
+        if len(paths) != len(want):
+            raise InputError(
+                f"--{mode} takes {' '.join(want)} ({len(want)} path(s)), got {len(paths)}: {usage}"
+            )
+        if mode in WRITES_FILE and output is None:
+            what = "model" if mode == "retrain" else "data"
+            raise InputError(f"--{mode} writes a new {what} file: give it with --output ({usage})")
+        if output is not None:
+            from kerasdoctor.fix.common import refuse_overwrite
 
-        if method not in METHODS:
-            raise InputError(f"--method must be one of {', '.join(METHODS)}, got '{method}'")
-        if not 0.0 <= beta < 1.0:
-            raise InputError(f"--beta must be in [0, 1), got {beta}")
-        raw = read_npz(paths[0], y_key=y_key)
-        n_classes = max(
-            raw.labels.width or 0, len(raw.labels.class_names or []), int(raw.labels.y.max()) + 1
-        )
-        result = compute(raw.labels.y, n_classes, method=method, beta=beta)
-        write_output(
-            _render_weights(result, format.value, raw.labels.class_names, python_line), output
-        )
+            refuse_overwrite(output, list(zip(want, paths)))
+
+        if mode == "class-weights":
+            _class_weights(
+                paths[0],
+                method or "balanced",
+                0.999 if beta is None else beta,
+                format.value,
+                output,
+                y_key,
+            )
+        elif mode == "output-bias":
+            _output_bias(paths[0], format.value, output, y_key)
+        elif mode == "threshold":
+            _threshold(
+                paths,
+                objective or "balanced-accuracy",
+                seed or 0,
+                format.value,
+                output,
+                x_key,
+                y_key,
+                unsafe,
+                output_name,
+            )
+        elif mode in ("oversample", "undersample"):
+            assert output is not None
+            _resample(paths[0], mode, seed or 0, format.value, output, y_key)
+        else:
+            assert output is not None
+            _retrain(
+                paths,
+                output,
+                format.value,
+                epochs=10 if epochs is None else epochs,
+                learning_rate=learning_rate,
+                validation_split=0.2 if validation_split is None else validation_split,
+                seed=seed or 0,
+                batch_size=32 if batch_size is None else batch_size,
+                bias_reset=not no_bias_reset,
+                x_key=x_key,
+                y_key=y_key,
+                unsafe=unsafe,
+            )
 
 
-def _render_weights(
-    result: dict[str, Any],
-    fmt: str,
-    names: list[str] | None,
-    python_line: Callable[[dict[str, Any]], str],
-) -> str:
+def _emit(text: str, output: Path | None) -> None:
+    from kerasdoctor.cli import write_output
+
+    write_output(text, output)
+
+
+def _finite(value: Any) -> Any:
+    """NaN/Inf become null: JSON has no spelling for them (json.dumps would write NaN)."""
+    import math
+
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _json(result: dict[str, Any]) -> str:
     import json
 
-    if fmt == "json":
-        return json.dumps(result, indent=2) + "\n"
-    if fmt == "python":
-        return python_line(result) + "\n"
-    from kerasdoctor.render.simple import weights_table
+    return json.dumps(_finite(result), indent=2, allow_nan=False) + "\n"
 
-    return weights_table(result, names)
+
+def _class_weights(
+    data: str, method: str, beta: float, fmt: str, output: Path | None, y_key: str
+) -> None:
+    from kerasdoctor.fix.class_weights import METHODS, python_line
+    from kerasdoctor.fix.class_weights import class_weights as compute
+    from kerasdoctor.load import read_npz
+
+    if method not in METHODS:
+        raise InputError(f"--method must be one of {', '.join(METHODS)}, got '{method}'")
+    if not 0.0 <= beta < 1.0:
+        raise InputError(f"--beta must be in [0, 1), got {beta}")
+    raw = read_npz(data, y_key=y_key)
+    n_classes = max(
+        raw.labels.width or 0, len(raw.labels.class_names or []), int(raw.labels.y.max()) + 1
+    )
+    result = compute(raw.labels.y, n_classes, method=method, beta=beta)
+    if fmt == "json":
+        text = _json(result)
+    elif fmt == "python":
+        text = python_line(result) + "\n"
+    else:
+        from kerasdoctor.render.simple import weights_table
+
+        text = weights_table(result, raw.labels.class_names)
+    _emit(text, output)
+
+
+def _output_bias(data: str, fmt: str, output: Path | None, y_key: str) -> None:
+    from kerasdoctor.fix.common import n_classes_of, names_for
+    from kerasdoctor.fix.output_bias import prior_bias, python_text
+    from kerasdoctor.load import read_npz
+
+    raw = read_npz(data, y_key=y_key)
+    k = n_classes_of(raw)
+    result = prior_bias(raw.labels.y, k, names_for(raw, k))
+    if fmt == "json":
+        text = _json(result)
+    elif fmt == "python":
+        text = python_text(result)
+    else:
+        from kerasdoctor.render.simple import bias_table
+
+        text = bias_table(result)
+    _emit(text, output)
+
+
+def _threshold(
+    paths: list[str],
+    objective: str,
+    seed: int,
+    fmt: str,
+    output: Path | None,
+    x_key: str | None,
+    y_key: str,
+    unsafe: bool,
+    output_name: str | None,
+) -> None:
+    from kerasdoctor.fix.common import load_model_and_data
+    from kerasdoctor.fix.threshold import OBJECTIVES, find_threshold
+
+    if objective not in OBJECTIVES:  # before loading anything
+        raise InputError(f"--objective must be one of {', '.join(OBJECTIVES)}, got '{objective}'")
+    md = load_model_and_data(
+        paths[0], paths[1], x_key=x_key, y_key=y_key, unsafe=unsafe, output_name=output_name
+    )
+    result = find_threshold(md, objective, seed)
+    if fmt == "json":
+        text = _json(result)
+    else:
+        from kerasdoctor.render.simple import threshold_table
+
+        text = threshold_table(result)
+    _emit(text, output)
+
+
+def _resample(data: str, mode: str, seed: int, fmt: str, output: Path, y_key: str) -> None:
+    from kerasdoctor.fix.resample import resample_file
+
+    result = resample_file(data, output, mode, seed, y_key=y_key)
+    if fmt == "json":
+        text = _json(result)
+    else:
+        from kerasdoctor.render.simple import resample_table
+
+        text = resample_table(result)
+    _emit(text, None)  # --output is the data file: the report goes to stdout
+
+
+def _retrain(
+    paths: list[str],
+    output: Path,
+    fmt: str,
+    *,
+    epochs: int,
+    learning_rate: float | None,
+    validation_split: float,
+    seed: int,
+    batch_size: int,
+    bias_reset: bool,
+    x_key: str | None,
+    y_key: str,
+    unsafe: bool,
+) -> None:
+    from kerasdoctor.cli import _progress, _progress_enabled
+    from kerasdoctor.fix.common import load_model_and_data
+    from kerasdoctor.fix.retrain import check_output_name, retrain
+
+    check_output_name(output)
+    if epochs < 0:
+        raise InputError(f"--epochs must be 0 or more, got {epochs}")
+    if batch_size <= 0:
+        raise InputError(f"--batch-size must be positive, got {batch_size}")
+    if learning_rate is not None and not learning_rate > 0:
+        raise InputError(f"--learning-rate must be positive, got {learning_rate}")
+    if not 0.0 < validation_split < 1.0:
+        raise InputError(f"--validation-split must be between 0 and 1, got {validation_split}")
+    md = load_model_and_data(paths[0], paths[1], x_key=x_key, y_key=y_key, unsafe=unsafe)
+    with _progress(_progress_enabled(fmt), "fine-tuning") as progress:
+        result = retrain(
+            md,
+            output,
+            epochs=epochs,
+            learning_rate=learning_rate,
+            validation_split=validation_split,
+            seed=seed,
+            batch_size=batch_size,
+            bias_reset=bias_reset,
+            progress=progress,
+        )
+    if fmt == "json":
+        text = _json(result)
+    else:
+        from kerasdoctor.render.simple import retrain_table
+
+        text = retrain_table(result)
+    _emit(text, None)  # --output is the model file: the report goes to stdout

@@ -29,3 +29,176 @@ def weights_table(result: dict[str, Any], names: list[str] | None) -> str:
         t.add_row(str(k), name, str(n), "—" if w is None else f"{w:.4f}")
     items = ", ".join(f"{k}: {v:.4g}" for k, v in result["class_weight"].items())
     return to_text(t) + f"\nmodel.fit(..., class_weight={{{items}}})\n"
+
+
+# --------------------------------------------------------------- fix: the other modes
+
+
+def _pct(v: float | None) -> str:
+    return "—" if v is None else f"{100 * v:.1f}%"
+
+
+def _simple(title: str, cols: list[str]) -> Table:
+    t = Table(title=title, box=box.SIMPLE_HEAVY, title_justify="left")
+    for col in cols:
+        t.add_column(col, justify="left" if col == "name" else "right")
+    return t
+
+
+def bias_table(result: dict[str, Any]) -> str:
+    """`fix --output-bias`: the prior per class and the bias of each kind of head."""
+    heads = result["heads"]
+    t = _simple("Output bias at the label prior", ["class", "name", "count", "share"])
+    per_class = [h for h in heads if h["units"] > 1]  # one value per class: a column each
+    for h in per_class:
+        t.add_column(f"{h['head']} bias ({h['units']} units)", justify="right")
+    names = result.get("class_names") or []
+    for k, (n, p) in enumerate(zip(result["label_counts"], result["prior"])):
+        cells = [str(k), names[k] if k < len(names) else str(k), str(n), _pct(p)]
+        cells += [f"{h['bias'][k]:.4f}" for h in per_class]
+        t.add_row(*cells)
+    lines = [to_text(t).rstrip("\n")]
+    for h in heads:
+        if h["units"] == 1:
+            lines.append(f"one sigmoid unit: bias = {h['formula']} = {h['bias'][0]:.4f}")
+    if result.get("absent_classes"):
+        lines.append(
+            "classes absent from the labels get the share of half a sample: "
+            + ", ".join(str(k) for k in result["absent_classes"])
+        )
+    lines.append(f"note: {result['note']}")
+    for h in heads:
+        lines += ["", f"For {h['for']}:", h["code"].rstrip("\n")]
+    return "\n".join(lines) + "\n"
+
+
+def _confusion(conf: list[list[int]], names: list[str]) -> Table:
+    t = Table(box=box.SIMPLE, show_header=True)
+    t.add_column("labels → predicted", justify="left")
+    for n in names:
+        t.add_column(n, justify="right")
+    for n, row in zip(names, conf):
+        t.add_row(n, *(str(v) for v in row))
+    return t
+
+
+def threshold_table(r: dict[str, Any]) -> str:
+    """`fix --threshold`: the chosen threshold, and the confusion before and after."""
+    names = r["class_names"]
+    obj = r["objective"]
+    b, a = r["before"], r["after"]
+    t = _simple(
+        f"Decision threshold maximising {obj.replace('-', ' ')} · model head: {r['head']} · "
+        f"score: {r['score']}",
+        ["", "threshold", "balanced acc.", "F1", "predicted " + " / ".join(names)]
+        + [f"recall {n}" for n in names],
+    )
+    for label, s in (("before", b), ("after", a)):
+        t.add_row(
+            label,
+            f"{s['threshold']:.4g}",
+            _pct(s["balanced_accuracy"]),
+            f"{s['f1']:.3f}",
+            " / ".join(str(v) for v in s["predicted_counts"]),
+            *(_pct(v) for v in s["recall"]),
+        )
+    parts = [to_text(t).rstrip("\n")]
+    parts.append(
+        f"ROC AUC {r['roc_auc']:.3f} · labels "
+        + " / ".join(f"{n} {c}" for n, c in zip(names, r["label_counts"]))
+    )
+    parts.append(
+        "before (0.5):" + "\n" + to_text(_confusion(b["confusion_matrix"], names)).rstrip()
+    )
+    parts.append(
+        f"after ({a['threshold']:.4g}):"
+        + "\n"
+        + to_text(_confusion(a["confusion_matrix"], names)).rstrip()
+    )
+    cc = r["cross_check"]
+    if cc.get("objective") is not None:
+        parts.append(
+            f"split-half check: chosen on one half, {obj} {cc['objective']:.3f} on the other "
+            f"(thresholds {', '.join(f'{v:.4g}' for v in cc['thresholds'])})"
+        )
+    if r.get("logit_threshold") is not None:
+        parts.append(f"the model outputs logits: threshold {r['logit_threshold']:.4g} on them")
+    if r.get("warning"):
+        parts.append(f"warning: {r['warning']}")
+    parts.append(f"note: {r['note']}")
+    parts.append("Use it:\n" + r["code"].rstrip("\n"))
+    return "\n".join(parts) + "\n"
+
+
+def resample_table(r: dict[str, Any]) -> str:
+    """`fix --oversample/--undersample`: counts before and after."""
+    t = _simple("", ["class", "name", "before", "after"])
+    names = r["class_names"]
+    for k, (n0, n1) in enumerate(zip(r["label_counts_before"], r["label_counts_after"])):
+        t.add_row(str(k), names[k], str(n0), str(n1))
+    t.add_row("", "total", str(r["n_samples_before"]), str(r["n_samples_after"]))
+    return (
+        f"{r['method'].capitalize()}d {r['data']} → {r['output']} (seed {r['seed']})\n"
+        + to_text(t)
+        + f"arrays kept aligned: {', '.join(r['arrays'])}\n"
+        + f"note: {r['note']}\n"
+    )
+
+
+def retrain_table(r: dict[str, Any]) -> str:
+    """`fix --retrain`: per-class recall on the held-out part, before and after, in one table."""
+    before, after = r["heldout"]["before"], r["heldout"]["after"]
+    lr = "" if r["learning_rate"] is None else f", learning rate {r['learning_rate']:.3g}"
+    t = _simple(
+        f"Held-out part ({r['n_heldout']} samples, not trained on): before → after",
+        [
+            "class",
+            "name",
+            "support",
+            "recall before",
+            "recall after",
+            "predicted before",
+            "predicted after",
+            "weight",
+        ],
+    )
+    for pb, pa in zip(before["per_class"], after["per_class"]):
+        w = r["class_weight"].get(str(pb["class"]))
+        t.add_row(
+            str(pb["class"]),
+            pb["name"],
+            str(pb["support"]),
+            _pct(pb["recall"]),
+            _pct(pa["recall"]),
+            str(pb["predicted"]),
+            str(pa["predicted"]),
+            "—" if w is None else f"{w:.3g}",
+        )
+    lines = [
+        f"Fine-tuned {r['model']} → {r['output']}: {r['epochs']} epoch(s) on {r['n_train']} "
+        f"samples, balanced class weights, {r['optimizer']}{lr}, loss {r['loss']}"
+        + (" (from logits)" if r["loss_from_logits"] else ""),
+        "",
+        to_text(t).rstrip("\n"),
+        f"balanced accuracy {_pct(before['balanced_accuracy'])} → "
+        f"{_pct(after['balanced_accuracy'])} · accuracy {_pct(before['accuracy'])} → "
+        f"{_pct(after['accuracy'])}",
+    ]
+    bias = r["bias"]
+    if bias.get("applied"):
+        lines.append(
+            f"output bias of '{bias['layer']}' re-fitted for class-balanced training: "
+            f"[{', '.join(f'{v:.3g}' for v in bias['before'])}] → "
+            f"[{', '.join(f'{v:.3g}' for v in bias['refit'])}] (class-balanced loss "
+            f"{bias['balanced_loss_before']:.3f} → {bias['balanced_loss_refit']:.3f})"
+        )
+    else:
+        lines.append(f"output bias: {bias['reason']}")
+    for note in r["notes"]:
+        lines.append(f"note: {note}")
+    import shlex
+
+    lines.append(
+        f"check it: kerasdoctor diagnose {shlex.quote(r['output'])} {shlex.quote(r['data'])}"
+    )
+    return "\n".join(lines) + "\n"

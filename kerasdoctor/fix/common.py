@@ -1,0 +1,178 @@
+"""What the fix modes share: loading, guarding the input files, stratified splits, scoring."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kerasdoctor.errors import InputError
+from kerasdoctor.load import LoadedModel, RawData
+from kerasdoctor.model_facts import ModelFacts
+
+
+def n_classes_of(raw: RawData, n_outputs: int | None = None) -> int:
+    """K: the widest of the one-hot width, class_names, the model's units and the labels."""
+    return int(
+        max(
+            raw.labels.width or 0,
+            len(raw.labels.class_names or []),
+            n_outputs if n_outputs and n_outputs > 1 else 2,
+            int(raw.labels.y.max()) + 1,
+        )
+    )
+
+
+def names_for(raw: RawData, k: int) -> list[str]:
+    from kerasdoctor.metrics import class_names_for
+
+    return class_names_for(k, raw.labels.class_names)
+
+
+def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    """True when both paths name the same file or directory (links and '..' resolved)."""
+    pa, pb = Path(a), Path(b)
+    try:
+        if pa.exists() and pb.exists():
+            return os.path.samefile(pa, pb)
+    except OSError:
+        pass
+    return pa.resolve() == pb.resolve()
+
+
+def refuse_overwrite(output: Path, inputs: Sequence[tuple[str, str]]) -> None:
+    """Exit 2 rather than write over a file the command reads (what, path) pairs."""
+    for what, path in inputs:
+        if same_file(output, path):
+            raise InputError(
+                f"--output {output} is the input {what}; kerasdoctor never overwrites its "
+                "inputs: choose a new file name"
+            )
+        # a SavedModel is a directory: writing inside it would corrupt it just the same
+        if Path(path).is_dir() and Path(path).resolve() in Path(output).resolve().parents:
+            raise InputError(f"--output {output} lies inside the input {what} {path}")
+
+
+@dataclass
+class ModelData:
+    """A model and its data, bound together for the modes that run the model."""
+
+    lm: LoadedModel
+    facts: ModelFacts
+    raw: RawData
+    arrays: list[Any]  # one per model input, rows aligned with raw.labels.y
+
+
+def load_model_and_data(
+    model_path: str,
+    data_path: str,
+    *,
+    x_key: str | None = None,
+    y_key: str = "y",
+    unsafe: bool = False,
+    output_name: str | None = None,
+) -> ModelData:
+    from kerasdoctor.load import bind_inputs, load_model, read_npz
+    from kerasdoctor.model_facts import read_facts
+
+    raw = read_npz(data_path, x_key=x_key, y_key=y_key)  # cheap errors first
+    lm = load_model(model_path, unsafe=unsafe, output_name=output_name)
+    arrays = bind_inputs(raw, lm)
+    return ModelData(lm, read_facts(lm), raw, arrays)
+
+
+@dataclass
+class Outputs:
+    """The model's outputs on some rows: raw values, probabilities, predicted classes."""
+
+    raw: np.ndarray  # (n, units) float64
+    probs: np.ndarray  # (n, units)
+    preds: np.ndarray  # (n,) int64
+    head: str  # the activation used to turn raw outputs into probabilities
+
+
+def predict_outputs(
+    md: ModelData,
+    indices: np.ndarray | None = None,
+    *,
+    batch_size: int | None = None,
+    predictor: Any = None,
+) -> Outputs:
+    """Run the model on the rows `indices` (all rows when None), in batches."""
+    from kerasdoctor.probe import (
+        Predictor,
+        _looks_like_probabilities,
+        _probability_fn,
+        default_batch_size,
+        predicted_classes,
+    )
+
+    pred = predictor or Predictor(md.lm, md.facts, taps=False)
+    n = md.raw.n_samples if indices is None else int(indices.size)
+    bs = int(batch_size or default_batch_size(md.arrays))
+    raws: list[np.ndarray] = []
+    try:
+        for s in range(0, n, bs):
+            if indices is None:
+                xs = [a[s : s + bs] for a in md.arrays]
+            else:
+                xs = [a[indices[s : s + bs]] for a in md.arrays]
+            out = pred.run_batch(xs)[0]
+            raws.append(np.asarray(out).reshape(out.shape[0], -1).astype(np.float64))
+    except (ValueError, TypeError) as exc:  # the model refuses this data
+        text = str(exc).strip().splitlines()
+        raise InputError(
+            f"MODEL: {md.lm.path} failed to run on {md.raw.path}: "
+            f"{text[0] if text else type(exc).__name__}"
+        ) from exc
+    units = int(md.lm.output_shape[-1] or 1)
+    raw = np.concatenate(raws) if raws else np.zeros((0, units))
+    head = md.facts.head
+    if head == "unknown":  # a SavedModel: judge from the values, as the probe does
+        head = _looks_like_probabilities(raw) or "linear"
+    with np.errstate(all="ignore"):
+        probs = _probability_fn(head, raw.shape[1])(raw)
+    return Outputs(raw, probs, predicted_classes(raw, probs), head)
+
+
+def stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, held-out) indices, each class split in the same proportion.
+
+    A class with two samples or more puts at least one in each part, so its recall can be
+    measured before and after; a single sample stays in the training part.
+    """
+    rng = np.random.default_rng(seed)
+    train, held = [], []
+    for c in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        n_held = 0 if idx.size < 2 else int(min(idx.size - 1, max(1, round(idx.size * fraction))))
+        held.append(idx[:n_held])
+        train.append(idx[n_held:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(held))
+
+
+def summary(y: np.ndarray, pred: np.ndarray, names: Sequence[str]) -> dict[str, Any]:
+    """Accuracy, balanced accuracy, confusion matrix and per-class recall of some predictions."""
+    from kerasdoctor.metrics import compute_metrics
+
+    k = len(names)
+    conf = np.zeros((k, k), np.int64)
+    np.add.at(conf, (y, np.clip(pred, 0, k - 1)), 1)
+    m = compute_metrics(conf, names)
+    return {
+        "n_samples": int(y.shape[0]),
+        "accuracy": m["accuracy"],
+        "balanced_accuracy": m["balanced_accuracy"],
+        "confusion_matrix": m["confusion_matrix"],
+        "per_class": [
+            {k2: row[k2] for k2 in ("class", "name", "support", "predicted", "recall")}
+            for row in m["per_class"]
+        ],
+    }
+
+
+ProgressFn = Callable[[int, int], None]
