@@ -132,14 +132,26 @@ def diagnose(
     unsafe: bool = typer.Option(
         False, "--unsafe", help="Allow Lambda layers: this runs Python code stored in the file."
     ),
+    custom_objects: Path | None = typer.Option(
+        None,
+        "--custom-objects",
+        help="A .py file defining the model's custom layers/losses (it is imported: trusted code).",
+    ),
     config: Path | None = typer.Option(
         None, "--config", help="A TOML file with [tool.kerasdoctor] settings."
+    ),
+    min_recall: float | None = typer.Option(
+        None, "--min-recall", min=0.0, max=1.0, help="Gate: every class needs recall >= R."
+    ),
+    min_balanced_accuracy: float | None = typer.Option(
+        None, "--min-balanced-accuracy", min=0.0, max=1.0, help="Gate: balanced accuracy >= B."
     ),
 ) -> None:
     """Diagnose MODEL on DATA: what the predictions show, the most likely cause, the fix."""
     with guard():
         from kerasdoctor.config import load_config
         from kerasdoctor.core import Options, diagnose_paths
+        from kerasdoctor.load import load_custom_objects
         from kerasdoctor.policy import exit_code
         from kerasdoctor.render import render
 
@@ -157,7 +169,9 @@ def diagnose(
                     y_key=y_key,
                     thresholds=cfg.thresholds,
                     ignore=cfg.ignore,
+                    gates=cfg.gates(min_recall, min_balanced_accuracy),
                     unsafe=unsafe,
+                    custom_objects=load_custom_objects(custom_objects) if custom_objects else None,
                     output_name=output_name,
                     progress=progress,
                 ),

@@ -15,6 +15,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 FAIL_ON = ("error", "warning", "info", "never")
+KEYS = ("fail_on", "thresholds", "ignore", "min_recall", "min_balanced_accuracy")
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,21 @@ class Config:
     min_recall: float | None = None
     min_balanced_accuracy: float | None = None
     source: str | None = None
+
+    def gates(
+        self, min_recall: float | None = None, min_balanced_accuracy: float | None = None
+    ) -> dict[str, float]:
+        """The quality gates in force: a command-line value overrides the file's."""
+        pairs = (
+            ("min_recall", min_recall if min_recall is not None else self.min_recall),
+            (
+                "min_balanced_accuracy",
+                min_balanced_accuracy
+                if min_balanced_accuracy is not None
+                else self.min_balanced_accuracy,
+            ),
+        )
+        return {k: float(v) for k, v in pairs if v is not None}
 
 
 def find_pyproject(start: Path | None = None) -> Path | None:
@@ -51,23 +67,42 @@ def load_config(path: Path | None = None) -> Config:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"config {path}: not valid TOML ({exc})") from exc
-    table = doc.get("tool", {}).get("kerasdoctor")
+    tool = doc.get("tool")
+    table = tool.get("kerasdoctor") if isinstance(tool, dict) else None
     if table is None and explicit:
-        table = doc.get("kerasdoctor", doc if "fail_on" in doc else None)
+        # a dedicated file may hold a [kerasdoctor] table or the settings at the top level
+        table = doc.get("kerasdoctor", doc if any(k in doc for k in KEYS) else None)
+        if table is None:
+            raise InputError(f"config {path}: no [tool.kerasdoctor] table")
     if table is None:
         return Config()
+    if not isinstance(table, dict):
+        raise InputError(f"config {path}: [tool.kerasdoctor] must be a table")
     return _parse(table, str(path))
 
 
 def _parse(table: dict[str, Any], where: str) -> Config:
-    from kerasdoctor.checks import registry
+    from kerasdoctor.checks import CATALOGUE_ORDER, registry
 
     known = {c.spec.id: c.spec for c in registry()}
+    for key in table:
+        if key not in KEYS:  # a typo must not silently switch a setting off
+            hint = key.replace("-", "_")
+            also = f" (did you mean '{hint}'?)" if hint in KEYS else ""
+            raise InputError(
+                f"config {where}: unknown setting '{key}'{also}; known: {', '.join(KEYS)}"
+            )
     fail_on = str(table.get("fail_on", "error"))
     if fail_on not in FAIL_ON:
         raise InputError(f"config {where}: fail_on must be one of {', '.join(FAIL_ON)}")
     thresholds: dict[str, dict[str, float]] = {}
-    for cid, values in (table.get("thresholds") or {}).items():
+    raw_thresholds = table.get("thresholds") or {}
+    if not isinstance(raw_thresholds, dict):
+        raise InputError(
+            f"config {where}: thresholds must be a table of tables, e.g. "
+            "[tool.kerasdoctor.thresholds.low-recall] min_gap = 0.2"
+        )
+    for cid, values in raw_thresholds.items():
         if cid not in known:
             raise InputError(f"config {where}: thresholds for unknown check '{cid}'")
         if not isinstance(values, dict):
@@ -89,7 +124,7 @@ def _parse(table: dict[str, Any], where: str) -> Config:
             'ignore = {"sorted-labels" = "the loader shuffles"}'
         )
     for cid, reason in raw_ignore.items():
-        if cid not in known:
+        if cid not in known and cid not in CATALOGUE_ORDER:
             raise InputError(f"config {where}: ignore names unknown finding '{cid}'")
         if not isinstance(reason, str) or not reason.strip():
             raise InputError(f"config {where}: ignoring '{cid}' needs a reason")

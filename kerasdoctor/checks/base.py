@@ -66,6 +66,7 @@ class Context:
     predictor: Predictor | None = None  # for checks that re-run a bounded sample
     sample_inputs: list[np.ndarray] | None = None  # the bounded sample's inputs
     input_names: list[str] = field(default_factory=list)
+    gates: Mapping[str, float] = field(default_factory=dict)  # min_recall, min_balanced_accuracy
     _cache: dict[str, Any] = field(default_factory=dict)
 
     def threshold(self, spec: CheckSpec, name: str) -> float:

@@ -1,0 +1,475 @@
+"""The shareable formats: Markdown (job summary), JUnit XML (CI), self-contained HTML."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+from dataclasses import replace
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import diagnose_fixture, fixture_path, run_cli
+
+from kerasdoctor.checks import registry
+from kerasdoctor.findings import CheckError, Finding, Fix, Kind, Report, Severity
+from kerasdoctor.metrics import compute_metrics
+from kerasdoctor.render import render
+from kerasdoctor.render.html import render_html
+from kerasdoctor.render.junit import render_junit
+from kerasdoctor.render.markdown import code, esc, render_markdown
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def collapsed() -> Report:
+    return diagnose_fixture("collapsed.keras", "collapsed.npz")
+
+
+def healthy() -> Report:
+    return diagnose_fixture("healthy.keras", "healthy.npz")
+
+
+def synthetic(
+    k: int = 3,
+    findings: tuple[Finding, ...] = (),
+    errors: tuple[CheckError, ...] = (),
+    ignored: dict[str, str] | None = None,
+    names: list[str] | None = None,
+    seed: int = 0,
+) -> Report:
+    """A report built from a confusion matrix through the real metrics code (renderer tests)."""
+    rng = np.random.default_rng(seed)
+    conf = rng.integers(0, 5, size=(k, k)) + np.diag(rng.integers(5, 60, size=k))
+    conf[:, 1] = 0  # class 1 is never predicted
+    names = names or [f"c{i}" for i in range(k)]
+    return Report(
+        model={"path": "m.keras", "head": "softmax", "loss": "categorical_crossentropy"},
+        data={
+            "path": "d.npz",
+            "n_samples": int(conf.sum()),
+            "n_classes": k,
+            "class_names": names,
+            "inputs": [],
+        },
+        metrics=compute_metrics(conf, names),
+        findings=findings,
+        errors=errors,
+        ignored=ignored or {},
+        version="test",
+    )
+
+
+NASTY = Finding(
+    "prediction-collapse",
+    Kind.SYMPTOM,
+    Severity.ERROR,
+    "class <script>alert(1)</script> | *bold* & `tick` \x01 done",
+    "a detail with <b>html</b> & | pipes",
+    {"share": 0.97, "name": "a<b", "rows": [{"class": 1, "name": "x|y"}]},
+    (Fix("weights & more", command="kerasdoctor fix --class-weights 'my `data`.npz'"),),
+)
+
+
+# ------------------------------------------------------------------ markdown
+
+
+def test_markdown_names_every_finding_id_and_the_missing_class() -> None:
+    r = collapsed()
+    md = render_markdown(r)
+    assert r.findings, "the collapsed fixture must have findings"
+    for f in r.findings:
+        assert code(f.id) in md, f.id
+    assert "SICK" in md
+    missing = [c for c in r.metrics["per_class"] if c["support"] > 0 and c["predicted"] == 0]
+    assert missing
+    for c in missing:
+        row = next(ln for ln in md.splitlines() if ln.startswith(f"| {c['class']} | "))
+        assert "never predicted" in row
+    # the full evidence behind each finding is valid JSON
+    blocks = re.findall(r"```json\n(.*?)\n```", md, re.S)
+    assert blocks and all(isinstance(json.loads(b), dict) for b in blocks)
+    # fix commands are in code spans, copy-pasteable as they are
+    for f in r.findings:
+        for fx in f.fixes:
+            if fx.command:
+                assert code(fx.command) in md
+
+
+def test_markdown_of_a_healthy_model_is_short_and_has_no_findings_section() -> None:
+    md = render_markdown(healthy())
+    assert "HEALTHY" in md and "### Findings" not in md
+    assert "No findings" in md
+    assert len(md.splitlines()) < 40
+
+
+def test_markdown_root_cause_and_chain_come_first() -> None:
+    cause = Finding(
+        "class-imbalance",
+        Kind.CAUSE,
+        Severity.ERROR,
+        "labels are 80/12/8",
+        "the rare classes are the dropped ones",
+        {"ratio": 13.3},
+        (Fix("weights", command="kerasdoctor fix --class-weights d.npz"),),
+    )
+    r = replace(
+        synthetic(), findings=(NASTY, cause), chain=("class-imbalance", "prediction-collapse")
+    )
+    md = render_markdown(r)
+    head = md.split("### Per class")[0]
+    assert "Most likely cause: `class-imbalance`" in head
+    assert "`ratio=13.3`" in head and "`kerasdoctor fix --class-weights d.npz`" in head
+    assert "**Chain:** `class-imbalance` → `prediction-collapse`" in head
+
+
+def test_markdown_escapes_what_would_break_it() -> None:
+    md = render_markdown(synthetic(findings=(NASTY,)))
+    assert "<script>" not in md and "<b>html</b>" not in md
+    title_row = next(ln for ln in md.splitlines() if "`prediction-collapse` | symptom" in ln)
+    # a table row keeps its 4 cells: the title's pipe is escaped
+    assert len(re.findall(r"(?<!\\)\|", title_row)) == 5
+    assert esc("a|b*c_d<e") == "a\\|b\\*c\\_d\\<e"
+    # a command with backticks stays one code span
+    assert code("x `y` z") == "``x `y` z``"
+    assert code("`y`") == "`` `y` ``"  # CommonMark strips one space each side
+
+
+def test_markdown_caps_the_class_table_but_keeps_the_worst_classes() -> None:
+    r = synthetic(k=80)
+    md = render_markdown(r)
+    rows = [ln for ln in md.splitlines() if re.match(r"^\| \d+ \| c\d+ \|", ln)]
+    assert len(rows) == 30
+    assert any(ln.startswith("| 1 | c1 |") and "never predicted" in ln for ln in rows)
+    assert "weakest of 80 classes" in md
+    assert "Confusion matrix" not in md  # 80 x 80 does not belong in a PR comment
+
+
+# ------------------------------------------------------------------ junit
+
+
+def _junit(text: str) -> ET.Element:
+    assert text.startswith('<?xml version="1.0" encoding="UTF-8"?>')
+    return ET.fromstring(text.encode("utf-8"))
+
+
+def test_junit_sick_model_has_failures_carrying_id_title_and_evidence() -> None:
+    res = run_cli(
+        "diagnose",
+        fixture_path("collapsed.keras"),
+        fixture_path("collapsed.npz"),
+        "--format",
+        "junit",
+    )
+    assert res.exit_code == 1, res.stderr
+    root = _junit(res.stdout)
+    cases = root.findall(".//testcase")
+    assert [c.get("name") for c in cases] == [c.spec.id for c in registry()]
+    assert "quality-gate" in {c.get("name") for c in cases}
+    failures = root.findall(".//testcase/failure")
+    assert failures
+    report = collapsed()
+    errors = [f for f in report.findings if f.severity is Severity.ERROR]
+    assert len(failures) == len({f.id for f in errors})
+    for f in errors:
+        fail = root.find(f".//testcase[@name='{f.id}']/failure")
+        assert fail is not None
+        assert f.id in fail.get("message", "") and f.title in fail.get("message", "")
+        assert "evidence: {" in (fail.text or "")
+    suite = root.find("testsuite")
+    assert suite is not None and suite.get("failures") == str(len(failures))
+    assert suite.get("tests") == str(len(cases))
+
+
+def test_junit_findings_below_fail_on_pass_with_system_out() -> None:
+    r = collapsed()
+    warnings = [f for f in r.findings if f.severity is Severity.WARNING]
+    assert warnings, "expected a warning on the collapsed fixture (low-recall)"
+    at_error = _junit(render_junit(r, fail_on="error"))
+    at_warning = _junit(render_junit(r, fail_on="warning"))
+    never = _junit(render_junit(r, fail_on="never"))
+    for f in warnings:
+        case = at_error.find(f".//testcase[@name='{f.id}']")
+        assert case is not None and case.find("failure") is None
+        assert f.title in (case.findtext("system-out") or "")
+        assert at_warning.find(f".//testcase[@name='{f.id}']/failure") is not None
+    assert not never.findall(".//failure")
+    assert len(never.findall(".//system-out")) == len({f.id for f in r.findings})
+
+
+def test_junit_healthy_model_passes_at_fail_on_warning() -> None:
+    res = run_cli(
+        "diagnose",
+        fixture_path("healthy.keras"),
+        fixture_path("healthy.npz"),
+        "--format",
+        "junit",
+        "--fail-on",
+        "warning",
+    )
+    assert res.exit_code == 0, res.stderr
+    root = _junit(res.stdout)
+    assert not root.findall(".//failure") and not root.findall(".//error")
+    assert len(root.findall(".//testcase")) == len(registry())
+
+
+def test_junit_crashes_are_errors_ignored_are_skipped_and_text_is_escaped() -> None:
+    r = synthetic(
+        findings=(NASTY,),
+        errors=(CheckError("low-recall", "ZeroDivisionError: <boom> & \x00"),),
+        ignored={"constant-output": "the model is a <lookup> & fine"},
+    )
+    root = _junit(render_junit(r))
+    err = root.find(".//testcase[@name='low-recall']/error")
+    assert err is not None and "<boom>" in err.get("message", "")
+    skip = root.find(".//testcase[@name='constant-output']/skipped")
+    assert skip is not None and "the model is a <lookup> & fine" in skip.get("message", "")
+    fail = root.find(".//testcase[@name='prediction-collapse']/failure")
+    assert fail is not None and "<script>" in fail.get("message", "")
+    suite = root.find("testsuite")
+    assert suite is not None
+    assert (suite.get("errors"), suite.get("skipped"), suite.get("failures")) == ("1", "1", "1")
+
+
+def test_junit_lists_findings_from_outside_the_registry() -> None:
+    extra = Finding("custom-gate", Kind.SYMPTOM, Severity.ERROR, "too slow", "p99 800 ms")
+    root = _junit(render_junit(synthetic(findings=(extra,))))
+    assert root.find(".//testcase[@name='custom-gate']/failure") is not None
+
+
+# ------------------------------------------------------------------ html
+
+
+class _Page(HTMLParser):
+    """Collects images, links and checks that every opened element is closed in order."""
+
+    VOID = {"img", "meta", "br", "hr", "link", "input", "source", "wbr"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack: list[str] = []
+        self.problems: list[str] = []
+        self.images: list[dict[str, str | None]] = []
+        self.figures: list[str] = []
+        self.urls: list[str] = []
+        self.tags: set[str] = set()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        self.tags.add(tag)
+        for key in ("src", "href"):
+            if a.get(key):
+                self.urls.append(str(a[key]))
+        if tag == "img":
+            self.images.append(a)
+        if tag == "figure":
+            self.figures.append(str(a.get("data-plot")))
+        if tag not in self.VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if not self.stack or self.stack[-1] != tag:
+            self.problems.append(f"</{tag}> closes {self.stack[-1:] or 'nothing'}")
+            return
+        self.stack.pop()
+
+
+def _parse(html: str) -> _Page:
+    page = _Page()
+    page.feed(html)
+    page.close()
+    assert not page.problems, page.problems[:5]
+    assert not page.stack, f"unclosed: {page.stack}"
+    return page
+
+
+def _assert_self_contained_with_plots(html: str, inputs: list[str]) -> _Page:
+    page = _parse(html)
+    expected = ["confusion", "recall-support", "distribution"] + [f"input:{n}" for n in inputs]
+    assert page.figures == expected
+    assert len(page.images) == len(expected)
+    for img in page.images:
+        src = str(img.get("src"))
+        assert src.startswith("data:image/png;base64,"), src[:40]
+        png = base64.b64decode(src.split(",", 1)[1], validate=True)
+        assert png.startswith(PNG_MAGIC) and len(png) > 2000
+        assert img.get("alt")
+    # nothing fetched from anywhere: every src/href is inline or an in-page anchor
+    assert all(u.startswith(("data:", "#")) for u in page.urls), page.urls
+    assert not re.search(r"https?://|@import|url\(", html)
+    assert "script" not in page.tags and "link" not in page.tags
+    return page
+
+
+def test_html_is_one_self_contained_file_with_every_plot(tmp_path: Path) -> None:
+    out = tmp_path / "report.html"
+    res = run_cli(
+        "diagnose",
+        fixture_path("collapsed.keras"),
+        fixture_path("collapsed.npz"),
+        "--format",
+        "html",
+        "--output",
+        str(out),
+    )
+    assert res.exit_code == 1, res.stderr
+    assert res.stdout == ""
+    html = out.read_text(encoding="utf-8")
+    assert html.startswith("<!DOCTYPE html>")
+    r = collapsed()
+    _assert_self_contained_with_plots(html, [i["name"] for i in r.data["inputs"]])
+    assert "SICK" in html
+    for f in r.findings:
+        assert f'id="finding-{f.id}"' in html
+        for fx in f.fixes:
+            if fx.command:
+                assert f"$ {fx.command}" in html
+    assert "(never)" in html  # the never-predicted class is marked in the table
+
+
+def test_html_multi_input_plots_one_histogram_per_input() -> None:
+    r = diagnose_fixture("multi_input.keras", "multi_input.npz")
+    names = [i["name"] for i in r.data["inputs"]]
+    assert len(names) == 2
+    _assert_self_contained_with_plots(render_html(r), names)
+    for info in r.data["inputs"]:  # the histogram covers the input's whole range
+        hist = info["histogram"]
+        assert hist["lo"] == info["min"] and hist["hi"] == info["max"]
+        assert sum(hist["counts"]) > 0
+
+
+def test_html_fragment_for_jupyter() -> None:
+    r = healthy()
+    frag = render_html(r, standalone=False)
+    assert frag.startswith('<div class="kd">') and "<html" not in frag and "<body" not in frag
+    _assert_self_contained_with_plots(frag, [i["name"] for i in r.data["inputs"]])
+    assert r._repr_html_() == frag
+
+
+def test_html_escapes_text_and_shows_errors_and_ignored() -> None:
+    r = synthetic(
+        findings=(NASTY,),
+        errors=(CheckError("low-recall", "boom <x>"),),
+        ignored={"constant-output": "fine <really>"},
+        names=["<img src=x>", "b", "c"],
+    )
+    html = render_html(r)
+    page = _parse(html)
+    assert "<script>" not in html and "<img src=x>" not in html
+    assert "&lt;script&gt;" in html and "fine &lt;really&gt;" in html
+    assert "boom &lt;x&gt;" in html
+    assert page.figures == ["confusion", "recall-support", "distribution"]
+
+
+def test_html_many_classes_still_renders() -> None:
+    page = _parse(render_html(synthetic(k=120)))
+    assert page.figures == ["confusion", "recall-support", "distribution"]
+
+
+def test_value_summary_shows_the_scale_of_raw_pixels() -> None:
+    from kerasdoctor.core import HIST_BINS, value_summary
+    from kerasdoctor.probe import InputStats, Moments
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(64, 4, 4, 3)).astype(np.float32)
+    x[0, 0, 0, 0] = np.nan
+    m = Moments.empty(3)
+    m.update(x.reshape(-1, 3))
+    s = value_summary(InputStats("img", (4, 4, 3), "float32", m), x)
+    h = s["histogram"]
+    assert h["lo"] == float(np.nanmin(x)) and h["hi"] == float(np.nanmax(x)) > 200
+    assert len(h["counts"]) == HIST_BINS and sum(h["counts"]) == x.size - 1  # NaN left out
+    assert s["n_features"] == 3 and all(100 < v < 200 for v in s["feature_rms"])
+    const = np.full((10, 2), 5.0)
+    m2 = Moments.empty(2)
+    m2.update(const)
+    h2 = value_summary(InputStats("c", (2,), "float64", m2), const)["histogram"]
+    assert h2["lo"] < 5.0 < h2["hi"] and sum(h2["counts"]) == 20
+
+
+@pytest.mark.parametrize(
+    ("model", "data"),
+    [
+        ("binary.keras", "binary.npz"),
+        ("healthy_savedmodel", "healthy.npz"),
+        ("legacy_input_dim.h5", "legacy_keras2.npz"),
+        ("healthy_imbalanced.keras", "healthy_imbalanced.npz"),
+    ],
+)
+def test_every_format_renders_the_other_healthy_fixtures(model: str, data: str) -> None:
+    r = diagnose_fixture(model, data)
+    assert r.verdict == "healthy"
+    _assert_self_contained_with_plots(render_html(r), [i["name"] for i in r.data["inputs"]])
+    root = _junit(render_junit(r, fail_on="warning"))
+    assert not root.findall(".//failure") and not root.findall(".//error")
+    md = render_markdown(r)
+    assert "HEALTHY" in md and all(code(f.id) in md for f in r.findings)
+
+
+def test_every_format_goes_through_the_dispatcher() -> None:
+    r = collapsed()
+    assert render(r, "markdown").startswith("## kerasdoctor")
+    assert render(r, "junit", fail_on="never").startswith("<?xml")
+    assert render(r, "html").startswith("<!DOCTYPE html>")
+
+
+# ------------------------------------------------------------------ as a person sees it
+
+
+def _chromium() -> str | None:
+    return (
+        shutil.which("chromium")
+        or shutil.which("chromium-browser")
+        or shutil.which("google-chrome")
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(_chromium() is None, reason="no chromium to take a screenshot")
+def test_html_screenshot_shows_the_plots(tmp_path: Path) -> None:
+    from matplotlib.image import imread
+
+    page = tmp_path / "report.html"
+    page.write_text(render_html(collapsed()), encoding="utf-8")
+    shot = tmp_path / "shot.png"
+    browser = _chromium()
+    assert browser is not None
+    subprocess.run(
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            f"--screenshot={shot}",
+            "--window-size=1200,4000",
+            page.as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    img: Any = imread(str(shot))[..., :3]
+    assert img.shape[:2] == (4000, 1200)
+    # Each plot has a colour nothing else on the page uses; its pixels are only there when the
+    # embedded PNG was decoded and drawn: the heatmap's darkest blue, the recall bars' green,
+    # the prediction bars' blue, the per-feature magnitude bars' purple.
+    colours = {
+        "confusion": (0x08, 0x30, 0x6B),
+        "recall-support": (0x2E, 0x7D, 0x32),
+        "distribution": (0x15, 0x65, 0xC0),
+        "input": (0x6A, 0x1B, 0x9A),
+    }
+    for plot, rgb in colours.items():
+        near = (np.abs(img - np.array(rgb) / 255.0) < 0.06).all(axis=2).sum()
+        assert near > 400, f"{plot}: only {near} pixels of its colour: plot not drawn?"
