@@ -25,12 +25,14 @@ class Options:
     y_key: str = "y"
     thresholds: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     ignore: Mapping[str, str] = field(default_factory=dict)  # finding id -> reason
+    gates: Mapping[str, float] = field(default_factory=dict)  # quality gates, see quality-gate
     unsafe: bool = False
     custom_objects: dict[str, Any] | None = None
     output_name: str | None = None
     class_names: Sequence[str] | None = None
     progress: Callable[[int, int], None] | None = None
     extra_checks: Sequence[Callable[..., Any]] = ()  # quality gates etc.: f(ctx) -> findings
+    only: frozenset[str] | None = None  # run just these check ids (the training callback)
 
 
 def diagnose_paths(
@@ -80,6 +82,16 @@ def diagnose_arrays(model: Any, x: Any, y: Any, **kwargs: Any) -> Report:
 
 
 def _diagnose(lm: Any, raw: Any, opts: Options) -> Report:
+    import warnings
+
+    # Library warnings (e.g. Keras's "softmax over an axis of size 1") describe exactly what
+    # the checks report as findings; printed raw they would only be noise around the report.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _diagnose_quietly(lm, raw, opts)
+
+
+def _diagnose_quietly(lm: Any, raw: Any, opts: Options) -> Report:
     from kerasdoctor import __version__
     from kerasdoctor.checks import run_all
     from kerasdoctor.checks.base import Context
@@ -144,8 +156,9 @@ def _diagnose(lm: Any, raw: Any, opts: Options) -> Report:
         predictor=predictor,
         sample_inputs=sample_inputs,
         input_names=[s.name for s in lm.inputs],
+        gates=opts.gates,
     )
-    findings, errors = run_all(ctx, skip=frozenset(opts.ignore))
+    findings, errors = run_all(ctx, skip=frozenset(opts.ignore), only=opts.only)
     for extra in opts.extra_checks:
         findings.extend(extra(ctx))
     ordered, chain = rank(findings)
@@ -182,6 +195,8 @@ def _diagnose(lm: Any, raw: Any, opts: Options) -> Report:
             for st in ev.inputs
         ],
     }
+    for info, st, xs in zip(data_info["inputs"], ev.inputs, sample_inputs):
+        info.update(value_summary(st, xs))  # what the HTML report plots per input
     if indices is not None:
         data_info["sampled_from"] = n_total
         data_info["seed"] = opts.seed
@@ -209,3 +224,34 @@ def _shell_path(path: str) -> str:
     except ValueError:
         pass
     return shlex.quote(path)
+
+
+# Per-input value summaries for the reports (HTML histograms): small and fixed in size.
+HIST_BINS = 40
+HIST_MAX_VALUES = 4_000_000  # enough for a smooth histogram, bounded in time
+MAX_FEATURES_SHOWN = 256
+
+
+def value_summary(st: Any, values: np.ndarray) -> dict[str, Any]:
+    """A histogram of the bounded sample's values over the whole pass's [min, max], and each
+    feature's typical magnitude (RMS) from the pass: what makes a scale problem visible."""
+    m = st.moments
+    out: dict[str, Any] = {}
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rms = np.sqrt(np.where(m.count > 0, m.m2 / np.maximum(m.count, 1), np.nan) + m.mean**2)
+    out["feature_rms"] = [float(v) for v in rms[:MAX_FEATURES_SHOWN]]
+    out["n_features"] = int(m.n_features)
+    finite = np.isfinite(m.min) & np.isfinite(m.max)
+    a = np.asarray(values)
+    if not finite.any() or a.dtype.kind not in "biuf" or a.size == 0:
+        return out
+    lo, hi = float(m.min[finite].min()), float(m.max[finite].max())
+    if hi <= lo:  # a constant input: one visible bar around its value
+        lo, hi = lo - 0.5, hi + 0.5
+    per_row = max(1, a.size // a.shape[0])
+    rows = min(a.shape[0], max(1, HIST_MAX_VALUES // per_row))
+    if rows < a.shape[0]:  # evenly spread rows: the sample is sorted by position in the data
+        a = a[np.linspace(0, a.shape[0] - 1, rows).astype(np.int64)]
+    counts, _ = np.histogram(a.astype(np.float64, copy=False), bins=HIST_BINS, range=(lo, hi))
+    out["histogram"] = {"lo": lo, "hi": hi, "counts": counts.tolist(), "n_rows": int(rows)}
+    return out

@@ -22,6 +22,10 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> 
         raise InputError(f"--output: directory {parent} does not exist")
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent)
     os.close(fd)
+    # mkstemp creates 0600; give the file the mode a plain open() would (0666 less the umask)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     try:
         write(tmp)
         os.replace(tmp, target)

@@ -196,6 +196,7 @@ class InputSpec:
     name: str
     shape: tuple[int | None, ...]
     dtype: str = "float32"
+    alias: str | None = None  # the raw Keras name when `name` was made stable
 
 
 @dataclass
@@ -251,6 +252,12 @@ def load_model(
         model = _keras_load(k, p, compile=True, unsafe=unsafe, custom_objects=custom_objects)
     except Exception as exc:  # compile-time deserialisation (custom loss...) can fail alone
         msg = _first_line(exc)
+        missing = _missing_custom_class(exc)
+        if missing and custom_objects is None:
+            raise InputError(
+                f"MODEL: {p} uses a custom class or function '{missing}' that Keras does not "
+                "know; pass the module that defines it with --custom-objects module.py"
+            ) from exc
         if _is_unsafe_error(msg):
             raise InputError(
                 f"MODEL: {p} contains a Lambda layer (Python code); loading it runs code from "
@@ -284,6 +291,19 @@ def _keras_load(
 
 def _is_unsafe_error(msg: str) -> bool:
     return "safe_mode" in msg or "unsafe" in msg.lower() and "lambda" in msg.lower()
+
+
+def _missing_custom_class(exc: BaseException) -> str | None:
+    """The class Keras could not locate, searched through the whole exception chain."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        found = re.search(r"Could not locate (?:class|function) '?([\w.>]+)", str(cur))
+        if found:
+            return found.group(1)
+        cur = cur.__cause__ or cur.__context__
+    return None
 
 
 def _is_custom_object_error(msg: str) -> bool:
@@ -322,9 +342,11 @@ def from_keras_model(
         ) from exc
     if not inputs or not outputs:
         raise InputError(f"MODEL: {path}: the model has no defined inputs/outputs")
+    raw_names = [_tensor_name(t, i) for i, t in enumerate(inputs)]
+    stable = _stable_names(raw_names)
     specs = [
-        InputSpec(_tensor_name(t, i), tuple(t.shape), str(getattr(t, "dtype", "float32")))
-        for i, t in enumerate(inputs)
+        InputSpec(name, tuple(t.shape), str(getattr(t, "dtype", "float32")), alias=raw)
+        for name, raw, t in zip(stable, raw_names, inputs)
     ]
     out_names = [_output_name(model, t, i) for i, t in enumerate(outputs)]
     index = _choose_output(out_names, output_name, path)
@@ -348,6 +370,16 @@ def from_keras_model(
 def _tensor_name(t: Any, i: int) -> str:
     name = getattr(t, "name", None) or f"input_{i}"
     return str(name).split(":")[0]
+
+
+_AUTO_NAME = re.compile(r"^(keras_tensor|input_layer|input)(_\d+)?$")
+
+
+def _stable_names(names: list[str]) -> list[str]:
+    """Drop the process-wide counter Keras appends to auto-generated names (keras_tensor_24),
+    so reports do not depend on what the process built before; kept when that would clash."""
+    stripped = [_AUTO_NAME.sub(r"\1", n) for n in names]
+    return stripped if len(set(stripped)) == len(stripped) else names
 
 
 def _output_name(model: Any, t: Any, i: int) -> str:
@@ -422,7 +454,7 @@ def bind_inputs(raw: RawData, model: LoadedModel) -> list[np.ndarray]:
     chosen: list[tuple[str, Any]] = []
     if len(specs) == 1:
         spec = specs[0]
-        for key in ("x", spec.name, "x0"):
+        for key in ("x", spec.name, spec.alias or spec.name, "x0"):
             if key in arrays:
                 chosen.append((key, arrays[key]))
                 break
@@ -437,7 +469,7 @@ def bind_inputs(raw: RawData, model: LoadedModel) -> list[np.ndarray]:
                 )
     else:
         for i, spec in enumerate(specs):
-            for key in (spec.name, f"x{i}"):
+            for key in (spec.name, spec.alias or spec.name, f"x{i}"):
                 if key in arrays:
                     chosen.append((key, arrays[key]))
                     break
@@ -501,3 +533,31 @@ class _ExpandedView:
 
     def __getitem__(self, idx: Any) -> np.ndarray:
         return np.expand_dims(self.base[idx], self.axis)
+
+
+def load_custom_objects(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Import a Python file and return its public classes and functions by name.
+
+    Used by --custom-objects: Keras needs the classes of custom layers, losses or activations
+    to rebuild a model. This runs the file's code, as importing any module does.
+    """
+    import importlib.util
+    import inspect
+
+    p = Path(path)
+    if not p.is_file() or p.suffix != ".py":
+        raise InputError(f"--custom-objects: {p} is not a Python file")
+    spec = importlib.util.spec_from_file_location(f"kerasdoctor_custom_{p.stem}", p)
+    if spec is None or spec.loader is None:
+        raise InputError(f"--custom-objects: cannot import {p}")
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        raise InputError(f"--custom-objects: importing {p} failed: {_first_line(exc)}") from exc
+    return {
+        name: obj
+        for name, obj in vars(module).items()
+        if not name.startswith("_") and (inspect.isclass(obj) or inspect.isfunction(obj))
+        and getattr(obj, "__module__", None) == module.__name__
+    }

@@ -57,3 +57,28 @@ def diagnose_fixture(model: str, data: str, **options: Any) -> Any:
 @pytest.fixture
 def cli() -> Any:
     return run_cli
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-golden", action="store_true",
+        help="rewrite tests/golden/*.json from the current output instead of comparing",
+    )
+
+
+@pytest.fixture
+def update_golden(request: pytest.FixtureRequest) -> bool:
+    return bool(request.config.getoption("--update-golden"))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Report how many fuzz cases ran (issue: the suite states its case count)."""
+    try:
+        from test_fuzz import CASES
+    except ImportError:
+        return
+    if CASES["count"]:
+        by_exit = {k: v for k, v in CASES.items() if k != 'count'}
+        terminalreporter.write_line(
+            f"kerasdoctor fuzz cases run: {CASES['count']} (by exit code: {by_exit})"
+        )

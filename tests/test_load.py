@@ -1,0 +1,63 @@
+"""Loading: every label encoding decodes to class indices; unusable data is an InputError."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kerasdoctor.errors import InputError
+from kerasdoctor.load import decode_labels, read_npz
+
+
+@pytest.mark.parametrize(
+    ("y", "encoding"),
+    [
+        (np.array([0, 2, 1, 2]), "index"),
+        (np.array([0.0, 2.0, 1.0, 2.0]), "index"),
+        (np.eye(3)[[0, 2, 1, 2]], "one-hot"),
+        (np.array([[0], [2], [1], [2]]), "index"),
+    ],
+)
+def test_multiclass_encodings_decode_to_indices(y: np.ndarray, encoding: str) -> None:
+    labels = decode_labels(y, None)
+    assert labels.y.tolist() == [0, 2, 1, 2]
+    assert labels.encoding == encoding
+
+
+def test_binary_and_bool_labels() -> None:
+    assert decode_labels(np.array([[1], [0], [1]]), None).y.tolist() == [1, 0, 1]
+    b = decode_labels(np.array([True, False, True]), None)
+    assert (b.y.tolist(), b.encoding) == ([1, 0, 1], "bool")
+
+
+def test_soft_labels_take_the_argmax() -> None:
+    y = np.array([[0.9, 0.05, 0.05], [0.05, 0.05, 0.9]])
+    assert decode_labels(y, None).y.tolist() == [0, 2]
+
+
+def test_string_labels_follow_class_names() -> None:
+    labels = decode_labels(np.array(["grape", "apple"]), ["apple", "orange", "grape"])
+    assert labels.y.tolist() == [2, 0]
+
+
+@pytest.mark.parametrize(
+    ("y", "fragment"),
+    [
+        (np.array([0.0, np.nan, 1.0]), "NaN/Inf labels (first at row 1)"),
+        (np.array([0, -1, 1]), "negative labels"),
+        (np.array([0.5, 1.0]), "non-integer labels"),
+        (np.array([[1, 1, 0], [0, 1, 0]]), "multi-label"),
+        (np.zeros((2, 2, 2)), "expected (N,) or (N, K)"),
+    ],
+)
+def test_bad_labels_are_input_errors(y: np.ndarray, fragment: str) -> None:
+    with pytest.raises(InputError) as info:
+        decode_labels(y, None, where="y")
+    assert fragment in str(info.value)
+
+
+def test_object_arrays_are_never_unpickled(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "obj.npz"
+    np.savez(path, x=np.array([{"a": 1}, None], dtype=object), y=np.array([0, 1]))
+    raw = read_npz(path)  # y is fine; the object array is refused only when it is used
+    assert "x" in raw.refused
