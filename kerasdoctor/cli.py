@@ -140,6 +140,13 @@ def diagnose(
     config: Path | None = typer.Option(
         None, "--config", help="A TOML file with [tool.kerasdoctor] settings."
     ),
+    reports: list[str] = typer.Option(
+        [],
+        "--report",
+        metavar="FORMAT=FILE",
+        help="Also write this format to FILE from the same run (repeatable), "
+        "e.g. --report html=report.html --report junit=kd.xml.",
+    ),
     min_recall: float | None = typer.Option(
         None, "--min-recall", min=0.0, max=1.0, help="Gate: every class needs recall >= R."
     ),
@@ -155,6 +162,7 @@ def diagnose(
         from kerasdoctor.policy import exit_code
         from kerasdoctor.render import render
 
+        extra = parse_reports(reports)  # before the slow part: a typo fails at once
         cfg = load_config(config)
         fail = fail_on.value if fail_on is not None else cfg.fail_on
         with _progress(_progress_enabled(format.value), "diagnosing") as progress:
@@ -178,12 +186,29 @@ def diagnose(
             )
         color = output is None and sys.stdout.isatty()
         write_output(render(report, format.value, fail_on=fail, color=color), output)
+        for fmt, path in extra:
+            write_output(render(report, fmt, fail_on=fail, color=False), path)
         raise typer.Exit(exit_code(report, fail))
 
 
 from kerasdoctor.fix.command import fix as _fix  # noqa: E402  (light: typer + stdlib only)
 
 app.command("fix")(_fix)
+
+
+def parse_reports(specs: list[str]) -> list[tuple[str, Path]]:
+    """--report FORMAT=FILE values, validated."""
+    from kerasdoctor.render import FORMATS
+
+    out = []
+    for spec in specs:
+        fmt, sep, path = spec.partition("=")
+        if not sep or not path or fmt not in FORMATS:
+            raise InputError(
+                f"--report takes FORMAT=FILE with FORMAT one of {', '.join(FORMATS)}, got '{spec}'"
+            )
+        out.append((fmt, Path(path)))
+    return out
 
 
 @app.command()

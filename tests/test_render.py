@@ -473,3 +473,18 @@ def test_html_screenshot_shows_the_plots(tmp_path: Path) -> None:
     for plot, rgb in colours.items():
         near = (np.abs(img - np.array(rgb) / 255.0) < 0.06).all(axis=2).sum()
         assert near > 400, f"{plot}: only {near} pixels of its colour: plot not drawn?"
+
+
+def test_one_run_writes_several_formats(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from conftest import fixture_path, run_cli
+
+    html, xml = tmp_path / "r.html", tmp_path / "r.xml"
+    r = run_cli("diagnose", fixture_path("collapsed.keras"), fixture_path("collapsed.npz"),
+                "-f", "markdown", "--report", f"html={html}", "--report", f"junit={xml}")
+    assert r.exit_code == 1
+    assert "`missing-classes`" in r.stdout
+    assert html.read_text().lstrip().lower().startswith("<!doctype html")
+    assert "<failure" in xml.read_text()
+    bad = run_cli("diagnose", fixture_path("collapsed.keras"), fixture_path("collapsed.npz"),
+                  "--report", "pdf=x.pdf")
+    assert bad.exit_code == 2 and "--report takes FORMAT=FILE" in bad.stderr
