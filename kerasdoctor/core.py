@@ -99,7 +99,7 @@ def _diagnose_quietly(lm: Any, raw: Any, opts: Options) -> Report:
     from kerasdoctor.load import bind_inputs
     from kerasdoctor.metrics import class_names_for, compute_metrics
     from kerasdoctor.model_facts import read_facts
-    from kerasdoctor.probe import Predictor, run_probe, stratified_sample
+    from kerasdoctor.probe import Predictor, array_batches, default_batch_size, run_probe
 
     arrays = bind_inputs(raw, lm)
     facts = read_facts(lm)
@@ -121,17 +121,16 @@ def _diagnose_quietly(lm: Any, raw: Any, opts: Options) -> Report:
         facts.n_outputs if facts.n_outputs > 1 else 2,
         int(y.max()) + 1,
     )
-    sample_index = stratified_sample(y, arrays, opts.seed)
     predictor = Predictor(lm, facts)
+    batch_size = int(opts.batch_size or default_batch_size(arrays))
     try:
         ev = run_probe(
             predictor,
-            arrays,
-            y,
-            n_classes,
-            batch_size=opts.batch_size,
-            indices=indices,
-            sample_index=sample_index,
+            array_batches(arrays, y_all, batch_size, indices),
+            n_total=int(y.shape[0]),
+            n_classes=n_classes,
+            seed=opts.seed,
+            batch_size=batch_size,
             progress=opts.progress,
         )
     except InputError:
@@ -143,8 +142,7 @@ def _diagnose_quietly(lm: Any, raw: Any, opts: Options) -> Report:
             f"{text[0] if text else type(exc).__name__}"
         ) from exc
     names = class_names_for(ev.n_classes, raw.labels.class_names)
-    rows = sample_index if indices is None else indices[sample_index]
-    sample_inputs = [np.asarray(a[rows]) for a in arrays]
+    sample_inputs = ev.sample_inputs
     ctx = Context(
         evidence=ev,
         facts=facts,
