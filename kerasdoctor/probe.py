@@ -628,8 +628,11 @@ class ProbeState:
         per_class = self._per_class(n_classes)
         for c in classes.tolist():
             idx = np.flatnonzero(y == c)
-            self._admit(int(c), keys[idx], rows[idx], probs[idx],
-                        lambda i, local=idx: [x[local[i]] for x in xs], per_class)
+
+            def fetch(i: np.ndarray, local: np.ndarray = idx) -> list[np.ndarray]:
+                return [x[local[i]] for x in xs]
+
+            self._admit(int(c), keys[idx], rows[idx], probs[idx], fetch, per_class)
         self._trim(per_class)
 
     def _admit(self, c: int, keys: np.ndarray, rows: np.ndarray, probs: np.ndarray,
@@ -725,8 +728,11 @@ class ProbeState:
         n_classes = len(set(self.kept) | set(other.kept))
         per_class = self._per_class(n_classes)
         for c, kept in other.kept.items():
-            self._admit(c, kept.keys, kept.rows, kept.probs,
-                        lambda i, k=kept: [b[k.slots[i]] for b in other.buffers], per_class)
+
+            def fetch(i: np.ndarray, k: _Kept = kept) -> list[np.ndarray]:
+                return [b[k.slots[i]] for b in other.buffers]
+
+            self._admit(c, kept.keys, kept.rows, kept.probs, fetch, per_class)
         self._trim(per_class)
         self.n += other.n
         return self
@@ -741,7 +747,7 @@ class ProbeState:
             y = np.concatenate([c[1] for c in self.chunks])[order]
             y_pred = np.concatenate([c[2] for c in self.chunks])[order]
             has_scores = all(c[3] is not None for c in self.chunks)
-            scores = (np.concatenate([c[3] for c in self.chunks])[order]  # type: ignore[misc]
+            scores = (np.concatenate([c[3] for c in self.chunks if c[3] is not None])[order]
                       if has_scores else None)
         else:
             rows = y = y_pred = np.zeros(0, np.int64)

@@ -40,7 +40,7 @@ def test_moments_merge_equals_one_pass() -> None:
 
 def test_sample_keys_are_uniform_and_seeded() -> None:
     keys = sample_keys(np.arange(100_000), seed=1)
-    assert 0.0 <= keys.min() and keys.max() < 1.0
+    assert keys.min() >= 0.0 and keys.max() < 1.0
     assert abs(keys.mean() - 0.5) < 0.01
     assert not np.array_equal(keys[:100], sample_keys(np.arange(100), seed=2))
     assert np.array_equal(keys[:100], sample_keys(np.arange(100), seed=1))
