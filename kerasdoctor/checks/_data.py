@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from kerasdoctor.findings import Finding, Severity
+from kerasdoctor.checks.base import prediction_symptoms
+from kerasdoctor.findings import Severity
 
 if TYPE_CHECKING:
     from kerasdoctor.checks.base import Context
@@ -32,26 +33,18 @@ INDEX_LAYERS = frozenset(
 SCALE_SYMPTOMS = ("prediction-collapse", "missing-classes", "constant-output")
 
 
-def prediction_symptoms(ctx: Context) -> dict[str, Finding]:
-    """The symptom findings the predictions show (warning or error), computed once per run."""
-
-    def compute() -> dict[str, Finding]:
-        from kerasdoctor.checks import constant_output, missing_classes, prediction_collapse
-
-        out: dict[str, Finding] = {}
-        for mod in (prediction_collapse, missing_classes, constant_output):
-            for f in mod.run(ctx):
-                if f.severity is not Severity.INFO:
-                    out[f.id] = f
-        return out
-
-    result: dict[str, Finding] = ctx.cached("data:symptoms", compute)
-    return result
-
-
 def symptom_ids(ctx: Context) -> list[str]:
+    """The symptoms present that a data defect can explain (see SCALE_SYMPTOMS)."""
     found = prediction_symptoms(ctx)
     return [s for s in SCALE_SYMPTOMS if s in found]
+
+
+def severity_for_symptoms(symptoms: list[str]) -> Severity:
+    """A scale defect is the failure only when the predictions show it: error when the output
+    no longer depends on the input, warning with a collapse, info (a risk) otherwise."""
+    if "constant-output" in symptoms:
+        return Severity.ERROR
+    return Severity.WARNING if symptoms else Severity.INFO
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from kerasdoctor.findings import Finding, Severity
+from kerasdoctor.checks.base import prediction_symptoms
 
 if TYPE_CHECKING:
     from kerasdoctor.checks.base import Context
@@ -22,32 +22,6 @@ CROSSENTROPY_LOSSES = BINARY_LOSSES | CATEGORICAL_LOSSES | SPARSE_LOSSES
 PROBABILITY_HEADS = frozenset({"softmax", "sigmoid", "hard_sigmoid"})
 # Heads that squash (so a from_logits=True loss squashes a second time).
 SQUASHING_HEADS = frozenset({"softmax", "sigmoid", "hard_sigmoid"})
-
-
-def prediction_symptoms(ctx: Context) -> dict[str, Finding]:
-    """The symptom findings the predictions show (warning or error), computed once per run.
-
-    The symptom checks are pure, so re-running them here costs a few numpy reductions and
-    keeps every threshold override the user set.
-    """
-
-    def compute() -> dict[str, Finding]:
-        from kerasdoctor.checks import (
-            constant_output,
-            low_recall,
-            missing_classes,
-            prediction_collapse,
-        )
-
-        out: dict[str, Finding] = {}
-        for mod in (prediction_collapse, missing_classes, constant_output, low_recall):
-            for f in mod.run(ctx):
-                if f.severity is not Severity.INFO:
-                    out[f.id] = f
-        return out
-
-    result: dict[str, Finding] = ctx.cached("model:symptoms", compute)
-    return result
 
 
 def symptom_list(ctx: Context) -> list[str]:

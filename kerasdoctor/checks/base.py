@@ -96,6 +96,32 @@ def finding(
     return Finding(spec.id, spec.kind, severity, title, detail, dict(evidence), tuple(fixes))
 
 
+def prediction_symptoms(ctx: Context) -> dict[str, Finding]:
+    """The symptom findings (warning or error) the predictions show, computed once per run.
+
+    Cause checks use them to decide whether a risk factor is the failure. The symptom checks
+    are pure, so re-running them here costs a few reductions and keeps threshold overrides.
+    """
+
+    def compute() -> dict[str, Finding]:
+        from kerasdoctor.checks import (
+            constant_output,
+            low_recall,
+            missing_classes,
+            prediction_collapse,
+        )
+
+        out: dict[str, Finding] = {}
+        for mod in (prediction_collapse, missing_classes, constant_output, low_recall):
+            for f in mod.run(ctx):
+                if f.severity is not Severity.INFO:
+                    out[f.id] = f
+        return out
+
+    result: dict[str, Finding] = ctx.cached("symptoms", compute)
+    return result
+
+
 def class_weights_fix(ctx: Context) -> Fix:
     return Fix(
         "Train with class weights so the rare classes count as much as the common ones",

@@ -12,11 +12,12 @@ from kerasdoctor.checks._data import (
     fmt_list,
     fmt_num,
     prediction_symptoms,
+    severity_for_symptoms,
     symptom_ids,
     value_inputs,
 )
 from kerasdoctor.checks.base import CheckSpec, Context, Threshold, finding
-from kerasdoctor.findings import Finding, Fix, Kind, Severity
+from kerasdoctor.findings import Finding, Fix, Kind
 
 SPEC = CheckSpec(
     id="input-scale",
@@ -85,12 +86,7 @@ def run(ctx: Context) -> list[Finding]:
     if not flagged:
         return []
     symptoms = symptom_ids(ctx)
-    if "constant-output" in symptoms:
-        severity = Severity.ERROR
-    elif symptoms:
-        severity = Severity.WARNING
-    else:
-        severity = Severity.INFO
+    severity = severity_for_symptoms(symptoms)
     first = flagged[0]
     names = ", ".join(f"'{r['input']}'" for r in flagged)
     if "magnitude" in first["reasons"]:

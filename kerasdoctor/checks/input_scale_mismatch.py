@@ -9,12 +9,13 @@ import numpy as np
 from kerasdoctor.checks._data import (
     JudgedInput,
     prediction_symptoms,
+    severity_for_symptoms,
     symptom_ids,
     value_inputs,
 )
 from kerasdoctor.checks.base import CheckSpec, Context, Threshold, finding
 from kerasdoctor.checks.input_scale import describe, scaling_code
-from kerasdoctor.findings import Finding, Fix, Kind, Severity
+from kerasdoctor.findings import Finding, Fix, Kind
 
 SPEC = CheckSpec(
     id="input-scale-mismatch",
@@ -107,12 +108,7 @@ def run(ctx: Context) -> list[Finding]:
     if ratio < max_ratio or (big["normalized_by"] and small["normalized_by"]):
         return []
     symptoms = symptom_ids(ctx)
-    if "constant-output" in symptoms:
-        severity = Severity.ERROR
-    elif symptoms:
-        severity = Severity.WARNING
-    else:
-        severity = Severity.INFO
+    severity = severity_for_symptoms(symptoms)
     per_input = "; ".join(
         f"'{r['input']}': RMS {r['effective_rms']:.3g} (range {r['min']:.3g} to {r['max']:.3g})"
         for r in rows
