@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import diagnose_fixture, fixture_path
+from conftest import HEALTHY_FIXTURES, diagnose_fixture, fixture_path
 
 from kerasdoctor.checks import (
     class_imbalance,
@@ -35,13 +35,7 @@ MY_IDS = (
     "preprocessing-mismatch",
 )
 HEALTHY = [
-    ("healthy.keras", "healthy.npz"),
-    ("healthy_imbalanced.keras", "healthy_imbalanced.npz"),
-    ("multi_input.keras", "multi_input.npz"),
-    ("binary.keras", "binary.npz"),
-    ("legacy_keras2.h5", "legacy_keras2.npz"),
-    ("healthy_savedmodel", "healthy.npz"),
-    ("data_tokens.keras", "data_tokens.npz"),  # token ids in the hundreds: no scale to judge
+    *HEALTHY_FIXTURES,
 ]
 
 

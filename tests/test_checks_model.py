@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import diagnose_fixture, fixture_path
+from conftest import HEALTHY_FIXTURES, diagnose_fixture, fixture_path
 
 MODEL_CHECKS = (
     "single-unit-softmax",
@@ -22,12 +22,7 @@ MODEL_CHECKS = (
     "decision-threshold",
 )
 HEALTHY = [
-    ("healthy.keras", "healthy.npz"),
-    ("healthy_imbalanced.keras", "healthy_imbalanced.npz"),
-    ("multi_input.keras", "multi_input.npz"),
-    ("binary.keras", "binary.npz"),
-    ("legacy_keras2.h5", "legacy_keras2.npz"),
-    ("healthy_savedmodel", "healthy.npz"),
+    *HEALTHY_FIXTURES,
 ]
 
 

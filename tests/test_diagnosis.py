@@ -4,7 +4,7 @@ first, and the ranking rules on hand-made findings (including the data-side ids)
 from __future__ import annotations
 
 import pytest
-from conftest import fixture_path, run_cli
+from conftest import HEALTHY_FIXTURES, fixture_path, run_cli
 
 from kerasdoctor.diagnosis import EXPLAINS, SUBSUMES, TIER, explains, rank
 from kerasdoctor.findings import Finding, Kind, Severity
@@ -24,12 +24,7 @@ SICK = [
     ("model_threshold.keras", "model_threshold.npz", "decision-threshold"),
 ]
 HEALTHY = [
-    ("healthy.keras", "healthy.npz"),
-    ("healthy_imbalanced.keras", "healthy_imbalanced.npz"),
-    ("multi_input.keras", "multi_input.npz"),
-    ("binary.keras", "binary.npz"),
-    ("legacy_keras2.h5", "legacy_keras2.npz"),
-    ("healthy_savedmodel", "healthy.npz"),
+    *HEALTHY_FIXTURES,
     # latent defects that Keras 3 on TensorFlow trains around: info only
     ("model_logits_softmax.keras", "model_logits_softmax.npz"),
     ("model_sigmoid_multi.keras", "model_sigmoid_multi.npz"),
