@@ -149,3 +149,12 @@ def test_api_docstring_example_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(FIXTURES.parent)
     result = doctest.testmod(kerasdoctor, verbose=False)
     assert result.attempted >= 5 and result.failed == 0
+
+
+def test_report_renders_in_jupyter_as_an_embeddable_fragment() -> None:
+    x, y, names = _arrays("collapsed.npz")
+    report = kerasdoctor.diagnose(fixture_path("collapsed.keras"), x, y, class_names=names)
+    html = report._repr_html_()
+    assert "<html" not in html.lower() and "<!doctype" not in html.lower()
+    assert "missing-classes" in html and "orange" in html
+    assert "data:image/png;base64," in html  # the plots travel inside the fragment
