@@ -41,7 +41,10 @@ def keras() -> Any:
             warnings.simplefilter("ignore")
             import keras as _k
 
-            if _k.backend.backend() == "tensorflow":
+            if _k.backend.backend() == "tensorflow" or _tensorflow_installed():
+                # On JAX or PyTorch too: Keras imports TensorFlow lazily whenever it is
+                # installed (to serialise layer configs), so import it here, muted, or its C++
+                # start-up chatter lands on stderr in the middle of a run.
                 import tensorflow as tf
 
                 tf.get_logger().setLevel("ERROR")
@@ -53,6 +56,12 @@ def keras() -> Any:
                     pass
         _KERAS = _k
     return _KERAS
+
+
+def _tensorflow_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("tensorflow") is not None
 
 
 def backend_name() -> str:

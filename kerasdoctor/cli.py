@@ -112,10 +112,16 @@ def _progress(enabled: bool, label: str) -> Iterator[Callable[[int, int], None] 
         yield update
 
 
-@app.command()
+@app.command(context_settings={"allow_extra_args": True})  # Beam options after `--`
 def diagnose(
+    ctx: typer.Context,
     model: str = typer.Argument(..., help="A .keras, .h5 file or a SavedModel directory."),
-    data: str = typer.Argument(..., help="An .npz with 'y' and the model inputs."),
+    data: str = typer.Argument(
+        ...,
+        help="An .npz with 'y' and the model inputs; x.npy (with --labels y.npy); a .csv or "
+        ".parquet table; a folder of class subfolders of images; a tf.data.Dataset.save "
+        "directory.",
+    ),
     format: Format = typer.Option(Format.table, "--format", "-f", help="Report format."),
     output: Path | None = typer.Option(None, "--output", "-o", help="Write the report here."),
     fail_on: FailOn | None = typer.Option(
@@ -153,6 +159,37 @@ def diagnose(
     min_balanced_accuracy: float | None = typer.Option(
         None, "--min-balanced-accuracy", min=0.0, max=1.0, help="Gate: balanced accuracy >= B."
     ),
+    labels: str | None = typer.Option(
+        None, "--labels", help="The labels (y.npy) when DATA is an x.npy file."
+    ),
+    label_column: str | None = typer.Option(
+        None, "--label-column", help="The .csv/.parquet column holding the labels."
+    ),
+    feature_columns: str | None = typer.Option(
+        None,
+        "--feature-columns",
+        help="Comma-separated .csv/.parquet feature columns, in the model's order "
+        "[default: every other column, in file order].",
+    ),
+    image_size: str | None = typer.Option(
+        None, "--image-size", metavar="HxW",
+        help="Image folder: the size to resize to, for models that take any size.",
+    ),
+    class_names: str | None = typer.Option(
+        None, "--class-names",
+        help="Comma-separated class names in class-index order (.npy, .csv, .parquet, "
+        "tf.data); string labels are mapped in this order instead of sorted.",
+    ),
+    runner: str | None = typer.Option(
+        None, "--runner",
+        help="Sharded DATA (e.g. 'data/shard-*.tfrecord'): the Apache Beam runner "
+        "[default: DirectRunner]; DataflowRunner, FlinkRunner, SparkRunner...",
+    ),
+    pipeline_options: list[str] = typer.Option(
+        [], "--pipeline-option", metavar="KEY=VALUE",
+        help="A Beam pipeline option for sharded DATA (repeatable), e.g. "
+        "--pipeline-option direct_num_workers=2; also any --key=value after `--`.",
+    ),
 ) -> None:
     """Diagnose MODEL on DATA: what the predictions show, the most likely cause, the fix."""
     with guard():
@@ -165,8 +202,11 @@ def diagnose(
         extra = parse_reports(reports)  # before the slow part: a typo fails at once
         cfg = load_config(config)
         fail = fail_on.value if fail_on is not None else cfg.fail_on
+        from kerasdoctor.beam.command import sharded_runner
+
+        sharded = sharded_runner(data, runner, pipeline_options, ctx.args, custom_objects)
         with _progress(_progress_enabled(format.value), "diagnosing") as progress:
-            report = diagnose_paths(
+            report = (sharded or diagnose_paths)(
                 model,
                 data,
                 Options(
@@ -182,6 +222,11 @@ def diagnose(
                     custom_objects=load_custom_objects(custom_objects) if custom_objects else None,
                     output_name=output_name,
                     progress=progress,
+                    labels=labels,
+                    label_column=label_column,
+                    feature_columns=feature_columns,
+                    image_size=image_size,
+                    class_names=class_names,
                 ),
             )
         color = output is None and sys.stdout.isatty()
@@ -194,6 +239,10 @@ def diagnose(
 from kerasdoctor.fix.command import fix as _fix  # noqa: E402  (light: typer + stdlib only)
 
 app.command("fix")(_fix)
+
+from kerasdoctor.beam.command import shard as _shard  # noqa: E402  (light: typer + stdlib)
+
+app.command("shard")(_shard)
 
 
 def parse_reports(specs: list[str]) -> list[tuple[str, Path]]:

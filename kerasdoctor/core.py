@@ -29,10 +29,15 @@ class Options:
     unsafe: bool = False
     custom_objects: dict[str, Any] | None = None
     output_name: str | None = None
-    class_names: Sequence[str] | None = None
+    class_names: Sequence[str] | None = None  # in index order; a "a,b,c" string for a path
     progress: Callable[[int, int], None] | None = None
     extra_checks: Sequence[Callable[..., Any]] = ()  # quality gates etc.: f(ctx) -> findings
     only: frozenset[str] | None = None  # run just these check ids (the training callback)
+    # other data sources (kerasdoctor.sources): .npy labels, table columns, image size
+    labels: str | None = None  # y.npy next to DATA = x.npy
+    label_column: str | None = None  # .csv / .parquet
+    feature_columns: Sequence[str] | str | None = None  # .csv / .parquet, in model order
+    image_size: tuple[int, int] | str | None = None  # image folder, for models of any size
 
 
 def diagnose_paths(
@@ -40,11 +45,13 @@ def diagnose_paths(
     data_path: str | os.PathLike[str],
     options: Options | None = None,
 ) -> Report:
-    """Diagnose a saved model on an .npz file (what `kerasdoctor diagnose` runs)."""
-    from kerasdoctor.load import load_model, read_npz
+    """Diagnose a saved model on DATA (what `kerasdoctor diagnose` runs): .npz, .npy with
+    labels, .csv/.parquet, an image folder or a saved tf.data directory (kerasdoctor.sources)."""
+    from kerasdoctor.load import load_model
+    from kerasdoctor.sources import open_source
 
     opts = options or Options()
-    raw = read_npz(data_path, x_key=opts.x_key, y_key=opts.y_key)  # cheap errors first
+    raw = open_source(data_path, opts)  # cheap errors first (labels are read where cheap)
     lm = load_model(
         model_path,
         unsafe=opts.unsafe,
@@ -92,42 +99,42 @@ def _diagnose(lm: Any, raw: Any, opts: Options) -> Report:
 
 
 def _diagnose_quietly(lm: Any, raw: Any, opts: Options) -> Report:
-    from kerasdoctor import __version__
-    from kerasdoctor.checks import run_all
-    from kerasdoctor.checks.base import Context
-    from kerasdoctor.diagnosis import rank
-    from kerasdoctor.load import bind_inputs
-    from kerasdoctor.metrics import class_names_for, compute_metrics
     from kerasdoctor.model_facts import read_facts
-    from kerasdoctor.probe import Predictor, array_batches, default_batch_size, run_probe
+    from kerasdoctor.probe import Predictor, default_batch_size, run_probe
+    from kerasdoctor.sources import ArraySource, Source
 
-    arrays = bind_inputs(raw, lm)
+    source = raw if isinstance(raw, Source) else ArraySource(raw)
+    bound = source.bind(lm)  # inputs matched to the model, shapes checked
     facts = read_facts(lm)
-    y_all = raw.labels.y
-    n_total = int(y_all.shape[0])
+    known = bound.labels  # every label, when the source decodes them before the pass
+    n_total = bound.n_rows
     indices = None
     if opts.sample is not None:
         if opts.sample <= 0:
             raise InputError(f"--sample must be positive, got {opts.sample}")
+        if n_total is None:
+            raise InputError(
+                f"--sample needs the number of samples before the pass; {bound.path} does not "
+                "record it (save the dataset unbatched, or drop --sample)"
+            )
         if opts.sample < n_total:
             rng = np.random.default_rng(opts.seed)
             indices = np.sort(rng.choice(n_total, size=opts.sample, replace=False))
-    y = y_all if indices is None else y_all[indices]
     if opts.batch_size is not None and opts.batch_size <= 0:
         raise InputError(f"--batch-size must be positive, got {opts.batch_size}")
-    n_classes = max(
-        raw.labels.width or 0,
-        len(raw.labels.class_names or []),
-        facts.n_outputs if facts.n_outputs > 1 else 2,
-        int(y.max()) + 1,
+    n_classes = class_count_hint(
+        known.width if known else None, known.class_names if known else None, facts
     )
+    if known is not None:
+        y = known.y if indices is None else known.y[indices]
+        n_classes = max(n_classes, int(y.max()) + 1)
     predictor = Predictor(lm, facts)
-    batch_size = int(opts.batch_size or default_batch_size(arrays))
+    batch_size = int(opts.batch_size or default_batch_size(bound.templates))
     try:
         ev = run_probe(
             predictor,
-            array_batches(arrays, y_all, batch_size, indices),
-            n_total=int(y.shape[0]),
+            bound.batches(batch_size, indices),
+            n_total=int(indices.shape[0]) if indices is not None else n_total,
             n_classes=n_classes,
             seed=opts.seed,
             batch_size=batch_size,
@@ -138,18 +145,51 @@ def _diagnose_quietly(lm: Any, raw: Any, opts: Options) -> Report:
     except (ValueError, TypeError) as exc:  # the model refuses this data
         text = str(exc).strip().splitlines()
         raise InputError(
-            f"MODEL: {lm.path} failed to run on {raw.path}: "
+            f"MODEL: {lm.path} failed to run on {bound.path}: "
             f"{text[0] if text else type(exc).__name__}"
         ) from exc
-    names = class_names_for(ev.n_classes, raw.labels.class_names)
+    if ev.n_samples == 0:
+        raise InputError(f"DATA: {bound.path} holds no samples")
+    labels = bound.label_info()  # a streamed source knows its label encoding only now
+    extra = {"sampled_from": n_total, "seed": opts.seed} if indices is not None else None
+    return build_report(lm, facts, predictor, ev, data_path=bound.path,
+                        class_names=labels.class_names,
+                        label_encoding=labels.encoding, opts=opts, data_extra=extra)
+
+
+def class_count_hint(width: int | None, class_names: Sequence[str] | None, facts: Any) -> int:
+    """Classes known before the labels are counted: one-hot width, class names, output units."""
+    return max(width or 0, len(class_names or []), facts.n_outputs if facts.n_outputs > 1 else 2)
+
+
+def build_report(
+    lm: Any,
+    facts: Any,
+    predictor: Any,
+    ev: Any,
+    *,
+    data_path: str,
+    class_names: Sequence[str] | None,
+    label_encoding: str,
+    opts: Options,
+    data_extra: Mapping[str, Any] | None = None,
+) -> Report:
+    """Evidence -> checks -> ranking -> Report; shared by the .npz run and the Beam pipeline."""
+    from kerasdoctor import __version__
+    from kerasdoctor.checks import run_all
+    from kerasdoctor.checks.base import Context
+    from kerasdoctor.diagnosis import rank
+    from kerasdoctor.metrics import class_names_for, compute_metrics
+
+    names = class_names_for(ev.n_classes, class_names)
     sample_inputs = ev.sample_inputs
     ctx = Context(
         evidence=ev,
         facts=facts,
         class_names=names,
         model_path=_shell_path(lm.path),
-        data_path=_shell_path(raw.path),
-        label_encoding=raw.labels.encoding,
+        data_path=_shell_path(data_path),
+        label_encoding=label_encoding,
         overrides=opts.thresholds,
         predictor=predictor,
         sample_inputs=sample_inputs,
@@ -174,12 +214,12 @@ def _diagnose_quietly(lm: Any, raw: Any, opts: Options) -> Report:
         "notes": list(lm.notes) + list(ev.notes),
     }
     data_info = {
-        "path": raw.path,
+        "path": data_path,
         "n_samples": ev.n_samples,
         "n_classes": ev.n_classes,
         "class_names": names,
         "label_counts": ev.label_counts.tolist(),
-        "label_encoding": raw.labels.encoding,
+        "label_encoding": label_encoding,
         "inputs": [
             {
                 "name": st.name,
@@ -195,9 +235,7 @@ def _diagnose_quietly(lm: Any, raw: Any, opts: Options) -> Report:
     }
     for info, st, xs in zip(data_info["inputs"], ev.inputs, sample_inputs):
         info.update(value_summary(st, xs))  # what the HTML report plots per input
-    if indices is not None:
-        data_info["sampled_from"] = n_total
-        data_info["seed"] = opts.seed
+    data_info.update(data_extra or {})
     return Report(
         model=model_info,
         data=data_info,

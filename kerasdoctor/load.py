@@ -410,7 +410,13 @@ def _choose_output(names: list[str], wanted: str | None, path: str) -> int:
 def _load_savedmodel(p: Path, output_name: str | None) -> LoadedModel:
     from kerasdoctor._keras import keras
 
-    keras()  # quiet TensorFlow import
+    backend = keras().backend.backend()  # quiet TensorFlow import
+    if backend != "tensorflow":
+        raise InputError(
+            f"MODEL: {p} is a TensorFlow SavedModel, which runs only on the TensorFlow "
+            f"backend (this run uses KERAS_BACKEND={backend}); run it with "
+            "KERAS_BACKEND=tensorflow, or diagnose the .keras file of the same model"
+        )
     import tensorflow as tf
 
     try:

@@ -91,6 +91,35 @@ class Moments:
         self.min = np.minimum(self.min, mn)
         self.max = np.maximum(self.max, mx)
 
+    def update_batch(self, x: np.ndarray) -> None:
+        """Add a batch (B, ..., F): moments per feature (last axis) over every other axis.
+
+        Same figures as update(x.reshape(-1, F)), computed on the (B, positions x F) view:
+        reducing down the batch axis of that wide array is contiguous and vectorised, where
+        reducing a tall (B x positions, F) array with few features (RGB: 3) walks it with a
+        stride of F and costs ~10x more per value.
+        """
+        x = np.asarray(x)
+        if x.ndim == 1:
+            x = x.reshape(-1, 1)
+        b, f = int(x.shape[0]), int(x.shape[-1])
+        if b == 0 or f == 0:
+            return
+        wide = x.reshape(b, -1)
+        if wide.dtype.kind not in "iuf" or (wide.dtype.kind == "f" and not np.isfinite(wide).all()):
+            self.update(x.reshape(-1, f))  # bool, or non-finite values to count: general path
+            return
+        positions = wide.shape[1] // f
+        n_b = b * positions
+        mean_b = wide.sum(axis=0, dtype=np.float64).reshape(positions, f).sum(axis=0) / n_b
+        dev = wide - np.tile(mean_b, positions)  # float64 (B, positions x F)
+        m2_b = np.einsum("ij,ij->j", dev, dev).reshape(positions, f).sum(axis=0)
+        mn = wide.min(axis=0).reshape(positions, f).min(axis=0).astype(np.float64)
+        mx = wide.max(axis=0).reshape(positions, f).max(axis=0).astype(np.float64)
+        self._combine(np.full(f, n_b, np.int64), mean_b, m2_b)
+        self.min = np.minimum(self.min, mn)
+        self.max = np.maximum(self.max, mx)
+
     def update_moments(self, n_b: np.ndarray, mean_b: np.ndarray, m2_b: np.ndarray) -> None:
         """Add pre-reduced groups: per-group counts, means and M2 of shape (G, F)."""
         for i in range(mean_b.shape[0]):
@@ -250,6 +279,7 @@ class Predictor:
         self._fn: Callable[[list[np.ndarray]], list[np.ndarray]]
         self.notes: list[str] = []
         self._spatial: dict[str, int] = {}
+        self.probe_model: Any = None
         if lm.keras_model is not None:
             self._fn = self._keras_fn(taps)
         else:
@@ -272,6 +302,7 @@ class Predictor:
             self.notes.append(f"layer activations not probed ({type(exc).__name__})")
             self.relu_layers, self.bn_layers = [], []
             probe = None
+        self.probe_model = probe  # the tapped model (None: predictions only)
         if probe is None:
             self.relu_layers, self.bn_layers = [], []
             target = model
@@ -300,17 +331,18 @@ class Predictor:
         relu_taps: list[Any] = []
         bn_taps: list[Any] = []
         relu = set(self.facts.relu_layers)
+        on_path = _tensors_on_path(model)
         for layer in model.layers:
             try:
                 if layer.name in relu:
-                    t = layer.output
+                    t = on_path[layer.name][1] if layer.name in on_path else layer.output
                     relu_taps.append(layer_types["max"](name=f"kd_max_{layer.name}")(t))
                     act = next(i.activation for i in self.facts.layers if i.name == layer.name)
                     self.relu_layers.append((layer.name, act or "relu"))
                 elif type(layer).__name__ == "BatchNormalization" and any(
                     b.name == layer.name for b in self.facts.batchnorms
                 ):
-                    t = layer.input
+                    t = on_path[layer.name][0] if layer.name in on_path else layer.input
                     mean = layer_types["mean"](name=f"kd_mean_{layer.name}")(t)
                     m2 = layer_types["m2"](name=f"kd_m2_{layer.name}")(t)
                     bn_taps += [mean, m2]
@@ -367,6 +399,40 @@ class Predictor:
             probs.append(p)
             preds.append(predicted_classes(raw, p))
         return np.concatenate(probs), np.concatenate(preds)
+
+
+def _tensors_on_path(model: Any) -> dict[str, tuple[Any, Any]]:
+    """Each layer's (input, output) tensors in the graph that computes model.outputs.
+
+    layer.output / layer.input are those of the layer's FIRST call, and a loaded Sequential
+    model has called its layers several times while being rebuilt: tapping layer.output there
+    makes the probe model recompute the network up to that layer once more per tap (3x the
+    cost of a plain predict on a small CNN). Layers met more than once (shared) are left out.
+    """
+    found: dict[str, tuple[Any, Any]] = {}
+    shared: set[str] = set()
+    seen: set[int] = set()
+    stack = list(model.outputs)
+    while stack:
+        t = stack.pop()
+        if id(t) in seen:
+            continue
+        seen.add(id(t))
+        history = getattr(t, "_keras_history", None)
+        if history is None:
+            continue
+        op, node_index = history[0], history[1]
+        try:
+            node = op._inbound_nodes[node_index]
+        except (AttributeError, IndexError):
+            continue
+        ins, outs = list(node.input_tensors), list(node.output_tensors)
+        if op.name in found and found[op.name][1] is not (outs[0] if len(outs) == 1 else None):
+            shared.add(op.name)
+        if len(ins) == 1 and len(outs) == 1:
+            found[op.name] = (ins[0], outs[0])
+        stack.extend(ins)
+    return {name: io for name, io in found.items() if name not in shared}
 
 
 def _is_numpy_dtype(name: str) -> bool:
@@ -555,11 +621,11 @@ class ProbeState:
         if not self.inputs:
             self._init_inputs(xs)
         for st, x in zip(self.inputs, xs):
-            flat = _features_2d(x)
-            st.moments.update(flat)
-            if st.integral and flat.dtype.kind == "f":
-                fin = flat[np.isfinite(flat)]
-                st.integral = bool(np.all(fin == np.round(fin)))
+            st.moments.update_batch(x)
+            if st.integral and x.dtype.kind == "f":
+                finite = np.isfinite(x)
+                fin = x if finite.all() else x[finite]
+                st.integral = bool(np.array_equal(fin, np.rint(fin)))
         raw = np.asarray(outs[0]).reshape(n_b, -1).astype(np.float64)
         if self.head_used is None:
             self.head_used = _looks_like_probabilities(raw) or "linear"
@@ -626,8 +692,16 @@ class ProbeState:
         classes = np.unique(y)
         n_classes = len(set(self.kept) | set(classes.tolist()))
         per_class = self._per_class(n_classes)
-        for c in classes.tolist():
-            idx = np.flatnonzero(y == c)
+        # Once a class's share is full only keys below its current worst can enter (what
+        # _admit checks): drop the other rows here in one vectorised step, so a batch costs a
+        # few array operations instead of one Python round per class.
+        worst = np.full(int(classes[-1]) + 1 if classes.size else 0, np.inf)
+        for c, kept in self.kept.items():
+            if c < worst.size and kept.keys.size >= per_class:
+                worst[c] = kept.keys.max()
+        candidates = keys < worst[y]
+        for c in np.unique(y[candidates]).tolist():
+            idx = np.flatnonzero((y == c) & candidates)
 
             def fetch(i: np.ndarray, local: np.ndarray = idx) -> list[np.ndarray]:
                 return [x[local[i]] for x in xs]
