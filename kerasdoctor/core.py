@@ -189,6 +189,7 @@ def build_report(
         class_names=names,
         model_path=_shell_path(lm.path),
         data_path=_shell_path(data_path),
+        data_args=data_arguments(data_path, opts),
         label_encoding=label_encoding,
         overrides=opts.thresholds,
         predictor=predictor,
@@ -246,6 +247,24 @@ def build_report(
         ignored=dict(opts.ignore),
         version=__version__,
     )
+
+
+def data_arguments(data_path: str, opts: Options) -> str:
+    """DATA as a kerasdoctor command line takes it: the path plus the flags that say how to
+    read it (--labels, --label-column, ...), shell-quoted, so suggested fixes can be pasted."""
+    import shlex
+
+    args = [_shell_path(data_path)]
+    flags = (("--labels", opts.labels), ("--label-column", opts.label_column),
+             ("--x-key", opts.x_key), ("--y-key", None if opts.y_key == "y" else opts.y_key))
+    for flag, value in flags:
+        if value:
+            args += [flag, _shell_path(str(value)) if flag == "--labels" else shlex.quote(value)]
+    if opts.class_names is not None and not str(data_path).endswith(".npz"):
+        names = opts.class_names
+        joined = names if isinstance(names, str) else ",".join(map(str, names))
+        args += ["--class-names", shlex.quote(joined)]
+    return " ".join(args)
 
 
 def _shell_path(path: str) -> str:

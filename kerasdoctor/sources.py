@@ -1085,3 +1085,17 @@ def _kind(p: Path) -> str:
         "--labels), .csv, .parquet, a folder of class subfolders of images, or a "
         "tf.data.Dataset.save directory"
     )
+
+
+def read_labels(path: str | os.PathLike[str], opts: Any) -> Labels:
+    """Only the labels of DATA, without a model (what `fix --class-weights` needs)."""
+    src = open_source(path, opts)
+    if isinstance(src, ArraySource):
+        return src.raw.labels
+    labels = getattr(src, "labels", None)
+    if labels is None:
+        raise InputError(
+            f"DATA: {path}: a tf.data directory's labels are read while predicting; "
+            "save them as y.npy, or pass an .npz"
+        )
+    return labels

@@ -726,3 +726,36 @@ def test_retrain_refuses_nan_weights_and_a_relu_head(tmp_path: Path) -> None:
         )
         assert ("NaN/Inf weights" if poison else "'relu'") in line
         assert not out.exists()
+
+
+def test_suggested_fixes_run_on_npy_and_csv_data(tmp_path: Path) -> None:
+    """diagnose suggests fix commands with the flags that read the data; they run as pasted."""
+    import shlex
+
+    from conftest import fixture_path, run_cli
+
+    with np.load(fixture_path("collapsed.npz")) as d:
+        x, y = d["x"], d["y"]
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    header = ",".join([f"f{i}" for i in range(x.shape[1])] + ["label"])
+    rows = [",".join([*(f"{v:.6g}" for v in row), str(int(t))]) for row, t in zip(x, y)]
+    (tmp_path / "d.csv").write_text(header + "\n" + "\n".join(rows) + "\n")
+    for data_args in (["x.npy", "--labels", "y.npy"], ["d.csv", "--label-column", "label"]):
+        args = [str(tmp_path / data_args[0]), *data_args[1:]]
+        if data_args[1] == "--labels":
+            args[2] = str(tmp_path / data_args[2])
+        r = run_cli("diagnose", fixture_path("collapsed.keras"), *args, "-f", "json")
+        assert r.exit_code == 1, r.stderr
+        weights = "kerasdoctor fix --class-weights"
+        commands = [fx["command"] for f in r.json()["findings"] for fx in f["fixes"]
+                    if fx["command"] and fx["command"].startswith(weights)]
+        assert commands, r.json()["findings"]
+        assert data_args[1] in commands[0]
+        assert not any("--oversample" in (fx["command"] or "")
+                       for f in r.json()["findings"] for fx in f["fixes"])
+        out = run_cli(*shlex.split(commands[0])[1:], "-f", "json")
+        assert out.exit_code == 0, out.stderr
+        assert out.json()["label_counts"] == [800, 120, 60]
+        bias = run_cli("fix", "--output-bias", *args, "-f", "json")
+        assert bias.exit_code == 0, bias.stderr

@@ -61,6 +61,7 @@ class Context:
     class_names: list[str]
     model_path: str = "MODEL"
     data_path: str = "DATA"
+    data_args: str = "DATA"  # data_path plus the flags that say how to read it, for commands
     label_encoding: str = "index"
     overrides: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     predictor: Predictor | None = None  # for checks that re-run a bounded sample
@@ -71,6 +72,11 @@ class Context:
 
     def threshold(self, spec: CheckSpec, name: str) -> float:
         return float(self.overrides.get(spec.id, {}).get(name, spec.thresholds[name].value))
+
+    @property
+    def data_is_npz(self) -> bool:
+        """Whether DATA is an .npz (what `fix --oversample` reads and writes)."""
+        return self.data_path.rstrip("'\"").lower().endswith(".npz")
 
     def cls(self, k: int) -> str:
         """'2 (grape)', or '2' when the class has no name."""
@@ -125,7 +131,7 @@ def prediction_symptoms(ctx: Context) -> dict[str, Finding]:
 def class_weights_fix(ctx: Context) -> Fix:
     return Fix(
         "Train with class weights so the rare classes count as much as the common ones",
-        command=f"kerasdoctor fix --class-weights {ctx.data_path}",
+        command=f"kerasdoctor fix --class-weights {ctx.data_args}",
     )
 
 

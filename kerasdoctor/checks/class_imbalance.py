@@ -180,7 +180,7 @@ def _weights_fix(ctx: Context, support: np.ndarray) -> Fix:
     weights = class_weights(y, support.size)
     return Fix(
         "Train with class weights so the rare classes count as much as the common ones",
-        command=f"kerasdoctor fix --class-weights {ctx.data_path}",
+        command=f"kerasdoctor fix --class-weights {ctx.data_args}",
         code=python_line(weights) + "\nmodel.fit(x, y, class_weight=class_weight, ...)",
     )
 
@@ -215,12 +215,13 @@ def _fixes(ctx: Context, support: np.ndarray) -> list[Fix]:
         _weights_fix(ctx, support),
         Fix(
             "Oversample the rare classes to the size of the largest",
-            command=f"kerasdoctor fix --oversample {ctx.data_path} --output balanced.npz",
+            command=(f"kerasdoctor fix --oversample {ctx.data_args} --output balanced.npz"
+                     if ctx.data_is_npz else None),  # fix --oversample reads/writes .npz
         ),
         Fix(
             "Retrain the model with class weights",
             command=(
-                f"kerasdoctor fix --retrain {ctx.model_path} {ctx.data_path} "
+                f"kerasdoctor fix --retrain {ctx.model_path} {ctx.data_args} "
                 f"--output {fixed_model_name(ctx)}"
             ),
         ),
@@ -231,7 +232,7 @@ def _fixes(ctx: Context, support: np.ndarray) -> list[Fix]:
         Fix(
             "Initialise the output bias to the log label prior so training does not spend "
             "its first steps learning the imbalance",
-            command=f"kerasdoctor fix --output-bias {ctx.data_path}",
+            command=f"kerasdoctor fix --output-bias {ctx.data_args}",
             code=(
                 f"init = keras.initializers.Constant({bias})  # log label prior\noutput = {head}"
             ),

@@ -146,7 +146,7 @@ def run(ctx: Context) -> list[Finding]:
             [
                 Fix(
                     "Find the threshold on validation data and use it instead of 0.5",
-                    command=f"kerasdoctor fix --threshold {ctx.model_path} {ctx.data_path}",
+                    command=f"kerasdoctor fix --threshold {ctx.model_path} {ctx.data_args}",
                 ),
                 Fix(
                     f"Apply the threshold when predicting (value chosen on this data: {t:.3g})",

@@ -87,7 +87,7 @@ def run(ctx: Context) -> list[Finding]:
             [
                 Fix(
                     "Weight or oversample the weak classes",
-                    command=f"kerasdoctor fix --class-weights {ctx.data_path}",
+                    command=f"kerasdoctor fix --class-weights {ctx.data_args}",
                 )
             ],
         )

@@ -75,7 +75,10 @@ def run(ctx: Context) -> list[Finding]:
                 class_weights_fix(ctx),
                 Fix(
                     "Oversample the missing classes",
-                    command=f"kerasdoctor fix --oversample {ctx.data_path} --output balanced.npz",
+                    command=(
+                        f"kerasdoctor fix --oversample {ctx.data_args} --output balanced.npz"
+                        if ctx.data_is_npz else None  # fix --oversample reads/writes .npz
+                    ),
                 ),
             ],
         )

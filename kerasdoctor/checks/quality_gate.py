@@ -95,7 +95,7 @@ def run(ctx: Context) -> list[Finding]:
         fixes.append(
             Fix(
                 "The classes below the bar are often the rare ones: train with class weights",
-                command=f"kerasdoctor fix --class-weights {ctx.data_path}",
+                command=f"kerasdoctor fix --class-weights {ctx.data_args}",
             )
         )
     fixes.append(

@@ -111,6 +111,19 @@ def fix(
     ),
     x_key: str | None = typer.Option(None, "--x-key", help="The .npz array holding the input."),
     y_key: str = typer.Option("y", "--y-key", help="The .npz array holding the labels."),
+    labels: str | None = typer.Option(None, "--labels", help="y.npy, when DATA is x.npy."),
+    label_column: str | None = typer.Option(
+        None, "--label-column", help="The label column of a .csv/.parquet DATA."
+    ),
+    feature_columns: str | None = typer.Option(
+        None, "--feature-columns", help="Feature columns of a .csv/.parquet DATA, a,b,c."
+    ),
+    class_names: str | None = typer.Option(
+        None, "--class-names", help="Class order a,b,c for .npy, table or tf.data DATA."
+    ),
+    image_size: str | None = typer.Option(
+        None, "--image-size", help="HxW for an image-folder DATA and a model of any size."
+    ),
     unsafe: bool = typer.Option(
         False, "--unsafe", help="Allow Lambda layers: this runs Python code stored in the file."
     ),
@@ -149,6 +162,17 @@ def fix(
                 f"choose one remedy at a time, got {', '.join('--' + m for m in chosen)}"
             )
         mode = chosen[0]
+        from kerasdoctor.fix.common import DataOptions
+
+        data_opts = DataOptions(
+            x_key=x_key, y_key=y_key, labels=labels, label_column=label_column,
+            feature_columns=feature_columns, class_names=class_names, image_size=image_size,
+            seed=seed or 0,
+        )
+        if mode in ("oversample", "undersample") and any(
+            v is not None for v in (labels, label_column, feature_columns, class_names, image_size)
+        ):
+            raise InputError(f"--{mode} reads and writes .npz files only")
         given = {
             "--method": method is not None,
             "--beta": beta is not None,
@@ -193,10 +217,10 @@ def fix(
                 0.999 if beta is None else beta,
                 format.value,
                 output,
-                y_key,
+                data_opts,
             )
         elif mode == "output-bias":
-            _output_bias(paths[0], format.value, output, y_key)
+            _output_bias(paths[0], format.value, output, data_opts)
         elif mode == "threshold":
             _threshold(
                 paths,
@@ -208,6 +232,7 @@ def fix(
                 y_key,
                 unsafe,
                 output_name,
+                data_opts,
             )
         elif mode in ("oversample", "undersample"):
             assert output is not None
@@ -227,6 +252,7 @@ def fix(
                 x_key=x_key,
                 y_key=y_key,
                 unsafe=unsafe,
+                data_opts=data_opts,
             )
 
 
@@ -256,17 +282,17 @@ def _json(result: dict[str, Any]) -> str:
 
 
 def _class_weights(
-    data: str, method: str, beta: float, fmt: str, output: Path | None, y_key: str
+    data: str, method: str, beta: float, fmt: str, output: Path | None, data_opts: Any
 ) -> None:
     from kerasdoctor.fix.class_weights import METHODS, python_line
     from kerasdoctor.fix.class_weights import class_weights as compute
-    from kerasdoctor.load import read_npz
+    from kerasdoctor.fix.common import read_labels_raw
 
     if method not in METHODS:
         raise InputError(f"--method must be one of {', '.join(METHODS)}, got '{method}'")
     if not 0.0 <= beta < 1.0:
         raise InputError(f"--beta must be in [0, 1), got {beta}")
-    raw = read_npz(data, y_key=y_key)
+    raw = read_labels_raw(data, data_opts)
     n_classes = max(
         raw.labels.width or 0, len(raw.labels.class_names or []), int(raw.labels.y.max()) + 1
     )
@@ -282,12 +308,11 @@ def _class_weights(
     _emit(text, output)
 
 
-def _output_bias(data: str, fmt: str, output: Path | None, y_key: str) -> None:
-    from kerasdoctor.fix.common import n_classes_of, names_for
+def _output_bias(data: str, fmt: str, output: Path | None, data_opts: Any) -> None:
+    from kerasdoctor.fix.common import n_classes_of, names_for, read_labels_raw
     from kerasdoctor.fix.output_bias import prior_bias, python_text
-    from kerasdoctor.load import read_npz
 
-    raw = read_npz(data, y_key=y_key)
+    raw = read_labels_raw(data, data_opts)
     k = n_classes_of(raw)
     result = prior_bias(raw.labels.y, k, names_for(raw, k))
     if fmt == "json":
@@ -311,6 +336,7 @@ def _threshold(
     y_key: str,
     unsafe: bool,
     output_name: str | None,
+    data_opts: Any = None,
 ) -> None:
     from kerasdoctor.fix.common import load_model_and_data
     from kerasdoctor.fix.threshold import OBJECTIVES, find_threshold
@@ -318,7 +344,8 @@ def _threshold(
     if objective not in OBJECTIVES:  # before loading anything
         raise InputError(f"--objective must be one of {', '.join(OBJECTIVES)}, got '{objective}'")
     md = load_model_and_data(
-        paths[0], paths[1], x_key=x_key, y_key=y_key, unsafe=unsafe, output_name=output_name
+        paths[0], paths[1], x_key=x_key, y_key=y_key, unsafe=unsafe, output_name=output_name,
+        data_opts=data_opts,
     )
     result = find_threshold(md, objective, seed)
     if fmt == "json":
@@ -357,6 +384,7 @@ def _retrain(
     x_key: str | None,
     y_key: str,
     unsafe: bool,
+    data_opts: Any = None,
 ) -> None:
     from kerasdoctor.cli import _progress, _progress_enabled
     from kerasdoctor.fix.common import load_model_and_data
@@ -371,7 +399,9 @@ def _retrain(
         raise InputError(f"--learning-rate must be positive, got {learning_rate}")
     if not 0.0 < validation_split < 1.0:
         raise InputError(f"--validation-split must be between 0 and 1, got {validation_split}")
-    md = load_model_and_data(paths[0], paths[1], x_key=x_key, y_key=y_key, unsafe=unsafe)
+    md = load_model_and_data(
+        paths[0], paths[1], x_key=x_key, y_key=y_key, unsafe=unsafe, data_opts=data_opts
+    )
     with _progress(_progress_enabled(fmt), "fine-tuning") as progress:
         result = retrain(
             md,

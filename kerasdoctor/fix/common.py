@@ -57,6 +57,28 @@ def refuse_overwrite(output: Path, inputs: Sequence[tuple[str, str]]) -> None:
             raise InputError(f"--output {output} lies inside the input {what} {path}")
 
 
+@dataclass(frozen=True)
+class DataOptions:
+    """How to read DATA when it is not an .npz (the same flags as `diagnose`)."""
+
+    x_key: str | None = None
+    y_key: str = "y"
+    labels: str | None = None
+    label_column: str | None = None
+    feature_columns: str | None = None
+    class_names: str | None = None
+    image_size: str | None = None
+    seed: int = 0
+
+
+def read_labels_raw(data_path: str, opts: DataOptions) -> RawData:
+    """The labels of any DATA kind, as a RawData without inputs."""
+    from kerasdoctor.load import RawData
+    from kerasdoctor.sources import read_labels
+
+    return RawData(str(data_path), {}, read_labels(data_path, opts))
+
+
 @dataclass
 class ModelData:
     """A model and its data, bound together for the modes that run the model."""
@@ -75,13 +97,32 @@ def load_model_and_data(
     y_key: str = "y",
     unsafe: bool = False,
     output_name: str | None = None,
+    data_opts: DataOptions | None = None,
 ) -> ModelData:
-    from kerasdoctor.load import bind_inputs, load_model, read_npz
-    from kerasdoctor.model_facts import read_facts
+    """Model and data in memory; DATA of any kind `diagnose` reads (non-.npz data is read
+    once through its source: these modes train or sweep on all of it anyway)."""
+    from dataclasses import replace
 
-    raw = read_npz(data_path, x_key=x_key, y_key=y_key)  # cheap errors first
+    from kerasdoctor.load import Labels, RawData, load_model
+    from kerasdoctor.model_facts import read_facts
+    from kerasdoctor.sources import ArraySource, open_source
+
+    opts = replace(data_opts or DataOptions(), x_key=x_key, y_key=y_key)
+    src = open_source(data_path, opts)  # cheap errors first
     lm = load_model(model_path, unsafe=unsafe, output_name=output_name)
-    arrays = bind_inputs(raw, lm)
+    bound = src.bind(lm)
+    if isinstance(src, ArraySource):
+        return ModelData(lm, read_facts(lm), src.raw, list(bound.arrays))  # type: ignore[attr-defined]
+    parts: list[list[np.ndarray]] = [[] for _ in lm.inputs]
+    ys: list[np.ndarray] = []
+    for xs, y, _ in bound.batches(4096):
+        for part, x in zip(parts, xs):
+            part.append(np.asarray(x))
+        ys.append(np.asarray(y))
+    arrays = [np.concatenate(p) for p in parts]
+    info = bound.label_info()
+    labels = Labels(np.concatenate(ys), info.encoding, info.width, info.class_names)
+    raw = RawData(str(data_path), {s.name: a for s, a in zip(lm.inputs, arrays)}, labels)
     return ModelData(lm, read_facts(lm), raw, arrays)
 
 
