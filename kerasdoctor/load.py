@@ -452,40 +452,43 @@ def _load_savedmodel(p: Path, output_name: str | None) -> LoadedModel:
 # ------------------------------------------------------------------ binding inputs
 
 
+def input_keys(available: Sequence[str], specs: Sequence[InputSpec], where: str,
+               noun: str = "array") -> list[str]:
+    """Which stored arrays feed the model inputs, one key per input: `x` (or the input's name,
+    or `x0`, or the only array) for one input; the input's name or `x0, x1, ...` for several.
+    The .npz, tf.data and sharded sources all choose this way."""
+    have = list(available)
+    if len(specs) == 1:
+        spec = specs[0]
+        for key in ("x", spec.name, spec.alias or spec.name, "x0"):
+            if key in have:
+                return [key]
+        if len(have) == 1:
+            return [have[0]]
+        raise InputError(f"DATA: {where} has no 'x' {noun} for the model's input "
+                         f"'{spec.name}' (found: {', '.join(map(str, have)) or 'nothing'})")
+    keys = []
+    for i, spec in enumerate(specs):
+        for key in (spec.name, spec.alias or spec.name, f"x{i}"):
+            if key in have:
+                keys.append(key)
+                break
+        else:
+            expected = ", ".join(f"'{s.name}'" for s in specs)
+            raise InputError(
+                f"DATA: {where} has no {noun} for model input '{spec.name}' (the model's "
+                f"inputs are {expected}; name them so, or x0, x1, ...; "
+                f"found: {', '.join(map(str, have))})"
+            )
+    return keys
+
+
 def bind_inputs(raw: RawData, model: LoadedModel) -> list[np.ndarray]:
     """Match the .npz arrays to the model inputs (by name, or x / x0, x1, ...) and check shapes."""
     specs = model.inputs
     arrays: dict[str, Any] = dict(raw.arrays)
     arrays.update({k: None for k in raw.refused})
-    chosen: list[tuple[str, Any]] = []
-    if len(specs) == 1:
-        spec = specs[0]
-        for key in ("x", spec.name, spec.alias or spec.name, "x0"):
-            if key in arrays:
-                chosen.append((key, arrays[key]))
-                break
-        else:
-            if len(arrays) == 1:
-                key, arr = next(iter(arrays.items()))
-                chosen.append((key, arr))
-            else:
-                raise InputError(
-                    f"DATA: {raw.path} has no 'x' array for the model's input '{spec.name}' "
-                    f"(found: {', '.join(arrays)})"
-                )
-    else:
-        for i, spec in enumerate(specs):
-            for key in (spec.name, spec.alias or spec.name, f"x{i}"):
-                if key in arrays:
-                    chosen.append((key, arrays[key]))
-                    break
-            else:
-                expected = ", ".join(f"'{s.name}'" for s in specs)
-                raise InputError(
-                    f"DATA: {raw.path} has no array for model input '{spec.name}' "
-                    f"(the model's inputs are {expected}; name the arrays so, or x0, x1, ...; "
-                    f"found: {', '.join(arrays)})"
-                )
+    chosen = [(key, arrays[key]) for key in input_keys(list(arrays), specs, raw.path)]
     bound = []
     for (key, arr), spec in zip(chosen, specs):
         if arr is None:

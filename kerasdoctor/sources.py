@@ -33,6 +33,7 @@ from kerasdoctor.load import (
     bind_inputs,
     check_input_array,
     decode_labels,
+    input_keys,
     read_npz,
 )
 from kerasdoctor.probe import Batch, array_batches
@@ -868,20 +869,7 @@ class TFDataSource(Source):
         specs = lm.inputs
         x = self.x_spec
         if isinstance(x, dict):
-            keys = []
-            for i, s in enumerate(specs):
-                for key in (s.name, s.alias or s.name, f"x{i}"):
-                    if key in x:
-                        keys.append(key)
-                        break
-                else:
-                    if len(specs) == 1 and len(x) == 1:
-                        keys.append(next(iter(x)))
-                    else:
-                        raise InputError(
-                            f"DATA: {self.path}: no element of x for model input '{s.name}' "
-                            f"(x holds: {', '.join(map(str, x))})"
-                        )
+            keys = input_keys(list(x), specs, self.path, noun="element of x")
             parts = [x[k] for k in keys]
 
             def pick(xv: Any) -> tuple[Any, ...]:

@@ -37,31 +37,10 @@ Batch = tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]  # arrays by key, y
 
 
 def input_keys(available: Sequence[str], specs: Sequence[InputSpec], where: str) -> list[str]:
-    """Which stored arrays feed the model inputs: the same choice as load.bind_inputs."""
-    have = set(available)
-    if len(specs) == 1:
-        spec = specs[0]
-        for key in ("x", spec.name, spec.alias or spec.name, "x0"):
-            if key in have:
-                return [key]
-        if len(have) == 1:
-            return [next(iter(have))]
-        raise InputError(f"DATA: {where} has no 'x' feature for the model's input "
-                         f"'{spec.name}' (found: {', '.join(sorted(have))})")
-    keys = []
-    for i, spec in enumerate(specs):
-        for key in (spec.name, spec.alias or spec.name, f"x{i}"):
-            if key in have:
-                keys.append(key)
-                break
-        else:
-            expected = ", ".join(f"'{s.name}'" for s in specs)
-            raise InputError(
-                f"DATA: {where} has no feature for model input '{spec.name}' (the model's "
-                f"inputs are {expected}; name them so, or x0, x1, ...; "
-                f"found: {', '.join(sorted(have))})"
-            )
-    return keys
+    """Which stored features feed the model inputs: the same choice as load.bind_inputs."""
+    from kerasdoctor.load import input_keys as choose
+
+    return choose(available, specs, where, noun="feature")
 
 
 def read_batches(shard: Shard, spec: ReadSpec, limit: int | None = None) -> Iterator[Batch]:
