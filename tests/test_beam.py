@@ -381,3 +381,31 @@ def test_help_checks_and_explain_do_not_import_beam() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+@pytest.mark.slow
+def test_a_failing_worker_is_one_line_not_a_beam_traceback(tmp_path: Path) -> None:
+    """Local workers inherit stderr, where Beam prints its own tracebacks: the CLI keeps them
+    in a log file and says one line (with the log's path); a good run prints nothing."""
+    pytest.importorskip("apache_beam", reason="the [beam] extra is not installed")
+    kd = [sys.executable, "-m", "kerasdoctor.cli"]
+    shards = tmp_path / "shards"
+    subprocess.run([*kd, "shard", fixture_path("collapsed.npz"), str(shards), "--shards", "2"],
+                   check=True, capture_output=True)
+    workers = ["--pipeline-option", "direct_num_workers=2",
+               "--pipeline-option", "direct_running_mode=multi_processing"]
+    cmd = [*kd, "diagnose", fixture_path("collapsed.keras"), str(shards / "*.tfrecord"),
+           *workers, "-f", "json"]
+    ok = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert ok.returncode == 1 and ok.stderr == "", ok.stderr
+    last = sorted(shards.glob("*.tfrecord"))[-1]
+    data = bytearray(last.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    last.write_bytes(bytes(data))
+    bad = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    lines = bad.stderr.splitlines()
+    assert bad.returncode == 2 and len(lines) == 1, bad.stderr
+    assert lines[0].startswith("kerasdoctor: error: ") and "Traceback" not in bad.stderr
+    log = lines[0].rsplit("Beam's worker log: ", 1)[1].rstrip(")")
+    assert "Traceback" in Path(log).read_text()  # the details are kept for whoever needs them
+    Path(log).unlink()

@@ -82,6 +82,9 @@ def sharded_runner(
     args = pipeline_args(options, extra)
     if not (is_sharded(data) or runner or args):
         return None
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # Beam's import-time warnings (e.g. "apitools not found")
     try:
         import apache_beam  # noqa: F401
     except ImportError:
@@ -89,6 +92,8 @@ def sharded_runner(
             f"DATA: {data} names shards, which are read by an Apache Beam pipeline: "
             "pip install 'kerasdoctor[beam]'"
         ) from None
+    finally:
+        root.setLevel(level)
     if runner:
         args = [f"--runner={runner}", *args]
     if not os.environ.get("KERASDOCTOR_DEBUG"):

@@ -10,6 +10,7 @@ Only this module imports apache_beam.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import pickle
@@ -17,6 +18,7 @@ import posixpath
 import re
 import shutil
 import socket
+import sys
 import tempfile
 import uuid
 import warnings
@@ -293,8 +295,16 @@ def run_probe_pipeline(
             | "Probe" >> beam.CombineGlobally(ProbeCombineFn(layout, seed))
             | "Write" >> beam.Map(_write_state, out_path)
         )
-        result = p.run()
-        result.wait_until_finish()
+        with _local_worker_output(local_temp is not None) as worker_log:
+            try:
+                result = p.run()
+                result.wait_until_finish()
+            except Exception as exc:
+                err = _worker_error(exc)
+                if isinstance(err, InputError) and worker_log is not None:
+                    worker_log.keep = True
+                    raise InputError(f"{err} (Beam's worker log: {worker_log.path})") from exc
+                raise
         data.worker_rows = _worker_rows(result)
         with open_file(out_path) as f:
             state: ProbeState = pickle.loads(f.read())
@@ -337,6 +347,39 @@ def _remove(path: str) -> None:
 
 
 _INPUT_ERROR = re.compile(r"InputError: (DATA: .*|MODEL: .*)")
+
+
+@dataclass
+class _WorkerLog:
+    """Where local workers' stderr went; kept when it explains a failure."""
+
+    path: str
+    keep: bool = False
+
+
+@contextlib.contextmanager
+def _local_worker_output(local: bool) -> Iterator[_WorkerLog | None]:
+    """Local runs: workers are child processes that inherit our stderr, where Beam prints its
+    own tracebacks and start-up warnings. Send file descriptor 2 to a log file while the
+    pipeline runs, so the user gets kerasdoctor's one line (with the log's path on failure).
+    Remote runners keep their workers' logs where they always are."""
+    if not local or os.environ.get("KERASDOCTOR_DEBUG"):
+        yield None
+        return
+    fd, path = tempfile.mkstemp(prefix="kerasdoctor-beam-workers-", suffix=".log")
+    log = _WorkerLog(path)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    os.dup2(fd, 2)
+    try:
+        yield log
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(fd)
+        if not log.keep:
+            os.unlink(path)
 
 
 def _worker_error(exc: BaseException) -> BaseException:
