@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from kerasdoctor._keras import keras
@@ -135,8 +135,3 @@ def describe(epoch: int, report: Report) -> str:
         if fix:
             parts.append(f"(fix: {fix})")
     return " ".join(parts)
-
-
-def history_figures(history: Mapping[str, Sequence[float]]) -> dict[str, list[float]]:
-    """The kerasdoctor figures out of a History.history dict."""
-    return {k: list(v) for k, v in history.items() if k.startswith("kd_")}

@@ -31,7 +31,6 @@ class Options:
     output_name: str | None = None
     class_names: Sequence[str] | None = None  # in index order; a "a,b,c" string for a path
     progress: Callable[[int, int], None] | None = None
-    extra_checks: Sequence[Callable[..., Any]] = ()  # quality gates etc.: f(ctx) -> findings
     only: frozenset[str] | None = None  # run just these check ids (the training callback)
     # other data sources (kerasdoctor.sources): .npy labels, table columns, image size
     labels: str | None = None  # y.npy next to DATA = x.npy
@@ -198,8 +197,6 @@ def build_report(
         gates=opts.gates,
     )
     findings, errors = run_all(ctx, skip=frozenset(opts.ignore), only=opts.only)
-    for extra in opts.extra_checks:
-        findings.extend(extra(ctx))
     ordered, chain = rank(findings)
     metrics = compute_metrics(ev.confusion, names)
     model_info = {

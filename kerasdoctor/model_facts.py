@@ -140,18 +140,6 @@ class ModelFacts:
     zero_trainable_bias_layers: int = 0
     inspectable: bool = True  # False for a SavedModel: no layers to read
 
-    @property
-    def is_binary_head(self) -> bool:
-        return self.n_outputs == 1
-
-    def to_report(self) -> dict[str, Any]:
-        return {
-            "head": self.head,
-            "loss": self.loss,
-            "loss_from_logits": self.loss_from_logits,
-            "optimizer_iterations": self.optimizer_iterations,
-            "n_params": self.n_params,
-        }
 
 
 def activation_name(value: Any) -> str | None:

@@ -244,7 +244,7 @@ class Evidence:
 # ------------------------------------------------------------------ the predictor
 
 
-def _probability_fn(head: str, k: int) -> Callable[[np.ndarray], np.ndarray]:
+def probability_fn(head: str, k: int) -> Callable[[np.ndarray], np.ndarray]:
     if head in ("softmax", "sigmoid"):
         return lambda r: r
     if k == 1:
@@ -258,7 +258,7 @@ def _probability_fn(head: str, k: int) -> Callable[[np.ndarray], np.ndarray]:
     return softmax
 
 
-def _looks_like_probabilities(raw: np.ndarray) -> str | None:
+def looks_like_probabilities(raw: np.ndarray) -> str | None:
     """For a model whose head is unknown (SavedModel): do its outputs look like probabilities?"""
     finite = raw[np.isfinite(raw).all(axis=1)]
     if finite.size == 0 or finite.min() < 0 or finite.max() > 1:
@@ -395,7 +395,7 @@ class Predictor:
         for s in range(0, n, batch_size):
             raw = self.run_batch([x[s : s + batch_size] for x in xs])[0]
             raw = raw.reshape(raw.shape[0], -1).astype(np.float64)
-            p = _probability_fn(head, raw.shape[1])(raw)
+            p = probability_fn(head, raw.shape[1])(raw)
             probs.append(p)
             preds.append(predicted_classes(raw, p))
         return np.concatenate(probs), np.concatenate(preds)
@@ -628,9 +628,9 @@ class ProbeState:
                 st.integral = bool(np.array_equal(fin, np.rint(fin)))
         raw = np.asarray(outs[0]).reshape(n_b, -1).astype(np.float64)
         if self.head_used is None:
-            self.head_used = _looks_like_probabilities(raw) or "linear"
+            self.head_used = looks_like_probabilities(raw) or "linear"
         with np.errstate(all="ignore"):
-            probs = _probability_fn(self.head_used, raw.shape[1])(raw)
+            probs = probability_fn(self.head_used, raw.shape[1])(raw)
         self.nonfinite_rows += int((~np.isfinite(raw).all(axis=1)).sum())
         self.raw.update(raw)
         self.probs.update(probs)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from kerasdoctor.checks.base import prediction_symptoms
+from kerasdoctor.checks.base import prediction_symptoms, unquoted
 from kerasdoctor.findings import Severity
 
 if TYPE_CHECKING:
@@ -113,15 +113,6 @@ def balanced_accuracy_se_bound(support: np.ndarray) -> float:
     if s.size == 0:
         return float("nan")
     return float(0.5 * np.sqrt(np.sum(1.0 / s)) / s.size)
-
-
-def unquoted(path: str) -> str:
-    """ctx.model_path/data_path are shell-quoted; the plain path back."""
-    try:
-        parts = shlex.split(path)
-    except ValueError:
-        return path
-    return parts[0] if len(parts) == 1 else path
 
 
 def fixed_model_name(ctx: Context) -> str:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import shlex
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from kerasdoctor.checks.base import prediction_symptoms
+from kerasdoctor.checks.base import prediction_symptoms, unquoted
 
 if TYPE_CHECKING:
     from kerasdoctor.checks.base import Context
@@ -56,11 +55,7 @@ def balanced_accuracy_of(y: np.ndarray, pred: np.ndarray) -> float:
 
 def py_path(shell_path: str) -> str:
     """A shell-quoted path (ctx.model_path) as a Python string literal for code snippets."""
-    try:
-        parts = shlex.split(shell_path)
-    except ValueError:
-        parts = [shell_path]
-    return repr(parts[0] if len(parts) == 1 else shell_path)
+    return repr(unquoted(shell_path))
 
 
 def chance_gain(ev: Evidence) -> float:

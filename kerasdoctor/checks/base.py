@@ -76,7 +76,7 @@ class Context:
     @property
     def data_is_npz(self) -> bool:
         """Whether DATA is an .npz (what `fix --oversample` reads and writes)."""
-        return self.data_path.rstrip("'\"").lower().endswith(".npz")
+        return unquoted(self.data_path).lower().endswith(".npz")
 
     def cls(self, k: int) -> str:
         """'2 (grape)', or '2' when the class has no name."""
@@ -100,6 +100,17 @@ def finding(
 ) -> Finding:
     """Build a Finding of this spec's id and kind."""
     return Finding(spec.id, spec.kind, severity, title, detail, dict(evidence), tuple(fixes))
+
+
+def unquoted(path: str) -> str:
+    """ctx.model_path/data_path are shell-quoted; the plain path back."""
+    import shlex
+
+    try:
+        parts = shlex.split(path)
+    except ValueError:
+        return path
+    return parts[0] if len(parts) == 1 else path
 
 
 def prediction_symptoms(ctx: Context) -> dict[str, Finding]:

@@ -178,7 +178,7 @@ def _confirm(ctx: Context) -> dict[str, Any] | None:
 
 
 def _training_mode_run(ctx: Context, model: Any, xs: list[np.ndarray]) -> dict[str, Any] | None:
-    from kerasdoctor.probe import _probability_fn, predicted_classes
+    from kerasdoctor.probe import predicted_classes, probability_fn
 
     ev = ctx.evidence
     assert ev.sample_probs is not None
@@ -216,7 +216,7 @@ def _training_mode_run(ctx: Context, model: Any, xs: list[np.ndarray]) -> dict[s
     raw[order] = np.concatenate(outs)
     head = ev.output.head_used
     with np.errstate(all="ignore"):
-        probs = _probability_fn(head, raw.shape[1])(raw)
+        probs = probability_fn(head, raw.shape[1])(raw)
     pred_train = predicted_classes(raw, probs)
     pred_inf = predicted_classes(ev.sample_probs, ev.sample_probs)
     y = ev.y_true[ev.sample_index]

@@ -146,10 +146,10 @@ def predict_outputs(
     """Run the model on the rows `indices` (all rows when None), in batches."""
     from kerasdoctor.probe import (
         Predictor,
-        _looks_like_probabilities,
-        _probability_fn,
         default_batch_size,
+        looks_like_probabilities,
         predicted_classes,
+        probability_fn,
     )
 
     pred = predictor or Predictor(md.lm, md.facts, taps=False)
@@ -174,9 +174,9 @@ def predict_outputs(
     raw = np.concatenate(raws) if raws else np.zeros((0, units))
     head = md.facts.head
     if head == "unknown":  # a SavedModel: judge from the values, as the probe does
-        head = _looks_like_probabilities(raw) or "linear"
+        head = looks_like_probabilities(raw) or "linear"
     with np.errstate(all="ignore"):
-        probs = _probability_fn(head, raw.shape[1])(raw)
+        probs = probability_fn(head, raw.shape[1])(raw)
     return Outputs(raw, probs, predicted_classes(raw, probs), head)
 
 
