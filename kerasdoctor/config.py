@@ -82,7 +82,7 @@ def load_config(path: Path | None = None) -> Config:
 
 
 def _parse(table: dict[str, Any], where: str) -> Config:
-    from kerasdoctor.checks import CATALOGUE_ORDER, registry
+    from kerasdoctor.checks import registry
 
     known = {c.spec.id: c.spec for c in registry()}
     for key in table:
@@ -124,7 +124,7 @@ def _parse(table: dict[str, Any], where: str) -> Config:
             'ignore = {"sorted-labels" = "the loader shuffles"}'
         )
     for cid, reason in raw_ignore.items():
-        if cid not in known and cid not in CATALOGUE_ORDER:
+        if cid not in known:
             raise InputError(f"config {where}: ignore names unknown finding '{cid}'")
         if not isinstance(reason, str) or not reason.strip():
             raise InputError(f"config {where}: ignoring '{cid}' needs a reason")

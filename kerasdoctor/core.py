@@ -178,6 +178,7 @@ def build_report(
     from kerasdoctor.checks import run_all
     from kerasdoctor.checks.base import Context
     from kerasdoctor.diagnosis import rank
+    from kerasdoctor.experiments import Experiments, results_dicts
     from kerasdoctor.metrics import class_names_for, compute_metrics
 
     names = class_names_for(ev.n_classes, class_names)
@@ -191,9 +192,10 @@ def build_report(
         data_args=data_arguments(data_path, opts),
         label_encoding=label_encoding,
         overrides=opts.thresholds,
-        predictor=predictor,
+        experiments=Experiments(predictor, ev, seed=opts.seed),
         sample_inputs=sample_inputs,
         input_names=[s.name for s in lm.inputs],
+        input_dtypes=[str(s.dtype) for s in lm.inputs],
         gates=opts.gates,
     )
     findings, errors = run_all(ctx, skip=frozenset(opts.ignore), only=opts.only)
@@ -240,6 +242,8 @@ def build_report(
         metrics=metrics,
         findings=tuple(ordered),
         errors=tuple(errors),
+        experiments=tuple(results_dicts(ctx.experiments.results())) if ctx.experiments
+        else (),
         chain=tuple(chain),
         ignored=dict(opts.ignore),
         version=__version__,

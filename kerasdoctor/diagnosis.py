@@ -2,126 +2,64 @@
 
 Causes form chains (unnormalised inputs -> dead ReLUs -> constant output -> collapse). A cause
 is a root candidate when no other cause present (warning or error) explains it; the upstream
-end of a chain is the one to fix. Root candidates are ordered by severity, then by how
-directly the defect forces the output (TIER: a one-unit softmax or NaN weights decide the
+end of a chain is the one to fix, unless a downstream cause's cure was measured to restore
+the model and the upstream one's was not: a measurement outranks a suspicion. Root candidates
+are ordered by severity, then causes with a measured cure by its effect, then by how directly
+the defect forces the output (each spec's tier: a one-unit softmax or NaN weights decide the
 output by themselves, statistics of the data only make failure likely), then by how many of
-the observed symptoms they explain. The chain is the root followed by the causes and
-symptoms it explains, upstream first.
+the observed symptoms they explain. The edges and tiers are declared on the check specs.
+The chain is the root followed by the causes and symptoms it explains, upstream first.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
 
 from kerasdoctor.findings import Finding, Kind, Severity
 
-# The symptoms, in causal order: an output that does not move makes one class win everywhere,
-# which leaves the other classes unpredicted, which is the extreme of low recall.
-SYMPTOM_ORDER = ("constant-output", "prediction-collapse", "missing-classes", "low-recall")
-# What "the predictions go wrong" covers: a cause that explains it explains every one of
-# these (a user's quality gate included).
-_PREDICTIONS = frozenset({"prediction-collapse", "missing-classes", "low-recall", "quality-gate"})
-_ALL_SYMPTOMS = _PREDICTIONS | {"constant-output"}
 
-# upstream -> what it can produce, derived from the mechanisms. Both causes and symptoms are
-# nodes; `explains` follows the edges transitively.
-EXPLAINS: dict[str, frozenset[str]] = {
-    # NaN/Inf weights make every unit they feed NaN: a forced, constant answer, and NaN
-    # activations never count as "fired", so every later ReLU looks dead.
-    "nonfinite-weights": frozenset(
-        {"dead-units", "batchnorm-statistics", "decision-threshold"} | _ALL_SYMPTOMS
-    ),
-    # NaN/Inf inputs give NaN rows (argmax 0) and poison every statistic taken on the data.
-    "nonfinite-inputs": frozenset(
-        {
-            "dead-units",
-            "batchnorm-statistics",
-            "input-scale",
-            "input-scale-mismatch",
-            "decision-threshold",
-        }
-        | _ALL_SYMPTOMS
-    ),
-    # softmax over one unit is 1.0 everywhere and passes no gradient: the head, the loss
-    # pairing and the unit count all look wrong because of it, and nothing upstream learns.
-    "single-unit-softmax": frozenset(
-        {
-            "output-activation",
-            "loss-mismatch",
-            "output-units-mismatch",
-            "untrained-model",
-            "decision-threshold",
-        }
-        | _ALL_SYMPTOMS
-    ),
-    # too few units: the loss was chosen for the head it has (e.g. BCE for one unit).
-    "output-units-mismatch": frozenset({"loss-mismatch"} | _PREDICTIONS),
-    # a loss with no gradient (CCE on one unit) leaves the weights at their initial values.
-    "loss-mismatch": frozenset({"untrained-model"} | _PREDICTIONS),
-    # a ReLU/linear head under a probability loss loses its gradient where it is clipped:
-    # dead output units, classes never predicted, at worst a constant (all-zero) output.
-    "output-activation": frozenset({"dead-units"} | _ALL_SYMPTOMS),
-    # random weights: BatchNorm still at 0/1, random (sometimes dead, often flat) outputs.
-    "untrained-model": frozenset({"dead-units", "batchnorm-statistics"} | _ALL_SYMPTOMS),
-    # data preprocessed unlike the training data: the scale checks see its effect, BatchNorm
-    # statistics no longer fit, pre-activations leave the range the weights were trained on.
-    "preprocessing-mismatch": frozenset(
-        {
-            "input-scale",
-            "input-scale-mismatch",
-            "batchnorm-statistics",
-            "dead-units",
-            "decision-threshold",
-        }
-        | _ALL_SYMPTOMS
-    ),
-    "input-scale-mismatch": frozenset(
-        {"input-scale", "dead-units", "batchnorm-statistics"} | _ALL_SYMPTOMS
-    ),
-    # unscaled inputs throw pre-activations far from 0: ReLUs die, units saturate.
-    "input-scale": frozenset({"dead-units", "batchnorm-statistics"} | _ALL_SYMPTOMS),
-    # wrong normalisation shifts every later pre-activation, which can silence ReLUs.
-    "batchnorm-statistics": frozenset({"dead-units"} | _ALL_SYMPTOMS),
-    # a dead layer outputs zeros: everything after it is constant.
-    "dead-units": _ALL_SYMPTOMS,
-    # a well-ranking model cut at the wrong place drops one class, but its output moves.
-    "decision-threshold": _PREDICTIONS,
-    # the label prior drops the rare classes; the output still moves with the input.
-    "class-imbalance": _PREDICTIONS,
-    "label-permutation": _PREDICTIONS,
-    # validation_split takes the tail of a class-sorted file: those classes were never seen.
-    "sorted-labels": frozenset({"missing-classes", "low-recall", "prediction-collapse"}),
-}
+@dataclass(frozen=True)
+class Graph:
+    """The causal graph and ranking tiers, read from the check specs of the registry."""
 
-# Not causal, but the same harm located more precisely, so the subsumed finding is not a root:
-# when a binary model ranks well (decision-threshold fires), the imbalance's damage is entirely
-# in where the cut sits; moving it removes the symptom without retraining. The imbalance stays
-# in the list as the reason the cut drifted.
-SUBSUMES: dict[str, frozenset[str]] = {
-    "decision-threshold": frozenset({"class-imbalance"}),
-}
+    explains: dict[str, frozenset[str]]
+    subsumes: dict[str, frozenset[str]]
+    tier: dict[str, int]
+    symptom_order: tuple[str, ...]  # causal order: the output's symptoms first
 
-# How directly a defect forces the output, lower first.
-TIER: dict[str, int] = {
-    "nonfinite-weights": 0,
-    "single-unit-softmax": 0,
-    "nonfinite-inputs": 0,
-    "output-units-mismatch": 1,
-    "loss-mismatch": 1,
-    "untrained-model": 1,
-    "label-permutation": 1,
-    "output-activation": 2,
-    "preprocessing-mismatch": 2,
-    "input-scale-mismatch": 3,
-    "input-scale": 3,
-    "batchnorm-statistics": 4,
-    "dead-units": 5,
-    "decision-threshold": 6,
-    "class-imbalance": 7,
-    "sorted-labels": 8,
-}
-DEFAULT_TIER = 5  # a cause this module does not know yet: between the model and the data
+
+@lru_cache(maxsize=1)
+def graph() -> Graph:
+    from kerasdoctor.checks import registry
+    from kerasdoctor.checks.base import OUTPUT, PREDICTIONS
+
+    specs = [c.spec for c in registry()]
+    groups: dict[str, set[str]] = {PREDICTIONS: set(), OUTPUT: set()}
+    for sp in specs:
+        if sp.kind is Kind.SYMPTOM:
+            groups.setdefault(sp.group, set()).add(sp.id)
+    explains_: dict[str, frozenset[str]] = {}
+    for sp in specs:
+        if sp.kind is Kind.CAUSE and sp.explains:
+            ids: set[str] = set()
+            for node in sp.explains:
+                ids |= groups.get(node, {node})
+            explains_[sp.id] = frozenset(ids)
+    symptoms = sorted((sp for sp in specs if sp.kind is Kind.SYMPTOM),
+                      key=lambda sp: (sp.group != OUTPUT, sp.order))
+    return Graph(
+        explains=explains_,
+        subsumes={sp.id: sp.subsumes for sp in specs if sp.subsumes},
+        tier={sp.id: sp.tier for sp in specs if sp.kind is Kind.CAUSE},
+        symptom_order=tuple(sp.id for sp in symptoms),
+    )
+
+
+DEFAULT_TIER = 5  # a cause this module does not know: between the model and the data
 
 
 def _reach(start: str, graphs: Iterable[dict[str, frozenset[str]]]) -> dict[str, int]:
@@ -141,19 +79,34 @@ def _reach(start: str, graphs: Iterable[dict[str, frozenset[str]]]) -> dict[str,
 
 def explains(upstream: str, downstream: str) -> bool:
     """Whether `upstream` explains `downstream`, directly or through a chain."""
-    return downstream in _reach(upstream, [EXPLAINS])
+    return downstream in _reach(upstream, [graph().explains])
 
 
 def _outranks(upstream: str, downstream: str) -> bool:
     """Whether `upstream` being present stops `downstream` from being a root."""
-    return downstream in _reach(upstream, [EXPLAINS, SUBSUMES])
+    return downstream in _reach(upstream, [graph().explains, graph().subsumes])
 
 
 def _explains_symptom(cause: str, symptom: str) -> bool:
-    if symptom not in _ALL_SYMPTOMS and symptom not in SYMPTOM_ORDER:
-        # a symptom this module does not know (a user's gate...): any wrong prediction
+    if symptom not in graph().symptom_order:
+        # a symptom this module does not know: any wrong prediction
         symptom = "low-recall"
     return explains(cause, symptom)
+
+
+def measured_gain(f: Finding) -> float | None:
+    """The balanced-accuracy gain of a cause's cure, when its experiment restored the model.
+
+    A cause check records `evidence["experiment"]` (the contract's object) and sets
+    `evidence["cured"]` when the cure passed its restoring bar; other experiments are context.
+    """
+    exp: Any = f.evidence.get("experiment") if isinstance(f.evidence, Mapping) else None
+    if not f.evidence.get("cured") or not isinstance(exp, Mapping):
+        return None
+    before, after = exp.get("balanced_accuracy_before"), exp.get("balanced_accuracy_after")
+    if before is None or after is None:
+        return None
+    return float(after) - float(before)
 
 
 def rank(findings: Sequence[Finding]) -> tuple[list[Finding], list[str]]:
@@ -165,8 +118,18 @@ def rank(findings: Sequence[Finding]) -> tuple[list[Finding], list[str]]:
     active_ids = {f.id for f in active}
     seen_symptoms = [f.id for f in symptoms if f.severity is not Severity.INFO]
 
+    gains = {f.id: measured_gain(f) for f in active}
+
     def explained(f: Finding) -> bool:
-        return any(_outranks(other, f.id) for other in active_ids if other != f.id)
+        # a cause whose cure restores the model is not explained away by one whose cure was
+        # not shown to, or was shown to restore less: the measurement outranks the suspicion
+        mine = gains[f.id]
+        return any(
+            _outranks(other, f.id)
+            for other in active_ids
+            if other != f.id
+            and not (mine is not None and (gains[other] is None or gains[other] < mine))
+        )
 
     roots = [f for f in active if not explained(f)]
     if not roots and active:  # a cycle among the findings: judge them all as roots
@@ -176,15 +139,20 @@ def rank(findings: Sequence[Finding]) -> tuple[list[Finding], list[str]]:
     def coverage(f: Finding) -> int:
         return sum(_explains_symptom(f.id, s) for s in seen_symptoms)
 
-    def root_key(f: Finding) -> tuple[int, int, int, int, int]:
-        tier = TIER.get(f.id, DEFAULT_TIER)
+    tiers = graph().tier
+
+    def root_key(f: Finding) -> tuple[int, int, float, int, int, int, int]:
+        tier = tiers.get(f.id, DEFAULT_TIER)
         # when the predictions show symptoms, a cause that explains none of them is a weaker
         # candidate, unless it forces the output by itself (tier 0)
         silent = int(bool(seen_symptoms) and coverage(f) == 0 and tier > 0)
-        return (-f.severity.rank, silent, tier, -coverage(f), position[id(f)])
+        gain = gains[f.id]
+        # causes with a measured cure first, by measured effect; then suspicions by tier
+        return (-f.severity.rank, int(gain is None), -(gain or 0.0), silent, tier,
+                -coverage(f), position[id(f)])
 
     def other_key(f: Finding) -> tuple[int, int, int]:
-        return (-f.severity.rank, TIER.get(f.id, DEFAULT_TIER), position[id(f)])
+        return (-f.severity.rank, tiers.get(f.id, DEFAULT_TIER), position[id(f)])
 
     ordered_roots = sorted(roots, key=root_key)
     downstream = sorted((f for f in active if id(f) not in root_ids), key=other_key)
@@ -196,15 +164,16 @@ def rank(findings: Sequence[Finding]) -> tuple[list[Finding], list[str]]:
 
 
 def _symptom_rank(symptom_id: str) -> int:
-    return SYMPTOM_ORDER.index(symptom_id) if symptom_id in SYMPTOM_ORDER else len(SYMPTOM_ORDER)
+    order = graph().symptom_order
+    return order.index(symptom_id) if symptom_id in order else len(order)
 
 
 def _chain(root: Finding, active: list[Finding], symptoms: list[Finding]) -> list[str]:
     """The root, the causes it explains (nearest first), then the symptoms it explains."""
-    dist = _reach(root.id, [EXPLAINS])
+    dist = _reach(root.id, [graph().explains])
     downstream = sorted(
         (f.id for f in active if f.id != root.id and f.id in dist),
-        key=lambda cid: (dist[cid], TIER.get(cid, DEFAULT_TIER)),
+        key=lambda cid: (dist[cid], graph().tier.get(cid, DEFAULT_TIER)),
     )
     shown = [
         f.id

@@ -89,6 +89,8 @@ class Report:
     chain: tuple[str, ...] = ()
     ignored: Mapping[str, str] = field(default_factory=dict)
     version: str = ""
+    # every experiment the diagnosis ran on the bounded sample (kerasdoctor.experiments)
+    experiments: tuple[Mapping[str, Any], ...] = ()
 
     @property
     def verdict(self) -> str:
@@ -126,6 +128,10 @@ class Report:
             "chain": list(self.chain),
             "errors": [e.to_dict() for e in self.errors],
         }
+        if self.experiments:
+            # seconds stay out of the JSON: the same command gives byte-identical output
+            out["experiments"] = [to_jsonable({k: v for k, v in e.items() if k != "seconds"})
+                                  for e in self.experiments]
         if self.ignored:
             out["ignored"] = dict(self.ignored)
         return out

@@ -100,6 +100,19 @@ class Normalizer:
 
 
 @dataclass(frozen=True)
+class RegularizerInfo:
+    """A layer's weight penalty (L1/L2 factors) or dropout rate, and its weights' size."""
+
+    layer: str
+    kind: str  # "kernel", "bias", "activity" or "dropout"
+    l1: float = 0.0
+    l2: float = 0.0
+    rate: float = 0.0  # dropout
+    weight_rms: float | None = None  # RMS of the penalised kernel
+    fan_in: int | None = None  # its inputs: a Glorot-scale kernel has RMS ~ sqrt(1 / fan_in)
+
+
+@dataclass(frozen=True)
 class NonfiniteWeights:
     """NaN/Inf values in one layer's weights."""
 
@@ -139,6 +152,9 @@ class ModelFacts:
     trainable_bias_layers: int = 0
     zero_trainable_bias_layers: int = 0
     inspectable: bool = True  # False for a SavedModel: no layers to read
+    learning_rate: float | None = None  # the saved optimizer's constant rate (None: schedule)
+    head_class: str | None = None  # class name of the output layer (Dense, Activation, ...)
+    regularizers: tuple[RegularizerInfo, ...] = ()  # weight penalties and dropout, per layer
 
 
 
@@ -291,7 +307,51 @@ def read_facts(lm: LoadedModel) -> ModelFacts:
         bias_layers=bias_layers,
         trainable_bias_layers=trainable_bias[0],
         zero_trainable_bias_layers=trainable_bias[1],
+        learning_rate=_learning_rate(model) if lm.compiled else None,
+        head_class=_head_class(out_tensor),
+        regularizers=_regularizers(model),
     )
+
+
+def _learning_rate(model: Any) -> float | None:
+    opt = getattr(model, "optimizer", None)
+    try:
+        lr = float(np.asarray(opt.learning_rate))
+    except (TypeError, ValueError, AttributeError):  # none, or a schedule: no single value
+        return None
+    return lr if np.isfinite(lr) and lr > 0 else None
+
+
+def _head_class(out_tensor: Any) -> str | None:
+    history = getattr(out_tensor, "_keras_history", None)
+    return type(history[0]).__name__ if history is not None else None
+
+
+def _regularizers(model: Any) -> tuple[RegularizerInfo, ...]:
+    """Weight penalties (from each layer's regularizer objects) and dropout rates."""
+    out: list[RegularizerInfo] = []
+    for layer in _walk_layers(model):
+        if type(layer).__name__ in ("Dropout", "SpatialDropout1D", "SpatialDropout2D",
+                                    "SpatialDropout3D", "AlphaDropout", "GaussianDropout"):
+            out.append(RegularizerInfo(layer.name, "dropout", rate=float(getattr(layer, "rate",
+                                                                                  0.0))))
+            continue
+        for kind in ("kernel", "bias", "activity"):
+            reg = getattr(layer, f"{kind}_regularizer", None)
+            if reg is None:
+                continue
+            cfg = reg.get_config() if hasattr(reg, "get_config") else {}
+            l1, l2 = float(cfg.get("l1", 0.0) or 0.0), float(cfg.get("l2", 0.0) or 0.0)
+            if l1 <= 0 and l2 <= 0:
+                continue
+            rms = fan_in = None
+            w = getattr(layer, kind, None) if kind == "kernel" else None
+            if w is not None:
+                arr = np.asarray(w, dtype=np.float64)
+                rms = float(np.sqrt(np.mean(arr**2))) if arr.size else None
+                fan_in = int(np.prod(arr.shape[:-1])) if arr.ndim >= 2 else None
+            out.append(RegularizerInfo(layer.name, kind, l1, l2, weight_rms=rms, fan_in=fan_in))
+    return tuple(out)
 
 
 def _walk_layers(model: Any) -> list[Any]:

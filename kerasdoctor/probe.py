@@ -15,6 +15,7 @@ import numpy as np
 
 from kerasdoctor.load import LoadedModel
 from kerasdoctor.model_facts import ModelFacts
+from kerasdoctor.predictor_graph import tensors_on_path
 
 # Default batch: as many samples as fit ~32 MB of input, within [32, 1024].
 BATCH_BYTES = 32 * 2**20
@@ -160,6 +161,65 @@ class Moments:
         return float(np.sqrt((self.m2 + self.count * self.mean**2).sum() / n))
 
 
+# Token ids that carry no word in Keras's conventions: 0 is padding (the mask token of
+# TextVectorization / StringLookup, pad_sequences' default value), 1 is the out-of-vocabulary
+# id ("[UNK]", TextVectorization's single default OOV index; Tokenizer(oov_token=...)'s id).
+RESERVED_TOKEN_IDS = 2  # ids below this are reserved: a row of only these holds no word
+TOKEN_ID_CAP = 2**20  # distinct ids are tracked below this (a bitmap of at most 1 MB)
+
+
+@dataclass
+class TokenStats:
+    """An input read as token ids (it feeds an Embedding): rows that hold no word, ids seen.
+
+    Exact and mergeable: counts add, the bitmap of ids seen is OR-ed.
+    """
+
+    rows: int = 0
+    blank_rows: int = 0  # rows whose every id is reserved (padding/OOV): no word at all
+    seen: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # id -> seen
+    out_of_range: int = 0  # values below 0 or at/above TOKEN_ID_CAP (not in the bitmap)
+
+    def update(self, x: np.ndarray) -> None:
+        """Add a batch (B, ...) of ids (floats are truncated, as an Embedding casts them)."""
+        b = int(x.shape[0])
+        if b == 0 or x.dtype.kind not in "iuf":
+            return
+        wide = x.reshape(b, -1)
+        self.rows += b
+        if wide.shape[1]:
+            # NaN compares False: a row holding one is not counted as blank
+            self.blank_rows += int((wide.max(axis=1) < RESERVED_TOKEN_IDS).sum())
+        if wide.dtype.kind == "f":  # NaN/Inf and huge values land out of range, not in int64
+            wide = np.clip(np.where(np.isfinite(wide), wide, -1), -1, TOKEN_ID_CAP)
+        ids = wide.astype(np.int64, copy=False).reshape(-1)
+        ok = (ids >= 0) & (ids < TOKEN_ID_CAP)
+        self.out_of_range += int(ids.size - ok.sum())
+        self._mark(np.bincount(ids[ok]) > 0 if ok.any() else np.zeros(0, bool))
+
+    def _mark(self, seen: np.ndarray) -> None:
+        if seen.size > self.seen.size:
+            self.seen = np.concatenate([self.seen, np.zeros(seen.size - self.seen.size, bool)])
+        self.seen[: seen.size] |= seen
+
+    def merge(self, other: TokenStats) -> None:
+        self.rows += other.rows
+        self.blank_rows += other.blank_rows
+        self.out_of_range += other.out_of_range
+        self._mark(other.seen)
+
+    @property
+    def n_distinct(self) -> int:
+        """Distinct ids seen (below TOKEN_ID_CAP)."""
+        return int(self.seen.sum())
+
+    @property
+    def max_id(self) -> int:
+        """The largest id seen below TOKEN_ID_CAP, -1 if none."""
+        nz = np.flatnonzero(self.seen)
+        return int(nz[-1]) if nz.size else -1
+
+
 @dataclass
 class InputStats:
     """Statistics of one model input, per feature (the last axis: channels or columns)."""
@@ -169,6 +229,7 @@ class InputStats:
     dtype: str
     moments: Moments
     integral: bool = True  # every finite value is a whole number (e.g. raw 0-255 pixels)
+    tokens: TokenStats | None = None  # inputs read as token ids (they feed an Embedding)
 
     @property
     def n_nonfinite(self) -> int:
@@ -331,7 +392,7 @@ class Predictor:
         relu_taps: list[Any] = []
         bn_taps: list[Any] = []
         relu = set(self.facts.relu_layers)
-        on_path = _tensors_on_path(model)
+        on_path = tensors_on_path(model)
         for layer in model.layers:
             try:
                 if layer.name in relu:
@@ -399,40 +460,6 @@ class Predictor:
             probs.append(p)
             preds.append(predicted_classes(raw, p))
         return np.concatenate(probs), np.concatenate(preds)
-
-
-def _tensors_on_path(model: Any) -> dict[str, tuple[Any, Any]]:
-    """Each layer's (input, output) tensors in the graph that computes model.outputs.
-
-    layer.output / layer.input are those of the layer's FIRST call, and a loaded Sequential
-    model has called its layers several times while being rebuilt: tapping layer.output there
-    makes the probe model recompute the network up to that layer once more per tap (3x the
-    cost of a plain predict on a small CNN). Layers met more than once (shared) are left out.
-    """
-    found: dict[str, tuple[Any, Any]] = {}
-    shared: set[str] = set()
-    seen: set[int] = set()
-    stack = list(model.outputs)
-    while stack:
-        t = stack.pop()
-        if id(t) in seen:
-            continue
-        seen.add(id(t))
-        history = getattr(t, "_keras_history", None)
-        if history is None:
-            continue
-        op, node_index = history[0], history[1]
-        try:
-            node = op._inbound_nodes[node_index]
-        except (AttributeError, IndexError):
-            continue
-        ins, outs = list(node.input_tensors), list(node.output_tensors)
-        if op.name in found and found[op.name][1] is not (outs[0] if len(outs) == 1 else None):
-            shared.add(op.name)
-        if len(ins) == 1 and len(outs) == 1:
-            found[op.name] = (ins[0], outs[0])
-        stack.extend(ins)
-    return {name: io for name, io in found.items() if name not in shared}
 
 
 def _is_numpy_dtype(name: str) -> bool:
@@ -519,13 +546,6 @@ def stratified_sample(
     return out.astype(np.int64)
 
 
-def _features_2d(x: np.ndarray) -> np.ndarray:
-    """(n, ..., F) -> (n * ..., F); a 1-D input is one feature."""
-    if x.ndim == 1:
-        return x.reshape(-1, 1)
-    return x.reshape(-1, x.shape[-1])
-
-
 def sample_keys(row_ids: np.ndarray, seed: int) -> np.ndarray:
     """A uniform key in [0, 1) per row, a pure function of (seed, row id) (splitmix64).
 
@@ -558,6 +578,7 @@ class ProbeLayout:
     relu_layers: list[tuple[str, str]]
     bn_layers: list[tuple[str, int]]  # (layer, values per channel per sample)
     notes: list[str] = field(default_factory=list)
+    token_inputs: list[str] = field(default_factory=list)  # inputs read as ids (an Embedding)
 
     @classmethod
     def of(cls, predictor: Predictor) -> ProbeLayout:
@@ -568,6 +589,8 @@ class ProbeLayout:
             relu_layers=list(predictor.relu_layers),
             bn_layers=[(b, predictor.spatial_size(b)) for b in predictor.bn_layers],
             notes=list(predictor.notes),
+            token_inputs=[s.name for s in predictor.lm.inputs
+                          if "Embedding" in predictor.facts.input_consumers.get(s.name, ())],
         )
 
 
@@ -626,6 +649,8 @@ class ProbeState:
                 finite = np.isfinite(x)
                 fin = x if finite.all() else x[finite]
                 st.integral = bool(np.array_equal(fin, np.rint(fin)))
+            if st.tokens is not None:
+                st.tokens.update(x)
         raw = np.asarray(outs[0]).reshape(n_b, -1).astype(np.float64)
         if self.head_used is None:
             self.head_used = looks_like_probabilities(raw) or "linear"
@@ -650,6 +675,9 @@ class ProbeState:
             )  # `integral` starts True and is refined per batch (floats may hold whole numbers)
             for name, x in zip(self.layout.input_names, xs)
         ]
+        for st in self.inputs:
+            if st.name in self.layout.token_inputs:
+                st.tokens = TokenStats()
         row_bytes = sum(int(np.prod(x.shape[1:], dtype=np.int64)) * x.dtype.itemsize
                         for x in xs)
         self.limit = sample_limit_for(row_bytes, self.sample_max)
@@ -782,6 +810,10 @@ class ProbeState:
         for mine, theirs in zip(self.inputs, other.inputs):
             mine.moments.merge(theirs.moments)
             mine.integral = mine.integral and theirs.integral
+            if theirs.tokens is not None:
+                if mine.tokens is None:
+                    mine.tokens = TokenStats()
+                mine.tokens.merge(theirs.tokens)
         self.raw.merge(other.raw)
         self.probs.merge(other.probs)
         self.nonfinite_rows += other.nonfinite_rows

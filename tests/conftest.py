@@ -24,6 +24,10 @@ HEALTHY_FIXTURES = [
     ("legacy_input_dim.h5", "legacy_keras2.npz"),
     ("healthy_savedmodel", "healthy.npz"),
     ("data_tokens.keras", "data_tokens.npz"),  # token ids in the hundreds: no scale to judge
+    # trained as users train (fixtures/recipes_scenarios.py): a wide layer half silent on
+    # 108 rows of a working model, and a mediocre but honest model (every class predicted)
+    ("scn_dead_ok.keras", "scn_dead_ok.npz"),
+    ("scn_mediocre.keras", "scn_mediocre.npz"),
 ]
 
 

@@ -20,6 +20,10 @@ from kerasdoctor.errors import InputError
 
 MULTI = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
 RTOL = 1e-9
+# What the model computes (outputs, BatchNorm inputs) is float32 from TensorFlow kernels whose
+# summation order depends on the batch's shape; workers batch differently, so those values
+# agree to float32 resolution (a few ulps), not to the merge's 1e-9.
+F32_RTOL = 1e-6
 
 
 def beam_needed() -> None:
@@ -171,12 +175,16 @@ def _close(a: Any, b: Any, path: str = "") -> None:
         assert a == b, path
 
 
-def _moments_close(m: Any, s: Any) -> None:
+def _moments_close(m: Any, s: Any, rtol: float = RTOL) -> None:
     assert np.array_equal(m.count, s.count)
-    assert np.array_equal(m.min, s.min) and np.array_equal(m.max, s.max)
     assert np.array_equal(m.n_nan, s.n_nan) and np.array_equal(m.n_inf, s.n_inf)
-    np.testing.assert_allclose(m.mean, s.mean, rtol=RTOL, atol=1e-12)
-    np.testing.assert_allclose(m.m2, s.m2, rtol=RTOL, atol=1e-9)
+    if rtol == RTOL:  # the data itself: exact extremes
+        assert np.array_equal(m.min, s.min) and np.array_equal(m.max, s.max)
+    else:
+        np.testing.assert_allclose(m.min, s.min, rtol=rtol, atol=1e-7)
+        np.testing.assert_allclose(m.max, s.max, rtol=rtol, atol=1e-7)
+    np.testing.assert_allclose(m.mean, s.mean, rtol=rtol, atol=1e-12)
+    np.testing.assert_allclose(m.m2, s.m2, rtol=rtol, atol=1e-9)
 
 
 def _single_run(fixture: str) -> tuple[Any, Any]:
@@ -237,14 +245,14 @@ def _assert_same_diagnosis(single: Any, sharded: Any, ev_s: Any, ev_m: Any) -> N
         assert (st_m.name, st_m.shape, st_m.dtype, st_m.integral) == (
             st_s.name, st_s.shape, st_s.dtype, st_s.integral)
         _moments_close(st_m.moments, st_s.moments)
-    _moments_close(ev_m.output.raw, ev_s.output.raw)
-    _moments_close(ev_m.output.probs, ev_s.output.probs)
+    _moments_close(ev_m.output.raw, ev_s.output.raw, F32_RTOL)
+    _moments_close(ev_m.output.probs, ev_s.output.probs, F32_RTOL)
     for a_m, a_s in zip(ev_m.activations, ev_s.activations, strict=True):
         assert a_m.n_samples == a_s.n_samples
         assert np.array_equal(a_m.active_count, a_s.active_count)
         assert np.array_equal(a_m.max, a_s.max)
     for b_m, b_s in zip(ev_m.bn_inputs, ev_s.bn_inputs, strict=True):
-        _moments_close(b_m.moments, b_s.moments)
+        _moments_close(b_m.moments, b_s.moments, F32_RTOL)
 
 
 @pytest.mark.slow

@@ -17,6 +17,7 @@ from kerasdoctor.checks import (
     label_permutation,
     nonfinite_inputs,
     preprocessing_mismatch,
+    run_symptoms,
     sorted_labels,
 )
 from kerasdoctor.checks._data import JudgedInput, balanced_accuracy
@@ -112,7 +113,9 @@ def context(
         input_normalizers=normalizers or {st.name: None for st in inputs},
         input_consumers=consumers or {st.name: ("Dense",) for st in inputs},
     )
-    return Context(ev, facts, [str(i) for i in range(k)], overrides=overrides or {})
+    ctx = Context(ev, facts, [str(i) for i in range(k)], overrides=overrides or {})
+    run_symptoms(ctx)  # phase 1: cause checks receive the symptom findings
+    return ctx
 
 
 GOOD = [[90, 5, 5], [5, 90, 5], [5, 5, 90]]  # a working 3-class model
@@ -499,7 +502,11 @@ def test_preprocessing_normalization_adapted_on_other_data() -> None:
     static = one(f.evidence["static"])
     assert static["kind"] == "normalization"
     assert static["median_std_after_layer"] < 0.1  # standardised data / raw-data std
-    assert "restoring_transform" not in f.evidence  # no usual transform undoes this
+    # the data arrives standardised: undoing that with the layer's own adapted mean and
+    # variance hands the model what it was trained on, and the experiment shows it
+    assert "Normalization statistics" in f.evidence["restoring_transform"]["description"]
+    exp = f.evidence["experiment"]
+    assert exp["balanced_accuracy_after"] - exp["balanced_accuracy_before"] > 0.3
     assert report.root_cause is not None and report.root_cause.id == "preprocessing-mismatch"
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from conftest import HEALTHY_FIXTURES, fixture_path, run_cli
 
-from kerasdoctor.diagnosis import EXPLAINS, SUBSUMES, TIER, explains, rank
+from kerasdoctor.diagnosis import explains, graph, rank
 from kerasdoctor.findings import Finding, Kind, Severity
 
 # (model, data, the cause that must come first)
@@ -185,11 +185,61 @@ def test_no_active_cause_means_no_chain() -> None:
 
 
 def test_the_causal_graph_is_acyclic_and_tiered() -> None:
-    for node in set(EXPLAINS) | set(SUBSUMES):
+    g = graph()
+    for node in set(g.explains) | set(g.subsumes):
         assert not explains(node, node), node
-    for node in EXPLAINS:
-        assert node in TIER, node
+    for node in g.explains:
+        assert node in g.tier, node
     # the chain of the issue: scale -> dead units -> constant output -> collapse
     assert explains("input-scale", "dead-units") and explains("dead-units", "constant-output")
     assert explains("constant-output", "prediction-collapse") is False  # symptoms are leaves
     assert explains("input-scale", "prediction-collapse")
+
+
+# -------------------------------------------------- scenarios trained as users train them
+# fixtures/recipes_scenarios.py: (stem, the first cause, whether it carries a measured cure)
+SCENARIOS = [
+    ("scn_bn_short", "batchnorm-statistics", True),  # 31% at inference, BN re-est. ~99%
+    ("scn_resnet_raw", "batchnorm-statistics", True),  # raw pixels, but /255 alone fails
+    ("scn_norm_double", "preprocessing-mismatch", True),  # standardised twice
+    ("scn_bgr", "preprocessing-mismatch", True),  # BGR fed to an RGB model
+    ("scn_constant_minority", "dead-units", False),  # a dead last hidden layer
+    ("scn_lr_high", "dead-units", False),  # Adam at 0.1, 94% of a layer dead
+    ("scn_noise_blog", "no-signal", False),  # 500/400/50 images of pure noise
+    ("scn_shuffled", "no-signal", False),  # images and labels shuffled apart
+    ("scn_l2_strong", "over-regularization", False),  # l2(1.0): the output is the prior
+    ("scn_tokens_unfit", "degenerate-inputs", False),  # tokenizer re-created, never fit
+]
+
+
+@pytest.mark.parametrize(("stem", "root", "measured"), SCENARIOS)
+def test_scenario_first_cause_is_the_right_one(stem: str, root: str, measured: bool) -> None:
+    code, report = _json(f"{stem}.keras", f"{stem}.npz")
+    assert code == 1 and report["verdict"] == "sick"
+    first = next(f for f in report["findings"] if f["kind"] == "cause")
+    assert first["id"] == root, [(f["id"], f["severity"]) for f in report["findings"]]
+    if measured:  # the headline carries the experiment
+        exp = first["evidence"]["experiment"]
+        assert exp["balanced_accuracy_after"] - exp["balanced_accuracy_before"] > 0.3
+        assert first["evidence"]["cured"] is True
+        assert "->" in first["title"] or "to" in first["title"]
+
+
+def _all_pairs() -> list[tuple[str, str]]:
+    from conftest import FIXTURES
+
+    return [(m.name, m.with_suffix(".npz").name) for m in sorted(FIXTURES.glob("*.keras"))
+            if m.with_suffix(".npz").exists()]
+
+
+@pytest.mark.parametrize(("model", "data"), _all_pairs())
+def test_class_weights_only_under_imbalance_as_the_root(model: str, data: str) -> None:
+    _, report = _json(model, data)
+    root = next((f["id"] for f in report["findings"]
+                 if f["kind"] == "cause" and f["severity"] != "info"), None)
+    for f in report["findings"]:
+        for fx in f["fixes"]:
+            if "--class-weights" in (fx.get("command") or "") or "class_weight" in (
+                    fx.get("code") or ""):
+                assert f["id"] == "class-imbalance" and root == "class-imbalance", (
+                    f["id"], root)

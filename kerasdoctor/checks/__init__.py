@@ -9,31 +9,7 @@ from dataclasses import dataclass
 from types import ModuleType
 
 from kerasdoctor.checks.base import CheckSpec, Context
-from kerasdoctor.findings import CheckError, Finding, Kind
-
-# The contract's catalogue order; checks added later sort after these.
-CATALOGUE_ORDER = (
-    "prediction-collapse",
-    "missing-classes",
-    "low-recall",
-    "constant-output",
-    "class-imbalance",
-    "input-scale",
-    "input-scale-mismatch",
-    "nonfinite-inputs",
-    "nonfinite-weights",
-    "single-unit-softmax",
-    "output-activation",
-    "loss-mismatch",
-    "output-units-mismatch",
-    "dead-units",
-    "batchnorm-statistics",
-    "preprocessing-mismatch",
-    "decision-threshold",
-    "untrained-model",
-    "sorted-labels",
-    "label-permutation",
-)
+from kerasdoctor.findings import CheckError, Finding, Kind, Severity
 
 
 @dataclass(frozen=True)
@@ -60,10 +36,7 @@ def registry() -> list[Check]:
         spec = getattr(mod, "SPEC", None)
         if isinstance(spec, CheckSpec):
             checks.append(Check(spec, mod.run))
-    order = {cid: i for i, cid in enumerate(CATALOGUE_ORDER)}
-    checks.sort(
-        key=lambda c: (c.spec.kind is not Kind.SYMPTOM, order.get(c.spec.id, 999), c.spec.id)
-    )
+    checks.sort(key=lambda c: (c.spec.kind is not Kind.SYMPTOM, c.spec.order, c.spec.id))
     return checks
 
 
@@ -74,12 +47,36 @@ def get(check_id: str) -> Check | None:
 def run_all(
     ctx: Context, skip: frozenset[str] = frozenset(), only: frozenset[str] | None = None
 ) -> tuple[list[Finding], list[CheckError]]:
-    """Run every check (or just `only`); a crash becomes a CheckError and the others still run."""
+    """Run the checks in two phases; a crash becomes a CheckError and the others still run.
+
+    Phase 1 runs the symptom checks on the evidence. Phase 2 runs the cause checks, which
+    receive phase 1's findings above info in ctx.symptoms. No check runs another.
+    """
+    checks = [c for c in registry()
+              if c.spec.id not in skip and (only is None or c.spec.id in only)]
+    findings, errors = _run_phase(ctx, checks, Kind.SYMPTOM)
+    ctx.symptoms = symptoms_of(findings)
+    more, more_errors = _run_phase(ctx, checks, Kind.CAUSE)
+    return findings + more, errors + more_errors
+
+
+def symptoms_of(findings: list[Finding]) -> dict[str, Finding]:
+    """What phase 2 receives: the symptom findings above info, by id."""
+    return {f.id: f for f in findings if f.kind is Kind.SYMPTOM and f.severity is not Severity.INFO}
+
+
+def run_symptoms(ctx: Context) -> list[Finding]:
+    """Phase 1 alone, filling ctx.symptoms (for a cause check run by itself, as in tests)."""
+    findings, _ = _run_phase(ctx, registry(), Kind.SYMPTOM)
+    ctx.symptoms = symptoms_of(findings)
+    return findings
+
+
+def _run_phase(ctx: Context, checks: list[Check],
+               phase: Kind) -> tuple[list[Finding], list[CheckError]]:
     findings: list[Finding] = []
     errors: list[CheckError] = []
-    for check in registry():
-        if check.spec.id in skip or (only is not None and check.spec.id not in only):
-            continue
+    for check in (c for c in checks if c.spec.kind is phase):
         try:
             findings.extend(check.run(ctx))
         except Exception as exc:  # habit 4: report, never abort the others

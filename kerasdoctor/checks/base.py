@@ -1,4 +1,5 @@
-"""What a check is: a spec (id, kind, docs, named thresholds) and a pure run(Context)."""
+"""What a check is: a spec (id, kind, order, causal edges, tier, thresholds, needs) and a pure
+run(Context). Everything else (the catalogue, the ranking, explain, JUnit) derives from specs."""
 
 from __future__ import annotations
 
@@ -11,8 +12,13 @@ from kerasdoctor.findings import Finding, Fix, Kind, Severity
 if TYPE_CHECKING:  # the heavy side stays out of `kerasdoctor checks` / `explain`
     import numpy as np
 
+    from kerasdoctor.experiments import Experiments
     from kerasdoctor.model_facts import ModelFacts
-    from kerasdoctor.probe import Evidence, Predictor
+    from kerasdoctor.probe import Evidence
+
+# Groups a cause's `explains` may name instead of listing symptom ids one by one.
+PREDICTIONS = "@predictions"  # every symptom of wrong predictions (collapse, recall, gates...)
+OUTPUT = "@output"  # the output's own symptoms: it does not follow the input
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,21 @@ class CheckSpec:
     measures: str  # how it is measured
     fix: str  # how to fix it, in words
     thresholds: Mapping[str, Threshold] = field(default_factory=dict)
+    order: int = 999  # catalogue position (`kerasdoctor checks`, the README, the JSON)
+    # causes: what this defect can produce (cause ids, symptom ids, PREDICTIONS, OUTPUT),
+    # derived from its mechanism; diagnosis follows these edges transitively
+    explains: frozenset[str] = frozenset()
+    # causes: findings this one locates more precisely (not causal, but not a root beside it)
+    subsumes: frozenset[str] = frozenset()
+    # causes: how directly the defect forces the output, lower first (ranking tie-break)
+    tier: int = 5
+    # symptoms: PREDICTIONS or OUTPUT, the group causes name in `explains`
+    group: str = PREDICTIONS
+    # what run() reads beyond the evidence and the facts: "symptoms", "experiments"
+    needs: frozenset[str] = frozenset()
+    # its worked example: a fixture stem (fixtures/<stem>.keras + .npz, made by a script
+    # there) on which it fires above info, then any CLI flags; the contract test runs it
+    fires_on: tuple[str, ...] = ()
 
     def explain(self) -> str:
         """The text of `kerasdoctor explain ID`."""
@@ -64,10 +85,13 @@ class Context:
     data_args: str = "DATA"  # data_path plus the flags that say how to read it, for commands
     label_encoding: str = "index"
     overrides: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
-    predictor: Predictor | None = None  # for checks that re-run a bounded sample
+    experiments: Experiments | None = None  # the only way a check re-runs the model
     sample_inputs: list[np.ndarray] | None = None  # the bounded sample's inputs
     input_names: list[str] = field(default_factory=list)
+    input_dtypes: list[str] = field(default_factory=list)  # what each model input takes
     gates: Mapping[str, float] = field(default_factory=dict)  # min_recall, min_balanced_accuracy
+    # phase 2: the symptom findings of phase 1 above info, by id (the runner fills it)
+    symptoms: dict[str, Finding] = field(default_factory=dict)
     _cache: dict[str, Any] = field(default_factory=dict)
 
     def threshold(self, spec: CheckSpec, name: str) -> float:
@@ -114,29 +138,8 @@ def unquoted(path: str) -> str:
 
 
 def prediction_symptoms(ctx: Context) -> dict[str, Finding]:
-    """The symptom findings (warning or error) the predictions show, computed once per run.
-
-    Cause checks use them to decide whether a risk factor is the failure. The symptom checks
-    are pure, so re-running them here costs a few reductions and keeps threshold overrides.
-    """
-
-    def compute() -> dict[str, Finding]:
-        from kerasdoctor.checks import (
-            constant_output,
-            low_recall,
-            missing_classes,
-            prediction_collapse,
-        )
-
-        out: dict[str, Finding] = {}
-        for mod in (prediction_collapse, missing_classes, constant_output, low_recall):
-            for f in mod.run(ctx):
-                if f.severity is not Severity.INFO:
-                    out[f.id] = f
-        return out
-
-    result: dict[str, Finding] = ctx.cached("symptoms", compute)
-    return result
+    """The symptom findings (warning or error) of phase 1: what the predictions show."""
+    return ctx.symptoms
 
 
 def class_weights_fix(ctx: Context) -> Fix:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from kerasdoctor.checks._model import balanced_accuracy_of, prediction_symptoms, py_path
-from kerasdoctor.checks.base import CheckSpec, Context, Threshold, finding
+from kerasdoctor.checks._model import prediction_symptoms, py_path
+from kerasdoctor.checks.base import OUTPUT, PREDICTIONS, CheckSpec, Context, Threshold, finding
 from kerasdoctor.findings import Finding, Fix, Kind, Severity
+
+if TYPE_CHECKING:
+    from kerasdoctor.experiments import ExperimentResult
 
 SPEC = CheckSpec(
     id="batchnorm-statistics",
@@ -23,13 +26,17 @@ SPEC = CheckSpec(
         "compared with the layer's moving mean m and variance v, which inference uses. With "
         "z the value training-mode BN would produce, inference computes r * z + d, where "
         "d = (mu - m) / sqrt(v + eps) and r = sqrt((s^2 + eps) / (v + eps)); the error in "
-        "units of the activation's own spread is sqrt(d^2 + (r - 1)^2). A layer's gap is the "
-        "median over its channels. A flagged layer is confirmed on the bounded sample: the "
-        "model is run once more with only its BatchNormalization layers in training mode "
-        "(batch statistics; the moving statistics it updates are restored afterwards), and "
-        "the balanced accuracy of both runs is compared. Error when confirmed and the "
-        "predictions show a symptom, warning when confirmed without one (or unconfirmable "
-        "with one), info when training mode predicts no better."
+        "units of the activation's own spread is sqrt(d^2 + (r - 1)^2), and a layer's gap is "
+        "the median over its channels (>= max_gap is reported). Whenever the predictions show "
+        "a symptom, two experiments run on the bounded sample for every model with "
+        "BatchNorm layers, whatever the gap: the model with BatchNorm in training mode (batch "
+        "statistics, batches of 256), and a copy whose moving statistics are re-estimated "
+        "from the sample (a cumulative average, AdaBN) and then run at inference. The better "
+        "one cures the model when it gains at least confirm_gain of balanced accuracy, "
+        "noise_z times the sampling noise of a difference, and removes at least "
+        "min_error_removed of the balanced error: then it is an error. A gap whose "
+        "experiments change nothing is info; without symptoms no experiment runs and a gap "
+        "is info."
     ),
     fix=(
         "Re-estimate the moving statistics on representative data (a pass in training mode "
@@ -45,17 +52,29 @@ SPEC = CheckSpec(
         ),
         "confirm_gain": Threshold(
             0.1,
-            "training-mode statistics must win at least 10 points of balanced accuracy on the "
-            "sample: well above the noise of a ~2000-sample estimate and of batch statistics",
+            "the cure must win at least 10 points of balanced accuracy on the sample: smaller "
+            "gains are within what batch-statistics noise moves",
         ),
         "min_confirm_samples": Threshold(
             64,
             "batch statistics from fewer samples are themselves too noisy to compare against",
         ),
+        "noise_z": Threshold(
+            3.0,
+            "three standard errors of a difference of two balanced accuracies: two "
+            "experiments are tried, so a 2-sigma bar would let one pass by chance",
+        ),
+        "min_error_removed": Threshold(
+            0.5,
+            "fixing the statistics gives back the trained model, so it must remove at least "
+            "half the balanced error; a perturbation of a model broken otherwise only nudges it",
+        ),
     },
+    fires_on=('model_batchnorm',),
+    order=150,
+    explains=frozenset({OUTPUT, PREDICTIONS, 'dead-units'}),
+    tier=4,
 )
-
-CONFIRM_BATCH = 256  # a typical training batch: its statistics are what training saw
 
 
 def run(ctx: Context) -> list[Finding]:
@@ -93,160 +112,69 @@ def run(ctx: Context) -> list[Finding]:
         )
     max_gap = ctx.threshold(SPEC, "max_gap")
     flagged = [row for row in layers if row["median_gap"] >= max_gap]
-    if not flagged:
-        return []
-    first = flagged[0]  # the upstream-most: later layers inherit its distortion
-    confirm = _confirm(ctx)
     symptoms = prediction_symptoms(ctx)
-    gain = ctx.threshold(SPEC, "confirm_gain")
-    confirmed = confirm is not None and confirm["gain"] >= gain
-    if confirmed:
-        severity = Severity.ERROR if symptoms else Severity.WARNING
-    elif confirm is None:
-        severity = Severity.WARNING if symptoms else Severity.INFO
-    else:
-        severity = Severity.INFO
+    tried = _experiments(ctx) if symptoms and facts.batchnorms else []
+    exps = ctx.experiments
+    best = max(tried, key=lambda r: r.after or 0.0) if tried else None
+    cured = best is not None and exps is not None and exps.restores(
+        best, ctx.threshold(SPEC, "confirm_gain"), ctx.threshold(SPEC, "noise_z"),
+        ctx.threshold(SPEC, "min_error_removed"))
+    if not flagged and not cured:
+        return []
+    first = flagged[0] if flagged else max(layers, key=lambda r: r["median_gap"], default=None)
+    severity = Severity.ERROR if cured else Severity.INFO
     evidence: dict[str, Any] = {
-        "layer": first["layer"],
-        "median_gap": first["median_gap"],
-        "median_shift": first["median_shift"],
-        "median_scale_ratio": first["median_scale_ratio"],
         "flagged_layers": [row["layer"] for row in flagged],
         "symptoms": sorted(symptoms),
         "layers": layers,
+        "cured": cured,
+        "experiments": [r.to_dict() for r in tried],
     }
-    detail = (
-        f"On a typical channel of '{first['layer']}' the data's mean sits "
-        f"{first['median_shift']:.2g} moving standard deviations from the moving mean and its "
-        f"spread is {first['median_scale_ratio']:.2g}x the moving one (layer mean of the data "
-        f"{first['data_mean']:.3g} vs moving {first['moving_mean']:.3g}, variance "
-        f"{first['data_var']:.3g} vs {first['moving_var']:.3g}; momentum {first['momentum']:g})."
-        " At inference the layer normalises with the moving statistics, so every activation "
-        "after it is off by about that much."
-    )
-    if confirm is not None:
-        evidence.update(
-            {
-                "inference_balanced_accuracy": confirm["inference"],
-                "training_mode_balanced_accuracy": confirm["training"],
-                "prediction_agreement": confirm["agreement"],
-                "confirm_sample": confirm["n"],
-            }
+    if best is not None:
+        evidence["experiment"] = best.to_dict()
+    parts: list[str] = []
+    if first is not None:
+        evidence.update({k: first[k] for k in ("median_gap", "median_shift",
+                                                 "median_scale_ratio")})
+        evidence["layer"] = first["layer"]
+        parts.append(
+            f"On a typical channel of '{first['layer']}' the data's mean sits "
+            f"{first['median_shift']:.2g} moving standard deviations from the moving mean and "
+            f"its spread is {first['median_scale_ratio']:.2g}x the moving one (layer mean of "
+            f"the data {first['data_mean']:.3g} vs moving {first['moving_mean']:.3g}, variance "
+            f"{first['data_var']:.3g} vs {first['moving_var']:.3g}; momentum "
+            f"{first['momentum']:g}). At inference the layer normalises with the moving "
+            "statistics, so every activation after it is off by about that much."
         )
-        detail += (
-            f" On a {confirm['n']}-sample subset, normalising with batch statistics instead "
-            f"gives balanced accuracy {confirm['training']:.1%} against "
-            f"{confirm['inference']:.1%} at inference; the two agree on "
-            f"{confirm['agreement']:.0%} of the samples"
-            + (
-                ": the moving statistics are what breaks the predictions."
-                if confirmed
-                else ", so the gap does not change the answers much."
-            )
+    for r in tried:
+        parts.append(
+            f"On {r.rows} rows, {r.what}: balanced accuracy {r.before:.1%} -> "
+            + (f"{r.after:.1%}." if r.ok and r.after is not None else f"failed ({r.error}).")
         )
-    title = (
-        f"BatchNorm '{first['layer']}': moving statistics are {first['median_gap']:.2g} "
-        "standard deviations off the data's"
-        + (
-            f"; batch statistics lift balanced accuracy from {confirm['inference']:.0%} to "
-            f"{confirm['training']:.0%}"
-            if confirmed and confirm is not None
-            else ""
-        )
-    )
-    return [finding(SPEC, severity, title, detail, evidence, _fixes(ctx))]
+    if cured:
+        parts.append("The moving statistics are what breaks the predictions; the weights are "
+                     "fine.")
+    elif tried:
+        parts.append("Neither changes the answers enough: the statistics are not the failure.")
+    if cured and best is not None and best.after is not None:
+        title = (f"BatchNorm moving statistics do not fit the data: {best.what}, balanced "
+                 f"accuracy {best.before:.0%} -> {best.after:.0%}")
+    else:
+        assert first is not None
+        title = (f"BatchNorm '{first['layer']}': moving statistics are "
+                 f"{first['median_gap']:.2g} standard deviations off the data's")
+    return [finding(SPEC, severity, title, " ".join(parts), evidence,
+                    _fixes(ctx) if cured else [])]
 
 
-def _confirm(ctx: Context) -> dict[str, Any] | None:
-    """Balanced accuracy on the bounded sample with BatchNorm at inference vs batch stats."""
-    ev = ctx.evidence
-    lm = ctx.predictor.lm if ctx.predictor is not None else None
-    model = getattr(lm, "keras_model", None)
-    xs = ctx.sample_inputs
-    n_min = ctx.threshold(SPEC, "min_confirm_samples")
-    if model is None or not xs or ev.sample_index.size < n_min or ev.sample_probs is None:
-        return None
-
-    def compute() -> dict[str, Any] | None:
-        try:
-            return _training_mode_run(ctx, model, xs)
-        except Exception:  # an unusual graph: the static gap still stands on its own
-            return None
-
-    result: dict[str, Any] | None = ctx.cached("model:bn-training-mode", compute)
-    return result
-
-
-def _training_mode_run(ctx: Context, model: Any, xs: list[np.ndarray]) -> dict[str, Any] | None:
-    from kerasdoctor.probe import predicted_classes, probability_fn
-
-    ev = ctx.evidence
-    assert ev.sample_probs is not None
-    bns = [layer for layer in _all_layers(model) if type(layer).__name__ == "BatchNormalization"]
-    if not bns:
-        return None
-    # The sample is sorted by position in the file, which may be sorted by class: shuffle so
-    # each batch's statistics describe a mix of classes, as during training.
-    order = np.random.default_rng(0).permutation(xs[0].shape[0])
-    saved = [(np.array(b.moving_mean), np.array(b.moving_variance)) for b in bns]
-    originals = []
-    for b in bns:
-        originals.append(b.__dict__.get("call"))
-        b.call = _batch_stats_call(b.call)
-    try:
-        outs = []
-        for s in range(0, order.size, CONFIRM_BATCH):
-            sel = order[s : s + CONFIRM_BATCH]
-            batch = [np.asarray(x[sel]) for x in xs]
-            if ctx.predictor is not None:
-                batch = ctx.predictor.cast(batch)
-            out = model(batch if len(batch) > 1 else batch[0], training=False)
-            if isinstance(out, (list, tuple)):
-                out = out[ctx.predictor.lm.output_index if ctx.predictor else 0]
-            outs.append(np.asarray(out).reshape(len(sel), -1).astype(np.float64))
-    finally:
-        for b, orig, (mean, var) in zip(bns, originals, saved):
-            if orig is None:
-                del b.call
-            else:
-                b.call = orig
-            b.moving_mean.assign(mean)
-            b.moving_variance.assign(var)
-    raw = np.empty((order.size, outs[0].shape[1]))
-    raw[order] = np.concatenate(outs)
-    head = ev.output.head_used
-    with np.errstate(all="ignore"):
-        probs = probability_fn(head, raw.shape[1])(raw)
-    pred_train = predicted_classes(raw, probs)
-    pred_inf = predicted_classes(ev.sample_probs, ev.sample_probs)
-    y = ev.y_true[ev.sample_index]
-    b_train = balanced_accuracy_of(y, pred_train)
-    b_inf = balanced_accuracy_of(y, pred_inf)
-    return {
-        "training": b_train,
-        "inference": b_inf,
-        "gain": b_train - b_inf,
-        "agreement": float(np.mean(pred_train == pred_inf)),
-        "n": int(y.size),
-    }
-
-
-def _batch_stats_call(call: Any) -> Any:
-    """The layer's own call, always in training mode (batch statistics)."""
-
-    def forced(inputs: Any, training: Any = None, mask: Any = None) -> Any:
-        return call(inputs, training=True, mask=mask)
-
-    return forced
-
-
-def _all_layers(model: Any) -> list[Any]:
-    out = []
-    for layer in getattr(model, "layers", []):
-        out.append(layer)
-        if hasattr(layer, "layers"):
-            out.extend(_all_layers(layer))
-    return out
+def _experiments(ctx: Context) -> list[ExperimentResult]:
+    """Both BatchNorm experiments, when the sample is large enough for batch statistics."""
+    exps = ctx.experiments
+    if exps is None or not exps.available:
+        return []
+    if exps.rows < ctx.threshold(SPEC, "min_confirm_samples"):
+        return []
+    return [exps.bn_reestimated(), exps.bn_training_mode()]
 
 
 def _fixes(ctx: Context) -> list[Fix]:

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from kerasdoctor.checks._data import fixed_model_name, prediction_symptoms
-from kerasdoctor.checks.base import CheckSpec, Context, Threshold, finding, names_list
+from kerasdoctor.checks.base import PREDICTIONS, CheckSpec, Context, Threshold, finding, names_list
 from kerasdoctor.findings import Finding, Fix, Kind, Severity
 from kerasdoctor.metrics import recall_vector
 
@@ -29,7 +29,18 @@ SPEC = CheckSpec(
         "and so they are when the output does not depend on the input at all "
         "(constant-output): a dead network outputs its bias, which training sets to the "
         "label prior, so the imbalance only decides which class it falls on, not that it "
-        "collapses."
+        "collapses. When the predictions follow the prior, two experiments decide whether the "
+        "imbalance is the disease: a class-balanced linear probe on the model's penultimate "
+        "features (cross-validated on the bounded sample), and logit adjustment (subtract "
+        "the log label prior, counted on one seeded half of the sample, from the logits; "
+        "scored on the other half). Imbalance is the root cause only when the features "
+        "recover the dropped classes (the probe finds at least min_probe_recall of their "
+        "samples on average, beats chance, and does not fall more than probe_gap (or "
+        "noise_z times the noise of a difference) below the same probe on the raw inputs) "
+        "or the adjustment restores the model. When the probe runs and the features fail "
+        "it, they do not separate those classes: reweighting could not make them right, "
+        "the failure is upstream (dead units, scale, regularization), and the imbalance is "
+        "context."
     ),
     fix=(
         "Train with class weights (kerasdoctor fix --class-weights DATA), oversample the rare "
@@ -56,7 +67,27 @@ SPEC = CheckSpec(
             "dropped (the missing-classes bar: a half-learned class shows up in 5 samples "
             "with probability 97%)",
         ),
+        "min_probe_recall": Threshold(
+            0.5,
+            "the features recover a class when a linear probe finds it more often than it "
+            "misses it: then reweighting the loss can move the boundary onto it",
+        ),
+        "probe_gap": Threshold(
+            0.1,
+            "features that score 10 points of balanced accuracy below the raw inputs lost "
+            "signal the inputs carry: the model failed to learn, the prior is not the story",
+        ),
+        "noise_z": Threshold(
+            3.0,
+            "three standard errors of a difference of two balanced accuracies, so fold noise "
+            "is not read as lost signal",
+        ),
     },
+    fires_on=('collapsed',),
+    order=50,
+    explains=frozenset({PREDICTIONS}),
+    tier=7,
+    needs=frozenset({"symptoms", "experiments"}),
 )
 
 
@@ -132,10 +163,10 @@ def run(ctx: Context) -> list[Finding]:
                 f"The largest class is {ratio:.1f} times the smallest, {why}. Imbalance is "
                 "context here, not the disease.",
                 evidence,
-                [_weights_fix(ctx, support)],
             )
         ]
     dropped = [int(k) for k in np.flatnonzero(under & rare)]
+    judged_by = _experiments(ctx, dropped, evidence)
     never = [k for k in dropped if predicted[k] == 0]
     rows: list[dict[str, Any]] = [
         {
@@ -156,7 +187,41 @@ def run(ctx: Context) -> list[Finding]:
         f"{r['predicted']} of {r['support']} predicted (recall {r['recall']:.0%})"
         for r in rows[:6]
     )
+    if judged_by == "not-recovered":
+        probe = evidence["feature_probe"]
+        return [
+            finding(
+                SPEC,
+                Severity.INFO,
+                f"Labels are imbalanced {ratio:.1f}:1, but the model's features do not "
+                f"separate the dropped classes {names_list(ctx, dropped)}",
+                f"{parts}. The predictions follow the label prior, yet a class-balanced linear "
+                f"probe on the model's penultimate features reaches balanced accuracy "
+                f"{probe['balanced_accuracy']:.1%} and finds {probe['dropped_recall']:.0%} of "
+                "the dropped classes' samples"
+                + (f", against {ib:.1%} for the same probe on the raw inputs"
+                   if (ib := evidence.get("input_probe_balanced_accuracy")) is not None else "")
+                + ": the features do not carry what separates those classes, so class weights "
+                "would move the guesses without making them right. Look at the causes "
+                "upstream of the features.",
+                evidence,
+            )
+        ]
     severity = Severity.ERROR if never else Severity.WARNING
+    if judged_by == "recovered":
+        probe = evidence["feature_probe"]
+        parts += (
+            f". A class-balanced linear probe on the model's own penultimate features finds "
+            f"{probe['dropped_recall']:.0%} of the dropped classes' samples: the features "
+            "separate them, the head's prior hides them"
+        )
+    exp = evidence.get("experiment")
+    if exp is not None and evidence.get("cured"):
+        parts += (
+            f". {exp['what'][0].upper()}{exp['what'][1:]} raises balanced accuracy from "
+            f"{exp['balanced_accuracy_before']:.1%} to {exp['balanced_accuracy_after']:.1%} "
+            f"on {exp['rows']} held-out rows"
+        )
     return [
         finding(
             SPEC,
@@ -171,6 +236,34 @@ def run(ctx: Context) -> list[Finding]:
             _fixes(ctx, support),
         )
     ]
+
+
+def _experiments(ctx: Context, dropped: list[int], evidence: dict[str, Any]) -> str:
+    """Probe the features and try logit adjustment; 'recovered', 'not-recovered' or
+    'unprobed' (no model to re-run, or the output layer cannot be tapped)."""
+    exps = ctx.experiments
+    if exps is None or not exps.available:
+        return "unprobed"
+    adjusted = exps.logit_adjustment()
+    if adjusted.ok:
+        evidence["experiment"] = adjusted.to_dict()
+        evidence["cured"] = exps.restores(adjusted)
+    probe = exps.feature_probe()
+    if not probe.ok:
+        evidence["feature_probe"] = probe.to_dict()
+        return "recovered" if evidence.get("cured") else "unprobed"
+    rec = np.asarray(probe.recall, np.float64)
+    dropped_recall = float(np.nanmean(rec[dropped])) if dropped else float("nan")
+    evidence["feature_probe"] = {**probe.to_dict(), "dropped_recall": dropped_recall}
+    signal = exps.features_keep_signal(ctx.threshold(SPEC, "probe_gap"),
+                                       ctx.threshold(SPEC, "noise_z"))
+    if signal is not None:
+        evidence["input_probe_balanced_accuracy"] = signal["input_probe"]
+    recovered = (not probe.at_chance
+                 and dropped_recall >= ctx.threshold(SPEC, "min_probe_recall")
+                 and not (signal is not None and signal["features_fail"]))
+    evidence["features_recover_dropped_classes"] = bool(recovered)
+    return "recovered" if recovered or evidence.get("cured") else "not-recovered"
 
 
 def _weights_fix(ctx: Context, support: np.ndarray) -> Fix:
@@ -211,8 +304,20 @@ def _fixes(ctx: Context, support: np.ndarray) -> list[Fix]:
             )
             + "model.compile(optimizer='adam', loss=loss)"
         )
+    prior = "[" + ", ".join(f"{v:.4g}" for v in share) + "]"
     return [
         _weights_fix(ctx, support),
+        Fix(
+            "Without retraining: subtract the log label prior from the model's log-"
+            "probabilities before the argmax (logit adjustment, Menon et al. 2021)",
+            code=(
+                f"prior = np.array({prior})  # label shares of the training data\n"
+                "probs = model.predict(x)\n"
+                + ("probs = np.concatenate([1 - probs, probs], axis=1)\n" if binary_head
+                   else "")
+                + "y_pred = np.argmax(np.log(probs + 1e-12) - np.log(prior), axis=1)"
+            ),
+        ),
         Fix(
             "Oversample the rare classes to the size of the largest",
             command=(f"kerasdoctor fix --oversample {ctx.data_args} --output balanced.npz"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kerasdoctor.checks.base import CheckSpec, Context, Threshold, finding
+from kerasdoctor.checks.base import OUTPUT, CheckSpec, Context, Threshold, finding
 from kerasdoctor.findings import Finding, Fix, Kind, Severity
 
 SPEC = CheckSpec(
@@ -26,6 +26,9 @@ SPEC = CheckSpec(
             0.01, "no probability moves by a full percentage point over the whole data"
         ),
     },
+    fires_on=('scn_constant_minority',),
+    order=40,
+    group=OUTPUT,
 )
 
 
@@ -39,13 +42,15 @@ def run(ctx: Context) -> list[Finding]:
     if max_range > ctx.threshold(SPEC, "max_range"):
         return []
     mean = probs.mean
+    # the class it answers is the one predicted (argmax of a one-unit mean would say 0)
+    answer = int(np.argmax(ev.predicted_counts))
     return [
         finding(
             SPEC,
             Severity.ERROR,
             f"The output is the same for every input (largest spread {max_range:.2g})",
             f"Across {ev.n_samples} samples no output probability moves by more than "
-            f"{max_range:.2g}; the prediction is always class {ctx.cls(int(np.argmax(mean)))} "
+            f"{max_range:.2g}; the prediction is always class {ctx.cls(answer)} "
             "whatever the input. Something upstream (dead units, NaN, saturation) "
             "disconnects the output from the data.",
             {

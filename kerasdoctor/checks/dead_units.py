@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from kerasdoctor.checks._model import prediction_symptoms
-from kerasdoctor.checks.base import CheckSpec, Context, Threshold, finding
+from kerasdoctor.checks.base import OUTPUT, PREDICTIONS, CheckSpec, Context, Threshold, finding
 from kerasdoctor.findings import Finding, Fix, Kind, Severity
 
 SPEC = CheckSpec(
@@ -25,7 +25,12 @@ SPEC = CheckSpec(
         "follows the predictions: an entirely dead layer is an error and a mostly dead one a "
         "warning when the predictions show a symptom (constant output, collapse, missing "
         "classes, low recall); with healthy predictions (e.g. a residual path carries the "
-        "signal) it is info."
+        "signal) it is info. A mostly (not entirely) dead layer is a warning only when the "
+        "model's features fail a learnability probe: a class-balanced linear probe on the "
+        "penultimate features, cross-validated on the bounded sample, is at chance or falls "
+        "short of the same probe on the raw inputs by more than probe_gap (and noise_z times "
+        "the sampling noise of a difference). When the surviving units still carry the "
+        "classes, the dead ones are not what breaks the predictions: info."
     ),
     fix=(
         "Lower the learning rate, normalise the inputs, use He initialisation, LeakyReLU "
@@ -45,7 +50,23 @@ SPEC = CheckSpec(
             "probability 1 - 0.95^100 = 99.4%; with fewer samples 'zero for every sample' "
             "may just be a rarely active unit",
         ),
+        "probe_gap": Threshold(
+            0.1,
+            "the features lost the signal when a probe on them scores 10 points of balanced "
+            "accuracy below the same probe on the raw inputs (the restoring bar of the "
+            "experiments, here read the other way)",
+        ),
+        "noise_z": Threshold(
+            3.0,
+            "three standard errors of a difference of two balanced accuracies on these class "
+            "sizes, so a probe's fold noise is not read as lost signal",
+        ),
     },
+    fires_on=('model_dead_relu',),
+    order=140,
+    explains=frozenset({OUTPUT, PREDICTIONS}),
+    tier=5,
+    needs=frozenset({"symptoms", "experiments"}),
 )
 
 
@@ -92,6 +113,9 @@ def run(ctx: Context) -> list[Finding]:
         severity = Severity.ERROR
     else:
         severity = Severity.WARNING
+    probes = _probes(ctx) if severity is Severity.WARNING else None
+    if probes is not None and not probes["features_fail"]:
+        severity = Severity.INFO
     spread = _output_spread(ctx)
     evidence: dict[str, Any] = {
         "layer": worst["layer"],
@@ -105,6 +129,8 @@ def run(ctx: Context) -> list[Finding]:
         "symptoms": sorted(symptoms),
         "layers": layers,
     }
+    if probes is not None:
+        evidence["probes"] = probes
     if entire:
         title = (
             f"ReLU layer '{worst['layer']}' is entirely dead: all {worst['units']} units are "
@@ -133,7 +159,27 @@ def run(ctx: Context) -> list[Finding]:
         if symptoms
         else " The predictions look fine, so the rest of the network copes."
     )
-    return [finding(SPEC, severity, title, detail, evidence, _fixes(ctx))]
+    if probes is not None:
+        fb, ib = probes["feature_probe"], probes["input_probe"]
+        on_inputs = f", on the raw inputs {ib:.1%}" if ib is not None else ""
+        detail += (
+            f" A class-balanced linear probe on the penultimate features reaches "
+            f"{fb:.1%} balanced accuracy{on_inputs}: "
+            + ("the features lost the signal the inputs carry." if probes["features_fail"]
+               else "the surviving units still carry the classes, so the dead ones are not "
+               "what breaks the predictions.")
+        )
+    return [finding(SPEC, severity, title, detail, evidence,
+                    _fixes(ctx) if severity is not Severity.INFO else [])]
+
+
+def _probes(ctx: Context) -> dict[str, Any] | None:
+    """Do the features still carry what the inputs carry? None when they cannot be probed."""
+    exps = ctx.experiments
+    if exps is None or not exps.available:
+        return None
+    return exps.features_keep_signal(ctx.threshold(SPEC, "probe_gap"),
+                                     ctx.threshold(SPEC, "noise_z"))
 
 
 def _output_spread(ctx: Context) -> float:
@@ -146,15 +192,10 @@ def _output_spread(ctx: Context) -> float:
 
 def _learning_rate(ctx: Context) -> tuple[str, float] | None:
     """The saved optimizer's name and constant learning rate, when the file holds them."""
-    model = getattr(ctx.predictor.lm, "keras_model", None) if ctx.predictor else None
-    opt = getattr(model, "optimizer", None)
-    if opt is None or not ctx.facts.compiled:
+    lr = ctx.facts.learning_rate
+    if lr is None or ctx.facts.optimizer is None or not ctx.facts.compiled:
         return None
-    try:
-        lr = float(np.asarray(opt.learning_rate))
-    except (TypeError, ValueError, AttributeError):  # a schedule: no single value
-        return None
-    return (type(opt).__name__, lr) if np.isfinite(lr) and lr > 0 else None
+    return ctx.facts.optimizer, lr
 
 
 def _fixes(ctx: Context) -> list[Fix]:

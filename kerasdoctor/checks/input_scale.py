@@ -16,7 +16,7 @@ from kerasdoctor.checks._data import (
     symptom_ids,
     value_inputs,
 )
-from kerasdoctor.checks.base import CheckSpec, Context, Threshold, finding
+from kerasdoctor.checks.base import OUTPUT, PREDICTIONS, CheckSpec, Context, Threshold, finding
 from kerasdoctor.findings import Finding, Fix, Kind
 
 SPEC = CheckSpec(
@@ -62,6 +62,10 @@ SPEC = CheckSpec(
             "weights ~10^4 times slower; and the large features dominate every pre-activation",
         ),
     },
+    fires_on=('data_raw_pixels',),
+    order=60,
+    explains=frozenset({OUTPUT, PREDICTIONS, 'batchnorm-statistics', 'dead-units'}),
+    tier=3,
 )
 
 

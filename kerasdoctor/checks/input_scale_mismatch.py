@@ -13,7 +13,7 @@ from kerasdoctor.checks._data import (
     symptom_ids,
     value_inputs,
 )
-from kerasdoctor.checks.base import CheckSpec, Context, Threshold, finding
+from kerasdoctor.checks.base import OUTPUT, PREDICTIONS, CheckSpec, Context, Threshold, finding
 from kerasdoctor.checks.input_scale import describe, scaling_code
 from kerasdoctor.findings import Finding, Fix, Kind
 
@@ -47,6 +47,10 @@ SPEC = CheckSpec(
             "its gradients are 100 times smaller",
         ),
     },
+    fires_on=('data_multi_scale',),
+    order=70,
+    explains=frozenset({OUTPUT, PREDICTIONS, 'batchnorm-statistics', 'dead-units', 'input-scale'}),
+    tier=3,
 )
 
 

@@ -12,7 +12,7 @@ from kerasdoctor.checks._model import (
     label_classes,
     prediction_symptoms,
 )
-from kerasdoctor.checks.base import CheckSpec, Context, finding
+from kerasdoctor.checks.base import PREDICTIONS, CheckSpec, Context, finding
 from kerasdoctor.findings import Finding, Fix, Kind, Severity
 
 # Losses that regress the label value: on class indices they learn a number, not a class.
@@ -52,6 +52,10 @@ SPEC = CheckSpec(
         "categorical_crossentropy (one-hot labels). Two classes: one sigmoid unit with "
         "binary_crossentropy."
     ),
+    fires_on=('model_cce_one_unit',),
+    order=120,
+    explains=frozenset({PREDICTIONS, 'untrained-model'}),
+    tier=1,
 )
 
 

@@ -21,9 +21,9 @@ SPEC = CheckSpec(
         "missing-classes instead."
     ),
     fix=(
-        "Look at the confusion matrix row of the class: if it goes to a common class, weight "
-        "or oversample it; if the class is confused with a similar one, it needs more or "
-        "better data."
+        "A symptom: look at the confusion matrix row of the class and at the causes listed "
+        "with it; a class confused with a similar one needs more or better data, one lost "
+        "to a common class may be imbalance (its finding carries the class weights)."
     ),
     thresholds={
         "max_ratio": Threshold(0.5, "recall at most half of the others' median"),
@@ -32,6 +32,8 @@ SPEC = CheckSpec(
             10, "below 10 samples one error moves recall by 10 points or more: too noisy"
         ),
     },
+    fires_on=('scn_resnet_raw',),
+    order=30,
 )
 
 
@@ -84,11 +86,6 @@ def run(ctx: Context) -> list[Finding]:
             f"other classes' ({first['recall']:.0%} vs {first['others_median_recall']:.0%})",
             detail + ".",
             {"classes": flagged},
-            [
-                Fix(
-                    "Weight or oversample the weak classes",
-                    command=f"kerasdoctor fix --class-weights {ctx.data_args}",
-                )
-            ],
+            [Fix("See the causes below: the first one is the most likely root cause")],
         )
     ]

@@ -8,7 +8,6 @@ from kerasdoctor.checks.base import (
     CheckSpec,
     Context,
     Threshold,
-    class_weights_fix,
     finding,
     names_list,
 )
@@ -24,8 +23,8 @@ SPEC = CheckSpec(
         "missing class has at least min_support samples, a warning below that."
     ),
     fix=(
-        "Find out why the class is dropped (see the causes): for rare classes train with class "
-        "weights (kerasdoctor fix --class-weights DATA) or oversample them."
+        "A symptom: the causes listed with it say why the classes are dropped, and each "
+        "carries its own remedy (class weights only where imbalance is the cause)."
     ),
     thresholds={
         "min_support": Threshold(
@@ -34,6 +33,8 @@ SPEC = CheckSpec(
             "5 samples with probability 1 - 0.5^5 = 97%; with fewer, missing may be chance",
         ),
     },
+    fires_on=('collapsed',),
+    order=20,
 )
 
 
@@ -71,15 +72,6 @@ def run(ctx: Context) -> list[Finding]:
             f"{parts}. Together they are {share:.1%} of the data; every one of those samples "
             "is misclassified.",
             {"missing": classes, "n_missing": int(missing.size), "missing_share": share},
-            [
-                class_weights_fix(ctx),
-                Fix(
-                    "Oversample the missing classes",
-                    command=(
-                        f"kerasdoctor fix --oversample {ctx.data_args} --output balanced.npz"
-                        if ctx.data_is_npz else None  # fix --oversample reads/writes .npz
-                    ),
-                ),
-            ],
+            [Fix("See the causes below: the first one is the most likely root cause")],
         )
     ]

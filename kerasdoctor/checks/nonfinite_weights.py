@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kerasdoctor.checks.base import CheckSpec, Context, finding
+from kerasdoctor.checks.base import OUTPUT, PREDICTIONS, CheckSpec, Context, finding
 from kerasdoctor.findings import Finding, Fix, Kind, Severity
 
 SPEC = CheckSpec(
@@ -24,6 +24,16 @@ SPEC = CheckSpec(
         "clipping, stop on the first NaN (keras.callbacks.TerminateOnNaN), and check the "
         "training data for NaN/Inf and unscaled features."
     ),
+    fires_on=('model_nan_weights',),
+    order=90,
+    explains=frozenset({
+        OUTPUT,
+        PREDICTIONS,
+        'batchnorm-statistics',
+        'dead-units',
+        'decision-threshold',
+    }),
+    tier=0,
 )
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from kerasdoctor.checks._model import (
     CATEGORICAL_LOSSES,
     CROSSENTROPY_LOSSES,
@@ -16,7 +18,8 @@ from kerasdoctor.checks._model import (
     loss_text,
     prediction_symptoms,
 )
-from kerasdoctor.checks.base import CheckSpec, Context, finding
+from kerasdoctor.checks.base import OUTPUT, PREDICTIONS, CheckSpec, Context, finding
+from kerasdoctor.experiments import ExperimentResult
 from kerasdoctor.findings import Finding, Fix, Kind, Severity
 from kerasdoctor.model_facts import RELU_FAMILY
 
@@ -50,6 +53,11 @@ SPEC = CheckSpec(
         "logits, keep the head linear and pass from_logits=True, then apply softmax/sigmoid at "
         "prediction time."
     ),
+    fires_on=('model_relu_head',),
+    order=110,
+    explains=frozenset({OUTPUT, PREDICTIONS, 'dead-units'}),
+    tier=2,
+    needs=frozenset({"symptoms", "experiments"}),
 )
 
 
@@ -129,6 +137,19 @@ def run(ctx: Context) -> list[Finding]:
         if symptoms
         else " The predictions look fine on this data, so this is a latent defect."
     )
+    if symptoms and head in RELU_FAMILY:
+        tried = _preactivation_argmax(ctx)
+        if tried is not None and tried.ok and tried.after is not None:
+            evidence["experiment"] = tried.to_dict()
+            exps = ctx.experiments
+            evidence["cured"] = bool(exps is not None and exps.restores(tried))
+            consequence += (
+                f" Taking the argmax of the pre-activations (before the {head} clips them) on "
+                f"{tried.rows} sampled rows: balanced accuracy {tried.before:.1%} -> "
+                f"{tried.after:.1%}"
+                + (": the units learned the classes, the clipping hides them." if
+                   evidence["cured"] else ": the clipping is not all that went wrong.")
+            )
     return [
         finding(
             SPEC,
@@ -231,3 +252,17 @@ def _fixes(ctx: Context, kind: str, k: int) -> list[Fix]:
             )
         )
     return fixes
+
+
+def _preactivation_argmax(ctx: Context) -> ExperimentResult | None:
+    """The head experiment for a clipped (relu) head: argmax of what the layer computes
+    before its activation, where ties at 0 cannot happen."""
+    exps = ctx.experiments
+    if exps is None or not exps.available:
+        return None
+    tap = exps.head()
+    if isinstance(tap, str) or tap.preacts.shape[1] != exps.k:
+        return None
+    pred = np.argmax(tap.preacts, axis=1).astype(np.int64)
+    return exps.scored("head-preactivation-argmax",
+                       "the argmax of the output layer's pre-activations", pred)

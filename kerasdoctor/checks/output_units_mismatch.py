@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from kerasdoctor.checks._model import fit_head_code, label_classes, py_path
-from kerasdoctor.checks.base import CheckSpec, Context, finding, names_list
+from kerasdoctor.checks.base import PREDICTIONS, CheckSpec, Context, finding, names_list
 from kerasdoctor.findings import Finding, Fix, Kind, Severity
 
 SPEC = CheckSpec(
@@ -28,6 +28,10 @@ SPEC = CheckSpec(
         "sparse_categorical_crossentropy), or, if the data holds classes the model was never "
         "meant to know, drop or relabel them before evaluating."
     ),
+    fires_on=('model_units_fewer',),
+    order=130,
+    explains=frozenset({PREDICTIONS, 'loss-mismatch'}),
+    tier=1,
 )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kerasdoctor.checks.base import CheckSpec, Context, Threshold, class_weights_fix, finding
+from kerasdoctor.checks.base import CheckSpec, Context, Threshold, finding
 from kerasdoctor.findings import Finding, Fix, Kind, Severity
 
 SPEC = CheckSpec(
@@ -19,8 +19,8 @@ SPEC = CheckSpec(
         "on data that really is 95% one class, as long as it still predicts the others."
     ),
     fix=(
-        "Collapse is a symptom: follow the first cause listed. The usual ones are class "
-        "imbalance (train with class weights), unscaled inputs, or a broken head."
+        "Collapse is a symptom: follow the first cause listed (imbalance, unscaled inputs, "
+        "BatchNorm statistics, a broken head, no signal in the data...), whose fix it carries."
     ),
     thresholds={
         "dominant_share": Threshold(0.90, "'nearly all' predictions in one class"),
@@ -28,6 +28,8 @@ SPEC = CheckSpec(
             0.5, "the other classes get at most half the predictions their labels call for"
         ),
     },
+    fires_on=('collapsed',),
+    order=10,
 )
 
 
@@ -47,10 +49,8 @@ def run(ctx: Context) -> list[Finding]:
         return []
     n_label_classes = int((support > 0).sum())
     n_pred_classes = int((predicted > 0).sum())
-    fixes = []
-    if c == int(np.argmax(support)):
-        fixes.append(class_weights_fix(ctx))
-    fixes.append(Fix("See the causes below: the first one is the most likely root cause"))
+    # a symptom carries no remedy of its own: the cause that explains it does
+    fixes = [Fix("See the causes below: the first one is the most likely root cause")]
     return [
         finding(
             SPEC,

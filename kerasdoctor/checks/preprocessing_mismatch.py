@@ -9,14 +9,12 @@ import numpy as np
 
 from kerasdoctor.checks._data import (
     JudgedInput,
-    balanced_accuracy,
-    balanced_accuracy_se_bound,
     fmt_list,
     prediction_symptoms,
     symptom_ids,
     value_inputs,
 )
-from kerasdoctor.checks.base import CheckSpec, Context, Threshold, finding
+from kerasdoctor.checks.base import OUTPUT, PREDICTIONS, CheckSpec, Context, Threshold, finding
 from kerasdoctor.findings import Finding, Fix, Kind, Severity
 
 # Tolerance on "the data lies in [0, 1]": float32 rounding of a division by 255.
@@ -30,6 +28,12 @@ DESCRIBE = {
     "[-1,1]->[0,1]": "mapping {} from [-1, 1] to [0, 1]",
     "[-1,1]->[0,255]": "mapping {} from [-1, 1] to [0, 255]",
     "standardise": "standardising each feature of {}",
+    "bgr<->rgb": "reversing the channel order of {} (BGR <-> RGB)",
+    "caffe": "ImageNet 'caffe' preprocessing of {} (RGB->BGR, minus the ImageNet mean)",
+    "undo-normalization": "undoing the standardisation of {} with the model's own "
+    "Normalization statistics (the layer normalises it again)",
+    "undo-rescaling": "undoing the rescaling already applied to {} (the model's Rescaling "
+    "layer rescales it again)",
     "combined": "transforming {} together",
 }
 
@@ -98,6 +102,18 @@ SPEC = CheckSpec(
             "predictions around and can gain a few points by chance",
         ),
     },
+    fires_on=('data_double_rescale',),
+    order=160,
+    explains=frozenset({
+        OUTPUT,
+        PREDICTIONS,
+        'batchnorm-statistics',
+        'dead-units',
+        'decision-threshold',
+        'input-scale',
+        'input-scale-mismatch',
+    }),
+    tier=2,
 )
 
 
@@ -203,6 +219,14 @@ def _transforms(ji: JudgedInput) -> list[tuple[str, str, Callable[[np.ndarray], 
     if in_pm1:
         out.append(("[-1,1]->[0,1]", "(X + 1.0) / 2.0", lambda a: (a + 1.0) / 2.0))
         out.append(("[-1,1]->[0,255]", "(X + 1.0) * 127.5", lambda a: (a + 1.0) * 127.5))
+    if in255:
+        caffe_mean = np.array([103.939, 116.779, 123.68])
+        if ji.stats.shape and ji.stats.shape[-1] == 3 and len(ji.stats.shape) == 3:
+            out.append(("caffe", "X[..., ::-1] - np.array([103.939, 116.779, 123.68])",
+                        lambda a: a[..., ::-1] - caffe_mean))
+    if ji.stats.shape and ji.stats.shape[-1] == 3 and len(ji.stats.shape) == 3:
+        out.append(("bgr<->rgb", "X[..., ::-1]", lambda a: a[..., ::-1]))
+    out.extend(_undo_model_layer(ji))
     rms = ji.stats.moments.rms()
     if np.isfinite(rms) and (rms >= 10.0 or rms <= 0.1):  # an order of magnitude off unit
         m = ji.stats.moments
@@ -220,60 +244,84 @@ def _transforms(ji: JudgedInput) -> list[tuple[str, str, Callable[[np.ndarray], 
     return out
 
 
+def _undo_model_layer(ji: JudgedInput) -> list[tuple[str, str, Callable[[np.ndarray],
+                                                                           np.ndarray]]]:
+    """Transforms informed by the model: the inverse of its own preprocessing layer, for data
+    that was already put through the same preprocessing before it reached the model."""
+    norm = ji.normalizer
+    if norm is None:
+        return []
+    p = norm.params
+    if norm.class_name == "Normalization" and "mean" in p and "variance" in p \
+            and not p.get("invert"):
+        mu = np.asarray(p["mean"], np.float64).reshape(-1)
+        sd = np.sqrt(np.maximum(np.asarray(p["variance"], np.float64).reshape(-1), 1e-12))
+        if mu.size not in (1, ji.stats.moments.n_features):
+            return []
+        mus, sds = fmt_list(mu), fmt_list(sd)
+        code = (f"X * np.array({sds}) + np.array({mus})" if mus and sds else
+                f"X * np.sqrt(model.get_layer({norm.layer!r}).variance) + "
+                f"model.get_layer({norm.layer!r}).mean")
+        return [("undo-normalization", code, lambda a: a * sd + mu)]
+    if norm.class_name == "Rescaling":
+        scale = np.asarray(p.get("scale", 1.0), np.float64).reshape(-1)
+        offset = np.asarray(p.get("offset", 0.0) or 0.0, np.float64).reshape(-1)
+        if scale.size != 1 or offset.size != 1 or float(scale[0]) == 0.0:
+            return []
+        sc, off = float(scale[0]), float(offset[0])
+        return [("undo-rescaling", f"(X - {off:.6g}) / {sc:.6g}", lambda a: (a - off) / sc)]
+    return []
+
+
 def sweep(ctx: Context) -> dict[str, Any] | None:
     """Re-run the model on the bounded sample under each plausible transform (cached)."""
     ev = ctx.evidence
-    predictor, xs = ctx.predictor, ctx.sample_inputs
-    if predictor is None or xs is None or ev.sample_index.size == 0:
+    exps, xs = ctx.experiments, ctx.sample_inputs
+    if exps is None or xs is None or not exps.available:
         return None
-    y = np.asarray(ev.y_true)[ev.sample_index]
-    base_pred = np.asarray(ev.y_pred)[ev.sample_index]
-    k = int(ev.n_classes)
-    support = np.bincount(y, minlength=k)
-    if int((support > 0).sum()) < 2:
-        return None
-    head = ev.output.head_used
-    specs = getattr(getattr(predictor, "lm", None), "inputs", None) or []
-    bal0, _ = balanced_accuracy(y, base_pred, k)
+    y = exps.y
+    support = exps.support
+    specs = ctx.input_dtypes
+    bal0 = exps.before
     trials: list[dict[str, Any]] = []
     best_per_input: dict[int, tuple[float, Callable[[np.ndarray], np.ndarray], str]] = {}
     for ji in value_inputs(ctx):
         if ji.index < len(specs):
-            want = str(specs[ji.index].dtype)
+            want = specs[ji.index]
             try:
                 if np.dtype(want).kind in "biu":
                     continue  # the model takes integers: a scaled float would be truncated
             except TypeError:
                 pass
         for name, code, fn in _transforms(ji):
-            arrays = list(xs)
-            with np.errstate(all="ignore"):
-                arrays[ji.index] = fn(np.asarray(xs[ji.index], dtype=np.float32)).astype(np.float32)
-            _, pred = predictor.predict(arrays, head)
-            bal, _ = balanced_accuracy(y, pred, k)
+            desc = DESCRIBE[name].format(f"input '{ji.name}'")
+            res = exps.inputs(f"preprocess:{ji.name}:{name}", desc,
+                              _applying({ji.index: fn}))
+            if not res.ok or res.after is None:
+                continue
+            bal = res.after
             v = _var(ji.name, len(xs) > 1)
             trials.append(
                 {
                     "input": ji.name,
                     "inputs": [ji.name],
                     "transform": name,
-                    "description": DESCRIBE[name].format(f"input '{ji.name}'"),
+                    "description": desc,
                     "code": f"{v} = " + code.replace("X", v),
                     "balanced_accuracy": bal,
-                    "predicted_counts": np.bincount(pred, minlength=k)[:k].tolist(),
+                    "predicted_counts": list(res.predicted_counts),
+                    "experiment": res.to_dict(),
                 }
             )
             best = best_per_input.get(ji.index)
             if bal > bal0 and (best is None or bal > best[0]):
                 best_per_input[ji.index] = (bal, fn, trials[-1]["code"])
     if len(best_per_input) >= 2:  # several inputs prepared wrongly at once
-        arrays = list(xs)
-        for i, (_, fn, _) in best_per_input.items():
-            with np.errstate(all="ignore"):
-                arrays[i] = fn(np.asarray(xs[i], dtype=np.float32)).astype(np.float32)
-        _, pred = predictor.predict(arrays, head)
-        bal, _ = balanced_accuracy(y, pred, k)
         names = [ev.inputs[i].name for i in best_per_input]
+        res = exps.inputs("preprocess:combined:" + "+".join(names), "transforming inputs "
+                          + ", ".join(names) + " together",
+                          _applying({i: fn for i, (_, fn, _) in best_per_input.items()}))
+        bal = res.after if res.ok and res.after is not None else bal0
         trials.append(
             {
                 "input": "+".join(names),
@@ -284,10 +332,11 @@ def sweep(ctx: Context) -> dict[str, Any] | None:
                 ),
                 "code": "\n".join(c for _, _, c in best_per_input.values()),
                 "balanced_accuracy": bal,
-                "predicted_counts": np.bincount(pred, minlength=k)[:k].tolist(),
+                "predicted_counts": list(res.predicted_counts),
+                "experiment": res.to_dict(),
             }
         )
-    noise = float(np.sqrt(2.0) * balanced_accuracy_se_bound(support))
+    noise = exps.noise
     return {
         "sample_size": int(y.size),
         "sample_label_counts": support.tolist(),
@@ -295,6 +344,19 @@ def sweep(ctx: Context) -> dict[str, Any] | None:
         "noise": noise,
         "trials": trials,
     }
+
+
+def _applying(fns: dict[int, Callable[[np.ndarray], np.ndarray]]
+              ) -> Callable[[list[np.ndarray]], list[np.ndarray]]:
+    """A transform of the sample's inputs that applies fns[i] to input i (as float32)."""
+
+    def apply(xs: list[np.ndarray]) -> list[np.ndarray]:
+        out = list(xs)
+        for i, fn in fns.items():
+            out[i] = np.asarray(fn(np.asarray(xs[i], dtype=np.float32)), np.float32)
+        return out
+
+    return apply
 
 
 def _var(name: str, multi: bool) -> str:
@@ -339,7 +401,9 @@ def run(ctx: Context) -> list[Finding]:
         ):
             if test is not None:
                 static.append(test)
-    result = ctx.cached("preprocessing-sweep", lambda: sweep(ctx))
+    # the sweep is an experiment: it runs when the predictions show a symptom, or when a
+    # static comparison already suspects the preprocessing (a healthy model pays nothing)
+    result = sweep(ctx) if (ctx.symptoms or static) else None
     restoring = restoring_transform(
         result,
         ctx.threshold(SPEC, "min_gain"),
@@ -357,6 +421,8 @@ def run(ctx: Context) -> list[Finding]:
     if restoring is not None and result is not None:
         severity = Severity.ERROR
         evidence["restoring_transform"] = restoring
+        evidence["experiment"] = restoring["experiment"]
+        evidence["cured"] = True
         b0 = float(result["baseline_balanced_accuracy"])
         b1 = float(restoring["balanced_accuracy"])
         title = (

@@ -30,6 +30,8 @@ SPEC = CheckSpec(
         "rare ones: class weights or resampling), retrain, and run the gate again. Lower a "
         "gate only when it is stricter than the task needs."
     ),
+    fires_on=('healthy_imbalanced', '--min-recall', '0.99'),
+    order=210,
 )
 
 
@@ -91,13 +93,6 @@ def run(ctx: Context) -> list[Finding]:
         + ". The model does not meet the bar this pipeline set for it, whatever its accuracy."
     )
     fixes = []
-    if below:
-        fixes.append(
-            Fix(
-                "The classes below the bar are often the rare ones: train with class weights",
-                command=f"kerasdoctor fix --class-weights {ctx.data_args}",
-            )
-        )
     fixes.append(
         Fix(
             "Fix the most likely cause this report names, retrain, and re-run the gate; lower "

@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from kerasdoctor.checks._model import balanced_accuracy_of, loss_text, py_path
-from kerasdoctor.checks.base import CheckSpec, Context, Threshold, finding
+from kerasdoctor.checks._model import loss_text, py_path
+from kerasdoctor.checks.base import OUTPUT, PREDICTIONS, CheckSpec, Context, Threshold, finding
 from kerasdoctor.findings import Finding, Fix, Kind, Severity
 
 SPEC = CheckSpec(
@@ -38,7 +38,22 @@ SPEC = CheckSpec(
             "is at least halfway from a coin toss (0.5) to perfect",
         ),
     },
+    fires_on=('model_single_softmax',),
+    order=100,
+    explains=frozenset({
+        OUTPUT,
+        PREDICTIONS,
+        'decision-threshold',
+        'loss-mismatch',
+        'output-activation',
+        'output-units-mismatch',
+        'untrained-model',
+    }),
+    tier=0,
 )
+
+
+ONE_ULPS = 1.0 - 4 * float(np.finfo(np.float32).eps)
 
 
 def run(ctx: Context) -> list[Finding]:
@@ -52,7 +67,9 @@ def run(ctx: Context) -> list[Finding]:
     else:  # no layers to read: the outputs themselves must show it
         if facts.n_outputs != 1 or raw.count.sum() == 0:
             return []
-        if not (float(raw.min.min()) == 1.0 and float(raw.max.max()) == 1.0):
+        # exp(z) / exp(z) is 1.0 up to float32 rounding (a fused CPU kernel that multiplies
+        # by a reciprocal gives 0.99999994): a few ulps, never a saturated sigmoid's 1 - 1e-7
+        if not (float(raw.min.min()) >= ONE_ULPS and float(raw.max.max()) <= 1.0):
             return []
         inferred = True
     n = ev.n_samples
@@ -71,6 +88,7 @@ def run(ctx: Context) -> list[Finding]:
     if rescue is not None:
         evidence["sigmoid_balanced_accuracy_on_sample"] = rescue["balanced_accuracy"]
         evidence["sample_size"] = rescue["n"]
+        evidence["experiment"] = rescue["experiment"]
     where = f"layer '{facts.head_layer}'" if facts.head_layer else "the output"
     detail = (
         f"softmax normalises over the last axis, which has one unit here ({where}): "
@@ -87,6 +105,7 @@ def run(ctx: Context) -> list[Finding]:
             f" The logits under the softmax, read through a sigmoid, reach balanced accuracy "
             f"{bacc:.1%} on a {rescue['n']}-sample subset"
         )
+        evidence["cured"] = bool(bacc >= good)
         if bacc >= good:
             detail += ": the weights learned the task, only the last activation hides it."
             fixes.insert(0, _swap_fix(ctx))
@@ -120,47 +139,23 @@ def run(ctx: Context) -> list[Finding]:
 
 
 def _sigmoid_rescue(ctx: Context) -> dict[str, Any] | None:
-    """Balanced accuracy of sigmoid(logits under the softmax) on the bounded sample."""
-    lm = ctx.predictor.lm if ctx.predictor is not None else None
-    model = getattr(lm, "keras_model", None)
-    ev = ctx.evidence
-    if model is None or not ctx.sample_inputs or ev.sample_index.size == 0:
+    """The head experiment: sigmoid(logit under the softmax) on the bounded sample."""
+    exps = ctx.experiments
+    if exps is None or not exps.available:
         return None
-    try:
-        return _rescue(ctx, model)
-    except Exception:  # an unusual graph: the finding stands without the extra figure
+    tap = exps.head()
+    y = exps.y
+    if isinstance(tap, str) or tap.preacts.shape[1] != 1 or np.unique(y).size != 2 or y.max() > 1:
         return None
-
-
-def _rescue(ctx: Context, model: Any) -> dict[str, Any] | None:
-    from kerasdoctor._keras import keras
-
-    k = keras()
-    layer = model.get_layer(ctx.facts.head_layer)
-    cls = type(layer).__name__
-    xs = ctx.sample_inputs or []
-    sub = k.Model(model.inputs, layer.input)
-    h = np.asarray(sub.predict(xs if len(xs) > 1 else xs[0], verbose=0, batch_size=256))
-    h = h.reshape(h.shape[0], -1).astype(np.float64)
-    if cls in ("Activation", "Softmax"):
-        z = h  # the layer's input is the logit
-    elif cls == "Dense":
-        z = h @ np.asarray(layer.kernel, dtype=np.float64)
-        if layer.bias is not None:
-            z = z + np.asarray(layer.bias, dtype=np.float64)
-    else:
-        return None
-    y = ctx.evidence.y_true[ctx.evidence.sample_index]
-    if z.shape[1] != 1 or np.unique(y).size != 2 or y.max() > 1:
-        return None
-    pred = (z[:, 0] > 0).astype(np.int64)  # sigmoid(z) > 0.5
-    return {"balanced_accuracy": balanced_accuracy_of(y, pred), "n": int(y.size)}
+    pred = (tap.preacts[:, 0] > 0).astype(np.int64)  # sigmoid(z) > 0.5
+    res = exps.scored("head-sigmoid", "reading the logit under the one-unit softmax through a "
+                      "sigmoid", pred)
+    return {"balanced_accuracy": res.after, "n": res.rows, "experiment": res.to_dict()}
 
 
 def _swap_fix(ctx: Context) -> Fix:
     head = ctx.facts.head_layer
-    layer = ctx.predictor.lm.keras_model.get_layer(head) if ctx.predictor else None
-    if type(layer).__name__ == "Dense":
+    if ctx.facts.head_class == "Dense":
         body = f"model.get_layer({head!r}).activation = keras.activations.sigmoid\n"
     else:  # a separate Activation/Softmax layer: replace it by its input's sigmoid
         body = (

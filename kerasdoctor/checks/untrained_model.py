@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from kerasdoctor.checks._model import balanced_accuracy, chance_gain, label_classes
-from kerasdoctor.checks.base import CheckSpec, Context, Threshold, finding
+from kerasdoctor.checks.base import OUTPUT, PREDICTIONS, CheckSpec, Context, Threshold, finding
 from kerasdoctor.findings import Finding, Fix, Kind, Severity
 
 SPEC = CheckSpec(
@@ -43,6 +43,10 @@ SPEC = CheckSpec(
             "too little to show that any training happened",
         ),
     },
+    fires_on=('model_untrained',),
+    order=180,
+    explains=frozenset({OUTPUT, PREDICTIONS, 'batchnorm-statistics', 'dead-units'}),
+    tier=1,
 )
 
 

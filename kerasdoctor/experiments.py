@@ -1,0 +1,536 @@
+"""The experiment service: the only code that re-runs the model after the single pass.
+
+Every experiment runs on the bounded, class-stratified sample the pass kept, and returns a
+typed ExperimentResult (what was tried, balanced accuracy before and after, rows, seconds) or
+a recorded failure with its reason; nothing is swallowed. Cause checks ask for experiments
+through Context.experiments and never touch Keras themselves. Results are cached by key, so
+two checks that need the same re-run share it, and a time budget bounds the whole set.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from kerasdoctor.probe import Evidence, Predictor
+
+# Training-batch size for batch statistics: what a typical fit() step normalises over.
+BN_BATCH = 256
+# Raw-input probes on wide inputs (images) work on at most this many principal components:
+# enough for a linear probe to find a class signal, cheap on ~2000 rows.
+PROBE_MAX_DIMS = 64
+# Seconds all experiments of one diagnosis may take together (re-runs on <= 2048 rows).
+DEFAULT_BUDGET_S = 120.0
+# One-sided z of the bounds used across experiments: 95%.
+Z_95 = 1.645
+
+
+@dataclass(frozen=True)
+class ExperimentResult:
+    """One experiment: a cure tried on the sample, or a measurement taken on it."""
+
+    key: str
+    what: str
+    before: float  # balanced accuracy of the model as it is, on the rows scored
+    after: float | None  # balanced accuracy with the cure applied (None: failed/skipped)
+    rows: int
+    seconds: float = 0.0
+    validated: str | None = None  # how a cure fitted on the data was kept honest
+    predicted_counts: tuple[int, ...] = ()
+    recall_after: tuple[float, ...] = ()
+    error: str | None = None  # why it failed or was skipped
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.after is not None
+
+    @property
+    def gain(self) -> float:
+        return float(self.after - self.before) if self.ok and self.after is not None else 0.0
+
+    def to_dict(self, timing: bool = False) -> dict[str, Any]:
+        """The contract's evidence.experiment object (plus key and validation). Seconds only
+        with timing=True (the report's experiment log): a finding's evidence is a function of
+        the model and the data, so two runs of the same diagnosis give the same evidence."""
+        out: dict[str, Any] = {
+            "what": self.what,
+            "balanced_accuracy_before": self.before,
+            "balanced_accuracy_after": self.after,
+            "rows": self.rows,
+            "key": self.key,
+        }
+        if timing:
+            out["seconds"] = round(self.seconds, 3)
+        if self.validated:
+            out["validated"] = self.validated
+        if self.predicted_counts:
+            out["predicted_counts_after"] = list(self.predicted_counts)
+        if self.error:
+            out["error"] = self.error
+        return out
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """A class-balanced linear probe, cross-validated on the sample: is the signal there?"""
+
+    key: str
+    what: str
+    balanced_accuracy: float | None
+    recall: tuple[float, ...] = ()  # per class (NaN where the class is absent)
+    chance: float = float("nan")
+    bound: float = float("nan")  # the 95% margin above chance that counts as signal
+    rows: int = 0
+    dims: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.balanced_accuracy is not None
+
+    @property
+    def at_chance(self) -> bool:
+        """No better than chance within the bound (only meaningful when ok)."""
+        return self.ok and float(self.balanced_accuracy or 0.0) <= self.chance + self.bound
+
+    def to_dict(self, timing: bool = False) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "what": self.what,
+            "balanced_accuracy": self.balanced_accuracy,
+            "chance": self.chance,
+            "signal_bar": self.chance + self.bound,
+            "rows": self.rows,
+            "dims": self.dims,
+            "key": self.key,
+        }
+        if timing:
+            out["seconds"] = round(self.seconds, 3)
+        if self.recall:
+            out["recall"] = [None if not np.isfinite(r) else float(r) for r in self.recall]
+        if self.error:
+            out["error"] = self.error
+        return out
+
+
+@dataclass(frozen=True)
+class HeadTap:
+    """The output layer's inputs (penultimate features) and pre-activations on the sample."""
+
+    features: np.ndarray | None  # (S, F), None when the output layer is not a Dense
+    preacts: np.ndarray  # (S, K)
+    activation: str  # the head's activation, applied to preacts
+
+
+# ------------------------------------------------------------------ pure statistics
+
+
+def balanced_accuracy(y: np.ndarray, pred: np.ndarray, k: int) -> float:
+    """Mean recall over the classes present in y."""
+    support = np.bincount(y, minlength=k)[:k]
+    hits = np.bincount(y[pred == y], minlength=k)[:k]
+    present = support > 0
+    if not present.any():
+        return float("nan")
+    return float((hits[present] / support[present]).mean())
+
+
+def recalls(y: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:
+    support = np.bincount(y, minlength=k)[:k]
+    hits = np.bincount(y[pred == y], minlength=k)[:k]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(support > 0, hits / np.maximum(support, 1), np.nan)
+
+
+def noise_bound(support: np.ndarray) -> float:
+    """The largest standard error of a difference of two balanced accuracies on these class
+    sizes: sqrt(2) x 0.5 sqrt(sum 1/n_k) / K (every recall at 0.5, the binomial worst case)."""
+    s = support[support > 0]
+    if s.size == 0:
+        return float("nan")
+    return float(np.sqrt(2.0) * 0.5 * np.sqrt(np.sum(1.0 / s)) / s.size)
+
+
+def chance_margin(support: np.ndarray, predicted_share: np.ndarray | None = None,
+                  z: float = Z_95) -> float:
+    """How far above chance (1/K) balanced accuracy must be to beat it at one-sided 95%.
+
+    Under chance the predictions are independent of the labels: class k's recall is a
+    binomial proportion with success rate q_k (the share of predictions given to k), so the
+    balanced accuracy has mean 1/K and variance sum q_k (1 - q_k) / n_k / K^2. Without the
+    shares, q_k = 1/2 gives the largest variance.
+    """
+    present = support > 0
+    s = support[present].astype(np.float64)
+    kp = s.size
+    if kp == 0:
+        return float("nan")
+    q = np.full(kp, 0.5) if predicted_share is None else np.asarray(predicted_share)[present]
+    return float(z * np.sqrt(np.sum(q * (1 - q) / s)) / kp)
+
+
+def split_halves(y: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Two seeded, stratified halves of the rows (indices): fit on one, score on the other."""
+    rng = np.random.default_rng(seed)
+    a, b = [], []
+    for c in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        half = idx.size // 2
+        a.append(idx[:half])
+        b.append(idx[half:])
+    return np.sort(np.concatenate(a)), np.sort(np.concatenate(b))
+
+
+# ------------------------------------------------------------------ the service
+
+
+@dataclass
+class Experiments:
+    """Runs every re-run of the model on the bounded sample, with typed, cached results."""
+
+    predictor: Predictor | None
+    evidence: Evidence
+    seed: int = 0
+    budget_s: float = DEFAULT_BUDGET_S
+    spent_s: float = 0.0
+    _cache: dict[str, Any] = field(default_factory=dict)
+    log: list[ExperimentResult | ProbeResult] = field(default_factory=list)
+
+    # -- the sample
+
+    @property
+    def xs(self) -> list[np.ndarray]:
+        return list(self.evidence.sample_inputs)
+
+    @property
+    def y(self) -> np.ndarray:
+        ev = self.evidence
+        return np.asarray(ev.y_true)[ev.sample_index]
+
+    @property
+    def k(self) -> int:
+        return int(self.evidence.n_classes)
+
+    @property
+    def rows(self) -> int:
+        return int(self.evidence.sample_index.size)
+
+    @property
+    def base_pred(self) -> np.ndarray:
+        ev = self.evidence
+        return np.asarray(ev.y_pred)[ev.sample_index]
+
+    @property
+    def support(self) -> np.ndarray:
+        return np.bincount(self.y, minlength=self.k)[: self.k]
+
+    @property
+    def before(self) -> float:
+        return balanced_accuracy(self.y, self.base_pred, self.k)
+
+    @property
+    def noise(self) -> float:
+        return noise_bound(self.support)
+
+    @property
+    def available(self) -> bool:
+        """Whether the sample can judge anything: rows of at least two classes."""
+        return self.rows > 0 and int((self.support > 0).sum()) >= 2
+
+    def restores(self, r: ExperimentResult, min_gain: float = 0.10, noise_z: float = 3.0,
+                 min_error_removed: float = 0.5) -> bool:
+        """A cure restores the model when it gains more than min_gain and noise_z x the
+        sampling noise of a difference, and removes at least min_error_removed of the
+        balanced error: a cure gives back the trained model, a perturbation only nudges it."""
+        if not r.ok or r.after is None:
+            return False
+        gain = r.after - r.before
+        bar = max(min_gain, noise_z * noise_bound(np.bincount(self.y, minlength=self.k)))
+        removed = gain / (1.0 - r.before) if r.before < 1.0 else 0.0
+        return gain >= bar and removed >= min_error_removed
+
+    # -- bookkeeping
+
+    def _timed(self, key: str, what: str, fn: Callable[[], ExperimentResult]) -> ExperimentResult:
+        if key in self._cache:
+            cached: ExperimentResult = self._cache[key]
+            return cached
+        if self.spent_s >= self.budget_s:
+            res = self._failed(key, what, f"skipped: the {self.budget_s:g} s budget is spent")
+        else:
+            t0 = time.perf_counter()
+            try:
+                res = fn()
+            except Exception as exc:  # recorded, never swallowed: the report shows it
+                res = self._failed(key, what, f"{type(exc).__name__}: {exc}".strip()[:300])
+            dt = time.perf_counter() - t0
+            self.spent_s += dt
+            res = ExperimentResult(**{**res.__dict__, "seconds": dt})
+        self._cache[key] = res
+        self.log.append(res)
+        return res
+
+    def _failed(self, key: str, what: str, why: str) -> ExperimentResult:
+        return ExperimentResult(key, what, self.before, None, self.rows, error=why)
+
+    def record(self, result: ExperimentResult) -> ExperimentResult:
+        """Log a cure a check computed from the pass's own outputs (no re-run: a threshold
+        on the scores of every row), so the report lists it with the others."""
+        if result.key not in self._cache:
+            self._cache[result.key] = result
+            self.log.append(result)
+        return result
+
+    def scored(self, key: str, what: str, pred: np.ndarray, *, rows: np.ndarray | None = None,
+               validated: str | None = None) -> ExperimentResult:
+        """Record a cure computed without re-running the model (a prior correction, a
+        permutation, a threshold): its predictions `pred` on `rows` of the sample."""
+
+        def compute() -> ExperimentResult:
+            y = self.y if rows is None else self.y[rows]
+            base = self.base_pred if rows is None else self.base_pred[rows]
+            p = np.asarray(pred, np.int64)
+            return ExperimentResult(
+                key, what, balanced_accuracy(y, base, self.k), balanced_accuracy(y, p, self.k),
+                int(y.size), validated=validated,
+                predicted_counts=tuple(np.bincount(p, minlength=self.k)[: self.k].tolist()),
+                recall_after=tuple(recalls(y, p, self.k).tolist()),
+            )
+
+        return self._timed(key, what, compute)
+
+    # -- re-runs of the model
+
+    def _predict(self, arrays: Sequence[np.ndarray]) -> np.ndarray:
+        if self.predictor is None:
+            raise RuntimeError("no model to re-run")
+        _, pred = self.predictor.predict(list(arrays), self.evidence.output.head_used)
+        return pred
+
+    def inputs(self, key: str, what: str,
+               transform: Callable[[list[np.ndarray]], list[np.ndarray]]) -> ExperimentResult:
+        """The model on transformed sample inputs (a preprocessing cure)."""
+
+        def compute() -> ExperimentResult:
+            with np.errstate(all="ignore"):
+                arrays = transform(self.xs)
+            pred = self._predict(arrays)
+            return self._result(key, what, pred)
+
+        return self._timed(key, what, compute)
+
+    def _result(self, key: str, what: str, pred: np.ndarray,
+                validated: str | None = None) -> ExperimentResult:
+        return ExperimentResult(
+            key, what, self.before, balanced_accuracy(self.y, pred, self.k), self.rows,
+            validated=validated,
+            predicted_counts=tuple(np.bincount(pred, minlength=self.k)[: self.k].tolist()),
+            recall_after=tuple(recalls(self.y, pred, self.k).tolist()),
+        )
+
+    def bn_training_mode(self) -> ExperimentResult:
+        """BatchNorm normalising with batch statistics (training mode), on a copy."""
+        what = f"BatchNorm in training mode (batch statistics, batches of {BN_BATCH})"
+        return self._timed("bn-training-mode", what, lambda: self._bn_run(False, what))
+
+    def bn_reestimated(self) -> ExperimentResult:
+        """Moving statistics re-estimated from the sample (AdaBN), then inference, on a copy."""
+        what = "re-estimating BatchNorm statistics on these rows"
+        return self._timed("bn-reestimated", what, lambda: self._bn_run(True, what))
+
+    def _bn_run(self, reestimate: bool, what: str) -> ExperimentResult:
+        from kerasdoctor.predictor_graph import batchnorm_run
+
+        if self.predictor is None or self.predictor.lm.keras_model is None:
+            return self._failed("bn", what, "the model has no Keras layers to re-run")
+        pred = batchnorm_run(self.predictor, self.xs, reestimate=reestimate, seed=self.seed,
+                             batch=BN_BATCH)
+        return self._result("bn-reestimated" if reestimate else "bn-training-mode", what, pred,
+                            validated="label-free: statistics only" if reestimate else None)
+
+    def head(self) -> HeadTap | str:
+        """The penultimate features and the output pre-activations, or why not."""
+        if "head" not in self._cache:
+            from kerasdoctor.predictor_graph import head_tap
+
+            t0 = time.perf_counter()
+            try:
+                self._cache["head"] = head_tap(self.predictor, self.xs) if self.predictor \
+                    else "no model"
+            except Exception as exc:
+                self._cache["head"] = f"{type(exc).__name__}: {exc}"[:300]
+            self.spent_s += time.perf_counter() - t0
+        res: HeadTap | str = self._cache["head"]
+        return res
+
+    def logits(self) -> np.ndarray:
+        """(S, K) scores whose argmax is the model's prediction and whose differences are
+        log-odds: the output pre-activations of a softmax/linear head, else log-probabilities
+        (the same up to a per-row constant under softmax); binary one-unit heads as [0, z]."""
+        if "logits" not in self._cache:
+            tap = self.head()
+            k = self.k
+            if (not isinstance(tap, str) and tap.activation in ("softmax", "linear")
+                    and tap.preacts.shape[1] == k):
+                z = np.asarray(tap.preacts, np.float64)
+            elif not isinstance(tap, str) and tap.activation == "sigmoid" \
+                    and tap.preacts.shape[1] == 1 and k == 2:
+                z = np.concatenate([np.zeros_like(tap.preacts), tap.preacts], axis=1)
+            else:
+                p = self.evidence.sample_probs
+                if p is None:
+                    raise RuntimeError("the sample's probabilities were not kept")
+                p = np.asarray(p, np.float64)
+                if p.shape[1] == 1:
+                    p = np.concatenate([1 - p, p], axis=1)
+                z = np.log(np.clip(p, 1e-12, 1.0))
+            self._cache["logits"] = z.astype(np.float64)
+        out: np.ndarray = self._cache["logits"]
+        return out
+
+    def logit_adjustment(self) -> ExperimentResult:
+        """Logit adjustment (Menon et al., ICLR 2021): subtract the log label prior from the
+        logits. The prior is counted on one seeded half of the sample and the result scored
+        on the other, so nothing is fitted to the rows scored."""
+        key = "prior-logit-adjustment"
+        what = "subtracting the log label prior from the logits (logit adjustment)"
+
+        def compute() -> ExperimentResult:
+            z = self.logits()
+            a, b = split_halves(self.y, self.seed)
+            counts = np.bincount(self.y[a], minlength=self.k)[: self.k].astype(np.float64)
+            prior = (counts + 0.5) / (counts.sum() + 0.5 * self.k)  # no log 0 for a class
+            pred = np.argmax(z[b] - np.log(prior), axis=1).astype(np.int64)
+            y, base = self.y[b], self.base_pred[b]
+            return ExperimentResult(
+                key, what, balanced_accuracy(y, base, self.k), balanced_accuracy(y, pred, self.k),
+                int(b.size), validated="prior counted on one seeded half, scored on the other",
+                predicted_counts=tuple(np.bincount(pred, minlength=self.k)[: self.k].tolist()),
+                recall_after=tuple(recalls(y, pred, self.k).tolist()),
+            )
+
+        return self._timed(key, what, compute)
+
+    # -- linear probes
+
+    def feature_probe(self) -> ProbeResult:
+        """A class-balanced linear probe on the model's penultimate features."""
+        key, what = "probe-features", "linear probe on the model's penultimate features"
+        if key not in self._cache:
+            tap = self.head()
+            if isinstance(tap, str) or tap.features is None:
+                why = tap if isinstance(tap, str) else "the output layer is not a Dense layer"
+                self._cache[key] = ProbeResult(key, what, None, error=why)
+            else:
+                self._cache[key] = self._probe(key, what, tap.features)
+            self.log.append(self._cache[key])
+        res: ProbeResult = self._cache[key]
+        return res
+
+    def input_probe(self) -> ProbeResult:
+        """A class-balanced linear probe on the raw inputs (flattened, standardised, PCA)."""
+        key, what = "probe-inputs", "linear probe on the raw inputs"
+        if key not in self._cache:
+            parts = []
+            for x in self.xs:
+                a = np.asarray(x)
+                if a.dtype.kind not in "biuf":
+                    continue
+                parts.append(a.reshape(a.shape[0], -1).astype(np.float64))
+            if not parts:
+                self._cache[key] = ProbeResult(key, what, None, error="no numeric input")
+            else:
+                self._cache[key] = self._probe(key, what, np.concatenate(parts, axis=1))
+            self.log.append(self._cache[key])
+        res: ProbeResult = self._cache[key]
+        return res
+
+    def features_keep_signal(self, probe_gap: float, noise_z: float) -> dict[str, Any] | None:
+        """Do the model's penultimate features still carry what the raw inputs carry?
+
+        They lost it when the feature probe is at chance, or when it falls more than
+        max(probe_gap, noise_z x the noise of a difference) below the input probe while
+        the input probe beats chance. None when the features cannot be probed."""
+        feats, inputs = self.feature_probe(), self.input_probe()
+        if not feats.ok:
+            return None
+        fb = float(feats.balanced_accuracy or 0.0)
+        ib = float(inputs.balanced_accuracy or 0.0) if inputs.ok else None
+        bar = max(probe_gap, noise_z * self.noise)
+        lost = feats.at_chance or (ib is not None and not inputs.at_chance and ib - fb > bar)
+        return {"feature_probe": fb, "input_probe": ib, "gap_bar": bar,
+                "features_fail": bool(lost)}
+
+    def _probe(self, key: str, what: str, feats: np.ndarray) -> ProbeResult:
+        t0 = time.perf_counter()
+        y, k = self.y, self.k
+        support = np.bincount(y, minlength=k)[:k]
+        present = support > 0
+        chance = 1.0 / max(int(present.sum()), 1)
+        try:
+            if self.spent_s >= self.budget_s:
+                raise RuntimeError(f"skipped: the {self.budget_s:g} s budget is spent")
+            pred, dims = cross_validated_probe(feats, y, seed=self.seed)
+            bal = balanced_accuracy(y, pred, k)
+            # the probe is at chance when its predictions could come from label-blind guesses
+            share = np.bincount(pred, minlength=k)[:k] / max(pred.size, 1)
+            bound = chance_margin(support, share)
+            res = ProbeResult(key, what, bal, tuple(recalls(y, pred, k).tolist()), chance,
+                              bound, int(y.size), dims)
+        except Exception as exc:
+            res = ProbeResult(key, what, None, chance=chance, rows=int(y.size),
+                              error=f"{type(exc).__name__}: {exc}"[:300])
+        dt = time.perf_counter() - t0
+        self.spent_s += dt
+        return ProbeResult(**{**res.__dict__, "seconds": dt})
+
+    # -- the report
+
+    def results(self) -> list[ExperimentResult | ProbeResult]:
+        """Every experiment run, in order (for the report)."""
+        return list(self.log)
+
+
+def cross_validated_probe(feats: np.ndarray, y: np.ndarray, seed: int = 0,
+                          max_dims: int = PROBE_MAX_DIMS) -> tuple[np.ndarray, int]:
+    """Out-of-fold predictions of a class-balanced logistic regression (stratified k-fold).
+
+    Features are standardised; wide ones are reduced to their first max_dims principal
+    components (fitted inside each fold, so nothing is learnt from the scored rows).
+    """
+    from sklearn.decomposition import PCA
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x = np.asarray(feats, np.float64)
+    x = np.where(np.isfinite(x), x, 0.0)
+    keep = x.std(axis=0) > 0
+    if not keep.any():  # nothing varies: the probe can only guess
+        return np.full(y.shape, int(np.bincount(y).argmax())), 0
+    x = x[:, keep]
+    counts = np.bincount(y)
+    folds = int(min(5, counts[counts > 0].min()))
+    if folds < 2:
+        raise ValueError("a class has a single row: too few to cross-validate a probe")
+    steps: list[Any] = [StandardScaler()]
+    dims = x.shape[1]
+    if dims > max_dims:
+        steps.append(PCA(n_components=max_dims, random_state=seed))
+        dims = max_dims
+    steps.append(LogisticRegression(class_weight="balanced", max_iter=500, C=1.0))
+    pipe = make_pipeline(*steps)
+    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    pred = cross_val_predict(pipe, x, y, cv=cv)
+    return np.asarray(pred, np.int64), int(dims)
+
+
+def results_dicts(results: Sequence[ExperimentResult | ProbeResult]) -> list[Mapping[str, Any]]:
+    """The report's experiment log: every result, with its seconds."""
+    return [r.to_dict(timing=True) for r in results]

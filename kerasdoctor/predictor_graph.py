@@ -1,0 +1,185 @@
+"""The Keras graph adapter: every access to a live model's layers and private graph lives here.
+
+The probe taps, the experiments' re-runs with BatchNorm in training mode or re-estimated on a
+copy of the model, and the output layer's features and pre-activations all go through these
+functions, so Keras-version details stay in one module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from kerasdoctor.experiments import HeadTap
+    from kerasdoctor.probe import Predictor
+
+
+def tensors_on_path(model: Any) -> dict[str, tuple[Any, Any]]:
+    """Each layer's (input, output) tensors in the graph that computes model.outputs.
+
+    layer.output / layer.input are those of the layer's FIRST call, and a loaded Sequential
+    model has called its layers several times while being rebuilt: tapping layer.output there
+    makes the probe model recompute the network up to that layer once more per tap (3x the
+    cost of a plain predict on a small CNN). Layers met more than once (shared) are left out.
+    """
+    found: dict[str, tuple[Any, Any]] = {}
+    shared: set[str] = set()
+    seen: set[int] = set()
+    stack = list(model.outputs)
+    while stack:
+        t = stack.pop()
+        if id(t) in seen:
+            continue
+        seen.add(id(t))
+        history = getattr(t, "_keras_history", None)
+        if history is None:
+            continue
+        op, node_index = history[0], history[1]
+        try:
+            node = op._inbound_nodes[node_index]
+        except (AttributeError, IndexError):
+            continue
+        ins, outs = list(node.input_tensors), list(node.output_tensors)
+        if op.name in found and found[op.name][1] is not (outs[0] if len(outs) == 1 else None):
+            shared.add(op.name)
+        if len(ins) == 1 and len(outs) == 1:
+            found[op.name] = (ins[0], outs[0])
+        stack.extend(ins)
+    return {name: io for name, io in found.items() if name not in shared}
+
+
+def all_layers(model: Any) -> list[Any]:
+    """Every layer, nested models' layers included."""
+    out = []
+    for layer in getattr(model, "layers", []):
+        out.append(layer)
+        if hasattr(layer, "layers"):
+            out.extend(all_layers(layer))
+    return out
+
+
+def _copy(model: Any) -> Any:
+    """A copy of the model with the same weights; the live model is never modified."""
+    from kerasdoctor._keras import keras
+
+    k = keras()
+    clone = k.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    return clone
+
+
+def _batch_stats_call(call: Any) -> Any:
+    """The layer's own call, always in training mode (batch statistics)."""
+
+    def forced(inputs: Any, training: Any = None, mask: Any = None) -> Any:
+        return call(inputs, training=True, mask=mask)
+
+    return forced
+
+
+def _bn_layers(model: Any) -> list[Any]:
+    return [layer for layer in all_layers(model) if type(layer).__name__ == "BatchNormalization"]
+
+
+def batchnorm_run(predictor: Predictor, xs: Sequence[np.ndarray], *, reestimate: bool,
+                  seed: int = 0, batch: int = 256) -> np.ndarray:
+    """Predicted classes on the sample with BatchNorm using batch statistics (reestimate=False)
+    or with its moving statistics re-estimated from the sample as a cumulative average over
+    shuffled batches (AdaBN) and then inference. Runs on a copy of the model."""
+    from kerasdoctor.probe import predicted_classes, probability_fn
+
+    model = _copy(predictor.lm.keras_model)
+    bns = _bn_layers(model)
+    if not bns:
+        raise ValueError("the model has no BatchNormalization layer")
+    n = int(xs[0].shape[0])
+    # The sample is sorted by position in the file, which may be sorted by class: shuffle so
+    # each batch's statistics describe a mix of classes, as during training.
+    order = np.random.default_rng(seed).permutation(n)
+    index = predictor.lm.output_index
+
+    def forward(rows: np.ndarray) -> np.ndarray:
+        part = predictor.cast([np.asarray(x[rows]) for x in xs])
+        out = model(part if len(part) > 1 else part[0], training=False)
+        if isinstance(out, (list, tuple)):
+            out = out[index]
+        return np.asarray(out).reshape(rows.size, -1).astype(np.float64)
+
+    originals = [b.call for b in bns]
+    for b in bns:
+        b.call = _batch_stats_call(b.call)
+    outs = []
+    try:
+        for i, s in enumerate(range(0, n, batch), start=1):
+            if reestimate:
+                for b in bns:
+                    b.momentum = (i - 1) / i  # a running average over the batches
+            outs.append(forward(order[s : s + batch]))
+    finally:
+        for b, orig in zip(bns, originals):
+            b.call = orig
+    if reestimate:  # inference with the re-estimated moving statistics
+        outs = [forward(order[s : s + batch]) for s in range(0, n, batch)]
+    raw = np.empty((n, outs[0].shape[1]))
+    raw[order] = np.concatenate(outs)
+    with np.errstate(all="ignore"):
+        probs = probability_fn(predictor.facts.head if predictor.facts.head != "unknown"
+                               else "linear", raw.shape[1])(raw)
+    return predicted_classes(raw, probs)
+
+
+def head_tap(predictor: Predictor, xs: Sequence[np.ndarray], batch: int = 256) -> HeadTap:
+    """The output layer's input (penultimate features) and the head's pre-activations.
+
+    A Dense output layer with an activation: features are its input, pre-activations its
+    kernel applied to them. A separate Activation/Softmax layer: pre-activations are its
+    input, features the input of the Dense before it (when there is one).
+    """
+    from kerasdoctor._keras import keras
+    from kerasdoctor.experiments import HeadTap
+
+    model = predictor.lm.keras_model
+    if model is None:
+        raise ValueError("a SavedModel has no layers to tap")
+    out = model.outputs[predictor.lm.output_index]
+    history = getattr(out, "_keras_history", None)
+    if history is None:
+        raise ValueError("the output tensor has no layer history")
+    path = tensors_on_path(model)
+    layer = history[0]
+    name = type(layer).__name__
+    k = keras()
+    if name == "Dense":
+        feat_t = path[layer.name][0] if layer.name in path else layer.input
+        feats = _run(k, model, feat_t, predictor, xs, batch)
+        kernel, bias = (np.asarray(w, np.float64) for w in layer.get_weights()[:2]) \
+            if layer.use_bias else (np.asarray(layer.get_weights()[0], np.float64), None)
+        pre = feats @ kernel + (bias if bias is not None else 0.0)
+        act = layer.get_config().get("activation", "linear")
+        return HeadTap(feats, pre, str(act) if isinstance(act, str) else "linear")
+    if name in ("Activation", "Softmax", "ReLU"):
+        pre_t = path[layer.name][0] if layer.name in path else layer.input
+        pre = _run(k, model, pre_t, predictor, xs, batch)
+        act = {"Softmax": "softmax", "ReLU": "relu"}.get(
+            name, str(layer.get_config().get("activation", "linear")))
+        feats = None
+        prev = getattr(pre_t, "_keras_history", None)
+        if prev is not None and type(prev[0]).__name__ == "Dense" and prev[0].name in path:
+            feats = _run(k, model, path[prev[0].name][0], predictor, xs, batch)
+        return HeadTap(feats, pre, act)
+    raise ValueError(f"the output layer is a {name}, not a Dense or an activation layer")
+
+
+def _run(k: Any, model: Any, tensor: Any, predictor: Predictor, xs: Sequence[np.ndarray],
+         batch: int) -> np.ndarray:
+    sub = k.Model(model.inputs, tensor)
+    n = int(xs[0].shape[0])
+    parts = []
+    for s in range(0, n, batch):
+        part = predictor.cast([np.asarray(x[s : s + batch]) for x in xs])
+        res = sub.predict_on_batch(part if len(part) > 1 else part[0])
+        parts.append(np.asarray(res, np.float64).reshape(len(part[0]), -1))
+    return np.concatenate(parts)

@@ -1,0 +1,75 @@
+"""One contract test over the registry: every check documents its thresholds, declares valid
+causal edges, fires on its worked example, and the README lists exactly the catalogue."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from conftest import FIXTURES, HEALTHY_FIXTURES, diagnose_fixture, run_cli
+
+from kerasdoctor.checks import registry
+from kerasdoctor.checks.base import OUTPUT, PREDICTIONS
+from kerasdoctor.findings import Kind, Severity
+
+CHECKS = {c.spec.id: c.spec for c in registry()}
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def test_ids_and_orders_are_unique() -> None:
+    specs = list(CHECKS.values())
+    assert len({s.order for s in specs}) == len(specs)
+    assert all(re.fullmatch(r"[a-z]+(-[a-z]+)*", s.id) for s in specs)
+
+
+@pytest.mark.parametrize("check_id", sorted(CHECKS))
+def test_every_threshold_is_named_in_measures_with_a_reason(check_id: str) -> None:
+    spec = CHECKS[check_id]
+    for name, t in spec.thresholds.items():
+        assert name in spec.measures, f"{check_id}: threshold {name} is not explained"
+        assert len(t.why) >= 20, f"{check_id}: threshold {name} has no reason"
+    assert spec.summary and spec.fix and spec.explain()
+
+
+@pytest.mark.parametrize("check_id", sorted(CHECKS))
+def test_causal_edges_point_at_registered_checks(check_id: str) -> None:
+    spec = CHECKS[check_id]
+    nodes = set(CHECKS) | {PREDICTIONS, OUTPUT}
+    if spec.kind is Kind.SYMPTOM:
+        assert not spec.explains and not spec.subsumes
+        assert spec.group in (PREDICTIONS, OUTPUT)
+    else:
+        assert spec.explains, f"{check_id}: a cause must explain something"
+        assert spec.explains | spec.subsumes <= nodes - {check_id}, (
+            f"{check_id}: unknown or self edges {sorted((spec.explains | spec.subsumes) - nodes)}"
+        )
+    assert spec.needs <= {"symptoms", "experiments"}
+
+
+@pytest.mark.parametrize("check_id", sorted(CHECKS))
+def test_fires_on_its_worked_example(check_id: str) -> None:
+    spec = CHECKS[check_id]
+    assert spec.fires_on, f"{check_id}: declare fires_on (a fixture it fires on)"
+    stem, *flags = spec.fires_on
+    model = next(p for p in FIXTURES.glob(f"{stem}.*") if p.suffix in (".keras", ".h5"))
+    result = run_cli("diagnose", str(model), str(FIXTURES / f"{stem}.npz"), *flags,
+                     "--format", "json")
+    found = [f for f in result.json()["findings"] if f["id"] == check_id]
+    assert found and found[0]["severity"] != Severity.INFO.value, (check_id, stem)
+
+
+@pytest.mark.parametrize(("model", "data"), HEALTHY_FIXTURES)
+def test_quiet_on_every_healthy_fixture(model: str, data: str) -> None:
+    loud = [(f.id, f.severity.value) for f in diagnose_fixture(model, data).findings
+            if f.severity is not Severity.INFO]
+    assert loud == []
+
+
+def test_readme_catalogue_is_the_registry() -> None:
+    text = README.read_text()
+    block = text.split("The catalogue (`kerasdoctor checks`)", 1)[1]
+    block = block.split("```text\n", 1)[1].split("```", 1)[0]
+    out = run_cli("checks")
+    assert out.exit_code == 0
+    assert block.strip().splitlines() == out.stdout.strip().splitlines()
