@@ -29,7 +29,8 @@ SPEC = CheckSpec(
         "units of the activation's own spread is sqrt(d^2 + (r - 1)^2), and a layer's gap is "
         "the median over its channels (>= max_gap is reported). Whenever the predictions show "
         "a symptom, two experiments run on the bounded sample for every model with "
-        "BatchNorm layers, whatever the gap: the model with BatchNorm in training mode (batch "
+        "BatchNorm layers, whatever the gap, when the sample holds at least min_confirm_samples "
+        "rows: the model with BatchNorm in training mode (batch "
         "statistics, batches of 256), and a copy whose moving statistics are re-estimated "
         "from the sample (a cumulative average, AdaBN) and then run at inference. The better "
         "one cures the model when it gains at least confirm_gain of balanced accuracy, "
@@ -72,6 +73,7 @@ SPEC = CheckSpec(
     },
     fires_on=('model_batchnorm',),
     order=150,
+    needs=frozenset({"symptoms", "experiments"}),
     explains=frozenset({OUTPUT, PREDICTIONS, 'dead-units'}),
     tier=4,
 )

@@ -20,7 +20,8 @@ SPEC = CheckSpec(
         "to k, so b has mean 1/K and standard error sqrt(sum_k q_k (1 - q_k) / n_k) / K on "
         "these class sizes n_k. The model is at chance when b <= 1/K + z * that error: a "
         "label-blind guesser with the same prediction shares would reach b that often. The "
-        "bar depends on the sample size, never a fixed margin; a model that predicts one "
+        "bar depends on the sample size, never a fixed margin (below min_samples rows nothing "
+        "is judged); a model that predicts one "
         "class for everything sits exactly at 1/K. It fires whether or not the predictions "
         "collapse, and the verdict is never healthy while it does."
     ),

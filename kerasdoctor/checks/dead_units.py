@@ -26,11 +26,13 @@ SPEC = CheckSpec(
         "warning when the predictions show a symptom (constant output, collapse, missing "
         "classes, low recall); with healthy predictions (e.g. a residual path carries the "
         "signal) it is info. A mostly (not entirely) dead layer is a warning only when the "
-        "model's features fail a learnability probe: a class-balanced linear probe on the "
-        "penultimate features, cross-validated on the bounded sample, is at chance or falls "
-        "short of the same probe on the raw inputs by more than probe_gap (and noise_z times "
-        "the sampling noise of a difference). When the surviving units still carry the "
-        "classes, the dead ones are not what breaks the predictions: info."
+        "model's features fail a learnability probe while the inputs pass it (for a hidden "
+        "layer; dead units of the output layer drop their classes directly): a "
+        "class-balanced linear probe on the penultimate features, cross-validated on the "
+        "bounded sample, is at chance or falls short of the same probe on the raw inputs by "
+        "more than probe_gap (and noise_z times the sampling noise of a difference). When the "
+        "surviving units still carry the classes, or the inputs carry nothing to learn, the "
+        "dead ones are not what breaks the predictions: info."
     ),
     fix=(
         "Lower the learning rate, normalise the inputs, use He initialisation, LeakyReLU "
@@ -113,7 +115,10 @@ def run(ctx: Context) -> list[Finding]:
         severity = Severity.ERROR
     else:
         severity = Severity.WARNING
-    probes = _probes(ctx) if severity is Severity.WARNING else None
+    # the probe reads the penultimate features: it judges hidden layers, not dead units of
+    # the output layer itself (those drop their classes directly)
+    hidden = not worst["output_layer"]
+    probes = _probes(ctx) if severity is Severity.WARNING and hidden else None
     if probes is not None and not probes["features_fail"]:
         severity = Severity.INFO
     spread = _output_spread(ctx)
@@ -166,6 +171,8 @@ def run(ctx: Context) -> list[Finding]:
             f" A class-balanced linear probe on the penultimate features reaches "
             f"{fb:.1%} balanced accuracy{on_inputs}: "
             + ("the features lost the signal the inputs carry." if probes["features_fail"]
+               else "the inputs carry nothing the probe can find either, so the dead units "
+               "are not what breaks the predictions." if not probes["inputs_carry_signal"]
                else "the surviving units still carry the classes, so the dead ones are not "
                "what breaks the predictions.")
         )

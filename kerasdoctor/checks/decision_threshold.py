@@ -18,7 +18,8 @@ SPEC = CheckSpec(
         "everything on one side."
     ),
     measures=(
-        "For a binary model (one sigmoid/logit unit, or two softmax units) the single pass "
+        "For a binary model (one sigmoid/logit unit, or two softmax units) with at least "
+        "min_class_samples samples of each class, the single pass "
         "keeps P(class 1) of every sample. The ROC AUC (rank-based: the chance that a random "
         "positive scores above a random negative) says whether the scores separate the "
         "classes at all; the predictions at the 0.5 cut say whether the cut is in the right "
@@ -63,7 +64,7 @@ SPEC = CheckSpec(
     explains=frozenset({PREDICTIONS}),
     subsumes=frozenset({'class-imbalance'}),
     tier=6,
-    needs=frozenset({"symptoms"}),
+    needs=frozenset({"symptoms", "experiments"}),
 )
 
 

@@ -64,6 +64,7 @@ SPEC = CheckSpec(
     },
     fires_on=('data_raw_pixels',),
     order=60,
+    needs=frozenset({"symptoms"}),
     explains=frozenset({OUTPUT, PREDICTIONS, 'batchnorm-statistics', 'dead-units'}),
     tier=3,
 )

@@ -49,6 +49,7 @@ SPEC = CheckSpec(
     },
     fires_on=('data_multi_scale',),
     order=70,
+    needs=frozenset({"symptoms"}),
     explains=frozenset({OUTPUT, PREDICTIONS, 'batchnorm-statistics', 'dead-units', 'input-scale'}),
     tier=3,
 )

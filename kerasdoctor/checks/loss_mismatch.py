@@ -54,6 +54,7 @@ SPEC = CheckSpec(
     ),
     fires_on=('model_cce_one_unit',),
     order=120,
+    needs=frozenset({"symptoms"}),
     explains=frozenset({PREDICTIONS, 'untrained-model'}),
     tier=1,
 )

@@ -17,9 +17,10 @@ SPEC = CheckSpec(
     ),
     measures=(
         "Only when the model is at chance (the chance-level symptom). Two class-balanced "
-        "linear probes (logistic regression, stratified k-fold out-of-fold predictions on the "
+        "linear probes (a ridge classifier, stratified k-fold out-of-fold predictions on the "
         "bounded sample) are fitted: one on the model's penultimate features, one on the raw "
-        "inputs (flattened, standardised, reduced to 64 principal components when wide). A "
+        "inputs (flattened, standardised, reduced to 64 principal components when wide; "
+        "images add each channel's mean over a 4x4 grid and its spread). A "
         "probe is at chance when its balanced accuracy stays within the one-sided 95% bound "
         "of a label-blind guesser with the same prediction shares (the chance-level "
         "statistic). Both at chance: an error, nothing in the data tells the classes apart "

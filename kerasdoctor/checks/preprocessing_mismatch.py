@@ -104,6 +104,7 @@ SPEC = CheckSpec(
     },
     fires_on=('data_double_rescale',),
     order=160,
+    needs=frozenset({"symptoms", "experiments"}),
     explains=frozenset({
         OUTPUT,
         PREDICTIONS,

@@ -21,8 +21,9 @@ SPEC = CheckSpec(
         "sum(exp(z)) over one value is exp(z) / exp(z) = 1 whatever z is, so P(class 1) = 1.0 "
         "for every input and the softmax passes no gradient back: an error by itself. The "
         "logits under the softmax are recomputed on the bounded sample: if sigmoid(logits) "
-        "already separates the classes (Keras on TensorFlow trains the logits under a "
-        "softmax directly), swapping the activation fixes the model without retraining. For "
+        "already separates the classes (balanced accuracy at least rescue_balanced_accuracy; "
+        "Keras on TensorFlow trains the logits under a softmax directly), swapping the "
+        "activation fixes the model without retraining. For "
         "a model whose layers cannot be read (SavedModel), a one-unit output exactly 1.0 for "
         "every sample is reported as info only: a sigmoid saturated everywhere looks the same."
     ),
@@ -40,6 +41,7 @@ SPEC = CheckSpec(
     },
     fires_on=('model_single_softmax',),
     order=100,
+    needs=frozenset({"experiments"}),
     explains=frozenset({
         OUTPUT,
         PREDICTIONS,
