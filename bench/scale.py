@@ -3,15 +3,25 @@
     python bench/scale.py                # 1,000,000 28x28x1 images, a small CNN (minutes)
     python bench/scale.py --n 20000      # a quick run
     python bench/scale.py --json out.json --dir /tmp/kd-scale
+    python bench/scale.py --preset mid --dir /tmp/kd-mid          # 8,000 64x64x3, ~1M params
+    python bench/scale.py --preset mid --sick --dir /tmp/kd-mid-sick
 
 Both sides run in their own fresh Python process, one after the other, on the same files
-(x.npy uint8 (N, 28, 28, 1) and y.npy, written once into --dir and reused):
+(x.npy uint8 (N, H, W, C) and y.npy, written once into --dir and reused while the preset, N
+and --sick match):
   user:   np.load both files, keras.saving.load_model, model.predict(x, batch_size=1024),
           sklearn.metrics.classification_report(y, argmax)
   doctor: kerasdoctor diagnose model.keras x.npy --labels y.npy --format json --output ...
 Wall time (process start to exit, imports included) and peak resident memory (the kernel's
 ru_maxrss of that process, from wait4) are reported for each, with the ratios doctor/user.
 Targets: time <= 1.3x, peak memory <= 1.2x. --check exits 1 when a target is missed.
+
+Presets: 'default' (N 28x28x1 images, a small CNN) and 'mid' (8,000 64x64x3 images, a CNN of
+about 1M parameters). Both models are trained briefly and work, so a diagnosis is one pass and
+no experiment runs. --sick writes y.npy permuted (fixed seed): the labels no longer belong to
+the images, the predictions are at chance, and kerasdoctor runs its experiments (probes,
+cures) on the bounded sample; the user side reads the same y.npy. --timings also reports the
+seconds of each experiment, from one more (unmeasured) diagnosis through the Python API.
 """
 
 from __future__ import annotations
@@ -22,65 +32,120 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-SHAPE = (28, 28, 1)
 K = 10
 CHUNK = 50_000
 TIME_TARGET = 1.3
 MEMORY_TARGET = 1.2
+SICK_SEED = 1  # the permutation of y.npy under --sick
 
 
-def make_images(rng: np.random.Generator, y: np.ndarray) -> np.ndarray:
-    """uint8 images: noise, plus a bright 7x7 square whose position is the class."""
+@dataclass(frozen=True)
+class Preset:
+    shape: tuple[int, int, int]
+    n: int  # default N
+    train_rows: int  # the model is fitted on this many fresh images (at most N)
+    epochs: int
+
+
+PRESETS = {
+    "default": Preset((28, 28, 1), 1_000_000, 20_000, 2),
+    "mid": Preset((64, 64, 3), 8_000, 2_000, 2),  # one epoch already gets 100% held out
+}
+
+
+def make_images(rng: np.random.Generator, y: np.ndarray, shape: tuple[int, int, int]
+                ) -> np.ndarray:
+    """uint8 images: noise, plus a bright square (a quarter of the side, in every channel)
+    whose position on a 4x4 grid is the class."""
     n = y.shape[0]
-    x = rng.integers(0, 96, (n, *SHAPE), dtype=np.uint8)
-    rows, cols = (y // 4) * 7, (y % 4) * 7
-    for dr in range(7):
-        for dc in range(7):
-            x[np.arange(n), rows + dr, cols + dc, 0] += np.uint8(140)
+    x = rng.integers(0, 96, (n, *shape), dtype=np.uint8)
+    cell = shape[0] // 4
+    rows, cols = (y // 4) * cell, (y % 4) * cell
+    for dr in range(cell):
+        for dc in range(cell):
+            x[np.arange(n), rows + dr, cols + dc, :] += np.uint8(140)
     return x
 
 
-def make_data(d: Path, n: int) -> None:
-    """x.npy, y.npy and model.keras in d (kept and reused when N matches)."""
-    stamp = d / "n.txt"
-    if stamp.exists() and stamp.read_text().strip() == str(n) and (d / "model.keras").exists():
-        return
+def build_model(preset: str, shape: tuple[int, int, int]) -> Any:
+    import keras
+
+    if preset == "default":
+        return keras.Sequential([
+            keras.Input(shape, name="image"),
+            keras.layers.Rescaling(1.0 / 255),
+            keras.layers.Conv2D(16, 3, activation="relu"),
+            keras.layers.MaxPooling2D(),
+            keras.layers.Conv2D(32, 3, activation="relu"),
+            keras.layers.MaxPooling2D(),
+            keras.layers.Flatten(),
+            keras.layers.Dense(K, activation="softmax"),
+        ])
+    # mid: 64x64x3 -> 6x6x128 = 4608 features -> Dense(192): about 0.98M parameters
+    return keras.Sequential([
+        keras.Input(shape, name="image"),
+        keras.layers.Rescaling(1.0 / 255),
+        keras.layers.Conv2D(32, 3, activation="relu"),
+        keras.layers.MaxPooling2D(),
+        keras.layers.Conv2D(64, 3, activation="relu"),
+        keras.layers.MaxPooling2D(),
+        keras.layers.Conv2D(128, 3, activation="relu"),
+        keras.layers.MaxPooling2D(),
+        keras.layers.Flatten(),
+        keras.layers.Dense(192, activation="relu"),
+        keras.layers.Dense(K, activation="softmax"),
+    ])
+
+
+def make_data(d: Path, preset: str, n: int, sick: bool) -> dict[str, Any]:
+    """x.npy, y.npy and model.keras in d, kept and reused while preset, N and sick match;
+    returns the stamp (meta.json: the key plus the model's parameter count and fit)."""
+    p = PRESETS[preset]
+    # the preset's definition is part of the key: editing it regenerates the files
+    key = {"preset": preset, "n": n, "sick": sick, "shape": list(p.shape),
+           "train_rows": min(n, p.train_rows), "epochs": p.epochs}
+    stamp = d / "meta.json"
+    if stamp.exists() and (d / "model.keras").exists():
+        meta: dict[str, Any] = json.loads(stamp.read_text())
+        if {k: meta.get(k) for k in key} == key:
+            return {**meta, "cached": True}
     d.mkdir(parents=True, exist_ok=True)
+    stamp.unlink(missing_ok=True)
     rng = np.random.default_rng(0)
-    x = np.lib.format.open_memmap(d / "x.npy", mode="w+", dtype=np.uint8, shape=(n, *SHAPE))
+    x = np.lib.format.open_memmap(d / "x.npy", mode="w+", dtype=np.uint8, shape=(n, *p.shape))
     y = np.lib.format.open_memmap(d / "y.npy", mode="w+", dtype=np.int64, shape=(n,))
     for s in range(0, n, CHUNK):
         yy = rng.integers(0, K, min(CHUNK, n - s))
-        x[s: s + yy.shape[0]] = make_images(rng, yy)
+        x[s: s + yy.shape[0]] = make_images(rng, yy, p.shape)
         y[s: s + yy.shape[0]] = yy
+    if sick:  # labels that do not belong to the images: the same counts, rows shuffled
+        y[:] = np.random.default_rng(SICK_SEED).permutation(np.asarray(y))
     x.flush()
     y.flush()
     del x, y
     import keras
 
+    t = time.perf_counter()
     keras.utils.set_random_seed(0)
-    yt = rng.integers(0, K, min(n, 20_000))
-    xt = make_images(rng, yt)
-    model = keras.Sequential([
-        keras.Input(SHAPE, name="image"),
-        keras.layers.Rescaling(1.0 / 255),
-        keras.layers.Conv2D(16, 3, activation="relu"),
-        keras.layers.MaxPooling2D(),
-        keras.layers.Conv2D(32, 3, activation="relu"),
-        keras.layers.MaxPooling2D(),
-        keras.layers.Flatten(),
-        keras.layers.Dense(K, activation="softmax"),
-    ])
+    yt = rng.integers(0, K, min(n, p.train_rows))
+    xt = make_images(rng, yt, p.shape)
+    model = build_model(preset, p.shape)
     model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(xt, yt, epochs=2, batch_size=128, verbose=0)
+    hist = model.fit(xt, yt, epochs=p.epochs, batch_size=128, verbose=0)
     model.save(d / "model.keras")
-    stamp.write_text(str(n))
+    meta = {**key, "params": int(model.count_params()),
+            "train_accuracy": float(hist.history["accuracy"][-1]),
+            "train_s": time.perf_counter() - t}
+    stamp.write_text(json.dumps(meta, indent=2) + "\n")
+    return {**meta, "cached": False}
 
 
 def user_side(d: Path) -> None:
@@ -99,6 +164,20 @@ def user_side(d: Path) -> None:
     t3 = time.perf_counter()
     sys.stderr.write(report)
     print(json.dumps({"load_s": t1 - t0, "predict_s": t2 - t1, "report_s": t3 - t2}))
+
+
+def timings_side(d: Path) -> None:
+    """The same diagnosis through the Python API, whose Report keeps each experiment's
+    seconds (the CLI's JSON leaves them out so that its output is reproducible)."""
+    t0 = time.perf_counter()
+    import kerasdoctor
+
+    x = np.load(d / "x.npy")
+    y = np.load(d / "y.npy")
+    report = kerasdoctor.diagnose(str(d / "model.keras"), x, y)
+    print(json.dumps({"wall_s": time.perf_counter() - t0,
+                      "experiments": [{"key": e.get("key"), "seconds": e.get("seconds")}
+                                      for e in report.experiments]}))
 
 
 def run_measured(argv: list[str]) -> dict[str, float]:
@@ -129,23 +208,52 @@ def run_measured(argv: list[str]) -> dict[str, float]:
             "exit": proc.returncode}  # type: ignore[dict-item]
 
 
+def describe(e: dict[str, Any]) -> str:
+    """One experiment of the report's log, on one line."""
+    if "balanced_accuracy" in e:  # a probe
+        ba = e["balanced_accuracy"]
+        got = "failed" if ba is None else f"balanced accuracy {ba:.3f}"
+        got += f" (signal bar {e['signal_bar']:.3f}, {e['dims']} dims)" if ba is not None else ""
+    else:  # a cure or a measurement
+        before, after = e["balanced_accuracy_before"], e["balanced_accuracy_after"]
+        got = f"balanced accuracy {before:.3f} -> " + ("n/a" if after is None else f"{after:.3f}")
+    if e.get("error"):
+        got += f" [{e['error']}]"
+    return f"{e['key']}: {e['what']}; {got}, {e['rows']} rows"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=1_000_000, help="samples (default 1,000,000)")
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="default",
+                    help="default: 28x28x1 images, a small CNN; mid: 64x64x3, ~1M parameters")
+    ap.add_argument("--n", type=int, help="samples (default: the preset's, 1,000,000 / 8,000)")
+    ap.add_argument("--sick", action="store_true",
+                    help="labels permuted: predictions at chance, so the experiments run")
     ap.add_argument("--dir", type=Path, default=Path("/tmp/kerasdoctor-scale"))
     ap.add_argument("--repeat", type=int, default=1, help="runs per side (the median is kept)")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     ap.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
-    ap.add_argument("--side", choices=["user"], help=argparse.SUPPRESS)
+    ap.add_argument("--timings", action="store_true",
+                    help="also time each experiment (one more, unmeasured diagnosis)")
+    ap.add_argument("--side", choices=["user", "timings"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.side == "user":
         user_side(args.dir)
         return
+    if args.side == "timings":
+        timings_side(args.dir)
+        return
+    preset = PRESETS[args.preset]
+    n = args.n if args.n is not None else preset.n
     t = time.perf_counter()
-    make_data(args.dir, args.n)
-    print(f"data: {args.n:,} x {SHAPE} uint8 in {args.dir} "
-          f"({(args.dir / 'x.npy').stat().st_size / 2**20:,.0f} MiB), "
-          f"ready in {time.perf_counter() - t:.1f} s")
+    meta = make_data(args.dir, args.preset, n, args.sick)
+    print(f"data: {n:,} x {preset.shape} uint8 in {args.dir} "
+          f"({(args.dir / 'x.npy').stat().st_size / 2**20:,.0f} MiB), preset {args.preset}, "
+          f"{'sick (labels permuted)' if args.sick else 'healthy'}, "
+          f"ready in {time.perf_counter() - t:.1f} s{' (cached)' if meta['cached'] else ''}")
+    print(f"model: {meta['params']:,} parameters, fitted {meta['epochs']} epochs on "
+          f"{meta['train_rows']:,} images in {meta['train_s']:.1f} s "
+          f"(train accuracy {meta['train_accuracy']:.3f})")
     d = args.dir
     user_cmd = [sys.executable, __file__, "--side", "user", "--dir", str(d)]
     doctor_cmd = [sys.executable, "-m", "kerasdoctor.cli", "diagnose", str(d / "model.keras"),
@@ -159,16 +267,23 @@ def main() -> None:
            for side, rs in runs.items()}
     inner = json.loads(runs["user"][-1]["stdout"])  # type: ignore[arg-type]
     report = json.loads((d / "report.json").read_text())
+    experiments = report.get("experiments", [])
     import keras
 
-    result = {
-        "n": args.n,
+    result: dict[str, Any] = {
+        "preset": args.preset,
+        "sick": args.sick,
+        "n": n,
+        "shape": list(preset.shape),
+        "params": meta["params"],
         "backend": keras.backend.backend(),
         "cpu_count": os.cpu_count(),
         "repeat": args.repeat,
         "user": {**med["user"], **inner},
         "doctor": {**med["doctor"], "findings": [f["id"] for f in report["findings"]],
-                   "n_samples": report["data"]["n_samples"]},
+                   "verdict": report.get("verdict"),
+                   "n_samples": report["data"]["n_samples"],
+                   "experiments": [e["key"] for e in experiments]},
         "time_ratio": med["doctor"]["wall_s"] / med["user"]["wall_s"],
         "memory_ratio": med["doctor"]["peak_rss_mb"] / med["user"]["peak_rss_mb"],
     }
@@ -180,6 +295,18 @@ def main() -> None:
           f"{u['predict_s']:.1f} s, report {u['report_s']:.1f} s]")
     print(f"doctor (kerasdoctor diagnose x.npy --labels y.npy):       {dd['wall_s']:7.1f} s "
           f"{dd['peak_rss_mb']:8.0f} MiB peak  [findings: {', '.join(dd['findings']) or 'none'}]")
+    print(f"experiments: {len(experiments)} ran on the bounded sample"
+          + (f" ({', '.join(dd['experiments'])})" if experiments else " (one pass only)"))
+    for e in experiments:
+        print(f"  {describe(e)}")
+    if args.timings:
+        timed = run_measured([sys.executable, __file__, "--side", "timings", "--dir", str(d)])
+        tj = json.loads(timed["stdout"])  # type: ignore[arg-type]
+        secs = {e["key"]: e["seconds"] for e in tj["experiments"]}
+        result["experiment_seconds"] = secs
+        print(f"timings (one more diagnosis, Python API, {tj['wall_s']:.1f} s): "
+              f"experiments took {sum(v or 0.0 for v in secs.values()):.1f} s  ["
+              + ", ".join(f"{k} {v:.1f} s" for k, v in secs.items() if v is not None) + "]")
     ok_t = result["time_ratio"] <= TIME_TARGET
     ok_m = result["memory_ratio"] <= MEMORY_TARGET
     print(f"time   {result['time_ratio']:.2f}x (target <= {TIME_TARGET}x) "

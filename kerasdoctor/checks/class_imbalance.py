@@ -40,7 +40,9 @@ SPEC = CheckSpec(
         "or the adjustment restores the model. When the probe runs and the features fail "
         "it, they do not separate those classes: reweighting could not make them right, "
         "the failure is upstream (dead units, scale, regularization), and the imbalance is "
-        "context."
+        "context. Logit adjustment is tried whenever the predictions show a symptom (not on "
+        "a constant output): when it restores the model, the prior is the cause even where "
+        "the prediction counts do not show the pattern above."
     ),
     fix=(
         "Train with class weights (kerasdoctor fix --class-weights DATA), oversample the rare "
@@ -134,9 +136,18 @@ def run(ctx: Context) -> list[Finding]:
     }
     big = ctx.cls(int(np.argmax(support)))
     small = ctx.cls(int(np.flatnonzero(support == smallest)[0]))
-    frozen = follows_prior and "constant-output" in prediction_symptoms(ctx)
+    frozen = "constant-output" in prediction_symptoms(ctx)
     evidence["output_constant"] = frozen
-    if not follows_prior or frozen:
+    # the prior's cure is tried whenever the predictions show a symptom: the prediction
+    # counts only order the experiments, they never suppress one
+    exps = ctx.experiments
+    adjusted = (exps.logit_adjustment() if ctx.symptoms and not frozen and exps is not None
+                and exps.available else None)
+    prior_cures = bool(adjusted is not None and exps is not None and exps.restores(adjusted))
+    if adjusted is not None and adjusted.ok:
+        evidence["experiment"] = adjusted.to_dict()
+        evidence["cured"] = prior_cures
+    if (not follows_prior and not prior_cures) or frozen:
         dropped_common = [int(k) for k in np.flatnonzero(under & ~rare)]
         evidence["under_predicted_common_classes"] = dropped_common
         if frozen:
@@ -165,7 +176,8 @@ def run(ctx: Context) -> list[Finding]:
                 evidence,
             )
         ]
-    dropped = [int(k) for k in np.flatnonzero(under & rare)]
+    dropped = [int(k) for k in np.flatnonzero(under & rare)] or [
+        int(k) for k in np.flatnonzero(rare & judged)]
     judged_by = _experiments(ctx, dropped, evidence)
     never = [k for k in dropped if predicted[k] == 0]
     rows: list[dict[str, Any]] = [
