@@ -124,12 +124,13 @@ def rank(findings: Sequence[Finding]) -> tuple[list[Finding], list[str]]:
         # a cause whose cure restores the model is not explained away by one whose cure was
         # not shown to, or was shown to restore less: the measurement outranks the suspicion
         mine = gains[f.id]
-        return any(
-            _outranks(other, f.id)
-            for other in active_ids
-            if other != f.id
-            and not (mine is not None and (gains[other] is None or gains[other] < mine))
-        )
+
+        def measured_less(other: str) -> bool:
+            theirs = gains[other]
+            return mine is not None and (theirs is None or theirs < mine)
+
+        return any(_outranks(other, f.id) for other in active_ids
+                   if other != f.id and not measured_less(other))
 
     roots = [f for f in active if not explained(f)]
     if not roots and active:  # a cycle among the findings: judge them all as roots

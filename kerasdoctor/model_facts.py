@@ -315,6 +315,8 @@ def read_facts(lm: LoadedModel) -> ModelFacts:
 
 def _learning_rate(model: Any) -> float | None:
     opt = getattr(model, "optimizer", None)
+    if opt is None:
+        return None
     try:
         lr = float(np.asarray(opt.learning_rate))
     except (TypeError, ValueError, AttributeError):  # none, or a schedule: no single value

@@ -165,11 +165,11 @@ def head_tap(predictor: Predictor, xs: Sequence[np.ndarray], batch: int = 256) -
         pre = _run(k, model, pre_t, predictor, xs, batch)
         act = {"Softmax": "softmax", "ReLU": "relu"}.get(
             name, str(layer.get_config().get("activation", "linear")))
-        feats = None
+        penultimate: np.ndarray | None = None  # none unless a Dense feeds the activation
         prev = getattr(pre_t, "_keras_history", None)
         if prev is not None and type(prev[0]).__name__ == "Dense" and prev[0].name in path:
-            feats = _run(k, model, path[prev[0].name][0], predictor, xs, batch)
-        return HeadTap(feats, pre, act)
+            penultimate = _run(k, model, path[prev[0].name][0], predictor, xs, batch)
+        return HeadTap(penultimate, pre, act)
     raise ValueError(f"the output layer is a {name}, not a Dense or an activation layer")
 
 
