@@ -48,6 +48,12 @@ def keras() -> Any:
                 import tensorflow as tf
 
                 tf.get_logger().setLevel("ERROR")
+                # the CUDA platform initialises on first use, not on import: do it here, muted,
+                # or "failed call to cuInit" reaches stderr on a machine without a GPU
+                try:
+                    tf.config.list_physical_devices()
+                except Exception:  # no usable device list: the run reports what it needs
+                    pass
                 try:
                     import absl.logging
 

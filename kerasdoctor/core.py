@@ -50,6 +50,7 @@ def diagnose_paths(
     from kerasdoctor.sources import open_source
 
     opts = options or Options()
+    refuse_swapped(model_path, data_path)
     raw = open_source(data_path, opts)  # cheap errors first (labels are read where cheap)
     lm = load_model(
         model_path,
@@ -58,6 +59,27 @@ def diagnose_paths(
         output_name=opts.output_name,
     )
     return _diagnose(lm, raw, opts)
+
+
+MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
+DATA_SUFFIXES = (".npz", ".npy", ".csv", ".parquet", ".pq")
+
+
+def refuse_swapped(model_path: str | os.PathLike[str], data_path: str | os.PathLike[str],
+                   command: str = "kerasdoctor diagnose MODEL DATA") -> None:
+    """A model given as DATA next to data given as MODEL: say so, instead of the error the
+    data reader would give about a zip that holds config.json and model.weights.h5."""
+    model_p, data_p = Path(model_path), Path(data_path)
+
+    def is_model(p: Path) -> bool:
+        return p.suffix.lower() in MODEL_SUFFIXES or (p.is_dir()
+                                                      and (p / "saved_model.pb").exists())
+
+    if is_model(data_p) and not is_model(model_p):
+        what = (f"a table or arrays ({model_p.suffix})" if model_p.suffix.lower()
+                in DATA_SUFFIXES else "not a model")
+        raise InputError(f"MODEL and DATA look swapped: DATA {str(data_p)!r} is a Keras model "
+                         f"and MODEL {str(model_p)!r} is {what}; the order is {command}")
 
 
 def diagnose_arrays(model: Any, x: Any, y: Any, **kwargs: Any) -> Report:
