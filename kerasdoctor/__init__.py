@@ -33,13 +33,26 @@ if TYPE_CHECKING:
     from kerasdoctor.callback import DoctorCallback
 
 
-def diagnose(model: Any, x: Any, y: np.ndarray | Any, **options: Any) -> Report:
+def diagnose(model: Any, x: Any, y: np.ndarray | Any = None, **options: Any) -> Report:
     """Diagnose a Keras classifier on (x, y); the same checks and ranking as the CLI.
 
     ``model`` is a Keras model or a path (.keras, .h5, SavedModel directory); ``x`` an array,
     or a dict (by input name) or list of arrays for a multi-input model; ``y`` labels in any
-    encoding of the contract. Options: batch_size, sample, seed, class_names, thresholds,
-    ignore, output_name, unsafe (see kerasdoctor.core.Options).
+    encoding of the contract. Or leave ``y`` out and give ``x`` as DATA, a path read as
+    `kerasdoctor diagnose MODEL DATA` reads it (.npz, x.npy, .csv, .parquet, an image
+    folder, a tf.data directory).
+
+    The options are the CLI's and [tool.kerasdoctor]'s, by the same names:
+    ``min_recall``, ``min_balanced_accuracy`` (quality gates: the quality-gate finding);
+    ``fail_on`` (default "error", as the CLI: the severity that fails; it decides the CLI's
+    exit code and kerasdoctor.testing.assert_healthy, while the Report holds every finding
+    whatever it says); ``batch_size``, ``sample``, ``seed``, ``output_name``,
+    ``class_names``, ``thresholds``, ``ignore``, ``unsafe``, ``custom_objects`` (a dict);
+    and, for DATA given as a path: ``labels``, ``label_column``, ``feature_columns``,
+    ``drop_columns``, ``image_size``, ``x_key``, ``y_key``. ``gates={"min_recall": 0.8}`` is
+    the older spelling of the gates. An unknown keyword is a TypeError naming the accepted
+    ones; a value out of range is an InputError. Unlike the CLI, diagnose() reads no
+    configuration file: pass the settings as keywords.
 
     >>> import numpy as np, kerasdoctor
     >>> d = np.load("fixtures/collapsed.npz")
@@ -48,10 +61,54 @@ def diagnose(model: Any, x: Any, y: np.ndarray | Any, **options: Any) -> Report:
     'sick'
     >>> "missing-classes" in [f.id for f in report.findings]
     True
+    >>> gated = kerasdoctor.diagnose("fixtures/collapsed.keras", "fixtures/collapsed.npz",
+    ...                              min_recall=0.8)
+    >>> gated.finding("quality-gate").evidence["min_recall"]
+    0.8
     """
-    from kerasdoctor.core import diagnose_arrays
+    return _diagnose(model, x, y, options, "kerasdoctor.diagnose()")
 
+
+def _diagnose(model: Any, x: Any, y: Any, options: dict[str, Any], where: str) -> Report:
+    """diagnose() for it and assert_healthy: the keywords checked, then arrays or a path."""
+    import os
+
+    from kerasdoctor.core import DATA_PATH_OPTIONS, Options, diagnose_arrays
+
+    opts = Options.from_keywords(options, where)
+    is_path = isinstance(x, (str, os.PathLike))
+    if y is None:
+        if not is_path:
+            raise TypeError(f"{where} needs y, the labels, unless x is DATA given as a path "
+                            "(an .npz, a .csv, ...) that holds them")
+        return _diagnose_path(model, x, opts)
+    if is_path:
+        raise TypeError(f"{where}: x is a path ({x!s}); DATA read from a path brings its own "
+                        "labels, so leave y out (say which column holds them with "
+                        "label_column=..., or give labels='y.npy' for an x.npy)")
+    default = Options()
+    given = [k for k in DATA_PATH_OPTIONS if getattr(opts, k) != getattr(default, k)]
+    if given:
+        raise InputError(f"{given[0]} says how to read DATA from a path, not arrays: give x as "
+                         f"the path and leave y out, e.g. diagnose(model, 'data.csv', "
+                         f"{given[0]}=...)")
     return diagnose_arrays(model, x, y, **options)
+
+
+def _diagnose_path(model: Any, data: Any, opts: Any) -> Report:
+    """DATA from a path, for a model given as a path (what the CLI runs) or in memory."""
+    import os
+
+    from kerasdoctor.core import diagnose_paths
+
+    if isinstance(model, (str, os.PathLike)):
+        return diagnose_paths(model, data, opts)
+    from kerasdoctor.core import _diagnose as run
+    from kerasdoctor.load import from_keras_model
+    from kerasdoctor.sources import open_source
+
+    source = open_source(data, opts)  # cheap errors first, as diagnose_paths does
+    return run(from_keras_model(model, output_name=opts.output_name), source, opts)
 
 
 def __getattr__(name: str) -> Any:

@@ -50,10 +50,8 @@ def keras() -> Any:
                 tf.get_logger().setLevel("ERROR")
                 # the CUDA platform initialises on first use, not on import: do it here, muted,
                 # or "failed call to cuInit" reaches stderr on a machine without a GPU
-                try:
+                with contextlib.suppress(Exception):  # no device list: the run says what it needs
                     tf.config.list_physical_devices()
-                except Exception:  # no usable device list: the run reports what it needs
-                    pass
                 try:
                     import absl.logging
 

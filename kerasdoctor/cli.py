@@ -129,9 +129,13 @@ def diagnose(
     ),
     batch_size: int | None = typer.Option(None, "--batch-size", help="Samples per batch."),
     sample: int | None = typer.Option(None, "--sample", help="Diagnose a random subset of N."),
-    seed: int = typer.Option(0, "--seed", help="Seed for --sample and the bounded sample."),
+    seed: int | None = typer.Option(
+        None, "--seed", help="Seed for --sample and the bounded sample [default: 0]."
+    ),
     x_key: str | None = typer.Option(None, "--x-key", help="The .npz array holding the input."),
-    y_key: str = typer.Option("y", "--y-key", help="The .npz array holding the labels."),
+    y_key: str | None = typer.Option(
+        None, "--y-key", help="The .npz array holding the labels [default: y]."
+    ),
     output_name: str | None = typer.Option(
         None, "--output-name", help="Which output of a multi-output model to diagnose."
     ),
@@ -171,6 +175,12 @@ def diagnose(
         help="Comma-separated .csv/.parquet feature columns, in the model's order "
         "[default: every other column, in file order].",
     ),
+    drop_columns: str | None = typer.Option(
+        None,
+        "--drop-columns",
+        help="Comma-separated .csv/.parquet columns that are not features (an id, a date): "
+        "the features are every other column but the labels, in file order.",
+    ),
     image_size: str | None = typer.Option(
         None, "--image-size", metavar="HxW",
         help="Image folder: the size to resize to, for models that take any size.",
@@ -201,34 +211,37 @@ def diagnose(
 
         extra = parse_reports(reports)  # before the slow part: a typo fails at once
         cfg = load_config(config)
-        fail = fail_on.value if fail_on is not None else cfg.fail_on
+        # a flag overrides the file; the names are the same in both (and in diagnose())
+        settings = cfg.settings(
+            data,
+            fail_on=fail_on.value if fail_on is not None else None,
+            min_recall=min_recall,
+            min_balanced_accuracy=min_balanced_accuracy,
+            batch_size=batch_size,
+            sample=sample,
+            seed=seed,
+            output_name=output_name,
+            labels=labels,
+            label_column=label_column,
+            feature_columns=feature_columns,
+            drop_columns=drop_columns,
+            image_size=image_size,
+            class_names=class_names,
+            x_key=x_key,
+            y_key=y_key,
+        )
+        opts = Options(
+            **settings,
+            unsafe=unsafe,
+            custom_objects=load_custom_objects(custom_objects) if custom_objects else None,
+        )
+        fail = opts.fail_on
         from kerasdoctor.beam.command import sharded_runner
 
         sharded = sharded_runner(data, runner, pipeline_options, ctx.args, custom_objects)
         with _progress(_progress_enabled(format.value), "diagnosing") as progress:
-            report = (sharded or diagnose_paths)(
-                model,
-                data,
-                Options(
-                    batch_size=batch_size,
-                    sample=sample,
-                    seed=seed,
-                    x_key=x_key,
-                    y_key=y_key,
-                    thresholds=cfg.thresholds,
-                    ignore=cfg.ignore,
-                    gates=cfg.gates(min_recall, min_balanced_accuracy),
-                    unsafe=unsafe,
-                    custom_objects=load_custom_objects(custom_objects) if custom_objects else None,
-                    output_name=output_name,
-                    progress=progress,
-                    labels=labels,
-                    label_column=label_column,
-                    feature_columns=feature_columns,
-                    image_size=image_size,
-                    class_names=class_names,
-                ),
-            )
+            opts.progress = progress
+            report = (sharded or diagnose_paths)(model, data, opts)
         color = output is None and sys.stdout.isatty()
         write_output(render(report, format.value, fail_on=fail, color=color), output)
         for fmt, path in extra:

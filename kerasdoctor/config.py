@@ -1,4 +1,8 @@
-"""[tool.kerasdoctor] from pyproject.toml (found from the working directory) or --config FILE."""
+"""[tool.kerasdoctor] from pyproject.toml (found from the working directory) or --config FILE.
+
+Every setting is named as the `diagnose` option it stands for, with underscores: --fail-on is
+`fail_on`, --label-column is `label_column`; the same names are diagnose()'s keywords.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,13 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 FAIL_ON = ("error", "warning", "info", "never")
-KEYS = ("fail_on", "thresholds", "ignore", "min_recall", "min_balanced_accuracy")
+GATE_KEYS = ("min_recall", "min_balanced_accuracy")
+RUN_KEYS = ("batch_size", "sample", "seed", "output_name")
+# how to read DATA; a data setting that does not apply to the DATA at hand (label_column for
+# an .npz) is left out for that run: the file describes the project, not one command
+DATA_KEYS = ("labels", "label_column", "feature_columns", "drop_columns", "image_size",
+             "class_names", "x_key", "y_key")
+KEYS = ("fail_on", "thresholds", "ignore", *GATE_KEYS, *RUN_KEYS, *DATA_KEYS)
 
 
 @dataclass(frozen=True)
@@ -27,6 +37,18 @@ class Config:
     ignore: dict[str, str] = field(default_factory=dict)  # finding id -> reason
     min_recall: float | None = None
     min_balanced_accuracy: float | None = None
+    batch_size: int | None = None
+    sample: int | None = None
+    seed: int | None = None
+    output_name: str | None = None
+    labels: str | None = None  # resolved against the config file's folder
+    label_column: str | None = None
+    feature_columns: tuple[str, ...] | None = None
+    drop_columns: tuple[str, ...] | None = None
+    image_size: tuple[int, int] | None = None
+    class_names: tuple[str, ...] | None = None
+    x_key: str | None = None
+    y_key: str | None = None
     source: str | None = None
 
     def gates(
@@ -43,6 +65,37 @@ class Config:
             ),
         )
         return {k: float(v) for k, v in pairs if v is not None}
+
+    def settings(self, data: str | None = None, **flags: Any) -> dict[str, Any]:
+        """kerasdoctor.core.Options keywords in force: each flag given (not None) overrides
+        the file's value. With DATA, the file's data settings that do not apply to its kind
+        are left out (a flag that does not apply is kept, and refused by the source)."""
+        unknown = sorted(set(flags) - set(KEYS))
+        if unknown:
+            raise TypeError(f"Config.settings: unknown setting '{unknown[0]}'")
+        out: dict[str, Any] = {"thresholds": self.thresholds, "ignore": self.ignore}
+        applies = _applies_to(data)
+        for key in ("fail_on", *GATE_KEYS, *RUN_KEYS, *DATA_KEYS):
+            flag = flags.get(key)
+            if flag is not None:
+                out[key] = flag
+                continue
+            value = getattr(self, key)
+            if value is not None and (key not in DATA_KEYS or applies(key)):
+                out[key] = value
+        return out
+
+
+def _applies_to(data: str | None) -> Any:
+    """key -> whether the data setting applies to DATA's kind (all do when unknown)."""
+    if data is None:
+        return lambda key: True
+    from kerasdoctor.sources import OPTION_KINDS, data_kind
+
+    kind = data_kind(data)
+    if kind is None:
+        return lambda key: True
+    return lambda key: kind in OPTION_KINDS["--" + key.replace("_", "-")]
 
 
 def find_pyproject(start: Path | None = None) -> Path | None:
@@ -121,7 +174,7 @@ def _parse(table: dict[str, Any], where: str) -> Config:
     if not isinstance(raw_ignore, dict):
         raise InputError(
             f"config {where}: ignore must map finding ids to reasons, e.g. "
-            'ignore = {"sorted-labels" = "the loader shuffles"}'
+            'ignore = {"sorted-labels" = "the training loader shuffles"}'
         )
     for cid, reason in raw_ignore.items():
         if cid not in known:
@@ -129,12 +182,27 @@ def _parse(table: dict[str, Any], where: str) -> Config:
         if not isinstance(reason, str) or not reason.strip():
             raise InputError(f"config {where}: ignoring '{cid}' needs a reason")
         ignore[cid] = reason.strip()
+    labels = _opt_str(table, "labels", where)
+    if labels is not None and not Path(labels).is_absolute():
+        labels = str(Path(where).parent / labels)  # as written, from the file's folder
     return Config(
         fail_on=fail_on,
         thresholds=thresholds,
         ignore=ignore,
         min_recall=_opt_float(table, "min_recall", where),
         min_balanced_accuracy=_opt_float(table, "min_balanced_accuracy", where),
+        batch_size=_opt_int(table, "batch_size", where, minimum=1),
+        sample=_opt_int(table, "sample", where, minimum=1),
+        seed=_opt_int(table, "seed", where, minimum=0),
+        output_name=_opt_str(table, "output_name", where),
+        labels=labels,
+        label_column=_opt_str(table, "label_column", where),
+        feature_columns=_opt_names(table, "feature_columns", where),
+        drop_columns=_opt_names(table, "drop_columns", where),
+        image_size=_opt_size(table, "image_size", where),
+        class_names=_opt_names(table, "class_names", where),
+        x_key=_opt_str(table, "x_key", where),
+        y_key=_opt_str(table, "y_key", where),
         source=where,
     )
 
@@ -146,3 +214,65 @@ def _opt_float(table: dict[str, Any], key: str, where: str) -> float | None:
     if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v <= 1:
         raise InputError(f"config {where}: {key} must be a number in [0, 1]")
     return float(v)
+
+
+def _opt_int(table: dict[str, Any], key: str, where: str, minimum: int) -> int | None:
+    v = table.get(key)
+    if v is None:
+        return None
+    if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
+        raise InputError(f"config {where}: {key} must be a whole number >= {minimum}")
+    return v
+
+
+def _opt_str(table: dict[str, Any], key: str, where: str) -> str | None:
+    v = table.get(key)
+    if v is None:
+        return None
+    if not isinstance(v, str) or not v.strip():
+        raise InputError(f"config {where}: {key} must be a non-empty string")
+    return v.strip()
+
+
+def _opt_names(table: dict[str, Any], key: str, where: str) -> tuple[str, ...] | None:
+    """Column or class names: a list of strings, or one "a,b,c" string as on the CLI."""
+    v = table.get(key)
+    if v is None:
+        return None
+    if isinstance(v, str):
+        parts = v.split(",")
+    elif isinstance(v, list) and all(isinstance(p, str) for p in v):
+        parts = v
+    else:
+        parts = []
+    names = tuple(p.strip() for p in parts if p.strip())
+    if not names:
+        raise InputError(
+            f'config {where}: {key} must be a list of names, e.g. {key} = ["a", "b"] '
+            '(or "a,b")'
+        )
+    return names
+
+
+def _opt_size(table: dict[str, Any], key: str, where: str) -> tuple[int, int] | None:
+    """An image size: "224x224" as on the CLI, or [224, 224]."""
+    v = table.get(key)
+    if v is None:
+        return None
+    if isinstance(v, str):
+        parts: list[Any] = v.lower().replace(",", "x").split("x")
+    elif isinstance(v, list):
+        parts = v
+    else:
+        parts = []
+    try:
+        if len(parts) != 2 or any(isinstance(p, (bool, float)) for p in parts):
+            raise ValueError
+        h, w = (int(p) for p in parts)
+    except (TypeError, ValueError):
+        h = w = 0
+    if h <= 0 or w <= 0:
+        raise InputError(
+            f'config {where}: {key} must be HEIGHTxWIDTH, e.g. {key} = "224x224" (or [224, 224])'
+        )
+    return h, w

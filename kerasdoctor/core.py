@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +13,20 @@ import numpy as np
 from kerasdoctor.errors import InputError
 from kerasdoctor.findings import Report
 
+# The quality gates (the quality-gate check) and the policy, named alike in the CLI
+# (--min-recall), [tool.kerasdoctor] (min_recall), diagnose() and assert_healthy() (min_recall=).
+GATES = ("min_recall", "min_balanced_accuracy")
+FAIL_ON_DEFAULT = "error"  # the CLI's --fail-on default, and everyone else's
+# Options that say how to read DATA from a path (the CLI's DATA, or diagnose(model, "data.csv")):
+# they have no meaning for arrays already in memory.
+DATA_PATH_OPTIONS = ("labels", "label_column", "feature_columns", "drop_columns", "image_size",
+                     "x_key", "y_key")
+
 
 @dataclass
 class Options:
-    """Settings of one diagnosis; the CLI, the config file and the API fill these."""
+    """Settings of one diagnosis; the CLI, the config file and the API fill these, under the
+    same names (`--min-recall`, `min_recall = 0.8`, `min_recall=0.8`)."""
 
     batch_size: int | None = None
     sample: int | None = None
@@ -25,7 +35,14 @@ class Options:
     y_key: str = "y"
     thresholds: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     ignore: Mapping[str, str] = field(default_factory=dict)  # finding id -> reason
-    gates: Mapping[str, float] = field(default_factory=dict)  # quality gates, see quality-gate
+    # quality gates in [0, 1]; `gates={"min_recall": 0.8}` is the older spelling of the same
+    # thing, merged into `gates` (what the quality-gate check reads) by __post_init__
+    min_recall: float | None = None
+    min_balanced_accuracy: float | None = None
+    gates: Mapping[str, float] = field(default_factory=dict)
+    # the policy: a finding at or above this severity fails (the CLI's exit code 1,
+    # kerasdoctor.testing.assert_healthy); diagnose() returns every finding either way
+    fail_on: str = FAIL_ON_DEFAULT
     unsafe: bool = False
     custom_objects: dict[str, Any] | None = None
     output_name: str | None = None
@@ -36,7 +53,63 @@ class Options:
     labels: str | None = None  # y.npy next to DATA = x.npy
     label_column: str | None = None  # .csv / .parquet
     feature_columns: Sequence[str] | str | None = None  # .csv / .parquet, in model order
+    # .csv / .parquet: columns that are not features (an id, a timestamp); the features are
+    # then every other column but the labels, in file order
+    drop_columns: Sequence[str] | str | None = None
     image_size: tuple[int, int] | str | None = None  # image folder, for models of any size
+
+    def __post_init__(self) -> None:
+        from kerasdoctor.policy import FAIL_ON
+
+        merged = {str(k): v for k, v in dict(self.gates or {}).items()}
+        unknown = sorted(set(merged) - set(GATES))
+        if unknown:
+            raise InputError(f"gates: unknown gate '{unknown[0]}'; the gates are "
+                             f"{', '.join(GATES)} (also accepted as keywords of their own)")
+        for name in GATES:
+            value = getattr(self, name)
+            if value is not None and name in merged and _number(merged[name]) != _number(value):
+                raise InputError(f"{name}={value!r} and gates={{'{name}': {merged[name]!r}}} "
+                                 "disagree; give it once")
+            if value is None:
+                value = merged.get(name)
+            if value is None:
+                continue
+            v = _number(value)
+            if v is None or not 0 <= v <= 1:
+                raise InputError(f"{name} must be a number in [0, 1], got {value!r}")
+            merged[name] = v
+            setattr(self, name, v)
+        self.gates = merged
+        if self.fail_on not in FAIL_ON:
+            raise InputError(f"fail_on must be one of {', '.join(FAIL_ON)}, got {self.fail_on!r}")
+
+    @classmethod
+    def from_keywords(cls, keywords: Mapping[str, Any],
+                      where: str = "kerasdoctor.diagnose()") -> Options:
+        """Options from keyword arguments; an unknown one is a TypeError that names the
+        accepted ones (and the closest, for a typo or a CLI spelling like 'min-recall')."""
+        import difflib
+
+        accepted = [f.name for f in fields(cls)]
+        for key in keywords:
+            if key in accepted:
+                continue
+            close = difflib.get_close_matches(str(key).replace("-", "_"), accepted, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise TypeError(f"{where} got an unexpected keyword argument '{key}'{hint}; "
+                            f"accepted: {', '.join(accepted)}")
+        return cls(**keywords)
+
+
+def _number(value: Any) -> float | None:
+    """A gate's value as a float; None for what is not a number (bools included)."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def diagnose_paths(
@@ -197,7 +270,7 @@ def build_report(
 ) -> Report:
     """Evidence -> checks -> ranking -> Report; shared by the .npz run and the Beam pipeline."""
     from kerasdoctor import __version__
-    from kerasdoctor.checks import run_all
+    from kerasdoctor.checks import run_checks
     from kerasdoctor.checks.base import Context
     from kerasdoctor.diagnosis import rank
     from kerasdoctor.experiments import Experiments, results_dicts
@@ -220,7 +293,8 @@ def build_report(
         input_dtypes=[str(s.dtype) for s in lm.inputs],
         gates=opts.gates,
     )
-    findings, errors = run_all(ctx, skip=frozenset(opts.ignore), only=opts.only)
+    run = run_checks(ctx, skip=opts.ignore, only=opts.only)
+    findings, errors = run.findings, run.errors
     ordered, chain = rank(findings)
     metrics = compute_metrics(ev.confusion, names)
     model_info = {
@@ -267,6 +341,7 @@ def build_report(
         experiments=tuple(results_dicts(ctx.experiments.results())) if ctx.experiments
         else (),
         chain=tuple(chain),
+        outcomes=tuple(run.outcomes),
         ignored=dict(opts.ignore),
         version=__version__,
     )
@@ -277,16 +352,21 @@ def data_arguments(data_path: str, opts: Options) -> str:
     read it (--labels, --label-column, ...), shell-quoted, so suggested fixes can be pasted."""
     import shlex
 
+    def joined(values: Sequence[Any] | str | None, sep: str = ",") -> str | None:
+        return values if values is None or isinstance(values, str) else sep.join(map(str, values))
+
     args = [_shell_path(data_path)]
     flags = (("--labels", opts.labels), ("--label-column", opts.label_column),
+             ("--feature-columns", joined(opts.feature_columns)),
+             ("--drop-columns", joined(opts.drop_columns)),
+             ("--image-size", joined(opts.image_size, "x")),
              ("--x-key", opts.x_key), ("--y-key", None if opts.y_key == "y" else opts.y_key))
     for flag, value in flags:
         if value:
             args += [flag, _shell_path(str(value)) if flag == "--labels" else shlex.quote(value)]
-    if opts.class_names is not None and not str(data_path).endswith(".npz"):
-        names = opts.class_names
-        joined = names if isinstance(names, str) else ",".join(map(str, names))
-        args += ["--class-names", shlex.quote(joined)]
+    names = joined(opts.class_names)
+    if names is not None and not str(data_path).endswith(".npz"):
+        args += ["--class-names", shlex.quote(names)]
     return " ".join(args)
 
 

@@ -43,6 +43,25 @@ class Fix:
 
 
 @dataclass(frozen=True)
+class Outcome:
+    """What one check did on this run: passed (applied, found nothing), found (reported
+    findings), skipped (did not apply, was ignored or not selected: the reason says which)
+    or errored (crashed; the others still ran)."""
+
+    check_id: str
+    kind: Kind
+    status: str  # "passed" | "found" | "skipped" | "errored"
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.check_id, "kind": self.kind.value,
+                               "status": self.status}
+        if self.reason:
+            out["reason"] = self.reason
+        return out
+
+
+@dataclass(frozen=True)
 class Finding:
     """One verdict of one check, with the numbers behind it."""
 
@@ -91,6 +110,8 @@ class Report:
     version: str = ""
     # every experiment the diagnosis ran on the bounded sample (kerasdoctor.experiments)
     experiments: tuple[Mapping[str, Any], ...] = ()
+    # what every registered check did on this run (JUnit lists exactly these)
+    outcomes: tuple[Outcome, ...] = ()
 
     @property
     def verdict(self) -> str:
@@ -128,6 +149,8 @@ class Report:
             "chain": list(self.chain),
             "errors": [e.to_dict() for e in self.errors],
         }
+        if self.outcomes:
+            out["checks"] = [o.to_dict() for o in self.outcomes]
         if self.experiments:
             # seconds stay out of the JSON: the same command gives byte-identical output
             out["experiments"] = [to_jsonable({k: v for k, v in e.items() if k != "seconds"})

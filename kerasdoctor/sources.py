@@ -536,15 +536,28 @@ def parse_columns(spec: str | Sequence[str] | None,
 
 
 def _choose_columns(path: str, header: list[str], label_column: str | None,
-                    feature_columns: Sequence[str] | None) -> tuple[int, list[int]]:
+                    feature_columns: Sequence[str] | None,
+                    drop_columns: Sequence[str] | None = None) -> tuple[int, list[int]]:
+    """(label index, feature indices): the features are --feature-columns in that order, or
+    every column but the labels and --drop-columns, in file order."""
     shown = ", ".join(header[:20]) + (", ..." if len(header) > 20 else "")
+    dropped = set(drop_columns or ())
+    if feature_columns is not None and drop_columns is not None:
+        raise InputError("--feature-columns and --drop-columns both choose the features; "
+                         "give one of them")
+    absent = [c for c in drop_columns or () if c not in header]
+    if absent:
+        raise InputError(
+            f"DATA: {path} has no column '{absent[0]}' for --drop-columns (columns: {shown})"
+        )
     if len(set(header)) != len(header):
         dup = sorted({c for c in header if header.count(c) > 1})
         used = {label_column, *(feature_columns or [])}
-        if any(d in used for d in dup) or (feature_columns is None):
+        if any(d in used for d in dup) or (feature_columns is None
+                                           and not set(dup) <= dropped):
             raise InputError(f"DATA: {path} has duplicate column names: {', '.join(dup[:5])}")
     if label_column is None:
-        found = [c for c in header if c.lower() in LABEL_COLUMN_NAMES]
+        found = [c for c in header if c.lower() in LABEL_COLUMN_NAMES and c not in dropped]
         if len(found) != 1:
             raise InputError(
                 f"DATA: {path}: which column holds the labels? pass --label-column NAME "
@@ -553,9 +566,11 @@ def _choose_columns(path: str, header: list[str], label_column: str | None,
         label_column = found[0]
     if label_column not in header:
         raise InputError(f"DATA: {path} has no label column '{label_column}' (columns: {shown})")
+    if label_column in dropped:
+        raise InputError(f"--drop-columns includes the label column '{label_column}'")
     li = header.index(label_column)
     if feature_columns is None:
-        feats = [i for i in range(len(header)) if i != li]
+        feats = [i for i in range(len(header)) if i != li and header[i] not in dropped]
     else:
         missing = [c for c in feature_columns if c not in header]
         if missing:
@@ -584,7 +599,8 @@ def _table_input(lm: LoadedModel, path: str, features: list[str]) -> bool:
         shown = ", ".join(features[:8]) + (", ..." if f > 8 else "")
         raise InputError(
             f"DATA: {path} has {f} feature column(s) ({shown}) but model input '{spec.name}' "
-            f"expects {_fmt_shape(want)}; choose the columns with --feature-columns"
+            f"expects {_fmt_shape(want)}; choose the columns with --feature-columns, or leave "
+            "some out with --drop-columns"
         )
     if expand:
         _fit_shape(template, spec, "features", path, lm)  # records the note on the model
@@ -616,7 +632,8 @@ class TableSource(Source):
 
     def __init__(self, path: Path, label_column: str | None,
                  feature_columns: Sequence[str] | None,
-                 class_names: list[str] | None = None) -> None:
+                 class_names: list[str] | None = None,
+                 drop_columns: Sequence[str] | None = None) -> None:
         self.path = str(path)
         self._p = path
         self.class_names = class_names
@@ -627,7 +644,7 @@ class TableSource(Source):
                 raise InputError(f"DATA: {path} is empty (expected a header row)")
             self.header = [h.strip() for h in header]
             self.label_index, self.feature_index = _choose_columns(
-                self.path, self.header, label_column, feature_columns
+                self.path, self.header, label_column, feature_columns, drop_columns
             )
             self.labels = self._read_labels(reader)
         self.n_rows = int(self.labels.y.shape[0])
@@ -746,7 +763,8 @@ class TableSource(Source):
                     raise InputError(
                         f"DATA: {self.path}: row {first_row + i}, column '{col}' holds "
                         f"'{cell[:40]}', not a number; feature columns must be numeric "
-                        "(choose them with --feature-columns)"
+                        "(choose them with --feature-columns, or leave this one out with "
+                        "--drop-columns)"
                     ) from None
         return out
 
@@ -759,7 +777,8 @@ class ParquetSource(Source):
 
     def __init__(self, path: Path, label_column: str | None,
                  feature_columns: Sequence[str] | None,
-                 class_names: list[str] | None = None) -> None:
+                 class_names: list[str] | None = None,
+                 drop_columns: Sequence[str] | None = None) -> None:
         self.path = str(path)
         try:
             import pyarrow as pa
@@ -776,7 +795,8 @@ class ParquetSource(Source):
             raise InputError(f"DATA: {path} is not a readable Parquet file ({_first_line(exc)})"
                              ) from exc
         header = list(schema.names)
-        li, feats = _choose_columns(self.path, header, label_column, feature_columns)
+        li, feats = _choose_columns(self.path, header, label_column, feature_columns,
+                                    drop_columns)
         self.label_name = header[li]
         self.feature_names = [header[i] for i in feats]
         for name in self.feature_names:
@@ -784,7 +804,8 @@ class ParquetSource(Source):
             if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)):
                 raise InputError(
                     f"DATA: {path}: column '{name}' has type {t}; feature columns must be "
-                    "numeric (choose them with --feature-columns)"
+                    "numeric (choose them with --feature-columns, or leave this one out with "
+                    "--drop-columns)"
                 )
         col = self.pf.read(columns=[self.label_name]).column(0)
         where = f"DATA: {path}: label column '{self.label_name}'"
@@ -996,6 +1017,30 @@ def parse_image_size(spec: str | Sequence[int] | None) -> tuple[int, int] | None
     return h, w
 
 
+# Which kinds of DATA each data option applies to (elsewhere it is refused, not ignored).
+OPTION_KINDS: dict[str, tuple[str, ...]] = {
+    "--labels": ("npy",),
+    "--label-column": ("csv", "parquet"),
+    "--feature-columns": ("csv", "parquet"),
+    "--drop-columns": ("csv", "parquet"),
+    "--image-size": ("images",),
+    "--x-key": ("npz",),
+    "--y-key": ("npz",),
+    # an .npz holds its own class_names array; an image folder's are its subfolders
+    "--class-names": ("npy", "csv", "parquet", "tfdata"),
+}
+
+
+def data_kind(path: str | os.PathLike[str]) -> str | None:
+    """What kind of DATA a path is (a key of _KIND_NAMES), None when that cannot be told
+    (no such path, an unsupported file): open_source then says why."""
+    try:
+        p = Path(path)
+        return _kind(p) if p.exists() else None
+    except InputError:
+        return None
+
+
 def open_source(path: str | os.PathLike[str], opts: Any) -> Source:
     """Open DATA by what it is: a file by its suffix (or its first bytes), a directory by
     what it holds. Options that do not apply to that kind of data are refused, not ignored."""
@@ -1005,6 +1050,7 @@ def open_source(path: str | os.PathLike[str], opts: Any) -> Source:
     labels_path = getattr(opts, "labels", None)
     label_column = getattr(opts, "label_column", None)
     feature_columns = parse_columns(getattr(opts, "feature_columns", None))
+    drop_columns = parse_columns(getattr(opts, "drop_columns", None), "--drop-columns")
     names_opt = getattr(opts, "class_names", None)
     class_names = (parse_columns(names_opt, "--class-names") if names_opt is not None
                    else None)
@@ -1013,16 +1059,17 @@ def open_source(path: str | os.PathLike[str], opts: Any) -> Source:
     y_key = getattr(opts, "y_key", "y")
     kind = _kind(p)
     given = {
-        "--labels": (labels_path is not None, ("npy",)),
-        "--label-column": (label_column is not None, ("csv", "parquet")),
-        "--feature-columns": (feature_columns is not None, ("csv", "parquet")),
-        "--image-size": (image_size is not None, ("images",)),
-        "--x-key": (x_key is not None, ("npz",)),
-        "--y-key": (y_key != "y", ("npz",)),
-        # an .npz holds its own class_names array; an image folder's are its subfolders
-        "--class-names": (class_names is not None, ("npy", "csv", "parquet", "tfdata")),
+        "--labels": labels_path is not None,
+        "--label-column": label_column is not None,
+        "--feature-columns": feature_columns is not None,
+        "--drop-columns": drop_columns is not None,
+        "--image-size": image_size is not None,
+        "--x-key": x_key is not None,
+        "--y-key": y_key != "y",
+        "--class-names": class_names is not None,
     }
-    for flag, (used, kinds) in given.items():
+    for flag, used in given.items():
+        kinds = OPTION_KINDS[flag]
         if used and kind not in kinds:
             raise InputError(f"{flag} does not apply to {p} ({_KIND_NAMES[kind]}); it is for "
                              f"{' and '.join(_KIND_NAMES[k] for k in kinds)} data")
@@ -1031,9 +1078,9 @@ def open_source(path: str | os.PathLike[str], opts: Any) -> Source:
     if kind == "npy":
         return NpySource(p, labels_path, class_names)
     if kind == "csv":
-        return TableSource(p, label_column, feature_columns, class_names)
+        return TableSource(p, label_column, feature_columns, class_names, drop_columns)
     if kind == "parquet":
-        return ParquetSource(p, label_column, feature_columns, class_names)
+        return ParquetSource(p, label_column, feature_columns, class_names, drop_columns)
     if kind == "tfdata":
         return TFDataSource(p, class_names)
     return ImageFolderSource(p, image_size, int(getattr(opts, "seed", 0) or 0))

@@ -7,32 +7,34 @@ from typing import Any
 from kerasdoctor.findings import Report
 
 
-def assert_healthy(model: Any, x: Any, y: Any, fail_on: str = "warning",
+def assert_healthy(model: Any, x: Any, y: Any = None, fail_on: str = "error",
                    **options: Any) -> Report:
-    """Diagnose and raise AssertionError (message: the report) on a finding at/above fail_on.
+    """Diagnose and raise AssertionError (message: the report) on a finding at/above fail_on,
+    or when a check crashed.
+
+    Takes kerasdoctor.diagnose()'s arguments and options, under the CLI's names:
+    ``min_recall=0.8``, ``min_balanced_accuracy=0.85``, ``class_names=...``, a DATA path for
+    ``x`` with ``label_column=...``, ... ``fail_on`` defaults to "error", as the CLI's
+    ``--fail-on``: a warning is reported in the table but does not fail the test; pass
+    ``fail_on="warning"`` for a stricter test.
 
     >>> from kerasdoctor.testing import assert_healthy
     >>> def test_model_learns_every_class():
-    ...     assert_healthy("model.keras", x_val, y_val)  # doctest: +SKIP
+    ...     assert_healthy("model.keras", x_val, y_val, min_recall=0.8)  # doctest: +SKIP
     """
-    from kerasdoctor import diagnose
-    from kerasdoctor.policy import FAIL_ON, exit_code
+    from kerasdoctor import _diagnose
+    from kerasdoctor.findings import Severity
+    from kerasdoctor.policy import exit_code
     from kerasdoctor.render.table import render_table
 
-    if fail_on not in FAIL_ON:
-        raise ValueError(f"fail_on must be one of {', '.join(FAIL_ON)}")
-    report = diagnose(model, x, y, **options)
+    report = _diagnose(model, x, y, {**options, "fail_on": fail_on},
+                       "kerasdoctor.testing.assert_healthy()")  # checks fail_on and the rest
     if exit_code(report, fail_on) != 0:
+        floor = None if fail_on == "never" else Severity(fail_on).rank
         bad = [f"{f.id} ({f.severity.value})" for f in report.findings
-               if fail_on != "never" and f.severity.rank >= _rank(fail_on)]
+               if floor is not None and f.severity.rank >= floor]
         crashed = [e.check_id for e in report.errors]
         head = f"kerasdoctor: model is not healthy at fail_on={fail_on!r}: " + ", ".join(
             bad + [f"{c} (crashed)" for c in crashed])
         raise AssertionError(head + "\n" + render_table(report, color=False))
     return report
-
-
-def _rank(fail_on: str) -> int:
-    from kerasdoctor.findings import Severity
-
-    return Severity(fail_on).rank

@@ -1,4 +1,4 @@
-"""Library use: diagnose() equals the CLI, DoctorCallback catches a collapse, assert_healthy."""
+"""Library use: diagnose() equals the CLI, assert_healthy (DoctorCallback: test_callback.py)."""
 
 from __future__ import annotations
 
@@ -61,65 +61,6 @@ def test_api_accepts_an_in_memory_model_and_renders() -> None:
     Console(file=buf, width=100).print(report)
     assert "missing-classes" in buf.getvalue() and "orange" in buf.getvalue()
     assert '"verdict": "sick"' in report.to_json()
-
-
-def _run(callback: object | None, x: np.ndarray, y: np.ndarray, epochs: int,
-         lr: float) -> object:
-    import keras
-
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([
-        keras.Input((x.shape[1],)),
-        keras.layers.Dense(8, activation="relu"),
-        keras.layers.Dense(int(y.max()) + 1, activation="softmax"),
-    ])
-    model.compile(keras.optimizers.SGD(lr), "sparse_categorical_crossentropy")
-    cbs = [callback] if callback is not None else []
-    return model.fit(x, y, epochs=epochs, batch_size=32, verbose=0, callbacks=cbs,
-                     shuffle=False)
-
-
-def _blobs(counts: list[int], sep: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    centers = rng.normal(size=(len(counts), 6)) * sep / np.sqrt(6)
-    x = np.concatenate([c + rng.normal(size=(n, 6)) for c, n in zip(centers, counts)])
-    y = np.concatenate([np.full(n, k) for k, n in enumerate(counts)])
-    order = rng.permutation(len(y))
-    return x[order].astype("float32"), y[order]
-
-
-def test_callback_stops_a_collapsing_run_within_patience() -> None:
-    x, y = _blobs([570, 30], sep=0.5, seed=1)  # 95/5, overlapping: the minority vanishes
-    messages: list[str] = []
-    cb = kerasdoctor.DoctorCallback((x, y), on_collapse="stop", patience=2, log=messages.append)
-    history = _run(cb, x, y, epochs=10, lr=0.05)
-    assert len(history.epoch) == 2  # stopped after 2 collapsed epochs, not 10
-    assert cb.stopped_epoch == 1
-    assert any("missing-classes" in m or "prediction-collapse" in m for m in messages)
-    assert any("class-imbalance" in m for m in messages) or messages  # cause when it can tell
-    assert history.history["kd_collapsed"] == [1.0, 1.0]
-    assert history.history["kd_missing_classes"][-1] >= 1.0
-
-
-def test_callback_leaves_a_healthy_run_untouched() -> None:
-    x, y = _blobs([200, 200, 200], sep=6.0, seed=2)
-    messages: list[str] = []
-    cb = kerasdoctor.DoctorCallback((x, y), on_collapse="stop", patience=1, log=messages.append)
-    with_cb = _run(cb, x, y, epochs=4, lr=0.1).history
-    without = _run(None, x, y, epochs=4, lr=0.1).history
-    assert messages == []
-    assert set(with_cb) - set(without) == {
-        "kd_balanced_accuracy", "kd_missing_classes", "kd_dominant_share", "kd_collapsed"}
-    np.testing.assert_allclose(with_cb["loss"], without["loss"], rtol=1e-6)
-    assert with_cb["kd_collapsed"] == [0.0] * 4
-    assert len(cb.seconds) == 4
-
-
-def test_callback_every_n_epochs() -> None:
-    x, y = _blobs([100, 100], sep=6.0, seed=3)
-    cb = kerasdoctor.DoctorCallback((x, y), every=2, log=lambda m: None)
-    _run(cb, x, y, epochs=4, lr=0.1)
-    assert sorted(cb.reports) == [1, 3]
 
 
 def test_assert_healthy_passes_and_fails_with_the_table() -> None:

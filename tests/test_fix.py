@@ -405,13 +405,14 @@ def test_retrain_brings_back_the_class_the_collapsed_model_never_predicts(tmp_pa
     assert orange_after["recall"] > 0
     assert held["after"]["balanced_accuracy"] > held["before"]["balanced_accuracy"]
     assert out["n_train"] + out["n_heldout"] == 980
-    # stratified held-out part: each class in proportion
-    assert [c["support"] for c in held["before"]["per_class"]] == [160, 24, 12]
+    # stratified held-out part (30% by default): each class in proportion
+    assert [c["support"] for c in held["before"]["per_class"]] == [240, 36, 18]
     assert out["loss"] == "sparse_categorical_crossentropy" and out["loss_source"] == "compiled"
     assert out["optimizer"] == "SGD"
     assert out["class_weight"]["2"] > out["class_weight"]["1"] > out["class_weight"]["0"]
     assert _sha(model) == before_sha  # the input model is untouched
-    assert [p.name for p in tmp_path.iterdir()] == ["fixed.keras"]  # no temporary left
+    # no temporary left; the held-out rows saved next to the model
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fixed.heldout.json", "fixed.keras"]
 
 
 @pytest.mark.slow
@@ -611,7 +612,7 @@ def test_retrain_refuses_models_it_cannot_fine_tune(tmp_path: Path) -> None:
     [
         ([], "choose a remedy"),
         (["--class-weights", "--output-bias", "D"], "one remedy at a time"),
-        (["--class-weights"], "takes DATA"),
+        (["--class-weights"], "takes TRAIN_DATA"),
         (["--threshold", "D"], "takes MODEL DATA"),
         (["--class-weights", "D", "--epochs", "3"], "--epochs applies to --retrain"),
         (["--output-bias", "D", "--objective", "f1"], "--objective applies to --threshold"),
@@ -691,8 +692,14 @@ def test_every_fix_command_diagnose_suggests_runs(tmp_path: Path, name: str) -> 
         if (fx.get("command") or "").startswith("kerasdoctor fix ")
     }
     assert any("--class-weights" in c for c in commands)
+    # the user puts their training data in place of TRAIN_DATA: here 700 of the rows, in a
+    # file of its own (--retrain refuses to be measured on the file it trains on)
+    with np.load(fixture_path(f"{name}.npz")) as d:
+        np.savez(tmp_path / "train.npz", **{k: d[k] if k == "class_names" else d[k][:700]
+                                            for k in d.files})
     for command in sorted(commands):
-        argv = shlex.split(command)[1:]
+        argv = [str(tmp_path / "train.npz") if a == "TRAIN_DATA" else a
+                for a in shlex.split(command)[1:]]
         if "--output" in argv:  # write into the test's directory, not the working tree
             i = argv.index("--output") + 1
             argv[i] = str(tmp_path / Path(argv[i]).name)
@@ -751,10 +758,12 @@ def test_suggested_fixes_run_on_npy_and_csv_data(tmp_path: Path) -> None:
         commands = [fx["command"] for f in r.json()["findings"] for fx in f["fixes"]
                     if fx["command"] and fx["command"].startswith(weights)]
         assert commands, r.json()["findings"]
-        assert data_args[1] in commands[0]
+        assert data_args[1] in commands[0] and " TRAIN_DATA" in commands[0]
         assert not any("--oversample" in (fx["command"] or "")
                        for f in r.json()["findings"] for fx in f["fixes"])
-        out = run_cli(*shlex.split(commands[0])[1:], "-f", "json")
+        # the user names their training data (here the same rows) in place of TRAIN_DATA
+        train = {"TRAIN_DATA": args[0], "TRAIN_LABELS": str(tmp_path / "y.npy")}
+        out = run_cli(*[train.get(a, a) for a in shlex.split(commands[0])[1:]], "-f", "json")
         assert out.exit_code == 0, out.stderr
         assert out.json()["label_counts"] == [800, 120, 60]
         bias = run_cli("fix", "--output-bias", *args, "-f", "json")

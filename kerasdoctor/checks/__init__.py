@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import ModuleType
 
-from kerasdoctor.checks.base import CheckSpec, Context
-from kerasdoctor.findings import CheckError, Finding, Kind, Severity
+from kerasdoctor.checks.base import CheckSpec, Context, NotApplicable
+from kerasdoctor.findings import CheckError, Finding, Kind, Outcome, Severity
 
 
 @dataclass(frozen=True)
@@ -44,20 +44,61 @@ def get(check_id: str) -> Check | None:
     return next((c for c in registry() if c.spec.id == check_id), None)
 
 
-def run_all(
-    ctx: Context, skip: frozenset[str] = frozenset(), only: frozenset[str] | None = None
-) -> tuple[list[Finding], list[CheckError]]:
+@dataclass(frozen=True)
+class CheckRun:
+    """One run of the registry: the findings, the crashes, and each check's outcome."""
+
+    findings: list[Finding]
+    errors: list[CheckError]
+    outcomes: list[Outcome]
+
+
+def run_checks(ctx: Context, skip: Mapping[str, str] | frozenset[str] = frozenset(),
+               only: frozenset[str] | None = None) -> CheckRun:
     """Run the checks in two phases; a crash becomes a CheckError and the others still run.
 
     Phase 1 runs the symptom checks on the evidence. Phase 2 runs the cause checks, which
-    receive phase 1's findings above info in ctx.symptoms. No check runs another.
+    receive phase 1's findings above info in ctx.symptoms. No check runs another. Checks
+    in `skip` (id -> reason, e.g. ignored in the config) or outside `only` are skipped, and
+    a check that raises NotApplicable is skipped with its reason.
     """
-    checks = [c for c in registry()
-              if c.spec.id not in skip and (only is None or c.spec.id in only)]
-    findings, errors = _run_phase(ctx, checks, Kind.SYMPTOM)
-    ctx.symptoms = symptoms_of(findings)
-    more, more_errors = _run_phase(ctx, checks, Kind.CAUSE)
-    return findings + more, errors + more_errors
+    reasons = dict(skip) if isinstance(skip, Mapping) else {cid: "" for cid in skip}
+    run = CheckRun([], [], [])
+    checks = registry()
+    for phase in (Kind.SYMPTOM, Kind.CAUSE):
+        if phase is Kind.CAUSE:
+            ctx.symptoms = symptoms_of(run.findings)
+        for check in (c for c in checks if c.spec.kind is phase):
+            cid = check.spec.id
+            if cid in reasons:
+                why = reasons[cid]
+                run.outcomes.append(Outcome(cid, phase, "skipped",
+                                            f"ignored: {why}" if why else "ignored"))
+                continue
+            if only is not None and cid not in only:
+                run.outcomes.append(Outcome(cid, phase, "skipped", "not selected"))
+                continue
+            try:
+                found = check.run(ctx)
+            except NotApplicable as na:
+                run.outcomes.append(Outcome(cid, phase, "skipped", str(na)))
+                continue
+            except Exception as exc:  # habit 4: report, never abort the others
+                msg = f"{type(exc).__name__}: {exc}"
+                run.errors.append(CheckError(cid, msg))
+                run.outcomes.append(Outcome(cid, phase, "errored", msg))
+                continue
+            run.findings.extend(found)
+            run.outcomes.append(Outcome(cid, phase, "found" if found else "passed"))
+    return run
+
+
+def run_all(
+    ctx: Context, skip: frozenset[str] = frozenset(), only: frozenset[str] | None = None
+) -> tuple[list[Finding], list[CheckError]]:
+    """run_checks, findings and crashes only."""
+    run = run_checks(ctx, skip, only)
+    return run.findings, run.errors
 
 
 def symptoms_of(findings: list[Finding]) -> dict[str, Finding]:
@@ -67,18 +108,11 @@ def symptoms_of(findings: list[Finding]) -> dict[str, Finding]:
 
 def run_symptoms(ctx: Context) -> list[Finding]:
     """Phase 1 alone, filling ctx.symptoms (for a cause check run by itself, as in tests)."""
-    findings, _ = _run_phase(ctx, registry(), Kind.SYMPTOM)
-    ctx.symptoms = symptoms_of(findings)
-    return findings
-
-
-def _run_phase(ctx: Context, checks: list[Check],
-               phase: Kind) -> tuple[list[Finding], list[CheckError]]:
     findings: list[Finding] = []
-    errors: list[CheckError] = []
-    for check in (c for c in checks if c.spec.kind is phase):
+    for check in (c for c in registry() if c.spec.kind is Kind.SYMPTOM):
         try:
             findings.extend(check.run(ctx))
-        except Exception as exc:  # habit 4: report, never abort the others
-            errors.append(CheckError(check.spec.id, f"{type(exc).__name__}: {exc}"))
-    return findings, errors
+        except NotApplicable:
+            continue
+    ctx.symptoms = symptoms_of(findings)
+    return findings

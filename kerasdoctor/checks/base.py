@@ -114,6 +114,12 @@ class Context:
         return self._cache[key]
 
 
+class NotApplicable(Exception):
+    """Raised by a check that does not apply to this model or data (no BatchNorm layer, not
+    a binary model, layers that cannot be read): the runner records it as skipped with the
+    reason, so a report never shows a check that did not run as passed."""
+
+
 def finding(
     spec: CheckSpec,
     severity: Severity,

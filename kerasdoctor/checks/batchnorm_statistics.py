@@ -7,7 +7,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from kerasdoctor.checks._model import prediction_symptoms, py_path
-from kerasdoctor.checks.base import OUTPUT, PREDICTIONS, CheckSpec, Context, Threshold, finding
+from kerasdoctor.checks.base import (
+    OUTPUT,
+    PREDICTIONS,
+    CheckSpec,
+    Context,
+    NotApplicable,
+    Threshold,
+    finding,
+)
 from kerasdoctor.findings import Finding, Fix, Kind, Severity
 
 if TYPE_CHECKING:
@@ -82,6 +90,8 @@ SPEC = CheckSpec(
 def run(ctx: Context) -> list[Finding]:
     facts = ctx.facts
     ev = ctx.evidence
+    if not facts.batchnorms:
+        raise NotApplicable("no BatchNormalization layer")
     infos = {b.name: b for b in facts.batchnorms}
     layers: list[dict[str, Any]] = []
     for st in ev.bn_inputs:

@@ -73,6 +73,7 @@ def run(ctx: Context) -> list[Finding]:
         "label_counts": support.tolist(),
         "predicted_counts": predicted.tolist(),
         "prediction_shares": [float(s) for s in share],
+        "most_predicted_class": int(np.argmax(predicted)),
     }
     one_class = int((predicted > 0).sum()) == 1
     how = (

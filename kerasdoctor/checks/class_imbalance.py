@@ -45,10 +45,12 @@ SPEC = CheckSpec(
         "the prediction counts do not show the pattern above."
     ),
     fix=(
-        "Train with class weights (kerasdoctor fix --class-weights DATA), oversample the rare "
-        "classes (kerasdoctor fix --oversample DATA --output balanced.npz), use a focal loss, "
-        "and initialise the output bias to the log label prior (kerasdoctor fix --output-bias "
-        "DATA); then retrain (kerasdoctor fix --retrain MODEL DATA --output fixed.keras)."
+        "Without retraining, subtract the log label prior from the logits (logit adjustment). "
+        "To retrain: class weights from the training labels (kerasdoctor fix --class-weights "
+        "TRAIN_DATA), oversample the rare classes (kerasdoctor fix --oversample TRAIN_DATA "
+        "--output balanced.npz) or a focal loss, then retrain and measure on data never "
+        "trained on (kerasdoctor fix --retrain MODEL TRAIN_DATA --eval DATA --output "
+        "fixed.keras)."
     ),
     thresholds={
         "min_ratio": Threshold(
@@ -279,19 +281,47 @@ def _experiments(ctx: Context, dropped: list[int], evidence: dict[str, Any]) -> 
 
 
 def _weights_fix(ctx: Context, support: np.ndarray) -> Fix:
+    """Class weights are learnt from the labels of the data the model TRAINS on: the command
+    names TRAIN_DATA (the diagnosed data is often the validation set) with the diagnosed
+    data's reading flags; the snippet's weights come from the diagnosed labels and says so."""
+    import shlex
+
     from kerasdoctor.fix.class_weights import class_weights, python_line
 
     y = np.repeat(np.arange(support.size), support)
     weights = class_weights(y, support.size)
+    flags = shlex.split(ctx.data_args)[1:]
+    if "--labels" in flags:  # a per-file flag: the training data has its own labels file
+        flags[flags.index("--labels") + 1] = "TRAIN_LABELS"
+    train = " ".join(["TRAIN_DATA", *(shlex.quote(f) for f in flags)])
     return Fix(
-        "Train with class weights so the rare classes count as much as the common ones",
-        command=f"kerasdoctor fix --class-weights {ctx.data_args}",
-        code=python_line(weights) + "\nmodel.fit(x, y, class_weight=class_weight, ...)",
+        "Train with class weights so the rare classes count as much as the common ones "
+        "(computed from the labels of your training data, TRAIN_DATA)",
+        command=f"kerasdoctor fix --class-weights {train}",
+        code=(
+            "# from the labels diagnosed here; the command computes them on TRAIN_DATA\n"
+            + python_line(weights)
+            + "\nmodel.fit(x, y, class_weight=class_weight, ...)"
+        ),
     )
 
 
 def _fixes(ctx: Context, support: np.ndarray) -> list[Fix]:
+    """The remedies for imbalance. Those that learn from data (weights, resampling, bias,
+    retraining) name TRAIN_DATA, the data the model trains on; retraining measures itself on
+    the diagnosed data (--eval DATA, read with the same flags), which it never trains on."""
+    import shlex
+
     k = int(support.size)
+    tokens = shlex.split(ctx.data_args)
+    flags = tokens[1:]
+    eval_labels: list[str] = []
+    if "--labels" in flags:  # per file: TRAIN_DATA's labels are its own, DATA's go to --eval
+        i = flags.index("--labels")
+        eval_labels = ["--eval-labels", flags[i + 1]]
+        flags[i + 1] = "TRAIN_LABELS"
+    train = " ".join(["TRAIN_DATA", *(shlex.quote(f) for f in flags)])
+    evaluate = " ".join(shlex.quote(t) for t in ["--eval", tokens[0], *eval_labels])
     n = int(support.sum())
     # the log prior, with half a sample for absent classes (log 0 would freeze the unit)
     share = np.where(support == 0, 0.5, support) / n
@@ -331,14 +361,16 @@ def _fixes(ctx: Context, support: np.ndarray) -> list[Fix]:
             ),
         ),
         Fix(
-            "Oversample the rare classes to the size of the largest",
-            command=(f"kerasdoctor fix --oversample {ctx.data_args} --output balanced.npz"
+            "Oversample the rare classes of your training data (TRAIN_DATA) to the size of "
+            "the largest",
+            command=(f"kerasdoctor fix --oversample {train} --output balanced.npz"
                      if ctx.data_is_npz else None),  # fix --oversample reads/writes .npz
         ),
         Fix(
-            "Retrain the model with class weights",
+            "Retrain the model with class weights on its training data (TRAIN_DATA), "
+            "measured on the data diagnosed here, which it does not train on",
             command=(
-                f"kerasdoctor fix --retrain {ctx.model_path} {ctx.data_args} "
+                f"kerasdoctor fix --retrain {ctx.model_path} {train} {evaluate} "
                 f"--output {fixed_model_name(ctx)}"
             ),
         ),
@@ -349,7 +381,7 @@ def _fixes(ctx: Context, support: np.ndarray) -> list[Fix]:
         Fix(
             "Initialise the output bias to the log label prior so training does not spend "
             "its first steps learning the imbalance",
-            command=f"kerasdoctor fix --output-bias {ctx.data_args}",
+            command=f"kerasdoctor fix --output-bias {train}",
             code=(
                 f"init = keras.initializers.Constant({bias})  # log label prior\noutput = {head}"
             ),

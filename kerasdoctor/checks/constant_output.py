@@ -55,6 +55,7 @@ def run(ctx: Context) -> list[Finding]:
             "disconnects the output from the data.",
             {
                 "max_range": max_range,
+                "predicted_class": answer,
                 "mean_output": mean.tolist(),
                 "head_used": ev.output.head_used,
             },

@@ -7,7 +7,15 @@ from typing import Any
 import numpy as np
 
 from kerasdoctor.checks._model import prediction_symptoms
-from kerasdoctor.checks.base import OUTPUT, PREDICTIONS, CheckSpec, Context, Threshold, finding
+from kerasdoctor.checks.base import (
+    OUTPUT,
+    PREDICTIONS,
+    CheckSpec,
+    Context,
+    NotApplicable,
+    Threshold,
+    finding,
+)
 from kerasdoctor.findings import Finding, Fix, Kind, Severity
 
 SPEC = CheckSpec(
@@ -76,7 +84,7 @@ def run(ctx: Context) -> list[Finding]:
     ev = ctx.evidence
     stats = [a for a in ev.activations if a.active_count.size > 0]
     if not stats:
-        return []
+        raise NotApplicable("no ReLU-family layer to watch")
     min_samples = ctx.threshold(SPEC, "min_samples")
     mostly = ctx.threshold(SPEC, "mostly_dead")
     n = min(a.n_samples for a in stats)

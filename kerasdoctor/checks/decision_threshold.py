@@ -6,7 +6,14 @@ from typing import Any
 
 import numpy as np
 
-from kerasdoctor.checks.base import PREDICTIONS, CheckSpec, Context, Threshold, finding
+from kerasdoctor.checks.base import (
+    PREDICTIONS,
+    CheckSpec,
+    Context,
+    NotApplicable,
+    Threshold,
+    finding,
+)
 from kerasdoctor.experiments import ExperimentResult, split_halves
 from kerasdoctor.findings import Finding, Fix, Kind, Severity
 
@@ -71,14 +78,15 @@ SPEC = CheckSpec(
 def run(ctx: Context) -> list[Finding]:
     ev = ctx.evidence
     scores = ev.scores
-    if scores is None or ev.n_samples == 0 or "constant-output" in ctx.symptoms:
+    if scores is None or ev.y_true.max(initial=0) > 1:
+        raise NotApplicable("not a binary model: no single cut decides the class")
+    if ev.n_samples == 0 or "constant-output" in ctx.symptoms:
         return []
     units = ctx.facts.n_outputs
     if units == 2 and ev.output.head_used not in ("softmax", "linear"):
-        return []  # two independent sigmoids: 0.5 on one of them is not the decision rule
+        # two independent sigmoids: 0.5 on one of them is not the decision rule
+        raise NotApplicable("two independent sigmoid units: no single decision cut")
     y = ev.y_true
-    if y.max(initial=0) > 1:
-        return []
     support = np.bincount(y, minlength=2)[:2]
     if support.min() < ctx.threshold(SPEC, "min_class_samples"):
         return []
@@ -120,6 +128,7 @@ def run(ctx: Context) -> list[Finding]:
         "balanced_accuracy_at_0_5": bacc_now,
         "balanced_accuracy_at_threshold": bacc_best,
         "starved_class": starved,
+        "favoured_class": 1 - starved,
         "predicted_at_0_5": predicted.tolist(),
         "predicted_at_threshold": pred_best_counts.tolist(),
         "label_counts": support.tolist(),

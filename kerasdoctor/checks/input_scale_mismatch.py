@@ -13,7 +13,15 @@ from kerasdoctor.checks._data import (
     symptom_ids,
     value_inputs,
 )
-from kerasdoctor.checks.base import OUTPUT, PREDICTIONS, CheckSpec, Context, Threshold, finding
+from kerasdoctor.checks.base import (
+    OUTPUT,
+    PREDICTIONS,
+    CheckSpec,
+    Context,
+    NotApplicable,
+    Threshold,
+    finding,
+)
 from kerasdoctor.checks.input_scale import describe, scaling_code
 from kerasdoctor.findings import Finding, Fix, Kind
 
@@ -84,7 +92,7 @@ def effective_rms(ji: JudgedInput) -> float:
 def run(ctx: Context) -> list[Finding]:
     judged = value_inputs(ctx)
     if len(ctx.evidence.inputs) < 2 or len(judged) < 2:
-        return []
+        raise NotApplicable("fewer than two inputs whose scale can be judged")
     rows: list[dict[str, Any]] = []
     for ji in judged:
         scale = effective_rms(ji)

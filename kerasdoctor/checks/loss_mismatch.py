@@ -12,7 +12,7 @@ from kerasdoctor.checks._model import (
     label_classes,
     prediction_symptoms,
 )
-from kerasdoctor.checks.base import PREDICTIONS, CheckSpec, Context, finding
+from kerasdoctor.checks.base import PREDICTIONS, CheckSpec, Context, NotApplicable, finding
 from kerasdoctor.findings import Finding, Fix, Kind, Severity
 
 # Losses that regress the label value: on class indices they learn a number, not a class.
@@ -64,7 +64,7 @@ def run(ctx: Context) -> list[Finding]:
     facts = ctx.facts
     loss = facts.loss
     if loss is None or not facts.inspectable:
-        return []
+        raise NotApplicable("no compiled loss saved with the model")
     ev = ctx.evidence
     classes = label_classes(ev)
     k = int(classes.size)

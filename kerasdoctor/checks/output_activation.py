@@ -18,7 +18,7 @@ from kerasdoctor.checks._model import (
     loss_text,
     prediction_symptoms,
 )
-from kerasdoctor.checks.base import OUTPUT, PREDICTIONS, CheckSpec, Context, finding
+from kerasdoctor.checks.base import OUTPUT, PREDICTIONS, CheckSpec, Context, NotApplicable, finding
 from kerasdoctor.experiments import ExperimentResult
 from kerasdoctor.findings import Finding, Fix, Kind, Severity
 from kerasdoctor.model_facts import RELU_FAMILY
@@ -64,7 +64,7 @@ SPEC = CheckSpec(
 def run(ctx: Context) -> list[Finding]:
     facts = ctx.facts
     if not facts.inspectable or facts.head == "unknown":
-        return []
+        raise NotApplicable("the output layer cannot be read (e.g. a SavedModel)")
     head = facts.head
     units = facts.n_outputs
     loss = facts.loss

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from kerasdoctor.checks.base import CheckSpec, Context, finding, names_list
+from kerasdoctor.checks.base import CheckSpec, Context, NotApplicable, finding, names_list
 from kerasdoctor.findings import Finding, Fix, Kind, Severity
 from kerasdoctor.metrics import recall_vector
 
@@ -39,7 +39,7 @@ def run(ctx: Context) -> list[Finding]:
     min_recall = ctx.gates.get(MIN_RECALL)
     min_bacc = ctx.gates.get(MIN_BALANCED_ACCURACY)
     if min_recall is None and min_bacc is None:
-        return []
+        raise NotApplicable("no gate set (min_recall, min_balanced_accuracy)")
     conf = ctx.evidence.confusion
     support = ctx.evidence.label_counts
     recall = recall_vector(conf)

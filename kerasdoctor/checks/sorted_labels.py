@@ -103,6 +103,7 @@ def run(ctx: Context) -> list[Finding]:
                 "tail_label_counts": tail.tolist(),
                 "tail_total_variation": tv,
                 "never_trained_classes": never_trained,
+                "validation_classes": tail_classes,
             },
             [
                 Fix(

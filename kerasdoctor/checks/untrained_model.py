@@ -7,7 +7,15 @@ from typing import Any
 import numpy as np
 
 from kerasdoctor.checks._model import balanced_accuracy, chance_gain, label_classes
-from kerasdoctor.checks.base import OUTPUT, PREDICTIONS, CheckSpec, Context, Threshold, finding
+from kerasdoctor.checks.base import (
+    OUTPUT,
+    PREDICTIONS,
+    CheckSpec,
+    Context,
+    NotApplicable,
+    Threshold,
+    finding,
+)
 from kerasdoctor.findings import Finding, Fix, Kind, Severity
 
 SPEC = CheckSpec(
@@ -53,7 +61,9 @@ SPEC = CheckSpec(
 def run(ctx: Context) -> list[Finding]:
     facts = ctx.facts
     ev = ctx.evidence
-    if not facts.inspectable or label_classes(ev).size < 2:
+    if not facts.inspectable:
+        raise NotApplicable("the weights cannot be read (e.g. a SavedModel)")
+    if label_classes(ev).size < 2:
         return []
     iters = facts.optimizer_iterations
     fresh, fresh_evidence = _fresh_weights(ctx)

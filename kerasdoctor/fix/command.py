@@ -1,4 +1,10 @@
-"""`kerasdoctor fix`: class weights, output bias, threshold, resampling and retraining."""
+"""`kerasdoctor fix`: class weights, output bias, threshold, resampling and retraining.
+
+The remedies that learn from data (class weights, output bias, resampling, retraining) take
+TRAINING data, named TRAIN_DATA in help and output: data that trained a model can no longer
+measure it. `--retrain` measures before/after on EVAL_DATA (--eval) or on a held-out part of
+TRAIN_DATA that it never trains on, and suggests a follow-up that never re-reads trained rows.
+"""
 
 from __future__ import annotations
 
@@ -19,14 +25,20 @@ class FixFormat(str, Enum):
 
 # mode flag -> (positional arguments, usage example)
 MODES: dict[str, tuple[tuple[str, ...], str]] = {
-    "class-weights": (("DATA",), "kerasdoctor fix --class-weights data.npz"),
-    "output-bias": (("DATA",), "kerasdoctor fix --output-bias data.npz"),
+    "class-weights": (("TRAIN_DATA",), "kerasdoctor fix --class-weights train.npz"),
+    "output-bias": (("TRAIN_DATA",), "kerasdoctor fix --output-bias train.npz"),
     "threshold": (("MODEL", "DATA"), "kerasdoctor fix --threshold model.keras data.npz"),
-    "oversample": (("DATA",), "kerasdoctor fix --oversample data.npz --output balanced.npz"),
-    "undersample": (("DATA",), "kerasdoctor fix --undersample data.npz --output balanced.npz"),
+    "oversample": (
+        ("TRAIN_DATA",),
+        "kerasdoctor fix --oversample train.npz --output balanced.npz",
+    ),
+    "undersample": (
+        ("TRAIN_DATA",),
+        "kerasdoctor fix --undersample train.npz --output balanced.npz",
+    ),
     "retrain": (
-        ("MODEL", "DATA"),
-        "kerasdoctor fix --retrain model.keras data.npz --output fixed.keras",
+        ("MODEL", "TRAIN_DATA"),
+        "kerasdoctor fix --retrain model.keras train.npz --eval val.npz --output fixed.keras",
     ),
 }
 # option -> the modes it applies to (given with another mode, it is an error, not ignored)
@@ -38,11 +50,16 @@ OPTION_MODES: dict[str, tuple[str, ...]] = {
     "--epochs": ("retrain",),
     "--learning-rate": ("retrain",),
     "--validation-split": ("retrain",),
+    "--eval": ("retrain",),
+    "--eval-labels": ("retrain",),
     "--batch-size": ("retrain",),
     "--no-bias-reset": ("retrain",),
     "--unsafe": ("threshold", "retrain"),
     "--output-name": ("threshold",),
-    "--x-key": ("threshold", "retrain"),
+    # a data flag: suggested commands carry every flag that read DATA, so every mode takes it
+    # (the label-only modes read y and leave the inputs alone)
+    "--x-key": ("class-weights", "output-bias", "threshold", "oversample", "undersample",
+                "retrain"),
 }
 FORMATS: dict[str, tuple[str, ...]] = {
     "class-weights": ("table", "json", "python"),
@@ -53,29 +70,50 @@ FORMATS: dict[str, tuple[str, ...]] = {
     "retrain": ("table", "json"),
 }
 WRITES_FILE = ("oversample", "undersample", "retrain")  # --output is the result, required
+TRAIN_NOTE = (
+    "give the data model.fit trains on as TRAIN_DATA, not validation or test data: a remedy "
+    "learnt from the data that measures a model is fitted to what it measures"
+)
 
 
 def fix(
-    paths: list[str] = typer.Argument(None, metavar="[MODEL] DATA", show_default=False),
+    paths: list[str] = typer.Argument(
+        None, metavar="[MODEL] TRAIN_DATA|DATA", show_default=False
+    ),
     class_weights: bool = typer.Option(
-        False, "--class-weights", help="Class weights for model.fit, from the labels of DATA."
+        False,
+        "--class-weights",
+        help="Class weights for model.fit, from the labels of TRAIN_DATA (the training data).",
     ),
     output_bias: bool = typer.Option(
-        False, "--output-bias", help="The output-layer bias at the label prior, from DATA."
+        False, "--output-bias", help="The output-layer bias at the label prior of TRAIN_DATA."
     ),
     threshold: bool = typer.Option(
         False, "--threshold", help="Best decision threshold of a binary MODEL on DATA."
     ),
     oversample: bool = typer.Option(
-        False, "--oversample", help="Write DATA with the rare classes repeated (--output)."
+        False, "--oversample", help="Write TRAIN_DATA with the rare classes repeated (--output)."
     ),
     undersample: bool = typer.Option(
-        False, "--undersample", help="Write DATA with the frequent classes cut down (--output)."
+        False,
+        "--undersample",
+        help="Write TRAIN_DATA with the frequent classes cut down (--output).",
     ),
     retrain: bool = typer.Option(
         False,
         "--retrain",
-        help="Fine-tune MODEL on DATA with class weights; save to --output.",
+        help="Fine-tune MODEL on TRAIN_DATA with class weights; save to --output; "
+        "before/after on --eval EVAL_DATA, else on a held-out part of TRAIN_DATA.",
+    ),
+    eval_data: str | None = typer.Option(
+        None,
+        "--eval",
+        metavar="EVAL_DATA",
+        help="Retrain: data to measure before/after on, never trained on (e.g. the data you "
+        "diagnosed); read with the same data flags. Without it, a held-out part of TRAIN_DATA.",
+    ),
+    eval_labels: str | None = typer.Option(
+        None, "--eval-labels", help="Retrain: y.npy of an x.npy EVAL_DATA (--labels: TRAIN_DATA's)."
     ),
     method: str | None = typer.Option(
         None, "--method", help="Class weights: balanced | effective-number [default: balanced]."
@@ -94,7 +132,10 @@ def fix(
         None, "--learning-rate", help="Retrain: learning rate [default: the model's optimizer's]."
     ),
     validation_split: float | None = typer.Option(
-        None, "--validation-split", help="Retrain: held-out share, stratified [default: 0.2]."
+        None,
+        "--validation-split",
+        help="Retrain without --eval: share of TRAIN_DATA held out (stratified, seeded) and "
+        "never trained on [default: 0.3].",
     ),
     batch_size: int | None = typer.Option(
         None, "--batch-size", help="Retrain: batch size [default: 32]."
@@ -118,6 +159,10 @@ def fix(
     feature_columns: str | None = typer.Option(
         None, "--feature-columns", help="Feature columns of a .csv/.parquet DATA, a,b,c."
     ),
+    drop_columns: str | None = typer.Option(
+        None, "--drop-columns",
+        help="Columns of a .csv/.parquet DATA that are not features (an id), a,b.",
+    ),
     class_names: str | None = typer.Option(
         None, "--class-names", help="Class order a,b,c for .npy, table or tf.data DATA."
     ),
@@ -134,11 +179,17 @@ def fix(
     """Compute or apply a remedy for a classifier that drops its rare classes.
 
     \b
-      fix --class-weights DATA                 weights for model.fit
-      fix --output-bias DATA                   output bias at the label prior
-      fix --threshold MODEL DATA               best threshold of a binary model
-      fix --oversample DATA -o balanced.npz    (or --undersample) rebalanced data
-      fix --retrain MODEL DATA -o fixed.keras  fine-tune with class weights
+      fix --class-weights TRAIN_DATA                weights for model.fit
+      fix --output-bias TRAIN_DATA                  output bias at the label prior
+      fix --threshold MODEL DATA                    best threshold of a binary model
+      fix --oversample TRAIN_DATA -o balanced.npz   (or --undersample) rebalanced data
+      fix --retrain MODEL TRAIN_DATA --eval EVAL_DATA -o fixed.keras
+                                                    fine-tune with class weights
+
+    TRAIN_DATA is the data the model trains on: remedies learnt from validation or test
+    data spend it (it can no longer measure the model). Without --eval, --retrain holds out
+    a seeded stratified part of TRAIN_DATA, never trains on it, and lists it in
+    FIXED.heldout.json.
     """
     from kerasdoctor.cli import guard
 
@@ -166,11 +217,13 @@ def fix(
 
         data_opts = DataOptions(
             x_key=x_key, y_key=y_key, labels=labels, label_column=label_column,
-            feature_columns=feature_columns, class_names=class_names, image_size=image_size,
+            feature_columns=feature_columns, drop_columns=drop_columns,
+            class_names=class_names, image_size=image_size,
             seed=seed or 0,
         )
         if mode in ("oversample", "undersample") and any(
-            v is not None for v in (labels, label_column, feature_columns, class_names, image_size)
+            v is not None
+            for v in (labels, label_column, feature_columns, drop_columns, class_names, image_size)
         ):
             raise InputError(f"--{mode} reads and writes .npz files only")
         given = {
@@ -181,6 +234,8 @@ def fix(
             "--epochs": epochs is not None,
             "--learning-rate": learning_rate is not None,
             "--validation-split": validation_split is not None,
+            "--eval": eval_data is not None,
+            "--eval-labels": eval_labels is not None,
             "--batch-size": batch_size is not None,
             "--no-bias-reset": no_bias_reset,
             "--unsafe": unsafe,
@@ -191,6 +246,13 @@ def fix(
             if on and mode not in OPTION_MODES[opt]:
                 where = ", ".join("--" + m for m in OPTION_MODES[opt])
                 raise InputError(f"{opt} applies to {where}, not to --{mode}")
+        if eval_labels is not None and eval_data is None:
+            raise InputError("--eval-labels gives the labels of --eval EVAL_DATA: add --eval")
+        if eval_data is not None and validation_split is not None:
+            raise InputError(
+                "--validation-split holds out part of TRAIN_DATA when there is no --eval; "
+                "with --eval EVAL_DATA all of TRAIN_DATA trains: drop one of them"
+            )
         if format.value not in FORMATS[mode]:
             raise InputError(
                 f"--format {format.value} does not apply to --{mode} "
@@ -208,7 +270,14 @@ def fix(
         if output is not None:
             from kerasdoctor.fix.common import refuse_overwrite
 
-            refuse_overwrite(output, list(zip(want, paths)))
+            inputs = list(zip(want, paths))
+            if eval_data is not None:
+                inputs.append(("EVAL_DATA", eval_data))
+            refuse_overwrite(output, inputs)
+            if mode == "retrain" and eval_data is None:
+                from kerasdoctor.fix.retrain import heldout_path
+
+                refuse_overwrite(heldout_path(output), inputs)
 
         if mode == "class-weights":
             _class_weights(
@@ -245,7 +314,7 @@ def fix(
                 format.value,
                 epochs=10 if epochs is None else epochs,
                 learning_rate=learning_rate,
-                validation_split=0.2 if validation_split is None else validation_split,
+                validation_split=validation_split,
                 seed=seed or 0,
                 batch_size=32 if batch_size is None else batch_size,
                 bias_reset=not no_bias_reset,
@@ -253,6 +322,8 @@ def fix(
                 y_key=y_key,
                 unsafe=unsafe,
                 data_opts=data_opts,
+                eval_data=eval_data,
+                eval_labels=eval_labels,
             )
 
 
@@ -297,10 +368,12 @@ def _class_weights(
         raw.labels.width or 0, len(raw.labels.class_names or []), int(raw.labels.y.max()) + 1
     )
     result = compute(raw.labels.y, n_classes, method=method, beta=beta)
+    result["train_data"] = data
+    result["note"] = TRAIN_NOTE
     if fmt == "json":
         text = _json(result)
     elif fmt == "python":
-        text = python_line(result) + "\n"
+        text = f"{python_line(result)}  # from the labels of TRAIN_DATA {data}\n"
     else:
         from kerasdoctor.render.simple import weights_table
 
@@ -315,6 +388,7 @@ def _output_bias(data: str, fmt: str, output: Path | None, data_opts: Any) -> No
     raw = read_labels_raw(data, data_opts)
     k = n_classes_of(raw)
     result = prior_bias(raw.labels.y, k, names_for(raw, k))
+    result["train_data"] = data
     if fmt == "json":
         text = _json(result)
     elif fmt == "python":
@@ -361,6 +435,7 @@ def _resample(data: str, mode: str, seed: int, fmt: str, output: Path, y_key: st
     from kerasdoctor.fix.resample import resample_file
 
     result = resample_file(data, output, mode, seed, y_key=y_key)
+    result["train_data"] = data
     if fmt == "json":
         text = _json(result)
     else:
@@ -377,7 +452,7 @@ def _retrain(
     *,
     epochs: int,
     learning_rate: float | None,
-    validation_split: float,
+    validation_split: float | None,
     seed: int,
     batch_size: int,
     bias_reset: bool,
@@ -385,10 +460,14 @@ def _retrain(
     y_key: str,
     unsafe: bool,
     data_opts: Any = None,
+    eval_data: str | None = None,
+    eval_labels: str | None = None,
 ) -> None:
+    from dataclasses import replace
+
     from kerasdoctor.cli import _progress, _progress_enabled
-    from kerasdoctor.fix.common import load_model_and_data
-    from kerasdoctor.fix.retrain import check_output_name, retrain
+    from kerasdoctor.fix.common import DataOptions, load_model_and_data, load_more_data
+    from kerasdoctor.fix.retrain import DEFAULT_HELDOUT, check_output_name, retrain
 
     check_output_name(output)
     if epochs < 0:
@@ -397,23 +476,38 @@ def _retrain(
         raise InputError(f"--batch-size must be positive, got {batch_size}")
     if learning_rate is not None and not learning_rate > 0:
         raise InputError(f"--learning-rate must be positive, got {learning_rate}")
-    if not 0.0 < validation_split < 1.0:
-        raise InputError(f"--validation-split must be between 0 and 1, got {validation_split}")
+    share = DEFAULT_HELDOUT if validation_split is None else validation_split
+    if not 0.0 < share < 1.0:
+        raise InputError(f"--validation-split must be between 0 and 1, got {share}")
+    if eval_data is not None:
+        from kerasdoctor.fix.common import same_file
+
+        if same_file(eval_data, paths[1]):
+            raise InputError(
+                f"--eval {eval_data} is TRAIN_DATA itself: rows a model trained on cannot "
+                "measure it; give other data, or leave --eval out to hold out part of "
+                "TRAIN_DATA"
+            )
+    opts = data_opts or DataOptions()
     md = load_model_and_data(
-        paths[0], paths[1], x_key=x_key, y_key=y_key, unsafe=unsafe, data_opts=data_opts
+        paths[0], paths[1], x_key=x_key, y_key=y_key, unsafe=unsafe, data_opts=opts
     )
+    eval_opts = replace(opts, x_key=x_key, y_key=y_key, labels=eval_labels)
+    eval_md = None if eval_data is None else load_more_data(md, eval_data, eval_opts)
     with _progress(_progress_enabled(fmt), "fine-tuning") as progress:
         result = retrain(
             md,
             output,
             epochs=epochs,
             learning_rate=learning_rate,
-            validation_split=validation_split,
+            validation_split=share,
             seed=seed,
             batch_size=batch_size,
             bias_reset=bias_reset,
             progress=progress,
+            eval_md=eval_md,
         )
+    result.update(_follow_up(result, paths[1], output, eval_data, opts, eval_opts))
     if fmt == "json":
         text = _json(result)
     else:
@@ -421,3 +515,46 @@ def _retrain(
 
         text = retrain_table(result)
     _emit(text, None)  # --output is the model file: the report goes to stdout
+
+
+def _follow_up(
+    r: dict[str, Any],
+    train_data: str,
+    output: Path,
+    eval_data: str | None,
+    opts: Any,
+    eval_opts: Any,
+) -> dict[str, Any]:
+    """What to run next, and what not to: never a diagnosis on rows the model trained on.
+
+    With --eval: diagnose FIXED on EVAL_DATA. Without: the only unseen rows of TRAIN_DATA are
+    the held-out part, already measured above; `diagnose` reads whole datasets, so the honest
+    next step is data the model never saw (the held-out indices are in FIXED.heldout.json).
+    """
+    import shlex
+
+    from kerasdoctor.fix.common import data_arguments
+
+    model = shlex.quote(str(output))
+    if eval_data is not None:
+        args = data_arguments(eval_data, eval_opts, eval_opts.labels)
+        return {
+            "follow_up": f"kerasdoctor diagnose {model} {args}",
+            "follow_up_why": "EVAL_DATA, never trained on",
+            "spent": None,
+        }
+    flags = data_arguments("NEW_DATA", opts, "NEW_LABELS" if opts.labels else None)
+    n_held, n_train = r["n_heldout"], r["n_train"]
+    return {
+        "follow_up": f"kerasdoctor diagnose {model} {flags}",
+        "follow_up_why": (
+            f"data it never saw; not {train_data}: {n_train} of its rows trained this model "
+            "and diagnose reads them all"
+        ),
+        "spent": (
+            f"fine-tuning on evaluation data spends it: if {train_data} was your validation or "
+            f"test set, only its {n_held} held-out rows can still measure this model; fine-tune on "
+            "the training data instead: kerasdoctor fix --retrain MODEL TRAIN_DATA "
+            f"--eval {shlex.quote(train_data)}"
+        ),
+    }

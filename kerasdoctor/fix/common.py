@@ -66,6 +66,7 @@ class DataOptions:
     labels: str | None = None
     label_column: str | None = None
     feature_columns: str | None = None
+    drop_columns: str | None = None  # table columns that are not features (an id)
     class_names: str | None = None
     image_size: str | None = None
     seed: int = 0
@@ -87,6 +88,8 @@ class ModelData:
     facts: ModelFacts
     raw: RawData
     arrays: list[Any]  # one per model input, rows aligned with raw.labels.y
+    # what each row is, where the data has names for its rows (an image folder's files)
+    row_names: list[str] | None = None
 
 
 def load_model_and_data(
@@ -103,16 +106,36 @@ def load_model_and_data(
     once through its source: these modes train or sweep on all of it anyway)."""
     from dataclasses import replace
 
-    from kerasdoctor.load import Labels, RawData, load_model
+    from kerasdoctor.load import load_model
     from kerasdoctor.model_facts import read_facts
-    from kerasdoctor.sources import ArraySource, open_source
+    from kerasdoctor.sources import open_source
 
     opts = replace(data_opts or DataOptions(), x_key=x_key, y_key=y_key)
     src = open_source(data_path, opts)  # cheap errors first
     lm = load_model(model_path, unsafe=unsafe, output_name=output_name)
+    return _bind(src, lm, read_facts(lm), data_path)
+
+
+def load_more_data(
+    md: ModelData, data_path: str, opts: DataOptions, what: str = "EVAL_DATA"
+) -> ModelData:
+    """Other data (e.g. EVAL_DATA) read for md's model, its class indices made md's."""
+    from kerasdoctor.sources import open_source
+
+    other = _bind(open_source(data_path, opts), md.lm, md.facts, data_path)
+    other.raw.labels = _labels_as(md.raw, other.raw, what)
+    return other
+
+
+def _bind(src: Any, lm: LoadedModel, facts: ModelFacts, data_path: str) -> ModelData:
+    from kerasdoctor.load import Labels, RawData
+    from kerasdoctor.sources import ArraySource, ImageFolderSource
+
     bound = src.bind(lm)
+    # an image folder names its rows: one file each, in the order they are read
+    row_names = list(src.paths) if isinstance(src, ImageFolderSource) else None
     if isinstance(src, ArraySource):
-        return ModelData(lm, read_facts(lm), src.raw, list(bound.arrays))  # type: ignore[attr-defined]
+        return ModelData(lm, facts, src.raw, list(bound.arrays), row_names)
     parts: list[list[np.ndarray]] = [[] for _ in lm.inputs]
     ys: list[np.ndarray] = []
     for xs, y, _ in bound.batches(4096):
@@ -123,7 +146,48 @@ def load_model_and_data(
     info = bound.label_info()
     labels = Labels(np.concatenate(ys), info.encoding, info.width, info.class_names)
     raw = RawData(str(data_path), {s.name: a for s, a in zip(lm.inputs, arrays)}, labels)
-    return ModelData(lm, read_facts(lm), raw, arrays)
+    return ModelData(lm, facts, raw, arrays, row_names)
+
+
+def _labels_as(ref: RawData, other: RawData, what: str) -> Any:
+    """other's labels with ref's class indices: two image folders number their classes by
+    their own subfolders, so a class missing from one would shift every index after it."""
+    from dataclasses import replace
+
+    mine, theirs = ref.labels.class_names, other.labels.class_names
+    labels = other.labels
+    if mine and theirs and list(mine) != list(theirs):
+        unknown = [n for n in theirs if n not in mine]
+        if unknown:
+            raise InputError(
+                f"{what}: {other.path} has classes {', '.join(map(str, unknown))} that "
+                f"{ref.path} does not have ({', '.join(map(str, mine))}): both must name "
+                "the same classes"
+            )
+        index = np.array([list(mine).index(n) for n in theirs], dtype=np.int64)
+        labels = replace(labels, y=index[labels.y], class_names=list(mine))
+    return labels
+
+
+def data_arguments(path: str, opts: DataOptions, labels: str | None = None) -> str:
+    """DATA as a command line takes it: the path and the flags that read it, shell-quoted."""
+    import shlex
+
+    args = [shlex.quote(str(path))]
+    flags = (
+        ("--labels", labels),
+        ("--label-column", opts.label_column),
+        ("--feature-columns", opts.feature_columns),
+        ("--drop-columns", opts.drop_columns),
+        ("--x-key", opts.x_key),
+        ("--y-key", None if opts.y_key == "y" else opts.y_key),
+        ("--class-names", opts.class_names),
+        ("--image-size", opts.image_size),
+    )
+    for flag, value in flags:
+        if value:
+            args += [flag, shlex.quote(str(value))]
+    return " ".join(args)
 
 
 @dataclass
@@ -196,18 +260,60 @@ def stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndar
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(held))
 
 
+# The interval stated next to every balanced accuracy a fix measures.
+INTERVAL_LEVEL = 0.95
+INTERVAL_METHOD = (
+    "Wilson score interval at the Kish effective sample size K^2 / sum(1/n_k) of the "
+    "class-balanced mean"
+)
+
+
+def balanced_accuracy_interval(
+    conf: np.ndarray, level: float = INTERVAL_LEVEL
+) -> tuple[float, float, float] | None:
+    """(low, high, effective n) of balanced accuracy on a confusion matrix; None without rows.
+
+    Balanced accuracy is a weighted mean of 0/1 outcomes, each row of class k weighing
+    1 / (K n_k) (K the classes present). Its variance at a common success rate p is
+    p (1 - p) sum_k (1 / n_k) / K^2, that of a plain proportion over Kish's effective sample
+    size n_eff = K^2 / sum_k (1 / n_k), so the Wilson score interval is taken at n_eff: for
+    equal classes it is the textbook Wilson interval of accuracy. Wilson rather than the
+    normal approximation because held-out parts are small and their recalls often exactly
+    0 or 1, where the normal interval has zero width; the Wilson interval always contains
+    the estimate and stays inside [0, 1].
+    """
+    from scipy.stats import norm
+
+    conf = np.asarray(conf, dtype=np.float64)
+    support = conf.sum(axis=1)
+    present = support > 0
+    if not present.any():
+        return None
+    k = int(present.sum())
+    p = float(np.mean(np.diag(conf)[present] / support[present]))
+    n = float(k * k / np.sum(1.0 / support[present]))
+    z = float(norm.ppf(0.5 + level / 2))
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half), n
+
+
 def summary(y: np.ndarray, pred: np.ndarray, names: Sequence[str]) -> dict[str, Any]:
-    """Accuracy, balanced accuracy, confusion matrix and per-class recall of some predictions."""
+    """Accuracy, balanced accuracy (with its 95% interval), confusion matrix and per-class
+    recall of some predictions."""
     from kerasdoctor.metrics import compute_metrics
 
     k = len(names)
     conf = np.zeros((k, k), np.int64)
     np.add.at(conf, (y, np.clip(pred, 0, k - 1)), 1)
     m = compute_metrics(conf, names)
+    ci = balanced_accuracy_interval(conf)
     return {
         "n_samples": int(y.shape[0]),
         "accuracy": m["accuracy"],
         "balanced_accuracy": m["balanced_accuracy"],
+        "balanced_accuracy_ci95": None if ci is None else [ci[0], ci[1]],
+        "effective_n": None if ci is None else ci[2],
         "confusion_matrix": m["confusion_matrix"],
         "per_class": [
             {k2: row[k2] for k2 in ("class", "name", "support", "predicted", "recall")}

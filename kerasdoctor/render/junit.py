@@ -1,11 +1,10 @@
-"""JUnit XML for CI test reporters: one test case per check; findings at --fail-on fail it."""
+"""JUnit XML for CI test reporters: one test case per check that ran; what it found decides."""
 
 from __future__ import annotations
 
 import json
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable
 
 from kerasdoctor.findings import Finding, Report, Severity, to_jsonable
 
@@ -33,25 +32,41 @@ def _describe(f: Finding) -> str:
     return "\n".join(lines)
 
 
-def _check_ids(report: Report) -> list[tuple[str, str]]:
-    """(id, kind) of every registered check, then any finding or crash from outside it."""
+def _cases(report: Report) -> list[tuple[str, str, str, str]]:
+    """(id, kind, status, reason) of every check of this run, from the report's outcomes;
+    a report without them (built by hand) falls back to the registry, judged by findings."""
+    if report.outcomes:
+        return [(o.check_id, o.kind.value, o.status, o.reason) for o in report.outcomes]
     from kerasdoctor.checks import registry
 
-    ids = [(c.spec.id, c.spec.kind.value) for c in registry()]
-    seen = {cid for cid, _ in ids}
-    extra: Iterable[tuple[str, str]] = [(f.id, f.kind.value) for f in report.findings] + [
-        (e.check_id, "check") for e in report.errors
-    ]
-    for cid, kind in extra:
-        if cid not in seen:
-            seen.add(cid)
-            ids.append((cid, kind))
-    return ids
+    found = {f.id for f in report.findings}
+    crashed = {e.check_id: e.message for e in report.errors}
+    cases = []
+    for c in registry():
+        cid = c.spec.id
+        if cid in report.ignored:
+            cases.append((cid, c.spec.kind.value, "skipped", f"ignored: {report.ignored[cid]}"))
+        elif cid in crashed:
+            cases.append((cid, c.spec.kind.value, "errored", crashed[cid]))
+        else:
+            cases.append((cid, c.spec.kind.value, "found" if cid in found else "passed", ""))
+    known = {cid for cid, *_ in cases}
+    for f in report.findings:  # a finding from outside the registry
+        if f.id not in known:
+            known.add(f.id)
+            cases.append((f.id, f.kind.value, "found", ""))
+    return cases
 
 
 def render_junit(report: Report, *, fail_on: str = "error") -> str:
-    """The report as one JUnit <testsuite>; `fail_on` decides which findings are failures."""
-    floor = None if fail_on == "never" else Severity(fail_on).rank
+    """The report as one JUnit <testsuite>: one test case per check that ran.
+
+    The XML says what was found whatever --fail-on says (which decides only the exit code,
+    and is recorded as a property): an error finding is a <failure type="error">, a warning
+    a <failure type="warning">, info is written to the case's output and passes; a check
+    that did not apply, was ignored or not selected is <skipped> with the reason; a crash is
+    an <error>.
+    """
     model = str(report.model.get("path"))
     data = str(report.data.get("path"))
     suite_name = f"kerasdoctor {model} on {data}"
@@ -78,24 +93,24 @@ def render_junit(report: Report, *, fail_on: str = "error") -> str:
     ):
         ET.SubElement(props, "property", name=key, value=_clean("" if value is None else value))
 
-    for cid, kind in _check_ids(report):
+    for cid, kind, status, reason in _cases(report):
         counts["tests"] += 1
         case = ET.SubElement(
             suite, "testcase", classname=f"kerasdoctor.{kind}", name=_clean(cid), time="0"
         )
-        if cid in report.ignored:
+        if status == "skipped":
             counts["skipped"] += 1
-            ET.SubElement(case, "skipped", message=_clean(f"ignored: {report.ignored[cid]}"))
+            ET.SubElement(case, "skipped", message=_clean(reason or "skipped"))
             continue
-        if cid in errors:
+        if status == "errored" or cid in errors:
             counts["errors"] += 1
-            err = ET.SubElement(
-                case, "error", message=_clean(errors[cid].message), type="CheckCrashed"
-            )
-            err.text = _clean(f"kerasdoctor's check {cid} crashed: {errors[cid].message}")
+            msg = errors[cid].message if cid in errors else reason
+            err = ET.SubElement(case, "error", message=_clean(msg), type="CheckCrashed")
+            err.text = _clean(f"kerasdoctor's check {cid} crashed: {msg}")
+            continue
         found = sorted(by_id.get(cid, []), key=lambda f: -f.severity.rank)
-        failing = [f for f in found if floor is not None and f.severity.rank >= floor]
-        if failing and cid not in errors:
+        failing = [f for f in found if f.severity is not Severity.INFO]
+        if failing:
             counts["failures"] += 1
             worst = failing[0]
             fail = ET.SubElement(
@@ -106,7 +121,7 @@ def render_junit(report: Report, *, fail_on: str = "error") -> str:
             )
             fail.text = _clean("\n\n".join(_describe(f) for f in failing))
         rest = [f for f in found if f not in failing]
-        if rest:  # below --fail-on: the test passes, the finding stays readable
+        if rest:  # info: the test passes, the finding stays readable
             out = ET.SubElement(case, "system-out")
             out.text = _clean("\n\n".join(_describe(f) for f in rest))
 

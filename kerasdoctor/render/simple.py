@@ -28,7 +28,11 @@ def weights_table(result: dict[str, Any], names: list[str] | None) -> str:
         w = result["class_weight"].get(str(k))
         t.add_row(str(k), name, str(n), "—" if w is None else f"{w:.4f}")
     items = ", ".join(f"{k}: {v:.4g}" for k, v in result["class_weight"].items())
-    return to_text(t) + f"\nmodel.fit(..., class_weight={{{items}}})\n"
+    note = f"note: {result['note']}\n" if result.get("note") else ""
+    # a line of its own, not the title: rich wraps a title to the table's width
+    source = f"from the labels of TRAIN_DATA {result['train_data']}\n" if result.get(
+        "train_data") else ""
+    return source + to_text(t) + f"\nmodel.fit(..., class_weight={{{items}}})\n" + note
 
 
 # --------------------------------------------------------------- fix: the other modes
@@ -58,6 +62,8 @@ def bias_table(result: dict[str, Any]) -> str:
         cells += [f"{h['bias'][k]:.4f}" for h in per_class]
         t.add_row(*cells)
     lines = [to_text(t).rstrip("\n")]
+    if result.get("train_data"):
+        lines.insert(0, f"from the labels of TRAIN_DATA {result['train_data']}")
     for h in heads:
         if h["units"] == 1:
             lines.append(f"one sigmoid unit: bias = {h['formula']} = {h['bias'][0]:.4f}")
@@ -138,19 +144,34 @@ def resample_table(r: dict[str, Any]) -> str:
         t.add_row(str(k), names[k], str(n0), str(n1))
     t.add_row("", "total", str(r["n_samples_before"]), str(r["n_samples_after"]))
     return (
-        f"{r['method'].capitalize()}d {r['data']} → {r['output']} (seed {r['seed']})\n"
+        f"{r['method'].capitalize()}d TRAIN_DATA {r['data']} → {r['output']} "
+        f"(seed {r['seed']})\n"
         + to_text(t)
         + f"arrays kept aligned: {', '.join(r['arrays'])}\n"
         + f"note: {r['note']}\n"
     )
 
 
+def _ci(s: dict[str, Any]) -> str:
+    ci = s.get("balanced_accuracy_ci95")
+    return "" if not ci else f" [{_pct(ci[0])}, {_pct(ci[1])}]"
+
+
 def retrain_table(r: dict[str, Any]) -> str:
-    """`fix --retrain`: per-class recall on the held-out part, before and after, in one table."""
+    """`fix --retrain`: per-class recall on rows never trained on, before and after."""
     before, after = r["heldout"]["before"], r["heldout"]["after"]
     lr = "" if r["learning_rate"] is None else f", learning rate {r['learning_rate']:.3g}"
+    if r.get("eval_data"):
+        where = f"EVAL_DATA {r['eval_data']} ({r['n_heldout']} samples, never trained on)"
+    else:
+        share = r.get("validation_split")
+        part = "" if share is None else f"{100 * share:.0f}% "
+        where = (
+            f"Held-out part of TRAIN_DATA ({r['n_heldout']} samples, a seeded stratified "
+            f"{part}never trained on)"
+        )
     t = _simple(
-        f"Held-out part ({r['n_heldout']} samples, not trained on): before → after",
+        f"{where}: before → after",
         [
             "class",
             "name",
@@ -176,14 +197,27 @@ def retrain_table(r: dict[str, Any]) -> str:
         )
     lines = [
         f"Fine-tuned {r['model']} → {r['output']}: {r['epochs']} epoch(s) on {r['n_train']} "
-        f"samples, balanced class weights, {r['optimizer']}{lr}, loss {r['loss']}"
+        f"samples of TRAIN_DATA {r.get('train_data') or r['data']}, balanced class weights, "
+        f"{r['optimizer']}{lr}, loss {r['loss']}"
         + (" (from logits)" if r["loss_from_logits"] else ""),
         "",
         to_text(t).rstrip("\n"),
-        f"balanced accuracy {_pct(before['balanced_accuracy'])} → "
-        f"{_pct(after['balanced_accuracy'])} · accuracy {_pct(before['accuracy'])} → "
-        f"{_pct(after['accuracy'])}",
+        f"balanced accuracy {_pct(before['balanced_accuracy'])}{_ci(before)} → "
+        f"{_pct(after['balanced_accuracy'])}{_ci(after)} on {r['n_heldout']} rows never "
+        f"trained on · accuracy {_pct(before['accuracy'])} → {_pct(after['accuracy'])}",
     ]
+    interval = r.get("interval")
+    if interval and before.get("effective_n"):
+        lines.append(
+            f"[brackets]: {100 * interval['level']:.0f}% Wilson interval at the effective "
+            f"sample size K²/Σ(1/n_k) = {before['effective_n']:.1f} rows"
+        )
+        bci, aci = before.get("balanced_accuracy_ci95"), after.get("balanced_accuracy_ci95")
+        if bci and aci and max(bci[0], aci[0]) <= min(bci[1], aci[1]):
+            lines.append(
+                f"the two intervals overlap: {r['n_heldout']} rows cannot tell the change "
+                "from noise; measure on more data the model never saw"
+            )
     bias = r["bias"]
     if bias.get("applied"):
         lines.append(
@@ -196,9 +230,22 @@ def retrain_table(r: dict[str, Any]) -> str:
         lines.append(f"output bias: {bias['reason']}")
     for note in r["notes"]:
         lines.append(f"note: {note}")
-    import shlex
+    if r.get("heldout_file"):
+        lines.append(
+            f"held-out rows: {r['n_heldout']} of {r['data']}, never trained on, listed in "
+            f"{r['heldout_file']}"
+        )
+    if r.get("spent"):
+        lines.append(f"note: {r['spent']}")
+    if r.get("follow_up"):
+        lines.append(f"check it: {r['follow_up']}")
+        if r.get("follow_up_why"):
+            lines.append(f"  ({r['follow_up_why']})")
+    else:
+        import shlex
 
-    lines.append(
-        f"check it: kerasdoctor diagnose {shlex.quote(r['output'])} {shlex.quote(r['data'])}"
-    )
+        lines.append(
+            f"check it: kerasdoctor diagnose {shlex.quote(r['output'])} NEW_DATA "
+            "(data it never saw)"
+        )
     return "\n".join(lines) + "\n"
