@@ -67,6 +67,3 @@ def _tensorflow_installed() -> bool:
 
     return importlib.util.find_spec("tensorflow") is not None
 
-
-def backend_name() -> str:
-    return str(keras().backend.backend())

@@ -54,15 +54,6 @@ NORMALIZERS = {
 }
 # ReLU-family activations whose units can be exactly zero for every input ("die").
 RELU_FAMILY = {"relu", "relu6"}
-PROBABILITY_LOSSES = {
-    "categorical_crossentropy",
-    "sparse_categorical_crossentropy",
-    "binary_crossentropy",
-    "binary_focal_crossentropy",
-    "categorical_focal_crossentropy",
-    "kl_divergence",
-    "poisson",
-}
 
 
 @dataclass(frozen=True)
@@ -145,8 +136,6 @@ class ModelFacts:
     input_consumers: dict[str, tuple[str, ...]] = field(default_factory=dict)
     nonfinite_weights: tuple[NonfiniteWeights, ...] = ()
     n_params: int = 0
-    zero_bias_layers: int = 0  # layers with a bias vector that is exactly zero
-    bias_layers: int = 0
     # trainable bias vectors, and how many are exactly zero (their initial value): all zero
     # means the weights the optimizer could move never moved
     trainable_bias_layers: int = 0
@@ -282,7 +271,7 @@ def read_facts(lm: LoadedModel) -> ModelFacts:
         for layer in _walk_layers(model)
         if type(layer).__name__ == "BatchNormalization"
     )
-    nonfinite, zero_bias, bias_layers = _weight_scan(model)
+    nonfinite = _weight_scan(model)
     trainable_bias = _trainable_bias_scan(model)
     return ModelFacts(
         format=lm.format,
@@ -303,8 +292,6 @@ def read_facts(lm: LoadedModel) -> ModelFacts:
         input_consumers=_input_consumers(model, [s.name for s in lm.inputs]),
         nonfinite_weights=nonfinite,
         n_params=int(sum(info.n_params for info in layers)),
-        zero_bias_layers=zero_bias,
-        bias_layers=bias_layers,
         trainable_bias_layers=trainable_bias[0],
         zero_trainable_bias_layers=trainable_bias[1],
         learning_rate=_learning_rate(model) if lm.compiled else None,
@@ -533,9 +520,9 @@ def _trainable_bias_scan(model: Any) -> tuple[int, int]:
     return n, zero
 
 
-def _weight_scan(model: Any) -> tuple[tuple[NonfiniteWeights, ...], int, int]:
+def _weight_scan(model: Any) -> tuple[NonfiniteWeights, ...]:
+    """NaN/Inf values per layer (the trainable biases are _trainable_bias_scan's)."""
     nonfinite = []
-    zero_bias = bias_layers = 0
     for layer in _walk_layers(model):
         if hasattr(layer, "layers"):
             continue
@@ -549,12 +536,7 @@ def _weight_scan(model: Any) -> tuple[tuple[NonfiniteWeights, ...], int, int]:
             n_inf += int(np.isinf(a).sum())
         if n_nan or n_inf:
             nonfinite.append(NonfiniteWeights(layer.name, n_nan, n_inf, n_vals))
-        bias = getattr(layer, "bias", None)
-        if bias is not None and type(layer).__name__ != "BatchNormalization":
-            bias_layers += 1
-            if not np.any(np.asarray(bias)):
-                zero_bias += 1
-    return tuple(nonfinite), zero_bias, bias_layers
+    return tuple(nonfinite)
 
 
 def _input_normalizers(model: Any, names: list[str]) -> dict[str, Normalizer | None]:

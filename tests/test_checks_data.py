@@ -331,7 +331,7 @@ def test_scale_mismatch_counts_the_models_own_rescaling() -> None:
     ins = [stats("a", _signs(n, 2, 1.0)), stats("b", _signs(n, 2, 1000.0, seed=1))]
     rescaled = {"a": None, "b": Normalizer("r", "Rescaling", {"scale": 0.001, "offset": 0.0})}
     assert input_scale_mismatch.run(context(GOOD, ins, normalizers=rescaled)) == []
-    ji = JudgedInput(1, ins[1], rescaled["b"], True)
+    ji = JudgedInput(1, ins[1], rescaled["b"])
     assert input_scale_mismatch.effective_rms(ji) == pytest.approx(1.0)
     assert input_scale_mismatch.run(context(GOOD, ins)) != []  # without it: 1000x
 
@@ -545,7 +545,7 @@ def test_preprocessing_restoring_thresholds_both_sides() -> None:
 
 
 def _judged(x: np.ndarray, norm: Normalizer) -> JudgedInput:
-    return JudgedInput(0, stats("x", x), norm, True)
+    return JudgedInput(0, stats("x", x), norm)
 
 
 def test_rescaling_range_threshold_both_sides() -> None:

@@ -54,7 +54,6 @@ class JudgedInput:
     index: int
     stats: InputStats
     normalizer: Any  # the model's Normalizer at this input, or None
-    known_structure: bool  # False for a SavedModel: we cannot see what the model does with it
 
     @property
     def name(self) -> str:
@@ -73,7 +72,7 @@ def value_inputs(ctx: Context) -> list[JudgedInput]:
             continue
         if st.moments.count.sum() == 0:  # nothing finite to measure
             continue
-        out.append(JudgedInput(i, st, facts.input_normalizers.get(st.name), facts.inspectable))
+        out.append(JudgedInput(i, st, facts.input_normalizers.get(st.name)))
     return out
 
 
