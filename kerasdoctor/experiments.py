@@ -264,7 +264,10 @@ class Experiments:
         if not r.ok or r.after is None:
             return False
         gain = r.after - r.before
-        bar = max(min_gain, noise_z * noise_bound(np.bincount(self.y, minlength=self.k)))
+        # the noise of the rows the result was scored on: a half (split-half validation) or
+        # a screen has proportionally fewer rows per class, so sqrt(rows / r.rows) more noise
+        scale = float(np.sqrt(self.rows / r.rows)) if 0 < r.rows < self.rows else 1.0
+        bar = max(min_gain, noise_z * self.noise * scale)
         removed = gain / (1.0 - r.before) if r.before < 1.0 else 0.0
         return gain >= bar and removed >= min_error_removed
 
