@@ -273,27 +273,41 @@ def parse_reports(specs: list[str]) -> list[tuple[str, Path]]:
     return out
 
 
+def _print_checks() -> None:
+    from kerasdoctor.checks import registry
+
+    for c in registry():
+        sys.stdout.write(f"{c.spec.id:<24} {c.spec.kind.value:<8} {c.spec.summary}\n")
+
+
+def _print_explain(finding_id: str) -> None:
+    from kerasdoctor.checks import get, registry
+
+    check = get(finding_id)
+    if check is None:
+        known = ", ".join(c.spec.id for c in registry())
+        raise InputError(f"unknown finding id '{finding_id}' (known: {known})")
+    sys.stdout.write(check.spec.explain() + "\n")
+
+
+def _print_version() -> None:
+    from kerasdoctor import __version__
+
+    sys.stdout.write(f"kerasdoctor {__version__}\n")
+
+
 @app.command()
 def checks() -> None:
     """List the catalogue of findings, one line each."""
     with guard():
-        from kerasdoctor.checks import registry
-
-        for c in registry():
-            sys.stdout.write(f"{c.spec.id:<24} {c.spec.kind.value:<8} {c.spec.summary}\n")
+        _print_checks()
 
 
 @app.command()
 def explain(finding_id: str = typer.Argument(..., metavar="ID")) -> None:
     """What a finding means, how it is measured, and how to fix it."""
     with guard():
-        from kerasdoctor.checks import get, registry
-
-        check = get(finding_id)
-        if check is None:
-            known = ", ".join(c.spec.id for c in registry())
-            raise InputError(f"unknown finding id '{finding_id}' (known: {known})")
-        sys.stdout.write(check.spec.explain() + "\n")
+        _print_explain(finding_id)
 
 
 @app.callback(invoke_without_command=True)
@@ -301,14 +315,35 @@ def _root(
     version: bool = typer.Option(False, "--version", help="Print the version and exit."),
 ) -> None:
     if version:
-        from kerasdoctor import __version__
-
-        sys.stdout.write(f"kerasdoctor {__version__}\n")
+        _print_version()
         raise typer.Exit(0)
 
 
+def _light_command(args: list[str]) -> Callable[[], None] | None:
+    """The commands that only print what kerasdoctor knows, when given in their plain form."""
+    if args == ["--version"]:
+        return _print_version
+    if args == ["checks"]:
+        return _print_checks
+    if len(args) == 2 and args[0] == "explain" and not args[1].startswith("-"):
+        return lambda: _print_explain(args[1])
+    return None
+
+
 def main() -> None:
-    app()
+    """The console script. `checks`, `explain ID` and `--version` are answered here, the same
+    as the app answers them: Typer (0.2x) converts every option value, even the unset --help,
+    through a pydantic TypeAdapter, and importing pydantic would double their start-up time.
+    Anything else, their --help included, goes to the Typer app."""
+    light = _light_command(sys.argv[1:])
+    if light is None:
+        app()
+        return
+    try:
+        with guard():
+            light()
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import re
+import stat
+import sys
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +20,34 @@ import numpy as np
 from kerasdoctor.errors import InputError
 
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
+
+
+# -------------------------------------------------------------------------- paths
+
+_SPECIAL_KINDS = (
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def refuse_special_file(path: str | os.PathLike[str], role: str) -> None:
+    """MODEL and DATA are regular files or directories. Say so, from stat() alone, before
+    anything opens the path: reading a FIFO blocks until a writer comes, /dev/zero never ends,
+    a socket cannot be opened. A missing path is left to the caller to report."""
+    p = Path(path)
+    try:
+        mode = os.stat(p).st_mode
+    except (OSError, ValueError):
+        return
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return
+    what = next((name for test, name in _SPECIAL_KINDS if test(mode)), "a special file")
+    link = f" (a symbolic link to {os.path.realpath(p)})" if p.is_symlink() else ""
+    raise InputError(f"{role}: {p}{link} is {what}, not a regular file or a directory; "
+                     f"kerasdoctor reads {role} from files and directories only: save it to a "
+                     "file first")
 
 
 # --------------------------------------------------------------------------- data
@@ -58,6 +88,7 @@ def read_npz(
     p = Path(path)
     if not p.exists():
         raise InputError(f"DATA: no such file: {p}")
+    refuse_special_file(p, "DATA")
     if p.is_dir():
         raise InputError(f"DATA: {p} is a directory; expected an .npz file")
     arrays: dict[str, np.ndarray] = {}
@@ -228,6 +259,7 @@ def load_model(
     p = Path(path)
     if not p.exists():
         raise InputError(f"MODEL: no such file or directory: {p}")
+    refuse_special_file(p, "MODEL")
     if p.is_dir():
         if not (p / "saved_model.pb").exists() and not (p / "saved_model.pbtxt").exists():
             raise InputError(
@@ -251,6 +283,7 @@ def load_model(
     try:
         model = _keras_load(k, p, compile=True, unsafe=unsafe, custom_objects=custom_objects)
     except Exception as exc:  # compile-time deserialisation (custom loss...) can fail alone
+        _raise_if_corrupt(p, fmt, exc)
         msg = _first_line(exc)
         missing = _missing_custom_class(exc)
         if missing and custom_objects is None:
@@ -273,6 +306,7 @@ def load_model(
             compiled = False
             notes.append(f"the saved compile settings could not be restored ({msg})")
         except Exception as exc2:
+            _raise_if_corrupt(p, fmt, exc2)
             raise InputError(f"MODEL: cannot load {p}: {_first_line(exc2)}") from exc2
     return from_keras_model(model, str(p), fmt, output_name, compiled=compiled, notes=notes)
 
@@ -287,6 +321,21 @@ def _keras_load(
         return k.saving.load_model(
             p, compile=compile, safe_mode=not unsafe, custom_objects=custom_objects
         )
+
+
+def _raise_if_corrupt(p: Path, fmt: str, exc: BaseException) -> None:
+    """A damaged member (bad CRC, cut HDF5 inside the archive) found while Keras reads it."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, zipfile.BadZipFile) or re.search(
+            r"Bad CRC-32|truncated file|File not found: filepath", str(cur)
+        ):
+            kind = ".keras archive" if fmt == "keras" else "HDF5 file"
+            raise InputError(f"MODEL: {p} is not a complete {kind} (truncated or corrupt; "
+                             f"{p.stat().st_size:,} bytes): {_first_line(cur)}") from exc
+        cur = cur.__cause__ or cur.__context__
 
 
 def _is_unsafe_error(msg: str) -> bool:
@@ -310,17 +359,158 @@ def _is_custom_object_error(msg: str) -> bool:
     return bool(re.search(r"Unknown (layer|object|loss|activation|metric)|custom_objects", msg))
 
 
+ZIP_MAGIC = b"PK"
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+_FORMAT_NAMES = {"keras": "a .keras archive (a zip file)", "h5": "an HDF5 file"}
+
+
 def _sniff_model_file(p: Path, fmt: str) -> None:
-    """Reject files that are obviously not models before Keras gives an obscure error."""
+    """Reject files that are not whole models before Keras gives an obscure error (or, for a
+    truncated .keras, "File not found"), and configs that name Python callables outside
+    Keras. Reads the file only; never writes to it."""
+    size = p.stat().st_size
+    if size == 0:
+        raise InputError(f"MODEL: {p} is empty (0 bytes); expected {_FORMAT_NAMES[fmt]}")
     try:
         with open(p, "rb") as fh:
             head = fh.read(8)
     except OSError as exc:
         raise InputError(f"MODEL: cannot read {p}: {_first_line(exc)}") from exc
-    if fmt == "keras" and head[:2] != b"PK":
-        raise InputError(f"MODEL: {p} is not a Keras .keras archive (not a zip file)")
-    if fmt == "h5" and head != b"\x89HDF\r\n\x1a\n":
-        raise InputError(f"MODEL: {p} is not an HDF5 file")
+    if fmt == "keras" and not head.startswith(ZIP_MAGIC):
+        hint = "; it is an HDF5 file: name it .h5" if head == HDF5_MAGIC else ""
+        raise InputError(f"MODEL: {p} is not a .keras archive: it does not start as a zip file "
+                         f"does (first bytes {_show_bytes(head)}; {size:,} bytes){hint}")
+    if fmt == "h5" and head != HDF5_MAGIC:
+        hint = "; it is a zip file, as .keras models are: name it .keras" if head.startswith(
+            ZIP_MAGIC) else ""
+        raise InputError(f"MODEL: {p} is not an HDF5 file: it does not start as one does "
+                         f"(first bytes {_show_bytes(head)}; {size:,} bytes){hint}")
+    config = _read_keras_config(p, size) if fmt == "keras" else _read_h5_config(p, size)
+    if config is not None:
+        _refuse_foreign_callables(p, config)
+
+
+def _show_bytes(head: bytes) -> str:
+    return " ".join(f"{b:02x}" for b in head) or "none"
+
+
+def _read_keras_config(p: Path, size: int) -> Any:
+    """The parsed config.json of a .keras archive; a truncated archive has no zip directory."""
+    import json
+
+    try:
+        with zipfile.ZipFile(p) as zf:
+            if "config.json" not in zf.namelist():
+                raise InputError(f"MODEL: cannot load {p}: it is a zip archive without "
+                                 "config.json, so not a .keras model")
+            text = zf.read("config.json")
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, NotImplementedError) as exc:
+        raise InputError(f"MODEL: {p} is not a complete .keras archive (truncated or corrupt; "
+                         f"{size:,} bytes): {_first_line(exc)}") from exc
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise InputError(f"MODEL: {p} is not a valid .keras archive: its config.json is not "
+                         f"JSON ({_first_line(exc)})") from exc
+
+
+def _read_h5_config(p: Path, size: int) -> Any:
+    """The parsed model_config of an .h5 model; None for a weights-only file (Keras says so)."""
+    import json
+
+    try:
+        import h5py
+    except ImportError:  # Keras will say what it needs
+        return None
+    try:
+        with h5py.File(p, "r") as f:
+            raw = f.attrs.get("model_config")
+    except OSError as exc:
+        claimed = re.search(r"stored_eof = (\d+)", str(exc))
+        detail = (f"; its header says {int(claimed.group(1)):,} bytes" if claimed
+                  else f": {_first_line(exc)}")
+        raise InputError(f"MODEL: {p} is not a complete HDF5 file (truncated or corrupt; "
+                         f"{size:,} bytes{detail})") from exc
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else str(raw))
+    except (ValueError, RecursionError) as exc:
+        raise InputError(f"MODEL: {p}: its model_config is not JSON ({_first_line(exc)})"
+                         ) from exc
+
+
+# Modules that never define Keras layers: Python's standard library (os, subprocess,
+# builtins...) and numpy. A config naming one of them is hostile or broken, not a custom layer.
+_FOREIGN_PACKAGES = (set(sys.stdlib_module_names) - {"__main__"}) | {"numpy"}
+
+
+def foreign_callable(config: Any) -> tuple[str, str] | None:
+    """The first object in a model config that names a callable outside Keras, as
+    (module.name, its role there), or None. Keras itself does not import such modules, but
+    its error would read like a missing custom layer and invite --custom-objects."""
+    import builtins
+
+    stack: list[tuple[Any, str]] = [(config, "model")]
+    while stack:
+        node, role = stack.pop()
+        if isinstance(node, list):
+            stack.extend((item, role) for item in node)
+            continue
+        if not isinstance(node, dict):
+            continue
+        found = _named_callable(node)
+        if found is not None:
+            module, name = found
+            top = module.split(".")[0]
+            if (top == "builtins" and hasattr(builtins, name)) or (
+                top != "builtins" and top in _FOREIGN_PACKAGES
+            ):
+                return f"{module}.{name}", role
+        for key, value in node.items():
+            stack.append((value, "layer" if key == "layers" else _role(key, role)))
+    return None
+
+
+def _role(key: str, parent: str) -> str:
+    if key in ("activation", "recurrent_activation"):
+        return "activation"
+    if key == "config":  # a layer's own config stays that layer's
+        return parent
+    return "object"
+
+
+def _named_callable(node: dict[str, Any]) -> tuple[str, str] | None:
+    """(module, name) that a serialised Keras object points at, when it names a module."""
+    cls = node.get("class_name")
+    if not isinstance(cls, str):
+        return None
+    module = node.get("module")
+    name = cls
+    if cls == "function" and isinstance(node.get("config"), str):
+        name = node["config"]  # Keras 3 stores a function as class "function", config its name
+    if not isinstance(module, str) or not module:
+        if "." not in name:
+            return None
+        module, name = name.rsplit(".", 1)  # the Keras 2 spelling of a qualified name
+    return module, name
+
+
+def _article(word: str) -> str:
+    return "an" if word[0] in "aeiou" else "a"
+
+
+def _refuse_foreign_callables(p: Path, config: Any) -> None:
+    found = foreign_callable(config)
+    if found is None:
+        return
+    dotted, role = found
+    top = dotted.split(".")[0]
+    origin = "Python's standard library" if top in sys.stdlib_module_names else "not Keras"
+    raise InputError(
+        f"MODEL: {p}: the model's config names {dotted} as {_article(role)} {role}, which is "
+        f"not a Keras {role} ({top} is {origin}); kerasdoctor refuses to load it"
+    )
 
 
 def from_keras_model(
@@ -554,6 +744,7 @@ def load_custom_objects(path: str | os.PathLike[str]) -> dict[str, Any]:
     import inspect
 
     p = Path(path)
+    refuse_special_file(p, "--custom-objects")
     if not p.is_file() or p.suffix != ".py":
         raise InputError(f"--custom-objects: {p} is not a Python file")
     spec = importlib.util.spec_from_file_location(f"kerasdoctor_custom_{p.stem}", p)

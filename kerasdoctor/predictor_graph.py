@@ -61,13 +61,20 @@ def all_layers(model: Any) -> list[Any]:
     return out
 
 
-def _copy(model: Any) -> Any:
-    """A copy of the model with the same weights; the live model is never modified."""
+def copy_model(model: Any) -> Any:
+    """A copy of the model with the same weights; the live model is never modified.
+
+    Preprocessing layers (Normalization) derive their tensors from their variables in
+    finalize_state, which set_weights does not call: without it a copied Normalization
+    layer divides by a zero variance."""
     from kerasdoctor._keras import keras
 
     k = keras()
     clone = k.models.clone_model(model)
     clone.set_weights(model.get_weights())
+    for layer in all_layers(clone):
+        if hasattr(layer, "finalize_state"):
+            layer.finalize_state()
     return clone
 
 
@@ -91,7 +98,7 @@ def batchnorm_run(predictor: Predictor, xs: Sequence[np.ndarray], *, reestimate:
     shuffled batches (AdaBN) and then inference. Runs on a copy of the model."""
     from kerasdoctor.probe import predicted_classes, probability_fn
 
-    model = _copy(predictor.lm.keras_model)
+    model = copy_model(predictor.lm.keras_model)
     bns = _bn_layers(model)
     if not bns:
         raise ValueError("the model has no BatchNormalization layer")

@@ -35,6 +35,7 @@ from kerasdoctor.load import (
     decode_labels,
     input_keys,
     read_npz,
+    refuse_special_file,
 )
 from kerasdoctor.probe import Batch, array_batches
 
@@ -339,6 +340,7 @@ class NpySource(Source):
                 f"DATA: {path} holds only the inputs; give the labels with --labels y.npy"
             )
         lp = Path(labels_path)
+        refuse_special_file(lp, "--labels")
         if not lp.is_file():
             raise InputError(f"--labels: no such file: {lp}")
         self.x = NpyRows(path)
@@ -396,6 +398,7 @@ def load_image(path: str, size: tuple[int, int], channels: int) -> np.ndarray:
     resized like tf.image.resize(method="bilinear"), what image_dataset_from_directory uses."""
     from PIL import Image, UnidentifiedImageError
 
+    refuse_special_file(path, "DATA")  # a FIFO among the images would block Image.open
     try:
         with Image.open(path) as opened:
             img: Any = opened
@@ -1047,6 +1050,7 @@ def open_source(path: str | os.PathLike[str], opts: Any) -> Source:
     p = Path(path)
     if not p.exists():
         raise InputError(f"DATA: no such file or directory: {p}")
+    refuse_special_file(p, "DATA")  # before any read: a FIFO would block it for ever
     labels_path = getattr(opts, "labels", None)
     label_column = getattr(opts, "label_column", None)
     feature_columns = parse_columns(getattr(opts, "feature_columns", None))
@@ -1093,6 +1097,7 @@ _KIND_NAMES = {
 
 
 def _kind(p: Path) -> str:
+    refuse_special_file(p, "DATA")
     if p.is_dir():
         return "tfdata" if is_tfdata_dir(p) else "images"
     name = p.name.lower()

@@ -337,7 +337,7 @@ def test_optimizer_iterations_read_from_files(model_file: str, expected: int) ->
 
 
 def test_optimizer_iterations_none_when_h5_holds_no_optimizer(tmp_path: Path) -> None:
-    import tf_keras
+    tf_keras = pytest.importorskip("tf_keras", reason="writes a Keras 2 .h5: pip install tf-keras")
 
     from kerasdoctor.load import load_model
     from kerasdoctor.model_facts import read_facts

@@ -61,3 +61,50 @@ def test_object_arrays_are_never_unpickled(tmp_path) -> None:  # type: ignore[no
     np.savez(path, x=np.array([{"a": 1}, None], dtype=object), y=np.array([0, 1]))
     raw = read_npz(path)  # y is fine; the object array is refused only when it is used
     assert "x" in raw.refused
+
+
+@pytest.mark.parametrize(
+    ("node", "expected"),
+    [
+        ({"module": "os", "class_name": "system"}, ("os.system", "model")),
+        ({"layers": [{"class_name": "subprocess.Popen"}]}, ("subprocess.Popen", "layer")),
+        ({"layers": [{"class_name": "Dense", "config": {"activation": {
+            "module": "builtins", "class_name": "function", "config": "exec"}}}]},
+         ("builtins.exec", "activation")),
+        ({"optimizer": {"module": "numpy", "class_name": "load"}}, ("numpy.load", "object")),
+    ],
+)
+def test_configs_naming_callables_outside_keras(node: dict, expected: tuple) -> None:  # type: ignore[type-arg]
+    from kerasdoctor.load import foreign_callable
+
+    assert foreign_callable(node) == expected
+
+
+@pytest.mark.parametrize(
+    "node",
+    [
+        {"module": "keras.layers", "class_name": "Dense"},
+        {"module": "builtins", "class_name": "function", "config": "relu"},  # Keras 2 built-in
+        {"module": "my_layers", "class_name": "MyDense", "registered_name": "Custom>MyDense"},
+        {"module": "__main__", "class_name": "MyDense"},
+        {"class_name": "Lambda", "config": {"module": "os", "function": ["..."]}},
+        {"class_name": "Dense", "config": {"name": "os.system"}},
+    ],
+)
+def test_keras_and_custom_objects_are_not_foreign(node: dict) -> None:  # type: ignore[type-arg]
+    from kerasdoctor.load import foreign_callable
+
+    assert foreign_callable(node) is None
+
+
+def test_special_files_are_refused_without_opening(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import os
+
+    from kerasdoctor.load import refuse_special_file
+
+    fifo = tmp_path / "p"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError, match=r"DATA: .*/p is a named pipe \(FIFO\)"):
+        refuse_special_file(fifo, "DATA")  # would block for ever if it opened the FIFO
+    refuse_special_file(tmp_path, "DATA")  # a directory is fine
+    refuse_special_file(tmp_path / "missing", "DATA")  # left to the caller

@@ -1,4 +1,9 @@
-"""The registry: one module per finding id, discovered in this package."""
+"""The registry: one module per finding id, discovered in this package.
+
+Listing the specs (`kerasdoctor checks`, `explain ID`) imports every check module, so a check
+module imports nothing heavy at its top: numpy through kerasdoctor._lazy, and the kerasdoctor
+modules that import numpy (experiments, metrics, probe, model_facts) inside the functions that
+use them. tests/test_startup.py keeps it so."""
 
 from __future__ import annotations
 

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import numpy as np
-
+from kerasdoctor._lazy import numpy as np
 from kerasdoctor.checks.base import CheckSpec, Context, Threshold, finding
-from kerasdoctor.experiments import chance_margin
 from kerasdoctor.findings import Finding, Kind, Severity
-from kerasdoctor.metrics import recall_vector
 
 SPEC = CheckSpec(
     id="chance-level",
@@ -48,6 +45,9 @@ SPEC = CheckSpec(
 
 
 def run(ctx: Context) -> list[Finding]:
+    from kerasdoctor.experiments import chance_margin
+    from kerasdoctor.metrics import recall_vector
+
     ev = ctx.evidence
     support = ev.label_counts.astype(np.int64)
     predicted = ev.predicted_counts.astype(np.int64)

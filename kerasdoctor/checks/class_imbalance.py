@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
+from kerasdoctor._lazy import numpy as np
 from kerasdoctor.checks._data import fixed_model_name, prediction_symptoms
 from kerasdoctor.checks.base import PREDICTIONS, CheckSpec, Context, Threshold, finding, names_list
 from kerasdoctor.findings import Finding, Fix, Kind, Severity
-from kerasdoctor.metrics import recall_vector
 
 SPEC = CheckSpec(
     id="class-imbalance",
@@ -96,6 +94,8 @@ SPEC = CheckSpec(
 
 
 def run(ctx: Context) -> list[Finding]:
+    from kerasdoctor.metrics import recall_vector
+
     ev = ctx.evidence
     support = ev.label_counts.astype(np.int64)
     predicted = ev.predicted_counts.astype(np.int64)

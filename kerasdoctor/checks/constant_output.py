@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import numpy as np
-
+from kerasdoctor._lazy import numpy as np
 from kerasdoctor.checks.base import OUTPUT, CheckSpec, Context, Threshold, finding
 from kerasdoctor.findings import Finding, Fix, Kind, Severity
 

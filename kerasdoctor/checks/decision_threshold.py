@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
+from kerasdoctor._lazy import numpy as np
 from kerasdoctor.checks.base import (
     PREDICTIONS,
     CheckSpec,
@@ -14,8 +13,10 @@ from kerasdoctor.checks.base import (
     Threshold,
     finding,
 )
-from kerasdoctor.experiments import ExperimentResult, split_halves
 from kerasdoctor.findings import Finding, Fix, Kind, Severity
+
+if TYPE_CHECKING:
+    from kerasdoctor.experiments import ExperimentResult
 
 SPEC = CheckSpec(
     id="decision-threshold",
@@ -195,6 +196,8 @@ def _split_half(ctx: Context, y: np.ndarray, s: np.ndarray,
                 pred: np.ndarray) -> ExperimentResult | None:
     """The Youden cut chosen on one seeded, stratified half, scored on the other."""
     from sklearn.metrics import roc_curve
+
+    from kerasdoctor.experiments import ExperimentResult, split_halves
 
     a, b = split_halves(y, ctx.experiments.seed if ctx.experiments else 0)
     if np.unique(y[a]).size < 2 or np.unique(y[b]).size < 2:

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
+from kerasdoctor._lazy import numpy as np
 from kerasdoctor.checks.base import OUTPUT, PREDICTIONS, CheckSpec, Context, Threshold, finding
 from kerasdoctor.findings import Finding, Fix, Kind, Severity
-from kerasdoctor.probe import RESERVED_TOKEN_IDS
 
 # How many constant features an input lists in the evidence.
 MAX_FEATURES_LISTED = 10
@@ -245,6 +243,8 @@ def _describe_input(
 
 def _blank_predictions(ctx: Context, x: np.ndarray) -> dict[str, Any] | None:
     """What the model predicts for the sample's blank rows: one class, whatever the label."""
+    from kerasdoctor.probe import RESERVED_TOKEN_IDS
+
     ev = ctx.evidence
     wide = x.reshape(x.shape[0], -1)
     if wide.shape[1] == 0:

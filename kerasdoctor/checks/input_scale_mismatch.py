@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
+from kerasdoctor._lazy import numpy as np
 from kerasdoctor.checks._data import (
     JudgedInput,
     prediction_symptoms,

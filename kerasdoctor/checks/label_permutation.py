@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
+from kerasdoctor._lazy import numpy as np
 from kerasdoctor.checks._data import balanced_accuracy_se_bound
 from kerasdoctor.checks.base import PREDICTIONS, CheckSpec, Context, Threshold, finding
-from kerasdoctor.experiments import ExperimentResult, split_halves
 from kerasdoctor.findings import Finding, Fix, Kind, Severity
+
+if TYPE_CHECKING:
+    from kerasdoctor.experiments import ExperimentResult
 
 SPEC = CheckSpec(
     id="label-permutation",
@@ -191,6 +192,8 @@ def _validated(ctx: Context) -> tuple[ExperimentResult, bool, ExperimentResult |
     restores there, and a rival cure (tried on the inputs, labels untouched) at least as good.
     None when there is no sample to split."""
     from scipy.optimize import linear_sum_assignment
+
+    from kerasdoctor.experiments import ExperimentResult, split_halves
 
     exps = ctx.experiments
     if exps is None or not exps.available:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
+from kerasdoctor._lazy import numpy as np
 from kerasdoctor.checks.base import (
     CheckSpec,
     Context,
@@ -15,7 +14,6 @@ from kerasdoctor.checks.base import (
     names_list,
 )
 from kerasdoctor.findings import Finding, Fix, Kind, Severity
-from kerasdoctor.metrics import recall_vector
 
 SPEC = CheckSpec(
     id="low-recall",
@@ -67,6 +65,8 @@ def recall_upper_bound(hits: int, n: int, confidence: float) -> float:
 
 
 def run(ctx: Context) -> list[Finding]:
+    from kerasdoctor.metrics import recall_vector
+
     ev = ctx.evidence
     conf = ev.confusion
     support = ev.label_counts

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from kerasdoctor.checks.base import OUTPUT, PREDICTIONS, CheckSpec, Context, Threshold, finding
-from kerasdoctor.experiments import ExperimentResult
 from kerasdoctor.findings import Finding, Fix, Kind, Severity
 
 SPEC = CheckSpec(
@@ -52,6 +51,8 @@ SPEC = CheckSpec(
 
 
 def run(ctx: Context) -> list[Finding]:
+    from kerasdoctor.experiments import ExperimentResult
+
     exps = ctx.experiments
     if "chance-level" not in ctx.symptoms or exps is None or not exps.available:
         return []

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
+from kerasdoctor._lazy import numpy as np
 from kerasdoctor.checks.base import OUTPUT, PREDICTIONS, CheckSpec, Context, finding
-from kerasdoctor.experiments import ExperimentResult
 from kerasdoctor.findings import Finding, Fix, Kind, Severity
+
+if TYPE_CHECKING:
+    from kerasdoctor.experiments import ExperimentResult
 
 # How many offending features each input lists in the evidence.
 MAX_FEATURES_LISTED = 10

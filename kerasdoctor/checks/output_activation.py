@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
+from kerasdoctor._lazy import numpy as np
 from kerasdoctor.checks._model import (
     CATEGORICAL_LOSSES,
     CROSSENTROPY_LOSSES,
@@ -19,9 +18,10 @@ from kerasdoctor.checks._model import (
     prediction_symptoms,
 )
 from kerasdoctor.checks.base import OUTPUT, PREDICTIONS, CheckSpec, Context, NotApplicable, finding
-from kerasdoctor.experiments import ExperimentResult
 from kerasdoctor.findings import Finding, Fix, Kind, Severity
-from kerasdoctor.model_facts import RELU_FAMILY
+
+if TYPE_CHECKING:
+    from kerasdoctor.experiments import ExperimentResult
 
 SPEC = CheckSpec(
     id="output-activation",
@@ -62,6 +62,8 @@ SPEC = CheckSpec(
 
 
 def run(ctx: Context) -> list[Finding]:
+    from kerasdoctor.model_facts import RELU_FAMILY
+
     facts = ctx.facts
     if not facts.inspectable or facts.head == "unknown":
         raise NotApplicable("the output layer cannot be read (e.g. a SavedModel)")
@@ -163,6 +165,8 @@ def run(ctx: Context) -> list[Finding]:
 
 
 def _not_probability_text(ctx: Context) -> str:
+    from kerasdoctor.model_facts import RELU_FAMILY
+
     head = ctx.facts.head
     raw = ctx.evidence.output.raw
     span = ""

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
+from kerasdoctor._lazy import numpy as np
 from kerasdoctor.checks._model import fit_head_code, label_classes, py_path
 from kerasdoctor.checks.base import PREDICTIONS, CheckSpec, Context, finding, names_list
 from kerasdoctor.findings import Finding, Fix, Kind, Severity

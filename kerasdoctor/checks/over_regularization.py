@@ -6,8 +6,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
+from kerasdoctor._lazy import numpy as np
 from kerasdoctor.checks._model import symptom_list
 from kerasdoctor.checks.base import OUTPUT, PREDICTIONS, CheckSpec, Context, Threshold, finding
 from kerasdoctor.findings import Finding, Fix, Kind, Severity

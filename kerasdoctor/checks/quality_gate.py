@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
+from kerasdoctor._lazy import numpy as np
 from kerasdoctor.checks.base import CheckSpec, Context, NotApplicable, finding, names_list
 from kerasdoctor.findings import Finding, Fix, Kind, Severity
-from kerasdoctor.metrics import recall_vector
 
 # The gate names, as in the command line (--min-recall) and [tool.kerasdoctor] (min_recall).
 MIN_RECALL = "min_recall"
@@ -36,6 +34,8 @@ SPEC = CheckSpec(
 
 
 def run(ctx: Context) -> list[Finding]:
+    from kerasdoctor.metrics import recall_vector
+
     min_recall = ctx.gates.get(MIN_RECALL)
     min_bacc = ctx.gates.get(MIN_BALANCED_ACCURACY)
     if min_recall is None and min_bacc is None:

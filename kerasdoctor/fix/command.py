@@ -40,13 +40,18 @@ MODES: dict[str, tuple[tuple[str, ...], str]] = {
         ("MODEL", "TRAIN_DATA"),
         "kerasdoctor fix --retrain model.keras train.npz --eval val.npz --output fixed.keras",
     ),
+    "repair": (
+        ("MODEL", "DATA"),
+        "kerasdoctor fix --repair model.keras data.npz --output fixed.keras",
+    ),
 }
 # option -> the modes it applies to (given with another mode, it is an error, not ignored)
 OPTION_MODES: dict[str, tuple[str, ...]] = {
     "--method": ("class-weights",),
     "--beta": ("class-weights",),
     "--objective": ("threshold",),
-    "--seed": ("threshold", "oversample", "undersample", "retrain"),
+    "--seed": ("threshold", "oversample", "undersample", "retrain", "repair"),
+    "--cause": ("repair",),
     "--epochs": ("retrain",),
     "--learning-rate": ("retrain",),
     "--validation-split": ("retrain",),
@@ -59,7 +64,7 @@ OPTION_MODES: dict[str, tuple[str, ...]] = {
     # a data flag: suggested commands carry every flag that read DATA, so every mode takes it
     # (the label-only modes read y and leave the inputs alone)
     "--x-key": ("class-weights", "output-bias", "threshold", "oversample", "undersample",
-                "retrain"),
+                "retrain", "repair"),
 }
 FORMATS: dict[str, tuple[str, ...]] = {
     "class-weights": ("table", "json", "python"),
@@ -68,8 +73,9 @@ FORMATS: dict[str, tuple[str, ...]] = {
     "oversample": ("table", "json"),
     "undersample": ("table", "json"),
     "retrain": ("table", "json"),
+    "repair": ("table", "json"),
 }
-WRITES_FILE = ("oversample", "undersample", "retrain")  # --output is the result, required
+WRITES_FILE = ("oversample", "undersample", "retrain", "repair")  # --output is the result, required
 TRAIN_NOTE = (
     "give the data model.fit trains on as TRAIN_DATA, not validation or test data: a remedy "
     "learnt from the data that measures a model is fitted to what it measures"
@@ -104,6 +110,17 @@ def fix(
         "--retrain",
         help="Fine-tune MODEL on TRAIN_DATA with class weights; save to --output; "
         "before/after on --eval EVAL_DATA, else on a held-out part of TRAIN_DATA.",
+    ),
+    repair: bool = typer.Option(
+        False,
+        "--repair",
+        help="Repair the diagnosed root cause inside MODEL without training (BatchNorm "
+        "statistics, preprocessing, output order, threshold, label prior); fitted on one half "
+        "of DATA, measured on the other; save to --output FIXED.keras.",
+    ),
+    cause: str | None = typer.Option(
+        None, "--cause", help="Repair: the cause to repair, from the diagnosis's causes "
+        "[default: its root cause]."
     ),
     eval_data: str | None = typer.Option(
         None,
@@ -185,6 +202,8 @@ def fix(
       fix --oversample TRAIN_DATA -o balanced.npz   (or --undersample) rebalanced data
       fix --retrain MODEL TRAIN_DATA --eval EVAL_DATA -o fixed.keras
                                                     fine-tune with class weights
+      fix --repair MODEL DATA -o fixed.keras        repair the diagnosed cause in the
+                                                    model, no training (exit 1: cannot)
 
     TRAIN_DATA is the data the model trains on: remedies learnt from validation or test
     data spend it (it can no longer measure the model). Without --eval, --retrain holds out
@@ -201,12 +220,18 @@ def fix(
             "oversample": oversample,
             "undersample": undersample,
             "retrain": retrain,
+            "repair": repair,
         }
         chosen = [m for m, on in flags.items() if on]
+        paths = list(paths or [])
+        if (not chosen and paths and paths[0] in flags
+                and not Path(paths[0]).exists()):  # the subcommand form: fix repair M D
+            chosen, paths = [paths[0]], paths[1:]
         if not chosen:
             raise InputError(
                 "choose a remedy: --class-weights, --output-bias, --threshold, --oversample, "
-                "--undersample or --retrain (e.g. kerasdoctor fix --class-weights data.npz)"
+                "--undersample, --retrain or --repair (e.g. kerasdoctor fix --class-weights "
+                "data.npz)"
             )
         if len(chosen) > 1:
             raise InputError(
@@ -241,6 +266,7 @@ def fix(
             "--unsafe": unsafe,
             "--output-name": output_name is not None,
             "--x-key": x_key is not None,
+            "--cause": cause is not None,
         }
         for opt, on in given.items():
             if on and mode not in OPTION_MODES[opt]:
@@ -259,7 +285,6 @@ def fix(
                 f"(choose {' or '.join(FORMATS[mode])})"
             )
         want, usage = MODES[mode]
-        paths = list(paths or [])
         if len(paths) != len(want):
             raise InputError(
                 f"--{mode} takes {' '.join(want)} ({len(want)} path(s)), got {len(paths)}: {usage}"
@@ -303,6 +328,9 @@ def fix(
                 output_name,
                 data_opts,
             )
+        elif mode == "repair":
+            assert output is not None
+            _repair(paths, output, format.value, cause, seed or 0, data_opts)
         elif mode in ("oversample", "undersample"):
             assert output is not None
             _resample(paths[0], mode, seed or 0, format.value, output, y_key)
@@ -515,6 +543,26 @@ def _retrain(
 
         text = retrain_table(result)
     _emit(text, None)  # --output is the model file: the report goes to stdout
+
+
+def _repair(
+    paths: list[str], output: Path, fmt: str, cause: str | None, seed: int, data_opts: Any
+) -> None:
+    from kerasdoctor.fix.repair import check_output, repair_paths
+
+    check_output(output, paths[0], paths[1])  # before the diagnosis: exit 2 at once
+    result = repair_paths(paths[0], paths[1], output, cause=cause, seed=seed,
+                          data_opts=data_opts)
+    if fmt == "json":
+        text = _json(result)
+    else:
+        from kerasdoctor.render.simple import repair_table
+
+        text = repair_table(result)
+    _emit(text, None)  # --output is the model file: the report goes to stdout
+    healthy = result["cause"] is None and result["verdict_before"] == "healthy"
+    if not result["repaired"] and not healthy:
+        raise typer.Exit(1)
 
 
 def _follow_up(

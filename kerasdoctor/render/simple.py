@@ -249,3 +249,53 @@ def retrain_table(r: dict[str, Any]) -> str:
             "(data it never saw)"
         )
     return "\n".join(lines) + "\n"
+
+
+def repair_table(r: dict[str, Any]) -> str:
+    """`fix --repair`: what was repaired, and per-class recall on the held-out half."""
+    before, after = r["before"], r.get("after")
+    lines: list[str] = []
+    cause = r.get("cause")
+    if cause is None:
+        lines.append(f"Nothing repaired: {r['why']}")
+        return "\n".join(lines) + "\n"
+    lines.append(f"cause: {cause} — {r.get('cause_title') or ''}".rstrip(" —"))
+    if r.get("repair"):
+        lines.append(f"repair: {r['repair']}")
+    cols = ["class", "name", "support", "recall before", "predicted before"]
+    if after is not None:
+        cols += ["recall after", "predicted after"]
+    # a line of its own, not the title: rich wraps a title to the table's width
+    lines.append(f"held-out half of {r.get('data') or 'DATA'}: {r['heldout_rows']} rows; the "
+                 f"repair was fitted on the other {r['fit_rows']} (seed {r['seed']})")
+    t = _simple("", cols)
+    rows_after = after["per_class"] if after is not None else [None] * len(before["per_class"])
+    for pb, pa in zip(before["per_class"], rows_after):
+        cells = [str(pb["class"]), pb["name"], str(pb["support"]), _pct(pb["recall"]),
+                 str(pb["predicted"])]
+        if pa is not None:
+            cells += [_pct(pa["recall"]), str(pa["predicted"])]
+        t.add_row(*cells)
+    lines.append(to_text(t).rstrip("\n"))
+    bal = f"balanced accuracy {_pct(before['balanced_accuracy'])}{_ci(before)}"
+    if after is not None:
+        bal += (f" → {_pct(after['balanced_accuracy'])}{_ci(after)} · accuracy "
+                f"{_pct(before['accuracy'])} → {_pct(after['accuracy'])}")
+        if r.get("required_gain") is not None:
+            bal += f" (a repair must gain at least {_pct(r['required_gain'])})"
+    lines.append(bal)
+    diag = r.get("diagnosis_after")
+    if diag and "verdict" in diag:
+        lines.append(
+            f"diagnosis of the repaired model on the held-out half: {diag['verdict']}"
+            + (f", root cause {diag['root_cause']}" if diag.get("root_cause") else "")
+        )
+    if r["repaired"]:
+        lines.append(f"written: {r['output']} (standard Keras layers; loads with "
+                     "keras.saving.load_model in safe mode)")
+    else:
+        lines.append(f"not repaired: {r['why']}")
+        for fix in r.get("instead") or []:
+            lines.append(f"instead: {fix['summary']}"
+                         + (f": {fix['command']}" if fix.get("command") else ""))
+    return "\n".join(lines) + "\n"

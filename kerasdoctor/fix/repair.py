@@ -1,0 +1,705 @@
+"""`kerasdoctor fix --repair`: cure the diagnosed root cause inside a copy of the model.
+
+No training: the trained weights are kept and only the part around them that the diagnosis
+blames is edited, with standard Keras layers (BatchNorm moving statistics re-estimated, the
+restoring preprocessing prepended as Rescaling / Normalization / a fixed 1x1 Conv2D, the output
+units reordered, the decision cut or the label prior moved into the output bias). DATA is split
+into two seeded, stratified halves: the repair is fitted on one and measured on the other, and
+the model is written (atomically, reloaded in safe mode first) only when that half improves.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kerasdoctor.errors import InputError
+from kerasdoctor.findings import Finding, Report
+from kerasdoctor.fix.common import DataOptions, ModelData, Outputs
+
+# The held-out gain that counts as a repair: two standard errors of the difference of two
+# balanced accuracies on the held-out class sizes (experiments.noise_bound, the binomial worst
+# case), so a repair that only moves predictions around by chance is not written.
+MIN_GAIN_Z = 2.0
+# BatchNorm re-estimation batch: small enough that a few hundred fitting rows make several
+# batches to average, large enough that each batch's statistics mix the classes.
+BN_BATCH = 64
+
+SPLIT = ("two seeded, stratified halves of DATA: the repair is fitted on the first and "
+         "measured on the second, which it never saw")
+
+# Causes whose cure is a change to training, the data or the model's design: no edit of the
+# saved weights gives back what training never learned. (why, what to do instead)
+UNREPAIRABLE: dict[str, str] = {
+    "no-signal": "the inputs carry no information about the labels that the model or a "
+    "linear probe can find; no edit of the model can create it (class weights would only "
+    "spread wrong answers)",
+    "untrained-model": "the weights never trained: there is no learned model around which to "
+    "repair anything",
+    "nonfinite-weights": "weights are NaN or infinite (training diverged): the values the "
+    "model would need are lost",
+    "dead-units": "whole layers of units output zero for every input: what they would have "
+    "carried was never learned, and cannot be restored without training",
+    "loss-mismatch": "the loss trained the head for another task, so the weights never "
+    "learned the task the labels describe",
+    "output-units-mismatch": "the output layer has a different number of units than the data "
+    "has classes: the missing classes were never learned",
+    "over-regularization": "the weight penalties kept the weights near zero: the model learned "
+    "the label prior, not the classes",
+    "degenerate-inputs": "the inputs do not vary (constant rows or features, all-padding "
+    "tokens): the data pipeline must be fixed, not the model",
+    "single-unit-softmax": "a softmax over one unit is constant 1 and passed no gradient: the "
+    "layers below it never trained",
+    "nonfinite-inputs": "the data holds NaN or infinite values: clean the data",
+}
+
+
+class CannotRepair(Exception):
+    """The cause is repairable in general but not in this model (a head without a bias...)."""
+
+
+@dataclass
+class _Job:
+    md: ModelData
+    finding: Finding
+    fit: np.ndarray
+    held: np.ndarray
+    base: Outputs  # the model's outputs on every row of DATA
+    k: int
+    seed: int
+
+    @property
+    def y(self) -> np.ndarray:
+        return np.asarray(self.md.raw.labels.y)
+
+
+# ------------------------------------------------------------------ entry point
+
+
+def check_output(output: Path, model_path: str, data_path: str) -> None:
+    """Exit 2 before any work: a bad --output name, the input itself, a SavedModel input."""
+    from kerasdoctor.fix.common import refuse_overwrite
+
+    if output.suffix.lower() != ".keras":
+        raise InputError(f"--output {output}: the repaired model is a .keras file: name it "
+                         "FIXED.keras")
+    refuse_overwrite(output, [("MODEL", model_path), ("DATA", data_path)])
+    parent = output.parent if str(output.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputError(f"--output: directory {parent} does not exist")
+    if output.is_dir():
+        raise InputError(f"--output: {output} is a directory")
+    if Path(model_path).is_dir():
+        raise InputError(f"MODEL: {model_path} is a SavedModel, which has no Keras layers to "
+                         "edit; repair the .keras (or .h5) file it was exported from")
+
+
+def repair_paths(model_path: str, data_path: str, output: Path, *, cause: str | None = None,
+                 seed: int = 0, data_opts: DataOptions | None = None) -> dict[str, Any]:
+    """Diagnose MODEL on DATA, repair the root cause (or `cause`), measure on a held-out half
+    and write the repaired model to `output` when it improves. Returns the JSON result."""
+    from kerasdoctor.core import Options, diagnose_paths
+    from kerasdoctor.fix.common import load_model_and_data
+
+    opts = data_opts or DataOptions()
+    check_output(output, model_path, data_path)
+    report = diagnose_paths(model_path, data_path, Options(
+        seed=seed, x_key=opts.x_key, y_key=opts.y_key, labels=opts.labels,
+        label_column=opts.label_column, feature_columns=opts.feature_columns,
+        drop_columns=opts.drop_columns, class_names=opts.class_names,
+        image_size=opts.image_size))
+    finding = choose_cause(report, cause)
+    md = load_model_and_data(model_path, data_path, x_key=opts.x_key, y_key=opts.y_key,
+                             data_opts=opts)
+    result = repair(md, report, finding, output, seed)
+    result.update({"model": model_path, "data": data_path})
+    return result
+
+
+def choose_cause(report: Report, cause: str | None) -> Finding | None:
+    """The root cause, or the cause `--cause` names (exit 2 when the report has no such
+    cause)."""
+    if cause is None:
+        return report.root_cause
+    found = next((f for f in report.causes if f.id == cause), None)
+    if found is None:
+        listed = ", ".join(f.id for f in report.causes) or "none"
+        raise InputError(f"--cause {cause}: the diagnosis did not find this cause (its causes: "
+                         f"{listed})")
+    return found
+
+
+def repair(md: ModelData, report: Report, finding: Finding | None, output: Path,
+           seed: int = 0) -> dict[str, Any]:
+    """Repair `finding` in md's model; write `output` only when the held-out half improves."""
+    from kerasdoctor.experiments import noise_bound, split_halves
+    from kerasdoctor.fix.common import n_classes_of, names_for, predict_outputs, summary
+
+    if md.lm.keras_model is None:
+        raise InputError(f"MODEL: {md.lm.path} has no Keras layers to edit")
+    y = np.asarray(md.raw.labels.y)
+    k = n_classes_of(md.raw, md.facts.n_outputs)
+    names = names_for(md.raw, k)
+    fit, held = split_halves(y, seed)
+    base = predict_outputs(md)
+    before = summary(y[held], base.preds[held], names)
+    result: dict[str, Any] = {
+        "repaired": False,
+        "cause": None if finding is None else finding.id,
+        "cause_title": None if finding is None else finding.title,
+        "repair": None,
+        "why": None,
+        "instead": [],
+        "before": before,
+        "after": None,
+        "gain": None,
+        "required_gain": None,
+        "split": SPLIT,
+        "seed": seed,
+        "fit_rows": int(fit.size),
+        "heldout_rows": int(held.size),
+        "details": {},
+        "diagnosis_after": None,
+        "output": None,
+        "verdict_before": report.verdict,
+    }
+    if finding is None:
+        result["why"] = ("the diagnosis finds the model healthy: nothing to repair, nothing "
+                         "written" if report.verdict == "healthy" else
+                         "the diagnosis names no cause for what it found: nothing to repair; "
+                         "run kerasdoctor diagnose for the symptoms")
+        return result
+    job = _Job(md, finding, fit, held, base, k, seed)
+    fn = REPAIRS.get(finding.id)
+    if fn is None:
+        result["why"] = UNREPAIRABLE.get(finding.id, f"{finding.id} has no repair inside the "
+                                         "model: it needs a change to training or data")
+        result["instead"] = [f.to_dict() for f in finding.fixes] + [_retrain_fix(md)]
+        return result
+    try:
+        model, what, details = fn(job)
+    except CannotRepair as exc:
+        result["why"] = str(exc)
+        result["instead"] = [f.to_dict() for f in finding.fixes] + [_retrain_fix(md)]
+        return result
+    result["repair"], result["details"] = what, details
+    support = np.bincount(y[held], minlength=k)[:k]
+    required = MIN_GAIN_Z * noise_bound(support)
+    result["required_gain"] = required
+    with _saved(model, output) as tmp:
+        # measured on the file as written, loaded back by plain Keras in safe mode
+        from kerasdoctor.load import load_model
+        from kerasdoctor.model_facts import read_facts
+
+        lm = load_model(tmp, output_name=md.lm.output_name if len(md.lm.keras_model.outputs)
+                        > 1 else None)
+        after_md = replace(md, lm=lm, facts=read_facts(lm))
+        pred = predict_outputs(after_md, held).preds
+        result["after"] = summary(y[held], pred, names)
+        result["standard_layers_only"] = _standard(lm.keras_model)
+        gain = float(result["after"]["balanced_accuracy"] - before["balanced_accuracy"])
+        result["gain"] = gain
+        if not result["standard_layers_only"]:
+            result["why"] = "the repaired model holds non-standard layers: not written"
+            return result
+        if not gain >= required or gain <= 0:
+            result["why"] = (
+                f"on the held-out half the repair moves balanced accuracy by {gain:+.1%}, "
+                f"less than the {required:.1%} that sampling noise could explain: not written")
+            result["instead"] = [f.to_dict() for f in finding.fixes]
+            return result
+        result["diagnosis_after"] = _rediagnose(tmp, md, held, names)
+        os.replace(tmp, output)
+    result["repaired"] = True
+    result["output"] = str(output)
+    return result
+
+
+def _retrain_fix(md: ModelData) -> dict[str, Any]:
+    return {"summary": "Fine-tune the model with class weights on the training data",
+            "command": f"kerasdoctor fix --retrain {md.lm.path} TRAIN_DATA --eval "
+                       f"{md.raw.path} --output fixed.keras", "code": None}
+
+
+class _saved:
+    """The model saved to a temporary .keras file next to `output`; removed on exit unless
+    it was moved into place (os.replace by the caller)."""
+
+    def __init__(self, model: Any, output: Path) -> None:
+        self.model, self.output = model, output
+
+    def __enter__(self) -> str:
+        parent = self.output.parent if str(self.output.parent) else Path(".")
+        if not parent.is_dir():
+            raise InputError(f"--output: directory {parent} does not exist")
+        fd, self.tmp = tempfile.mkstemp(prefix=f".{self.output.name}.", suffix=".keras",
+                                        dir=parent)
+        os.close(fd)
+        os.unlink(self.tmp)  # Keras writes the file itself
+        self.model.save(self.tmp)
+        return self.tmp
+
+    def __exit__(self, *exc: Any) -> None:
+        if os.path.exists(self.tmp):
+            os.unlink(self.tmp)
+
+
+def _standard(model: Any) -> bool:
+    """Every layer (nested models' too) is a class of Keras itself."""
+    from kerasdoctor.predictor_graph import all_layers
+
+    return all(type(layer).__module__.startswith("keras.")
+               for layer in [model, *all_layers(model)])
+
+
+def _rediagnose(path: str, md: ModelData, held: np.ndarray, names: list[str]) -> dict[str, Any]:
+    """The diagnosis of the repaired model on the held-out half (the rows it never saw)."""
+    from kerasdoctor.core import diagnose_arrays
+
+    try:
+        xs = {s.name: a[held] for s, a in zip(md.lm.inputs, md.arrays)}
+        report = diagnose_arrays(path, xs if len(xs) > 1 else next(iter(xs.values())),
+                                 md.raw.labels.y[held], class_names=names)
+    except Exception as exc:  # reported, never fatal: the repair itself is measured above
+        return {"error": f"{type(exc).__name__}: {exc}"[:300]}
+    return {
+        "verdict": report.verdict,
+        "root_cause": report.root_cause.id if report.root_cause else None,
+        "findings": [{"id": f.id, "severity": f.severity.value} for f in report.findings],
+        "errors": [e.to_dict() for e in report.errors],
+    }
+
+
+# ------------------------------------------------------------------ model surgery helpers
+
+
+def _clone(model: Any) -> Any:
+    """A copy with the same weights (predictor_graph.copy_model), compiled as the original."""
+    from kerasdoctor.predictor_graph import copy_model
+
+    clone = copy_model(model)
+    _recompile(model, clone)
+    return clone
+
+
+def _recompile(source: Any, target: Any) -> None:
+    """Carry the loss and optimizer settings, so the repaired file can be fine-tuned and
+    diagnosed as the original (its loss is a model fact); best effort."""
+    if not getattr(source, "compiled", False):
+        return
+    import contextlib
+
+    # a custom loss that does not deserialise: the repaired model is saved uncompiled
+    with contextlib.suppress(Exception):
+        target.compile_from_config(source.get_compile_config())
+
+
+def _find(model: Any, name: str) -> Any:
+    from kerasdoctor.predictor_graph import all_layers
+
+    for layer in all_layers(model):
+        if layer.name == name:
+            return layer
+    raise CannotRepair(f"layer '{name}' not found in the copy of the model")
+
+
+def _output_dense(md: ModelData, model: Any) -> tuple[Any, str]:
+    """The Dense layer whose output is the head's pre-activation in `model` (a clone of md's
+    model, same layer names), and the head's activation."""
+    orig = md.lm.keras_model
+    out = orig.outputs[md.lm.output_index]
+    history = getattr(out, "_keras_history", None)
+    if history is None:
+        raise CannotRepair("the output has no layer history to edit")
+    layer = history[0]
+    name = type(layer).__name__
+    if name == "Dense":
+        act = layer.get_config().get("activation", "linear")
+        act = act if isinstance(act, str) else "custom"
+        dense = layer
+    elif name in ("Activation", "Softmax"):
+        act = "softmax" if name == "Softmax" else str(layer.get_config().get("activation"))
+        prev = getattr(layer.input, "_keras_history", None)
+        dense = prev[0] if prev is not None else None
+        if dense is None or type(dense).__name__ != "Dense" or \
+                dense.get_config().get("activation") != "linear":
+            raise CannotRepair("the activation at the output is not fed by a linear Dense "
+                               "layer: no logit to shift or reorder")
+    else:
+        raise CannotRepair(f"the output layer is a {name}, not a Dense layer (or a Dense "
+                           "followed by its activation): no logit to shift or reorder")
+    if act not in ("softmax", "sigmoid", "linear"):
+        raise CannotRepair(f"the output activation is {act}: only softmax, sigmoid or "
+                           "linear (logit) heads can be edited this way")
+    if not dense.use_bias:
+        raise CannotRepair(f"the output Dense '{dense.name}' has no bias to shift")
+    return _find(model, dense.name), act
+
+
+def _dense_weights(dense: Any) -> tuple[np.ndarray, np.ndarray]:
+    w, b = dense.get_weights()[:2]
+    return np.asarray(w, np.float64), np.asarray(b, np.float64)
+
+
+def _set_dense(dense: Any, w: np.ndarray, b: np.ndarray) -> None:
+    old = dense.get_weights()
+    dense.set_weights([w.astype(old[0].dtype), b.astype(old[1].dtype), *old[2:]])
+
+
+# ------------------------------------------------------------------ the repairs
+
+
+def _batchnorm(job: _Job) -> tuple[Any, str, dict[str, Any]]:
+    """AdaBN / update_bn: every BatchNormalization layer's moving mean and variance become the
+    average of its batch statistics over the fitting half (batches weighted by their rows);
+    no weight is trained. The other layers run in inference mode (Dropout stays off)."""
+    from kerasdoctor.predictor_graph import all_layers
+    from kerasdoctor.probe import Predictor
+
+    md = job.md
+    model = _clone(md.lm.keras_model)
+    bns = [layer for layer in all_layers(model)
+           if type(layer).__name__ == "BatchNormalization"]
+    if not bns:
+        raise CannotRepair("the model has no BatchNormalization layer")
+    cast = Predictor(md.lm, md.facts, taps=False).cast
+    # shuffled: DATA may be sorted by class, and a batch of one class has other statistics
+    order = np.random.default_rng(job.seed).permutation(job.fit)
+    originals = [(b.call, b.momentum) for b in bns]
+
+    def forced(call: Callable[..., Any]) -> Callable[..., Any]:
+        def run(inputs: Any, training: Any = None, mask: Any = None) -> Any:
+            return call(inputs, training=True, mask=mask)
+
+        return run
+
+    for b in bns:
+        b.call = forced(b.call)
+    seen = 0
+    try:
+        for s in range(0, order.size, BN_BATCH):
+            rows = order[s : s + BN_BATCH]
+            for b in bns:  # moving = moving * seen/(seen+n) + batch * n/(seen+n)
+                b.momentum = seen / (seen + rows.size)
+            part = cast([np.asarray(a[rows]) for a in md.arrays])
+            model(part if len(part) > 1 else part[0], training=False)
+            seen += rows.size
+    finally:
+        for b, (_, momentum) in zip(bns, originals):
+            b.__dict__.pop("call", None)  # back to the class's own call
+            b.momentum = momentum
+    what = (f"re-estimated the moving mean and variance of {len(bns)} BatchNormalization "
+            f"layer(s) from {seen} rows (average over shuffled batches of {BN_BATCH}; no "
+            "weight trained)")
+    return model, what, {"layers": [b.name for b in bns], "rows": seen, "batch": BN_BATCH}
+
+
+# transform -> (scale, offset) of a Rescaling layer doing it
+RESCALINGS: dict[str, tuple[float, float]] = {
+    "x255": (255.0, 0.0),
+    "/255": (1.0 / 255.0, 0.0),
+    "[0,1]->[-1,1]": (2.0, -1.0),
+    "[0,255]->[-1,1]": (1.0 / 127.5, -1.0),
+    "[-1,1]->[0,1]": (0.5, 0.5),
+    "[-1,1]->[0,255]": (127.5, 127.5),
+}
+CAFFE_MEAN = (103.939, 116.779, 123.68)
+
+
+def _preprocessing(job: _Job) -> tuple[Any, str, dict[str, Any]]:
+    """The diagnosis's restoring transform, prepended as standard layers."""
+    ev = job.finding.evidence
+    rt = ev.get("restoring_transform")
+    if not rt:
+        raise CannotRepair("the diagnosis found no transform of the data that restores the "
+                           "model (only a static disagreement with its preprocessing layer): "
+                           "prepare the data as in training")
+    per_input: dict[str, str] = {}
+    if rt["transform"] == "combined":
+        trials = (ev.get("sweep") or {}).get("trials", [])
+        for name in rt["inputs"]:
+            mine = [t for t in trials if t["inputs"] == [name]]
+            if mine:
+                per_input[name] = max(mine, key=lambda t: t["balanced_accuracy"])["transform"]
+    else:
+        per_input[rt["input"]] = rt["transform"]
+    from kerasdoctor._keras import keras
+
+    k = keras()
+    md = job.md
+    inner = _clone(md.lm.keras_model)
+    new_inputs, tensors, done = [], [], []
+    for i, (spec, tensor) in enumerate(zip(md.lm.inputs, md.lm.keras_model.inputs)):
+        inp = k.Input(shape=tuple(tensor.shape[1:]), dtype=tensor.dtype, name=spec.name)
+        t = inp
+        transform = per_input.get(spec.name)
+        if transform is not None:
+            t = _transform_layers(job, i, spec.name, transform, inp)
+            done.append({"input": spec.name, "transform": transform})
+        new_inputs.append(inp)
+        tensors.append(t)
+    if not done:
+        raise CannotRepair("the restoring transform names no input of this model")
+    out = inner(tensors if len(tensors) > 1 else tensors[0])
+    model = k.Model(new_inputs if len(new_inputs) > 1 else new_inputs[0], out,
+                    name=f"{inner.name}_repaired")
+    _recompile(md.lm.keras_model, model)
+    what = "prepended " + "; ".join(
+        f"{d['description']} to input '{d['input']}'" for d in _described(done))
+    return model, what, {"transforms": done, "code": rt.get("code")}
+
+
+def _described(done: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    from kerasdoctor.checks.preprocessing_mismatch import DESCRIBE
+
+    return [dict(d, description=DESCRIBE.get(d["transform"], d["transform"]).format("the data")
+                 + " (as layers)") for d in done]
+
+
+def _transform_layers(job: _Job, index: int, name: str, transform: str, inp: Any) -> Any:
+    """inp through the standard layers that do `transform` (fixed, non-trainable)."""
+    from kerasdoctor._keras import keras
+
+    k = keras()
+    md = job.md
+    shape = tuple(inp.shape[1:])
+    if transform in RESCALINGS:
+        scale, offset = RESCALINGS[transform]
+        return k.layers.Rescaling(scale, offset, name=f"repair_rescale_{index}")(inp)
+    if transform in ("bgr<->rgb", "caffe"):
+        if len(shape) != 3:
+            raise CannotRepair(f"input '{name}' is not an image (H, W, C): no channels to "
+                               "reorder")
+        c = int(shape[-1])
+        caffe = transform == "caffe"
+        conv = k.layers.Conv2D(c, 1, use_bias=caffe, trainable=False,
+                               name=f"repair_channel_order_{index}")
+        out = conv(inp)
+        kernel = np.zeros((1, 1, c, c), np.float32)
+        for j in range(c):  # output channel j is input channel c-1-j
+            kernel[0, 0, c - 1 - j, j] = 1.0
+        conv.set_weights([kernel, -np.asarray(CAFFE_MEAN, np.float32)] if caffe else [kernel])
+        return out
+    if transform == "undo-normalization":
+        norm = md.facts.input_normalizers.get(name)
+        if norm is None:
+            raise CannotRepair(f"input '{name}' has no Normalization layer to undo")
+        layer = _find(md.lm.keras_model, norm.layer)
+        mean = np.asarray(layer.mean, np.float64)
+        var = np.asarray(layer.variance, np.float64)
+        axis = layer.axis
+        return k.layers.Normalization(
+            axis=axis, mean=_squeeze_for(mean, axis), variance=_squeeze_for(var, axis),
+            invert=True, name=f"repair_unstandardise_{index}")(inp)
+    if transform == "undo-rescaling":
+        norm = md.facts.input_normalizers.get(name)
+        if norm is None:
+            raise CannotRepair(f"input '{name}' has no Rescaling layer to undo")
+        sc = float(np.asarray(norm.params.get("scale", 1.0)).reshape(-1)[0])
+        off = float(np.asarray(norm.params.get("offset", 0.0) or 0.0).reshape(-1)[0])
+        return k.layers.Rescaling(1.0 / sc, -off / sc, name=f"repair_rescale_{index}")(inp)
+    if transform == "standardise":
+        # per feature (last axis), counted on the fitting half only
+        a = np.asarray(md.arrays[index][job.fit], np.float64).reshape(-1, shape[-1] if shape
+                                                                      else 1)
+        mean = np.nanmean(a, axis=0)
+        var = np.nanvar(a, axis=0)
+        var = np.where(np.isfinite(var) & (var > 0), var, 1.0)
+        return k.layers.Normalization(axis=-1, mean=mean, variance=var,
+                                      name=f"repair_standardise_{index}")(inp)
+    raise CannotRepair(f"no layer does the transform '{transform}'")
+
+
+def _squeeze_for(values: np.ndarray, axis: Any) -> np.ndarray:
+    """A Normalization layer's broadcast statistics as its constructor takes them."""
+    axes = (axis,) if isinstance(axis, int) else tuple(axis or ())
+    return values.reshape(-1) if len(axes) <= 1 else np.squeeze(values)
+
+
+def _label_permutation(job: _Job) -> tuple[Any, str, dict[str, Any]]:
+    """Reorder the output units (kernel columns and bias) by the one-to-one matching of units
+    to classes fitted on the fitting half."""
+    from scipy.optimize import linear_sum_assignment
+
+    md, k = job.md, job.k
+    units = int(md.lm.output_shape[-1] or 1)
+    model = _clone(md.lm.keras_model)
+    dense, act = _output_dense(md, model)
+    w, b = _dense_weights(dense)
+    y, pred = job.y[job.fit], job.base.preds[job.fit]
+    classes = 2 if units == 1 else units
+    if classes != k:
+        raise CannotRepair(f"the model has {classes} outputs classes and the data {k}: a "
+                           "reordering cannot map one onto the other")
+    conf = np.zeros((k, k))
+    np.add.at(conf, (y, np.clip(pred, 0, k - 1)), 1.0)
+    sup = conf.sum(axis=1)
+    seen = np.flatnonzero(sup > 0)
+    rows, cols = linear_sum_assignment(conf[seen] / sup[seen, None], maximize=True)
+    to_label = np.full(k, -1)
+    to_label[cols] = seen[rows]  # output unit -> label class
+    free = [c for c in range(k) if c not in set(to_label.tolist())]
+    for u in np.flatnonzero(to_label < 0):  # units no class claimed keep the free labels
+        to_label[u] = free.pop(0)
+    if np.array_equal(to_label, np.arange(k)):
+        raise CannotRepair("on the fitting half the best matching of output units to classes "
+                           "is the order the model has: nothing to reorder")
+    if units == 1:  # binary sigmoid/logit: the swap is P(1) <-> P(0), a negated logit
+        if act not in ("sigmoid", "linear"):
+            raise CannotRepair(f"a one-unit {act} head cannot be swapped")
+        _set_dense(dense, -w, -b)
+        what = "swapped the two classes of the one-unit output (negated its kernel and bias)"
+    else:
+        perm = np.argsort(to_label)  # new unit L is the old unit that meant class L
+        _set_dense(dense, w[:, perm], b[perm])
+        what = (f"reordered the {units} output units of '{dense.name}' (kernel columns and "
+                "bias) into the labels' class order")
+    return model, what, {"layer": dense.name, "output_unit_to_label": to_label.tolist()}
+
+
+def _scores(job: _Job) -> np.ndarray:
+    """P(class 1) of a binary model on every row."""
+    probs = job.base.probs
+    return probs[:, 0] if probs.shape[1] == 1 else probs[:, 1]
+
+
+def _decision_threshold(job: _Job) -> tuple[Any, str, dict[str, Any]]:
+    """The Youden cut on P(class 1), chosen on the fitting half, moved into the logit's bias:
+    sigmoid(z - logit t) > 1/2 exactly when sigmoid(z) > t (softmax: z1 - z0 > logit t)."""
+    from sklearn.metrics import roc_curve
+
+    md = job.md
+    units = int(md.lm.output_shape[-1] or 1)
+    if job.k != 2 or units > 2:
+        raise CannotRepair("not a binary model: no single cut decides the class")
+    y, s = job.y[job.fit], _scores(job)[job.fit]
+    ok = np.isfinite(s)
+    if np.unique(y[ok]).size < 2:
+        raise CannotRepair("the fitting half holds one class only: no cut can be chosen")
+    fpr, tpr, thr = roc_curve(y[ok], s[ok])
+    t = float(np.clip(min(thr[int(np.argmax(tpr - fpr))], 1.0), 1e-7, 1 - 1e-7))
+    model = _clone(md.lm.keras_model)
+    dense, act = _output_dense(md, model)
+    if units == 2 and act not in ("softmax", "linear"):
+        raise CannotRepair("two independent sigmoid units: no single cut decides the class")
+    w, b = _dense_weights(dense)
+    shift = float(np.log(t / (1.0 - t)))
+    b = b.copy()
+    b[-1] -= shift  # one unit: its logit; two units: z1 (P1 > t iff z1 - z0 > logit t)
+    _set_dense(dense, w, b)
+    what = (f"moved the decision cut P(class 1) = {t:.4g} (chosen on the fitting half) into "
+            f"the output bias of '{dense.name}' (bias -= logit({t:.4g}) = {shift:.4g}), so the "
+            "usual 0.5 / argmax rule applies it")
+    return model, what, {"layer": dense.name, "threshold": t, "bias_shift": -shift}
+
+
+def _class_imbalance(job: _Job) -> tuple[Any, str, dict[str, Any]]:
+    """Two cures of a head that follows the label prior, chosen on the fitting half:
+
+    - logit adjustment (Menon et al., ICLR 2021): the log label prior subtracted from the
+      output bias;
+    - classifier re-training (cRT, Kang et al., ICLR 2020): the output layer re-fitted on the
+      frozen penultimate features by a class-balanced logistic regression.
+
+    The fitting half is split again: both are fitted on one quarter and scored on the other;
+    the winner is re-fitted on the whole fitting half. The held-out half judges it after.
+    """
+    from kerasdoctor.experiments import balanced_accuracy, split_halves
+    from kerasdoctor.predictor_graph import head_tap
+    from kerasdoctor.probe import Predictor
+
+    md, k = job.md, job.k
+    units = int(md.lm.output_shape[-1] or 1)
+    model = _clone(md.lm.keras_model)
+    dense, act = _output_dense(md, model)
+    if not ((units == k and act in ("softmax", "linear"))
+            or (units == 1 and k == 2 and act in ("sigmoid", "linear"))):
+        raise CannotRepair(f"the output is {units} {act} unit(s) for {k} classes: these "
+                           "repairs need a softmax/linear unit per class (or one sigmoid unit "
+                           "for two)")
+    w, b = _dense_weights(dense)
+    fit_x = [a[job.fit] for a in md.arrays]
+    tap = head_tap(Predictor(md.lm, md.facts, taps=False), fit_x)
+    feats = None if tap.features is None else np.asarray(tap.features, np.float64)
+    y = job.y[job.fit]
+
+    def adjusted(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        counts = np.bincount(y[rows], minlength=k)[:k].astype(np.float64)
+        prior = (counts + 0.5) / (counts.sum() + 0.5 * k)  # no log 0 for an absent class
+        shift = np.log(prior) if units == k else np.array([np.log(prior[1] / prior[0])])
+        return w, b - shift
+
+    def crt(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        assert feats is not None
+        return _balanced_head(feats[rows], y[rows], k, units, job.seed)
+
+    def preds(wb: tuple[np.ndarray, np.ndarray], rows: np.ndarray) -> np.ndarray:
+        assert feats is not None
+        z = feats[rows] @ wb[0] + wb[1]
+        return (z[:, 0] > 0).astype(np.int64) if units == 1 else np.argmax(z, axis=1)
+
+    fitters: dict[str, Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]] = {
+        "logit-adjustment": adjusted}
+    scores: dict[str, float] = {}
+    if feats is not None and feats.shape[1] > 0:
+        fitters["classifier-retraining"] = crt
+        qa, qb = split_halves(y, job.seed + 1)
+        if np.unique(y[qa]).size == k and qb.size:
+            for name, fitter in fitters.items():
+                scores[name] = balanced_accuracy(y[qb], preds(fitter(qa), qb), k)
+    chosen = max(scores, key=lambda n: scores[n]) if scores else "logit-adjustment"
+    if chosen != "logit-adjustment" and scores[chosen] <= scores["logit-adjustment"]:
+        chosen = "logit-adjustment"  # a tie goes to the smaller edit
+    w2, b2 = fitters[chosen](np.arange(y.size))
+    _set_dense(dense, w2, b2)
+    if chosen == "logit-adjustment":
+        what = ("logit adjustment: subtracted the log label prior (counted on the fitting "
+                f"half) from the output bias of '{dense.name}'")
+    else:
+        what = (f"re-fitted the output layer '{dense.name}' on the model's frozen penultimate "
+                "features with a class-balanced logistic regression (cRT; fitting half only)")
+    return model, what, {"layer": dense.name, "method": chosen,
+                         "selection_balanced_accuracy": scores,
+                         "selection": "each fitted on one quarter of DATA, scored on another "
+                         "(both inside the fitting half)"}
+
+
+def _balanced_head(feats: np.ndarray, y: np.ndarray, k: int, units: int,
+                   seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Kernel and bias of a class-balanced logistic regression on the features, as the
+    output Dense takes them (standardisation folded in)."""
+    from sklearn.linear_model import LogisticRegression
+
+    mu = feats.mean(axis=0)
+    sd = feats.std(axis=0)
+    sd = np.where(sd > 0, sd, 1.0)
+    clf = LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000,
+                             random_state=seed).fit((feats - mu) / sd, y)
+    coef = np.zeros((k, feats.shape[1]))
+    icpt = np.zeros(k)
+    classes = clf.classes_.astype(np.int64)
+    if clf.coef_.shape[0] == 1:  # binary: one row for class classes_[1] against classes_[0]
+        coef[classes[1]], icpt[classes[1]] = clf.coef_[0], clf.intercept_[0]
+    else:
+        coef[classes], icpt[classes] = clf.coef_, clf.intercept_
+        icpt[np.setdiff1d(np.arange(k), classes)] = -1e4  # a class never seen: never chosen
+    w = (coef / sd).T  # (d, k)
+    b = icpt - (mu / sd) @ coef.T
+    if units == 1:  # one logit: z1 - z0
+        return w[:, 1:2] - w[:, 0:1], b[1:2] - b[0:1]
+    return w, b
+
+
+REPAIRS: dict[str, Callable[[_Job], tuple[Any, str, dict[str, Any]]]] = {
+    "batchnorm-statistics": _batchnorm,
+    "preprocessing-mismatch": _preprocessing,
+    "label-permutation": _label_permutation,
+    "decision-threshold": _decision_threshold,
+    "class-imbalance": _class_imbalance,
+}
