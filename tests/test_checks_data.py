@@ -20,8 +20,9 @@ from kerasdoctor.checks import (
     run_symptoms,
     sorted_labels,
 )
-from kerasdoctor.checks._data import JudgedInput, balanced_accuracy
+from kerasdoctor.checks._data import JudgedInput
 from kerasdoctor.checks.base import Context, NotApplicable
+from kerasdoctor.experiments import balanced_accuracy, noise_bound
 from kerasdoctor.findings import Severity
 from kerasdoctor.model_facts import ModelFacts, Normalizer
 from kerasdoctor.probe import Evidence, InputStats, Moments, OutputStats
@@ -579,9 +580,11 @@ def test_normalization_thresholds_both_sides() -> None:
 
 def test_balanced_accuracy_and_its_noise() -> None:
     y = np.array([0, 0, 0, 0, 1, 1])
-    bal, se = balanced_accuracy(y, np.array([0, 0, 1, 1, 1, 1]), 2)
+    bal = balanced_accuracy(y, np.array([0, 0, 1, 1, 1, 1]), 2)
     assert bal == pytest.approx(0.75)
-    assert se == pytest.approx(np.sqrt(0.5 * 0.5 / 4) / 2)
+    # the noise of a difference of two balanced accuracies, every recall at the worst 0.5
+    assert noise_bound(np.bincount(y)) == pytest.approx(
+        np.sqrt(2) * 0.5 * np.sqrt(1 / 4 + 1 / 2) / 2)
 
 
 # ------------------------------------------------------------------ every finding is usable

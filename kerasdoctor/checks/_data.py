@@ -89,30 +89,6 @@ def feature_rms(st: InputStats) -> np.ndarray:
     return np.sqrt(np.where(m.count > 0, m.var + m.mean**2, np.nan))
 
 
-def balanced_accuracy(y: np.ndarray, pred: np.ndarray, k: int) -> tuple[float, float]:
-    """(balanced accuracy, its standard error) over the classes present in y.
-
-    The SE is that of a mean of K independent binomial recalls: sqrt(sum r(1-r)/n_k) / K.
-    """
-    support = np.bincount(y, minlength=k)[:k]
-    hits = np.bincount(y[pred == y], minlength=k)[:k]
-    present = support > 0
-    if not present.any():
-        return float("nan"), float("nan")
-    r = hits[present] / support[present]
-    kp = int(present.sum())
-    se = float(np.sqrt(np.sum(r * (1 - r) / support[present])) / kp)
-    return float(r.mean()), se
-
-
-def balanced_accuracy_se_bound(support: np.ndarray) -> float:
-    """The largest SE balanced accuracy can have with these class sizes (every recall 0.5)."""
-    s = support[support > 0]
-    if s.size == 0:
-        return float("nan")
-    return float(0.5 * np.sqrt(np.sum(1.0 / s)) / s.size)
-
-
 def fixed_model_name(ctx: Context) -> str:
     """`<model stem>_fixed.keras`, shell-quoted, for retraining commands."""
     stem = Path(unquoted(ctx.model_path).rstrip("/")).stem or "model"

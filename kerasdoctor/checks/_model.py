@@ -44,14 +44,6 @@ def balanced_accuracy_of_confusion(conf: np.ndarray) -> float:
     return float((np.diag(conf)[present] / support[present]).mean())
 
 
-def balanced_accuracy_of(y: np.ndarray, pred: np.ndarray) -> float:
-    """Balanced accuracy of predicted class indices against labels."""
-    k = int(max(y.max(initial=0), pred.max(initial=0))) + 1
-    conf = np.zeros((k, k), np.int64)
-    np.add.at(conf, (y.astype(np.int64), pred.astype(np.int64)), 1)
-    return balanced_accuracy_of_confusion(conf)
-
-
 def py_path(shell_path: str) -> str:
     """A shell-quoted path (ctx.model_path) as a Python string literal for code snippets."""
     return repr(unquoted(shell_path))

@@ -3,7 +3,7 @@ run(Context). Everything else (the catalogue, the ranking, explain, JUnit) deriv
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -92,7 +92,6 @@ class Context:
     gates: Mapping[str, float] = field(default_factory=dict)  # min_recall, min_balanced_accuracy
     # phase 2: the symptom findings of phase 1 above info, by id (the runner fills it)
     symptoms: dict[str, Finding] = field(default_factory=dict)
-    _cache: dict[str, Any] = field(default_factory=dict)
 
     def threshold(self, spec: CheckSpec, name: str) -> float:
         return float(self.overrides.get(spec.id, {}).get(name, spec.thresholds[name].value))
@@ -106,12 +105,6 @@ class Context:
         """'2 (grape)', or '2' when the class has no name."""
         name = self.class_names[k] if k < len(self.class_names) else str(k)
         return str(k) if name == str(k) else f"{k} ({name})"
-
-    def cached(self, key: str, compute: Callable[[], Any]) -> Any:
-        """Share an expensive derived figure (e.g. a re-run) between checks."""
-        if key not in self._cache:
-            self._cache[key] = compute()
-        return self._cache[key]
 
 
 class NotApplicable(Exception):
@@ -146,13 +139,6 @@ def unquoted(path: str) -> str:
 def prediction_symptoms(ctx: Context) -> dict[str, Finding]:
     """The symptom findings (warning or error) of phase 1: what the predictions show."""
     return ctx.symptoms
-
-
-def class_weights_fix(ctx: Context) -> Fix:
-    return Fix(
-        "Train with class weights so the rare classes count as much as the common ones",
-        command=f"kerasdoctor fix --class-weights {ctx.data_args}",
-    )
 
 
 def names_list(ctx: Context, classes: Sequence[int], limit: int = 8) -> str:

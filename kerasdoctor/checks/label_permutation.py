@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from kerasdoctor._lazy import numpy as np
-from kerasdoctor.checks._data import balanced_accuracy_se_bound
 from kerasdoctor.checks.base import PREDICTIONS, CheckSpec, Context, Threshold, finding
 from kerasdoctor.findings import Finding, Fix, Kind, Severity
 
@@ -71,6 +70,8 @@ def run(ctx: Context) -> list[Finding]:
         return []
     from scipy.optimize import linear_sum_assignment
 
+    from kerasdoctor.experiments import noise_bound
+
     recall_m = conf[present] / support[present, None]  # rows: present label classes
     rows, cols = linear_sum_assignment(recall_m, maximize=True)
     unit_of = {int(present[r]): int(c) for r, c in zip(rows, cols)}
@@ -83,7 +84,7 @@ def run(ctx: Context) -> list[Finding]:
     if bal0 >= 1.0 or gain <= 0:
         return []
     removed = gain / (1.0 - bal0)
-    noise = float(np.sqrt(2.0) * balanced_accuracy_se_bound(support))
+    noise = noise_bound(support)
     if removed < ctx.threshold(SPEC, "min_error_removed"):
         return []
     if gain < ctx.threshold(SPEC, "noise_z") * noise:
