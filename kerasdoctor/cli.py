@@ -48,7 +48,10 @@ def _err(msg: str) -> None:
 
 @contextmanager
 def guard() -> Iterator[None]:
-    """Map failures to the contract's exit codes: 2 unusable input, 3 our own crash, 130 ^C."""
+    """Map failures to the contract's exit codes: 2 unusable input, 3 our own crash, 130 ^C,
+    and a quiet 1 when stdout's reader has gone (`kerasdoctor checks | head -1`)."""
+    from kerasdoctor import _signals
+
     try:
         yield
     except (typer.Exit, typer.Abort, SystemExit):
@@ -57,12 +60,19 @@ def guard() -> Iterator[None]:
         _err(str(exc))
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
-        sys.stderr.write("kerasdoctor: interrupted\n")
+        _signals.settle()  # reached: the watcher (see main) need not deliver it again
+        _signals.told()
+        sys.stderr.write(_signals.MESSAGE)
         raise typer.Exit(130) from None
     except MemoryError:
         _err("out of memory; try a smaller --batch-size or --sample N")
         raise typer.Exit(2) from None
     except Exception as exc:
+        if isinstance(exc, BrokenPipeError) and _signals.stdout_is_broken():
+            # the reader read what it wanted (`| head`): no word, as Unix tools do; 1, not 0,
+            # so that `set -o pipefail` never takes a cut-off report for a passing one
+            _signals.quiet_stdout()
+            raise typer.Exit(1) from None
         if os.environ.get("KERASDOCTOR_DEBUG"):
             raise
         text = " ".join(str(exc).split())[:400]
@@ -200,6 +210,12 @@ def diagnose(
         help="A Beam pipeline option for sharded DATA (repeatable), e.g. "
         "--pipeline-option direct_num_workers=2; also any --key=value after `--`.",
     ),
+    # issue 16: force the multi-label diagnosis (a multi-hot y in an .npz selects it anyway)
+    multi_label: bool = typer.Option(
+        False, "--multi-label",
+        help="Diagnose as multi-label: y multi-hot (N, K), one sigmoid unit per label "
+        "[default: when y in the .npz is multi-hot].",
+    ),
 ) -> None:
     """Diagnose MODEL on DATA: what the predictions show, the most likely cause, the fix."""
     with guard():
@@ -221,6 +237,7 @@ def diagnose(
             sample=sample,
             seed=seed,
             output_name=output_name,
+            multi_label=True if multi_label else None,  # issue 16
             labels=labels,
             label_column=label_column,
             feature_columns=feature_columns,
@@ -334,16 +351,37 @@ def main() -> None:
     """The console script. `checks`, `explain ID` and `--version` are answered here, the same
     as the app answers them: Typer (0.2x) converts every option value, even the unset --help,
     through a pydantic TypeAdapter, and importing pydantic would double their start-up time.
-    Anything else, their --help included, goes to the Typer app."""
-    light = _light_command(sys.argv[1:])
-    if light is None:
-        app()
-        return
+    Anything else, their --help included, goes to the Typer app.
+
+    Ctrl-C anywhere ends with one line and exit 130 (kerasdoctor._signals says how); a reader
+    that closes stdout early (`| head -1`) ends it with a quiet 1."""
+    from kerasdoctor import _signals
+
+    _signals.install()  # first: a ^C in the imports below must find it
+    code = 0
     try:
-        with guard():
-            light()
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
+        try:
+            light = _light_command(sys.argv[1:])
+            if light is None:
+                app()  # standalone: it ends in SystemExit
+            else:
+                with guard():
+                    light()
+        except typer.Exit as exc:
+            code = exc.exit_code
+        except SystemExit as exc:
+            if exc.code is None or isinstance(exc.code, int):
+                code = exc.code or 0
+            else:
+                sys.stderr.write(f"{exc.code}\n")
+                code = 1
+        sys.stdout.flush()  # here, not at shutdown, where a closed pipe is a traceback
+    except KeyboardInterrupt:
+        code = 130  # it did not pass through guard(): finish() writes the line
+    except BrokenPipeError:
+        _signals.quiet_stdout()
+        code = code or 1
+    _signals.finish(code)
 
 
 if __name__ == "__main__":

@@ -97,12 +97,21 @@ def read_npz(
         with np.load(p, allow_pickle=False) as npz:
             keys = list(npz.files)
             for k in keys:
+                damage = _npz_member_damage(npz, k)
+                if damage is not None:
+                    refused[k] = damage
+                    continue
                 try:
                     arrays[k] = npz[k]
                 except ValueError:  # object arrays need pickle: refused on purpose
                     refused[k] = (
                         f"array '{k}' holds Python objects, which kerasdoctor does not "
                         "unpickle; save it with a numeric or string dtype"
+                    )
+                except MemoryError:
+                    refused[k] = (
+                        f"array '{k}' does not fit in memory; save it as x.npy and pass "
+                        "it with --labels y.npy, which is read in row chunks"
                     )
     except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as exc:
         raise InputError(f"DATA: {p} is not a readable .npz archive ({_first_line(exc)})") from exc
@@ -129,6 +138,42 @@ def read_npz(
             raise InputError(f"DATA: {p} has no '{x_key}' array (found: {', '.join(keys)})")
         arrays = {"x": arrays[x_key]}
     return RawData(str(p), arrays, labels, refused)
+
+
+def _npz_member_damage(npz: Any, key: str) -> str | None:
+    """What is wrong with an .npz member, from its .npy header and the archive's directory
+    alone: a shape that is no shape, or one its data cannot fill (numpy would allocate the
+    claimed size before finding out). None when it looks whole, or is not an .npy member."""
+    from numpy.lib import format as npy_format
+
+    name = key if key in npz.zip.namelist() else f"{key}.npy"
+    with npz.zip.open(name) as fh:
+        try:
+            version = npy_format.read_magic(fh)
+        except ValueError:
+            return None  # not an .npy member: numpy hands back its bytes, as before
+        readers = {(1, 0): npy_format.read_array_header_1_0,
+                   (2, 0): npy_format.read_array_header_2_0}
+        if version not in readers:
+            return None
+        try:
+            shape, _, dtype = readers[version](fh)
+        except ValueError as exc:
+            return f"array '{key}' has an unreadable .npy header ({_first_line(exc)})"
+        held = npz.zip.getinfo(name).file_size - fh.tell()
+    if dtype.hasobject:
+        return None  # refused with its own message when it is read
+    if any(d < 0 for d in shape):
+        return f"array '{key}' claims shape {_fmt_shape(shape)}, which is not a shape (corrupt)"
+    claimed = dtype.itemsize
+    for d in shape:
+        claimed *= d
+    if claimed > held:
+        return (
+            f"array '{key}' claims shape {_fmt_shape(shape)} of {dtype} ({claimed:,} bytes) "
+            f"but holds {max(held, 0):,} bytes of data (truncated or corrupt)"
+        )
+    return None
 
 
 def check_input_array(a: np.ndarray, key: str, n: int, where: str) -> None:
@@ -192,10 +237,29 @@ def _decode_2d_labels(y: np.ndarray, names: list[str] | None, where: str) -> Lab
     if np.allclose(sums, 1.0, atol=1e-3):  # label smoothing / soft labels: the argmax is the class
         return Labels(np.argmax(y, axis=1).astype(np.int64), "soft", k, names)
     bad = int(np.argmax(np.abs(sums - 1)))
+    if is_multi_hot(y):  # issue 16: core routes these to kerasdoctor.multilabel
+        raise MultiHotLabels(
+            f"{where} is multi-hot {y.shape} (row {bad} sums to {sums[bad]:g}): multi-label "
+            "targets are diagnosed from an .npz or in-memory arrays only"
+        )
     raise InputError(
         f"{where} is 2-D {y.shape} but row {bad} is not one-hot (sums to {sums[bad]:g}); "
         "multi-label targets are not supported"
     )
+
+
+class MultiHotLabels(InputError):
+    """Labels that are multi-hot (N, K): not single-label; kerasdoctor.core catches this to
+    diagnose them as multi-label (issue 16)."""
+
+
+def is_multi_hot(y: np.ndarray) -> bool:
+    """(N, K) with K >= 2, every value 0 or 1, and not every row summing to exactly 1."""
+    if y.ndim != 2 or y.shape[1] < 2 or y.shape[0] == 0 or y.dtype.kind not in "biuf":
+        return False
+    if y.dtype.kind == "f" and not np.isfinite(y).all():
+        return False
+    return bool(np.isin(y, (0, 1)).all() and not np.all(y.sum(axis=1) == 1))
 
 
 def _decode_string_labels(y: np.ndarray, names: list[str] | None, where: str) -> Labels:

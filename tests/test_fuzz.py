@@ -274,3 +274,163 @@ def test_special_files_are_named_before_any_read(suffix: str, role: str) -> None
                 _hostile(args, f"{role} {path}", f"{role}: {path}", what,
                          "not a regular file or a directory")
             assert not opened, f"{path} was opened"
+
+
+# -- .npz members whose .npy header claims a shape its data cannot fill: one line naming the
+# member and the claim, found from the header and the archive's directory, before numpy
+# allocates the claimed size
+
+
+def _npy_member(shape: str, descr: str = "<f4", body: bytes = b"\0" * 64) -> bytes:
+    """An .npy member written by hand: its header says `shape`, whatever the body holds."""
+    header = f"{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}".encode()
+    header += b" " * (63 - (10 + len(header)) % 64) + b"\n"
+    return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header + body
+
+
+def _npz_with(path: Path, members: dict[str, bytes]) -> None:
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as zf:
+        for key, data in members.items():
+            zf.writestr(f"{key}.npy", data)
+
+
+def _saved(a: np.ndarray) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, a)
+    return buf.getvalue()
+
+
+HUGE = st.one_of(st.integers(2**31, 2**80), st.sampled_from([10**12, 2**32, 2**62, 2**63]))
+SMALL = st.integers(1, 12)
+
+
+@st.composite
+def absurd_shapes(draw: st.DrawFn) -> tuple[str, str]:
+    """(the shape as the header writes it, the message's fragment for it)"""
+    dims = draw(st.lists(st.one_of(HUGE, SMALL), min_size=1, max_size=4))
+    if draw(st.booleans()):
+        dims[draw(st.integers(0, len(dims) - 1))] = draw(st.integers(-2**63, -1))
+        return str(tuple(dims)), "which is not a shape (corrupt)"
+    if all(d < 2**31 for d in dims):
+        dims[0] = draw(HUGE)
+    return str(tuple(dims)), "bytes of data (truncated or corrupt)"
+
+
+@FUZZ
+@given(absurd_shapes(), st.sampled_from(["x", "y"]), st.sampled_from(["<f4", "<i8", "|u1"]))
+def test_npz_member_claiming_an_absurd_shape(shape: tuple[str, str], key: str,
+                                             descr: str) -> None:
+    import contextlib
+    import time
+    import tracemalloc
+
+    from kerasdoctor.errors import InputError
+    from kerasdoctor.load import read_npz
+
+    claimed, fragment = shape
+    x, y = np.zeros((10, 8), np.float32), np.arange(10) % 3
+    members = {"x": _saved(x), "y": _saved(y)}
+    members[key] = _npy_member(claimed, descr)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "claims.npz"
+        _npz_with(path, members)
+        _hostile(("diagnose", fixture_path("healthy.keras"), str(path)),
+                 f"{key} claims {claimed}", f"DATA: {path}: array '{key}' claims shape",
+                 fragment)
+        # and without allocating what the header claims (numpy tracks its arrays' memory)
+        tracemalloc.start()
+        start = time.monotonic()
+        with contextlib.suppress(InputError):
+            read_npz(path)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert peak < 16 * 2**20, f"{claimed}: {peak:,} bytes allocated"
+        assert time.monotonic() - start < 2.0
+
+
+@FUZZ
+@given(st.sampled_from(["(3.5,)", "('a',)", "(None,)", "[10]", "10"]))
+def test_npz_member_header_that_is_no_shape(claimed: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "noshape.npz"
+        _npz_with(path, {"x": _npy_member(claimed), "y": _saved(np.arange(10) % 3)})
+        _hostile(("diagnose", fixture_path("healthy.keras"), str(path)), f"x shape {claimed}",
+                 f"DATA: {path}: array 'x' has an unreadable .npy header")
+
+
+# -- CSV with ragged rows: one line naming the row and both field counts
+
+
+@FUZZ
+@given(st.integers(1, 40), st.data())
+def test_csv_with_a_ragged_row(n_rows: int, data: st.DataObject) -> None:
+    width = 9  # the healthy model's 8 features and the label
+    bad = data.draw(st.integers(1, n_rows), label="ragged row")
+    fields = data.draw(st.integers(2, 15).filter(lambda k: k != width), label="its fields")
+    rows = [",".join([f"f{i}" for i in range(8)] + ["label"])]
+    for n in range(1, n_rows + 1):
+        k = fields if n == bad else width
+        rows.append(",".join(f"{(n * 7 + j) % 5 - 2}.5" for j in range(k - 1)) + f",{n % 3}")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "ragged.csv"
+        path.write_text("\n".join(rows) + "\n")
+        _hostile(("diagnose", fixture_path("healthy.keras"), str(path),
+                  "--label-column", "label"), f"row {bad} of {n_rows} with {fields} fields",
+                 f"DATA: {path}: row {bad} has {fields} fields but the header has {width}")
+
+
+def _odd_mode_images(root: Path) -> dict[str, Path]:
+    """One image per PIL mode a camera, scanner or editor writes besides 8-bit RGB."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    rgb = Image.fromarray(rng.integers(0, 256, (10, 12, 3), dtype=np.uint8), "RGB")
+    out = {
+        "palette": rgb.convert("P", palette=Image.Palette.ADAPTIVE, colors=16),
+        "cmyk": rgb.convert("CMYK"),
+        "grey16": Image.fromarray(rng.integers(0, 65536, (10, 12), dtype=np.uint16)),
+        "rgba": rgb.convert("RGBA"),
+        "bilevel": rgb.convert("1"),
+    }
+    paths = {}
+    root.mkdir(parents=True, exist_ok=True)
+    for name, img in out.items():
+        suffix = ".jpg" if name == "cmyk" else ".png"  # PNG has no CMYK; JPEG does
+        paths[name] = root / f"{name}{suffix}"
+        img.save(paths[name])
+    return paths
+
+
+def test_images_in_other_modes_read_as_keras_reads_them(tmp_path: Path) -> None:
+    """Palette, CMYK, 16-bit grey, RGBA and 1-bit files are converted exactly as
+    keras.utils.load_img converts them (what image_dataset_from_directory trains on)."""
+    import keras
+
+    from kerasdoctor.sources import load_image
+
+    for name, path in _odd_mode_images(tmp_path).items():
+        for channels, mode in ((3, "rgb"), (1, "grayscale"), (4, "rgba")):
+            ours = load_image(str(path), (10, 12), channels)
+            theirs = np.asarray(keras.utils.load_img(path, color_mode=mode), np.float32)
+            theirs = theirs[:, :, None] if theirs.ndim == 2 else theirs
+            np.testing.assert_array_equal(ours, theirs, err_msg=f"{name} as {mode}")
+
+
+def test_an_image_that_does_not_decode_is_one_line(tmp_path: Path) -> None:
+    """A file with an image suffix whose body is cut off is named, with exit 2."""
+    paths = _odd_mode_images(tmp_path / "src")
+    for cls in ("a", "b"):
+        (tmp_path / "data" / cls).mkdir(parents=True)
+        for p in paths.values():
+            (tmp_path / "data" / cls / p.name).write_bytes(p.read_bytes())
+    bad = tmp_path / "data" / "b" / "palette.png"
+    bad.write_bytes(bad.read_bytes()[:40])  # header only
+    r = run_cli("diagnose", fixture_path("scn_bgr.keras"), str(tmp_path / "data"),
+                "--image-size", "16x16")
+    assert r.exit_code == 2, (r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "palette.png" in lines[0] and "cannot read this image" in lines[0]
