@@ -1,6 +1,7 @@
 """kerasdoctor: why does my Keras classifier predict only one class?
 
-Public API: ``diagnose(model, x, y) -> Report``, ``DoctorCallback``, ``Report``, ``Finding``,
+Public API: ``diagnose(model, x, y) -> Report``, ``repair(model, x, y) -> (model,
+RepairReport)``, ``DoctorCallback``, ``Report``, ``Finding``,
 ``Severity``; ``kerasdoctor.testing.assert_healthy`` for pytest. Importing this package is
 cheap; TensorFlow is imported on the first diagnosis.
 """
@@ -21,10 +22,12 @@ __all__ = [
     "Fix",
     "InputError",
     "Kind",
+    "RepairReport",
     "Report",
     "Severity",
     "__version__",
     "diagnose",
+    "repair",
 ]
 
 if TYPE_CHECKING:
@@ -67,6 +70,31 @@ def diagnose(model: Any, x: Any, y: np.ndarray | Any = None, **options: Any) -> 
     0.8
     """
     return _diagnose(model, x, y, options, "kerasdoctor.diagnose()")
+
+
+def repair(model: Any, x: Any, y: Any, *, cause: str | None = None, seed: int = 0,
+           **options: Any) -> tuple[Any, Any]:
+    """Cure the diagnosed root cause inside the model, without retraining, as
+    ``kerasdoctor fix --repair`` does: the repair is fitted on one seeded, stratified half of
+    (x, y) and kept only when it beats sampling noise on the other half.
+
+    Returns ``(repaired_model, report)``: a new Keras model made of standard layers (the
+    given one is never changed), or the given model itself when nothing was repaired;
+    ``report`` is a RepairReport (``repaired``, ``cause``, ``repair``, ``why``, ``before``,
+    ``after``, ``gain``, ``instead``, ``to_dict()``). ``cause`` picks another cause of the
+    diagnosis than its root; the other keywords are diagnose()'s.
+
+    >>> import numpy as np, kerasdoctor
+    >>> d = np.load("fixtures/data_permuted.npz")
+    >>> fixed, rep = kerasdoctor.repair("fixtures/data_permuted.keras", d["x"], d["y"])
+    >>> rep.repaired, rep.cause
+    (True, 'label-permutation')
+    >>> rep.after["balanced_accuracy"] > 0.95
+    True
+    """
+    from kerasdoctor.fix.repair import repair_arrays
+
+    return repair_arrays(model, x, y, cause=cause, seed=seed, **options)
 
 
 def _diagnose(model: Any, x: Any, y: Any, options: dict[str, Any], where: str) -> Report:
@@ -117,4 +145,8 @@ def __getattr__(name: str) -> Any:
         from kerasdoctor.callback import DoctorCallback
 
         return DoctorCallback
+    if name == "RepairReport":
+        from kerasdoctor.fix.repair import RepairReport
+
+        return RepairReport
     raise AttributeError(f"module 'kerasdoctor' has no attribute {name!r}")

@@ -40,6 +40,9 @@ def markdown() -> str:
             located = ", ".join(f"`{e}`" for e in sorted(sp.subsumes))
             lines += [f"**Locates more precisely:** {located}.", ""]
         lines.append(f"**How to fix it.** {sp.fix}")
+        if sp.repair:
+            lines += ["", f"**Repair without retraining** (`kerasdoctor fix --repair`): "
+                      f"{sp.repair}."]
     return "\n".join(lines) + "\n"
 
 

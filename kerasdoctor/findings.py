@@ -112,6 +112,16 @@ class Report:
     experiments: tuple[Mapping[str, Any], ...] = ()
     # what every registered check did on this run (JUnit lists exactly these)
     outcomes: tuple[Outcome, ...] = ()
+    # the severity that fails this diagnosis (--fail-on / fail_on=): `passed` and the CLI's
+    # exit code read it; the findings are the same whatever it says
+    fail_on: str = "error"
+
+    @property
+    def passed(self) -> bool:
+        """No check crashed and no finding is at or above fail_on (the CLI's exit code 0)."""
+        from kerasdoctor.policy import exit_code
+
+        return exit_code(self, self.fail_on) == 0
 
     @property
     def verdict(self) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FIXTURES, fixture_path, run_cli
+from conftest import FIXTURES, fixture_path, run_cli, single_label_models
 
 import kerasdoctor
 from kerasdoctor.testing import assert_healthy
@@ -16,10 +16,8 @@ from kerasdoctor.testing import assert_healthy
 def _pairs() -> list[tuple[str, str]]:
     """Every fixture model with the data it is diagnosed on."""
     pairs = []
-    for model in sorted(FIXTURES.glob("*.keras")) + sorted(FIXTURES.glob("*.h5")):
-        data = model.with_suffix(".npz")
-        if data.exists():
-            pairs.append((model.name, data.name))
+    for model in single_label_models("*.keras") + single_label_models("*.h5"):
+        pairs.append((model.name, model.with_suffix(".npz").name))
     pairs.append(("legacy_input_dim.h5", "legacy_keras2.npz"))
     return pairs
 
@@ -99,3 +97,14 @@ def test_report_renders_in_jupyter_as_an_embeddable_fragment() -> None:
     assert "<html" not in html.lower() and "<!doctype" not in html.lower()
     assert "missing-classes" in html and "orange" in html
     assert "data:image/png;base64," in html  # the plots travel inside the fragment
+
+
+def test_fail_on_is_kept_on_the_report() -> None:
+    """diagnose(fail_on=...) decides Report.passed as --fail-on decides the exit code; the
+    findings do not change with it."""
+    path = fixture_path("collapsed.npz")
+    strict = kerasdoctor.diagnose(fixture_path("collapsed.keras"), path)
+    lax = kerasdoctor.diagnose(fixture_path("collapsed.keras"), path, fail_on="never")
+    assert strict.fail_on == "error" and not strict.passed
+    assert lax.fail_on == "never" and lax.passed
+    assert [f.id for f in lax.findings] == [f.id for f in strict.findings]

@@ -162,7 +162,11 @@ def test_imbalance_fires_as_root_on_collapsed_fixture() -> None:
         c.startswith("kerasdoctor fix --retrain ") and "collapsed_fixed.keras" in c
         for c in commands
     )
-    assert any(c.startswith("kerasdoctor fix --output-bias ") for c in commands)
+    # the features separate the dropped classes: the repair comes first; an output-bias
+    # initialisation (for a head about to train) is no advice for this trained model
+    assert commands[0].startswith("kerasdoctor fix --repair ") and "--cause class-imbalance" \
+        in commands[0] and "collapsed_repaired.keras" in commands[0]
+    assert not any("--output-bias" in c for c in commands)
     assert any(fx.code and "FocalCrossentropy" in fx.code for fx in f.fixes)
 
 
@@ -453,7 +457,8 @@ def test_label_permutation_error_removed_threshold_both_sides() -> None:
     inverted = [[300, 700], [700, 300]]  # 30% -> 70%: removes 0.4/0.7 = 57% of the error
     f = one(label_permutation.run(context(inverted, n_outputs=1)))
     assert f.evidence["error_removed"] == pytest.approx(0.4 / 0.7)
-    assert "> 0.5" in (f.fixes[0].code or "")
+    assert f.fixes[0].command and "fix --repair" in f.fixes[0].command  # measured: repair first
+    assert "> 0.5" in (f.fixes[1].code or "")
     weak = [[350, 650], [650, 350]]  # 35% -> 65%: removes 46%
     assert label_permutation.run(context(weak, n_outputs=1)) == []
 
@@ -482,7 +487,8 @@ def test_preprocessing_sweep_finds_the_missing_division_by_255() -> None:
     best = f.evidence["restoring_transform"]
     assert best["transform"] == "/255" and best["balanced_accuracy"] > 0.9
     assert f.evidence["sweep"]["baseline_balanced_accuracy"] < 0.4
-    assert f.fixes[0].code == "x = x / 255.0"
+    assert f.fixes[0].command and "--cause preprocessing-mismatch" in f.fixes[0].command
+    assert f.fixes[1].code == "x = x / 255.0"
     assert report.root_cause is not None and report.root_cause.id == "preprocessing-mismatch"
 
 

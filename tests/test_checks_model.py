@@ -77,13 +77,15 @@ def test_single_unit_softmax_offers_the_swap_only_when_the_logits_separate() -> 
     f = only(model("single_softmax"), "single-unit-softmax")
     bacc = f.evidence["sigmoid_balanced_accuracy_on_sample"]
     assert bacc > 0.9  # Keras trained the logits under the softmax
-    assert "no retraining" in f.fixes[0].summary
-    assert "activation = keras.activations.sigmoid" in (f.fixes[0].code or "")
+    assert "--cause single-unit-softmax" in (f.fixes[0].command or "")  # the repair first
+    assert "no retraining" in f.fixes[1].summary
+    assert "activation = keras.activations.sigmoid" in (f.fixes[1].code or "")
     strict = only(
         model("single_softmax", **override("single-unit-softmax", rescue_balanced_accuracy=1.01)),
         "single-unit-softmax",
     )
-    assert not any("no retraining" in fx.summary for fx in strict.fixes)
+    assert not any("no retraining" in fx.summary or "without retraining" in fx.summary
+                   for fx in strict.fixes)
 
 
 def test_single_unit_softmax_in_a_savedmodel_is_only_a_hint(tmp_path: Path) -> None:
@@ -367,7 +369,9 @@ def test_decision_threshold_reports_the_better_cut() -> None:
 
     model_arg = _shell_path(fixture_path("model_threshold.keras"))
     data_arg = _shell_path(fixture_path("model_threshold.npz"))
-    assert f.fixes[0].command == f"kerasdoctor fix --threshold {model_arg} {data_arg}"
+    assert f.fixes[0].command == (f"kerasdoctor fix --repair {model_arg} {data_arg} --cause "
+                                  "decision-threshold --output model_threshold_repaired.keras")
+    assert f.fixes[1].command == f"kerasdoctor fix --threshold {model_arg} {data_arg}"
 
 
 @pytest.mark.parametrize(

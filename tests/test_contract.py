@@ -95,3 +95,14 @@ def test_declared_needs_match_what_the_check_reads(check_id: str) -> None:
                                               "symptom_ids(", "symptom_list(")),
     }
     assert {k for k, v in reads.items() if v} == set(CHECKS[check_id].needs), check_id
+
+
+def test_every_repairable_cause_has_its_repair_and_back() -> None:
+    """A spec that promises `fix --repair` has a repair in fix/repair.py, and a repair there
+    belongs to a cause whose spec describes it (diagnose offers it from the spec)."""
+    from kerasdoctor.checks import registry
+    from kerasdoctor.fix.repair import REPAIRS, UNREPAIRABLE
+
+    promised = {c.spec.id for c in registry() if c.spec.repair}
+    assert promised == set(REPAIRS)
+    assert not promised & (set(UNREPAIRABLE) - {"single-unit-softmax"})

@@ -280,7 +280,10 @@ def test_diagnose_suggests_retraining_on_train_data_measured_on_the_diagnosed_da
     assert " TRAIN_DATA --labels TRAIN_LABELS --eval x.npy --eval-labels y.npy " in retrain
     assert "--class-weights TRAIN_DATA --labels TRAIN_LABELS" in _suggested(
         report, "--class-weights")
-    assert "--output-bias TRAIN_DATA --labels TRAIN_LABELS" in _suggested(report, "--output-bias")
+    # the repair fits on half of the diagnosed data and proves itself on the other half: it
+    # reads the diagnosed data with its own flags, not TRAIN_DATA
+    assert "--repair" in _suggested(report, "--repair") and " x.npy --labels y.npy " in \
+        _suggested(report, "--repair")
     # as the user runs it: their training data (here: the first 700 rows) in place of
     # TRAIN_DATA; it trains on those only and measures on all of the diagnosed data
     np.save("xt.npy", x[:700])

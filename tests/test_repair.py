@@ -104,7 +104,9 @@ def test_unrepairable_cause_exits_1_and_writes_nothing(tmp_path: Path) -> None:
     res = r.json()
     assert res["repaired"] is False and res["cause"] == "no-signal" and res["output"] is None
     assert "no information about the labels" in res["why"]
-    assert res["instead"] and any("--retrain" in (f["command"] or "") for f in res["instead"])
+    # the cause's own remedy; no class-weight retraining for a cause it cannot cure
+    assert res["instead"] and "paired" in res["instead"][0]["summary"]
+    assert not any("class weights" in f["summary"] for f in res["instead"])
     assert list(tmp_path.iterdir()) == []
 
 
@@ -173,3 +175,80 @@ def test_batchnorm_reestimation_reaches_nested_models(tmp_path: Path) -> None:
     np.testing.assert_allclose(np.asarray(bn.moving_variance), x[fit].var(axis=0), rtol=0.05)
     for a, b in zip(repaired.layers[-1].get_weights(), model.layers[-1].get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_appended_softmax_is_swapped_for_a_sigmoid(tmp_path: Path) -> None:
+    """`keras.Sequential([model, keras.layers.Softmax()])` on a one-logit binary model: the
+    sigmoid on the same logit is the model that trained."""
+    model = fixture_path("fix_softmax_appended.keras")
+    data = fixture_path("fix_softmax_appended.npz")
+    out = tmp_path / "fixed.keras"
+    r = run_cli("fix", "--repair", model, data, "-o", str(out), "--format", "json")
+    assert r.exit_code == 0, (r.stdout, r.stderr)
+    res = r.json()
+    assert res["cause"] == "single-unit-softmax" and "sigmoid" in res["repair"]
+    assert _standard_layers_only(out)
+    assert res["before"]["balanced_accuracy"] == pytest.approx(0.5)
+    assert _heldout_balanced_accuracy(out, data) >= 0.95
+    assert res["diagnosis_after"]["verdict"] == "healthy"
+
+
+def test_untrained_one_unit_softmax_is_not_repaired(tmp_path: Path) -> None:
+    """A logit that never learned (labels unrelated to it) is not swapped: CannotRepair, with
+    the figure the decision rests on."""
+    import keras
+
+    from kerasdoctor.findings import Finding, Kind, Severity
+    from kerasdoctor.fix.common import load_model_and_data, predict_outputs
+    from kerasdoctor.fix.repair import CannotRepair, _Job, _single_unit_softmax
+
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(8, activation="relu"),
+                              keras.layers.Dense(1, activation="softmax")])
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(400, 5)).astype(np.float32)
+    y = rng.integers(0, 2, 400)  # nothing in x says which
+    model.save(tmp_path / "m.keras")
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    md = load_model_and_data(str(tmp_path / "m.keras"), str(tmp_path / "d.npz"))
+    job = _Job(md, Finding("single-unit-softmax", Kind.CAUSE, Severity.ERROR, "", ""),
+               np.arange(0, 400, 2), np.arange(1, 400, 2), predict_outputs(md), 2, 0)
+    with pytest.raises(CannotRepair, match="not above chance"):
+        _single_unit_softmax(job)
+
+
+def test_h5_model_is_repaired_to_keras(tmp_path: Path) -> None:
+    import keras
+
+    h5 = tmp_path / "permuted.h5"
+    keras.saving.load_model(fixture_path("data_permuted.keras")).save(h5)
+    out = tmp_path / "fixed.keras"
+    r = run_cli("fix", "--repair", str(h5), fixture_path("data_permuted.npz"), "-o", str(out),
+                "--format", "json")
+    assert r.exit_code == 0, (r.stdout, r.stderr)
+    assert r.json()["cause"] == "label-permutation"
+    assert _heldout_balanced_accuracy(out, fixture_path("data_permuted.npz")) >= 0.95
+
+
+def test_library_repair_returns_a_new_model_and_its_report() -> None:
+    import keras
+
+    import kerasdoctor
+
+    model = keras.saving.load_model(fixture_path("scn_bgr.keras"))
+    weights = [w.copy() for w in model.get_weights()]
+    d = np.load(fixture_path("scn_bgr.npz"))
+    fixed, rep = kerasdoctor.repair(model, d["x"], d["y"])
+    assert isinstance(rep, kerasdoctor.RepairReport)
+    assert rep.repaired and rep.cause == "preprocessing-mismatch" and fixed is not model
+    assert rep.after is not None and rep.after["balanced_accuracy"] >= 0.95
+    assert rep.to_dict()["repaired"] is True
+    for a, b in zip(model.get_weights(), weights):  # the given model is untouched
+        np.testing.assert_array_equal(a, b)
+    _, held = __import__("kerasdoctor.experiments", fromlist=["x"]).split_halves(d["y"], 0)
+    pred = fixed.predict(d["x"][held], verbose=0).argmax(axis=1)
+    assert float((pred == d["y"][held]).mean()) >= 0.95
+    # a healthy model comes back as it was
+    same, rep2 = kerasdoctor.repair(fixture_path("healthy.keras"),
+                                    *(np.load(fixture_path("healthy.npz"))[k] for k in "xy"))
+    assert not rep2.repaired and rep2.cause is None and isinstance(same, str)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kerasdoctor.findings import Finding, Fix, Kind, Severity
@@ -54,6 +55,9 @@ class CheckSpec:
     # its worked example: a fixture stem (fixtures/<stem>.keras + .npz, made by a script
     # there) on which it fires above info, then any CLI flags; the contract test runs it
     fires_on: tuple[str, ...] = ()
+    # causes: what `fix --repair` changes inside the saved model to cure it, without
+    # retraining ("" when no surgery can); fix/repair.py holds one repair per such id
+    repair: str = ""
 
     def explain(self) -> str:
         """The text of `kerasdoctor explain ID`."""
@@ -70,6 +74,9 @@ class CheckSpec:
             for name, t in self.thresholds.items():
                 lines.append(f"  {name} = {t.value:g}: {t.why}")
         lines += ["", "How to fix it:", f"  {self.fix}"]
+        if self.repair:
+            lines += ["", "Repair without retraining (kerasdoctor fix --repair):",
+                      f"  {self.repair}"]
         return "\n".join(lines)
 
 
@@ -97,9 +104,19 @@ class Context:
         return float(self.overrides.get(spec.id, {}).get(name, spec.thresholds[name].value))
 
     @property
-    def data_is_npz(self) -> bool:
-        """Whether DATA is an .npz (what `fix --oversample` reads and writes)."""
-        return unquoted(self.data_path).lower().endswith(".npz")
+    def resampled_name(self) -> str | None:
+        """The --output of `fix --oversample` for data of DATA's kind (it writes the kind it
+        reads: .npz, .csv/.tsv (.gz), .parquet, an image folder), or None for the kinds it
+        cannot rewrite (x.npy with --labels, a tf.data directory)."""
+        path = unquoted(self.data_path).lower().rstrip("/")
+        for suffix in (".npz", ".csv", ".tsv", ".csv.gz", ".tsv.gz", ".parquet", ".pq"):
+            if path.endswith(suffix):
+                return "balanced" + suffix
+        p = Path(unquoted(self.data_path))
+        tfdata = any((p / name).exists() for name in ("dataset_spec.pb", "snapshot.metadata"))
+        if p.is_dir() and not tfdata:  # an image folder
+            return "balanced/"
+        return None
 
     def cls(self, k: int) -> str:
         """'2 (grape)', or '2' when the class has no name."""
@@ -134,6 +151,21 @@ def unquoted(path: str) -> str:
     except ValueError:
         return path
     return parts[0] if len(parts) == 1 else path
+
+
+def repair_fix(ctx: Context, spec: CheckSpec) -> Fix:
+    """`fix --repair` for this cause, with the flags that read DATA: offered first by a
+    cause whose cure was measured on the data (the repair fits on one half of DATA and proves
+    itself on the other, so the figure it reports is on rows it never fitted)."""
+    import shlex
+
+    stem = Path(unquoted(ctx.model_path).rstrip("/")).stem or "model"
+    out = shlex.quote(f"{stem}_repaired.keras")
+    return Fix(
+        f"Repair it inside the model, without retraining: {spec.repair}",
+        command=(f"kerasdoctor fix --repair {ctx.model_path} {ctx.data_args} "
+                 f"--cause {spec.id} --output {out}"),
+    )
 
 
 def prediction_symptoms(ctx: Context) -> dict[str, Finding]:

@@ -14,6 +14,7 @@ from kerasdoctor.checks.base import (
     NotApplicable,
     Threshold,
     finding,
+    repair_fix,
 )
 from kerasdoctor.findings import Finding, Fix, Kind, Severity
 
@@ -79,6 +80,10 @@ SPEC = CheckSpec(
         ),
     },
     fires_on=('model_batchnorm',),
+    repair=(
+        "re-estimate every BatchNormalization layer's moving mean and variance from the data (a"
+        " cumulative average over batches; no weight changes)"
+    ),
     order=150,
     needs=frozenset({"symptoms", "experiments"}),
     explains=frozenset({OUTPUT, PREDICTIONS, 'dead-units'}),
@@ -175,7 +180,7 @@ def run(ctx: Context) -> list[Finding]:
         title = (f"BatchNorm '{first['layer']}': moving statistics are "
                  f"{first['median_gap']:.2g} standard deviations off the data's")
     return [finding(SPEC, severity, title, " ".join(parts), evidence,
-                    _fixes(ctx) if cured else [])]
+                    [repair_fix(ctx, SPEC), *_fixes(ctx)] if cured else [])]
 
 
 def _experiments(ctx: Context) -> list[ExperimentResult]:

@@ -6,7 +6,15 @@ from typing import Any
 
 from kerasdoctor._lazy import numpy as np
 from kerasdoctor.checks._data import fixed_model_name, prediction_symptoms
-from kerasdoctor.checks.base import PREDICTIONS, CheckSpec, Context, Threshold, finding, names_list
+from kerasdoctor.checks.base import (
+    PREDICTIONS,
+    CheckSpec,
+    Context,
+    Threshold,
+    finding,
+    names_list,
+    repair_fix,
+)
 from kerasdoctor.findings import Finding, Fix, Kind, Severity
 
 SPEC = CheckSpec(
@@ -86,6 +94,11 @@ SPEC = CheckSpec(
         ),
     },
     fires_on=('collapsed',),
+    repair=(
+        "subtract the log label prior from the output logits (logit adjustment as a bias "
+        "shift), or re-fit the output layer on the frozen penultimate features with class-"
+        "balanced weights, whichever wins on held-out rows"
+    ),
     order=50,
     explains=frozenset({PREDICTIONS}),
     tier=7,
@@ -247,7 +260,9 @@ def run(ctx: Context) -> list[Finding]:
             "the label prior, which is what cross-entropy learns when the rare classes carry "
             "too little weight in the loss.",
             evidence,
-            _fixes(ctx, support),
+            # the repair is offered where its cure was measured: the features separate the
+            # dropped classes, or the prior's removal restored the model
+            ([repair_fix(ctx, SPEC)] if judged_by == "recovered" else []) + _fixes(ctx, support),
         )
     ]
 
@@ -327,16 +342,12 @@ def _fixes(ctx: Context, support: np.ndarray) -> list[Fix]:
     share = np.where(support == 0, 0.5, support) / n
     binary_head = ctx.facts.n_outputs == 1
     if binary_head:
-        bias = f"[{np.log(share[1] / share[0]):.4g}]"
-        head = "keras.layers.Dense(1, activation='sigmoid', bias_initializer=init)"
         focal = (
             "loss = keras.losses.BinaryFocalCrossentropy(\n"
             f"    apply_class_balancing=True, alpha={share[0]:.3g}, gamma=2.0)\n"
             "model.compile(optimizer='adam', loss=loss)"
         )
     else:
-        bias = "[" + ", ".join(f"{v:.4g}" for v in np.log(share)) + "]"
-        head = f"keras.layers.Dense({k}, activation='softmax', bias_initializer=init)"
         focal = (
             "loss = keras.losses.CategoricalFocalCrossentropy(gamma=2.0)\n"
             + (
@@ -363,8 +374,8 @@ def _fixes(ctx: Context, support: np.ndarray) -> list[Fix]:
         Fix(
             "Oversample the rare classes of your training data (TRAIN_DATA) to the size of "
             "the largest",
-            command=(f"kerasdoctor fix --oversample {train} --output balanced.npz"
-                     if ctx.data_is_npz else None),  # fix --oversample reads/writes .npz
+            command=(f"kerasdoctor fix --oversample {train} --output {ctx.resampled_name}"
+                     if ctx.resampled_name else None),  # written in the kind it reads
         ),
         Fix(
             "Retrain the model with class weights on its training data (TRAIN_DATA), "
@@ -378,12 +389,7 @@ def _fixes(ctx: Context, support: np.ndarray) -> list[Fix]:
             "Use a focal loss, which down-weights the easy (common) samples",
             code=focal,
         ),
-        Fix(
-            "Initialise the output bias to the log label prior so training does not spend "
-            "its first steps learning the imbalance",
-            command=f"kerasdoctor fix --output-bias {train}",
-            code=(
-                f"init = keras.initializers.Constant({bias})  # log label prior\noutput = {head}"
-            ),
-        ),
     ]
+    # No output-bias initialisation here: it is for a head about to be trained; on this
+    # trained model it would push the predictions further toward the prior. Its cure without
+    # retraining is the logit adjustment above, which `fix --repair` bakes into the model.

@@ -12,6 +12,7 @@ from kerasdoctor.checks.base import (
     NotApplicable,
     Threshold,
     finding,
+    repair_fix,
 )
 from kerasdoctor.findings import Finding, Fix, Kind, Severity
 
@@ -68,6 +69,10 @@ SPEC = CheckSpec(
         ),
     },
     fires_on=('model_threshold',),
+    repair=(
+        "move the chosen cut into the output layer as a bias shift on the logit, so 0.5 on the "
+        "output is the new cut"
+    ),
     order=170,
     explains=frozenset({PREDICTIONS}),
     subsumes=frozenset({'class-imbalance'}),
@@ -179,6 +184,7 @@ def run(ctx: Context) -> list[Finding]:
             evidence,
             [  # the threshold cures what the experiment showed; class weights are the
                # imbalance finding's remedy, not this one's
+                repair_fix(ctx, SPEC),
                 Fix(
                     "Find the threshold on validation data and use it instead of 0.5",
                     command=f"kerasdoctor fix --threshold {ctx.model_path} {ctx.data_args}",

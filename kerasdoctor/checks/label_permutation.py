@@ -5,7 +5,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from kerasdoctor._lazy import numpy as np
-from kerasdoctor.checks.base import PREDICTIONS, CheckSpec, Context, Threshold, finding
+from kerasdoctor.checks.base import (
+    PREDICTIONS,
+    CheckSpec,
+    Context,
+    Threshold,
+    finding,
+    repair_fix,
+)
 from kerasdoctor.findings import Finding, Fix, Kind, Severity
 
 if TYPE_CHECKING:
@@ -54,6 +61,9 @@ SPEC = CheckSpec(
         ),
     },
     fires_on=('data_permuted',),
+    repair=(
+        "reorder the output layer's units (kernel columns and bias) into the labels' order"
+    ),
     order=200,
     explains=frozenset({PREDICTIONS}),
     tier=1,
@@ -149,7 +159,8 @@ def run(ctx: Context) -> list[Finding]:
                 "labels as they are: the confusion is what that defect does to the inputs, "
                 "not a wrong class order"
             )
-    fixes = [] if severity is Severity.INFO else _fixes(model_order, to_label, to_unit, predict)
+    fixes = [] if severity is Severity.INFO else [
+        repair_fix(ctx, SPEC), *_fixes(model_order, to_label, to_unit, predict)]
     return [
         finding(
             SPEC,

@@ -13,7 +13,15 @@ from kerasdoctor.checks._data import (
     symptom_ids,
     value_inputs,
 )
-from kerasdoctor.checks.base import OUTPUT, PREDICTIONS, CheckSpec, Context, Threshold, finding
+from kerasdoctor.checks.base import (
+    OUTPUT,
+    PREDICTIONS,
+    CheckSpec,
+    Context,
+    Threshold,
+    finding,
+    repair_fix,
+)
 from kerasdoctor.findings import Finding, Fix, Kind, Severity
 
 # Tolerance on "the data lies in [0, 1]": float32 rounding of a division by 255.
@@ -102,6 +110,10 @@ SPEC = CheckSpec(
         ),
     },
     fires_on=('data_double_rescale',),
+    repair=(
+        "prepend the restoring transform (Rescaling, Normalization with fixed values, or a "
+        "fixed 1x1 convolution that swaps channels) so the model takes the data as it comes"
+    ),
     order=160,
     needs=frozenset({"symptoms", "experiments"}),
     explains=frozenset({
@@ -436,6 +448,7 @@ def run(ctx: Context) -> list[Finding]:
             f"and chance would explain at most {restoring['required_gain']:.1%}). The model "
             "works; the data was not prepared the way its training data was."
         )
+        fixes.append(repair_fix(ctx, SPEC))
         fixes.append(
             Fix(
                 "Apply this preprocessing before predicting (and check it is exactly what "

@@ -6,7 +6,15 @@ from typing import Any
 
 from kerasdoctor._lazy import numpy as np
 from kerasdoctor.checks._model import loss_text, py_path
-from kerasdoctor.checks.base import OUTPUT, PREDICTIONS, CheckSpec, Context, Threshold, finding
+from kerasdoctor.checks.base import (
+    OUTPUT,
+    PREDICTIONS,
+    CheckSpec,
+    Context,
+    Threshold,
+    finding,
+    repair_fix,
+)
 from kerasdoctor.findings import Finding, Fix, Kind, Severity
 
 SPEC = CheckSpec(
@@ -39,6 +47,10 @@ SPEC = CheckSpec(
         ),
     },
     fires_on=('model_single_softmax',),
+    repair=(
+        "swap the softmax for a sigmoid on the same logit, where that logit ranks the classes "
+        "(the softmax was added after training)"
+    ),
     order=100,
     needs=frozenset({"experiments"}),
     explains=frozenset({
@@ -97,8 +109,8 @@ def run(ctx: Context) -> list[Finding]:
         f"softmax normalises over the last axis, which has one unit here ({where}): "
         "exp(z) / exp(z) = 1.0 whatever z is. Every one of the "
         f"{n} samples gets P(class 1) = 1.0 ({n_ones} predicted as class {ctx.cls(1)}): "
-        "whatever the network computes is hidden by the last activation, whose gradient is "
-        f"zero as well (loss: {loss_text(ctx)})."
+        f"whatever the network computes is hidden by the last activation (loss: "
+        f"{loss_text(ctx)})."
     )
     good = ctx.threshold(SPEC, "rescue_balanced_accuracy")
     fixes = [Fix("Use a sigmoid unit for a binary task, or K softmax units", code=_code(ctx))]
@@ -110,10 +122,13 @@ def run(ctx: Context) -> list[Finding]:
         )
         evidence["cured"] = bool(bacc >= good)
         if bacc >= good:
-            detail += ": the weights learned the task, only the last activation hides it."
-            fixes.insert(0, _swap_fix(ctx))
+            detail += (": the weights learned the task (a softmax appended after training, or "
+                       "Keras computing binary cross-entropy from the logit under the "
+                       "activation), only the last activation hides it.")
+            fixes[:0] = [repair_fix(ctx, SPEC), _swap_fix(ctx)]
         else:
-            detail += ": the network has to be retrained with a proper head."
+            detail += (": the softmax passed no gradient to the logit, which never learned; the "
+                       "network has to be retrained with a proper head.")
     if inferred:
         # a sigmoid saturated for every input also gives exactly 1.0: without the layers to
         # read this is a hint, never the root cause

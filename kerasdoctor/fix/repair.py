@@ -54,8 +54,8 @@ UNREPAIRABLE: dict[str, str] = {
     "the label prior, not the classes",
     "degenerate-inputs": "the inputs do not vary (constant rows or features, all-padding "
     "tokens): the data pipeline must be fixed, not the model",
-    "single-unit-softmax": "a softmax over one unit is constant 1 and passed no gradient: the "
-    "layers below it never trained",
+    "single-unit-softmax": "a softmax over one unit is constant 1 and passed no gradient to "
+    "the logit under it, which does not rank the classes: retrain with a sigmoid head",
     "nonfinite-inputs": "the data holds NaN or infinite values: clean the data",
 }
 
@@ -122,6 +122,66 @@ def repair_paths(model_path: str, data_path: str, output: Path, *, cause: str | 
     return result
 
 
+
+@dataclass(frozen=True)
+class RepairReport:
+    """What `kerasdoctor.repair()` did: the same fields as `fix --repair --format json`."""
+
+    repaired: bool
+    cause: str | None
+    repair: str | None  # what was changed inside the model
+    why: str | None  # why nothing was changed, when nothing was
+    before: dict[str, Any]  # held-out half: per-class recall, balanced accuracy...
+    after: dict[str, Any] | None
+    gain: float | None
+    instead: list[dict[str, Any]]  # what to do when no surgery cures the cause
+    details: dict[str, Any]
+    diagnosis_after: dict[str, Any] | None
+    result: dict[str, Any]  # the whole JSON result
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.result)
+
+
+def repair_arrays(model: Any, x: Any, y: Any, *, cause: str | None = None, seed: int = 0,
+                  **options: Any) -> tuple[Any, RepairReport]:
+    """`fix --repair` on a model object (or path) and in-memory arrays, for notebooks: the
+    diagnosis, the repair fitted on one seeded stratified half of (x, y) and measured on the
+    other. Returns the repaired model (a new object; `model` is never changed) or, when
+    nothing was repaired, `model` itself, and the RepairReport."""
+    from kerasdoctor.core import Options, _diagnose, raw_arrays
+    from kerasdoctor.fix.common import bind_arrays
+    from kerasdoctor.load import from_keras_model, load_model
+
+    opts = Options.from_keywords({**options, "seed": seed}, "kerasdoctor.repair()")
+    if isinstance(model, (str, os.PathLike)):
+        lm = load_model(model, unsafe=opts.unsafe, custom_objects=opts.custom_objects,
+                        output_name=opts.output_name)
+    else:
+        lm = from_keras_model(model, output_name=opts.output_name)
+    if lm.keras_model is None:
+        raise InputError(f"MODEL: {lm.path} has no Keras layers to edit")
+    raw = raw_arrays(x, y, opts)
+    report = _diagnose(lm, raw, opts)
+    finding = choose_cause(report, cause)
+    md = bind_arrays(lm, raw)
+    with tempfile.TemporaryDirectory(prefix="kerasdoctor-repair-") as tmp:
+        out = Path(tmp) / "repaired.keras"
+        result = repair(md, report, finding, out, seed)
+        fixed = model
+        if result["repaired"]:
+            from kerasdoctor._keras import keras
+
+            fixed = keras().saving.load_model(str(out), safe_mode=True)
+            result["output"] = None  # the file lived in a temporary directory
+    rep = RepairReport(
+        repaired=bool(result["repaired"]), cause=result["cause"], repair=result["repair"],
+        why=result["why"], before=result["before"], after=result["after"],
+        gain=result["gain"], instead=list(result["instead"]), details=result["details"],
+        diagnosis_after=result["diagnosis_after"], result=result)
+    return fixed, rep
+
+
 def choose_cause(report: Report, cause: str | None) -> Finding | None:
     """The root cause, or the cause `--cause` names (exit 2 when the report has no such
     cause)."""
@@ -180,13 +240,13 @@ def repair(md: ModelData, report: Report, finding: Finding | None, output: Path,
     if fn is None:
         result["why"] = UNREPAIRABLE.get(finding.id, f"{finding.id} has no repair inside the "
                                          "model: it needs a change to training or data")
-        result["instead"] = [f.to_dict() for f in finding.fixes] + [_retrain_fix(md)]
+        result["instead"] = _instead(md, finding)
         return result
     try:
         model, what, details = fn(job)
     except CannotRepair as exc:
         result["why"] = str(exc)
-        result["instead"] = [f.to_dict() for f in finding.fixes] + [_retrain_fix(md)]
+        result["instead"] = _instead(md, finding)
         return result
     result["repair"], result["details"] = what, details
     support = np.bincount(y[held], minlength=k)[:k]
@@ -219,6 +279,16 @@ def repair(md: ModelData, report: Report, finding: Finding | None, output: Path,
     result["repaired"] = True
     result["output"] = str(output)
     return result
+
+
+def _instead(md: ModelData, finding: Finding) -> list[dict[str, Any]]:
+    """What to do when surgery cannot cure: the finding's own remedies; fine-tuning with
+    class weights only where the cause is the imbalance it cures."""
+    fixes = [f.to_dict() for f in finding.fixes]
+    if finding.id == "class-imbalance" and not any("--retrain" in (f["command"] or "")
+                                                   for f in fixes):
+        fixes.append(_retrain_fix(md))
+    return fixes
 
 
 def _retrain_fix(md: ModelData) -> dict[str, Any]:
@@ -696,10 +766,56 @@ def _balanced_head(feats: np.ndarray, y: np.ndarray, k: int, units: int,
     return w, b
 
 
+def _single_unit_softmax(job: _Job) -> tuple[Any, str, dict[str, Any]]:
+    """A softmax over one unit is 1.0 whatever its logit. Where that logit was learned (the
+    model trained with a sigmoid or from logits, the softmax added afterwards, as in
+    `keras.Sequential([model, keras.layers.Softmax()])`), a sigmoid on the same logit is the
+    model that was trained: swap it in, but only when the logit ranks the classes on the
+    fitting half beyond chance and its noise. A softmax present during training passed no
+    gradient, so its logit is whatever the initialisation gave: exit 1 then."""
+    from kerasdoctor._keras import keras
+    from kerasdoctor.experiments import balanced_accuracy, noise_bound
+    from kerasdoctor.predictor_graph import head_tap
+    from kerasdoctor.probe import Predictor
+
+    md = job.md
+    if job.k != 2:
+        raise CannotRepair(f"the labels hold {job.k} classes; a sigmoid decides two: retrain "
+                           f"with {job.k} softmax units (kerasdoctor explain single-unit-softmax)")
+    tap = head_tap(Predictor(md.lm, md.facts, taps=False), [a[job.fit] for a in md.arrays])
+    z = np.asarray(tap.preacts, np.float64).reshape(len(job.fit), -1)[:, 0]
+    y = job.y[job.fit]
+    bacc = balanced_accuracy(y, (z > 0).astype(np.int64), 2)
+    need = 0.5 + MIN_GAIN_Z * noise_bound(np.bincount(y, minlength=2)[:2])
+    if not bacc > need:
+        raise CannotRepair(
+            f"read through a sigmoid, the logit under the softmax reaches balanced accuracy "
+            f"{bacc:.1%} on the fitting half, not above chance and its noise ({need:.1%}): "
+            f"{UNREPAIRABLE['single-unit-softmax']}")
+    model = _clone(md.lm.keras_model)
+    out = model.outputs[md.lm.output_index]
+    head = out._keras_history[0]
+    if type(head).__name__ == "Dense":
+        head.activation = keras().activations.get("sigmoid")
+        what = f"replaced the softmax of the one-unit output layer '{head.name}' by a sigmoid"
+    elif len(model.outputs) == 1:  # a Softmax/Activation layer: a sigmoid on its input
+        logits = head.input
+        outputs = keras().layers.Activation("sigmoid", name=f"{head.name}_sigmoid")(logits)
+        rebuilt = keras().Model(model.inputs, outputs, name=model.name)
+        _recompile(md.lm.keras_model, rebuilt)
+        model = rebuilt
+        what = f"replaced the one-unit softmax layer '{head.name}' by a sigmoid on its input"
+    else:
+        raise CannotRepair("the one-unit softmax is a separate layer of a model with several "
+                           "outputs: rebuild the head with a sigmoid by hand")
+    return model, what, {"layer": head.name, "fit_balanced_accuracy": bacc}
+
+
 REPAIRS: dict[str, Callable[[_Job], tuple[Any, str, dict[str, Any]]]] = {
     "batchnorm-statistics": _batchnorm,
     "preprocessing-mismatch": _preprocessing,
     "label-permutation": _label_permutation,
     "decision-threshold": _decision_threshold,
     "class-imbalance": _class_imbalance,
+    "single-unit-softmax": _single_unit_softmax,
 }
