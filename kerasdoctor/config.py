@@ -20,7 +20,7 @@ else:  # pragma: no cover
 
 FAIL_ON = ("error", "warning", "info", "never")
 GATE_KEYS = ("min_recall", "min_balanced_accuracy")
-RUN_KEYS = ("batch_size", "sample", "seed", "output_name")
+RUN_KEYS = ("batch_size", "sample", "seed", "output_name", "multi_label")
 # how to read DATA; a data setting that does not apply to the DATA at hand (label_column for
 # an .npz) is left out for that run: the file describes the project, not one command
 DATA_KEYS = ("labels", "label_column", "feature_columns", "drop_columns", "image_size",
@@ -41,6 +41,7 @@ class Config:
     sample: int | None = None
     seed: int | None = None
     output_name: str | None = None
+    multi_label: bool | None = None  # true: diagnose as multi-label (y multi-hot)
     labels: str | None = None  # resolved against the config file's folder
     label_column: str | None = None
     feature_columns: tuple[str, ...] | None = None
@@ -195,6 +196,7 @@ def _parse(table: dict[str, Any], where: str) -> Config:
         sample=_opt_int(table, "sample", where, minimum=1),
         seed=_opt_int(table, "seed", where, minimum=0),
         output_name=_opt_str(table, "output_name", where),
+        multi_label=_opt_bool(table, "multi_label", where),
         labels=labels,
         label_column=_opt_str(table, "label_column", where),
         feature_columns=_opt_names(table, "feature_columns", where),
@@ -205,6 +207,15 @@ def _parse(table: dict[str, Any], where: str) -> Config:
         y_key=_opt_str(table, "y_key", where),
         source=where,
     )
+
+
+def _opt_bool(table: dict[str, Any], key: str, where: str) -> bool | None:
+    v = table.get(key)
+    if v is None:
+        return None
+    if not isinstance(v, bool):
+        raise InputError(f"config {where}: {key} must be true or false")
+    return v
 
 
 def _opt_float(table: dict[str, Any], key: str, where: str) -> float | None:

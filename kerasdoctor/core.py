@@ -57,6 +57,9 @@ class Options:
     # then every other column but the labels, in file order
     drop_columns: Sequence[str] | str | None = None
     image_size: tuple[int, int] | str | None = None  # image folder, for models of any size
+    # issue 16: True forces the multi-label diagnosis (kerasdoctor.multilabel), False refuses
+    # multi-hot labels as before, None picks it when y is multi-hot (N, K)
+    multi_label: bool | None = None
 
     def __post_init__(self) -> None:
         from kerasdoctor.policy import FAIL_ON
@@ -124,13 +127,31 @@ def diagnose_paths(
 
     opts = options or Options()
     refuse_swapped(model_path, data_path)
-    raw = open_source(data_path, opts)  # cheap errors first (labels are read where cheap)
+    # issue 16 (routing only): multi-hot labels in an .npz, or --multi-label, go to
+    # kerasdoctor.multilabel; everything else is read and diagnosed as before
+    from kerasdoctor.load import MultiHotLabels
+    from kerasdoctor.multilabel import is_npz_path
+
+    raw = None
+    if not (opts.multi_label and is_npz_path(data_path)):
+        try:
+            raw = open_source(data_path, opts)  # cheap errors first (labels read where cheap)
+        except MultiHotLabels:
+            if opts.multi_label is False or not is_npz_path(data_path):
+                raise
+    if opts.multi_label and raw is not None:
+        raise InputError(f"--multi-label reads DATA from an .npz (x, y multi-hot (N, K)) or "
+                         f"in-memory arrays; {data_path} is not an .npz")
     lm = load_model(
         model_path,
         unsafe=opts.unsafe,
         custom_objects=opts.custom_objects,
         output_name=opts.output_name,
     )
+    if raw is None:
+        from kerasdoctor.multilabel import diagnose_npz
+
+        return diagnose_npz(lm, data_path, opts)
     return _diagnose(lm, raw, opts)
 
 
@@ -157,7 +178,7 @@ def refuse_swapped(model_path: str | os.PathLike[str], data_path: str | os.PathL
 
 def diagnose_arrays(model: Any, x: Any, y: Any, **kwargs: Any) -> Report:
     """Diagnose a Keras model object (or a path) on in-memory arrays."""
-    from kerasdoctor.load import RawData, decode_labels, from_keras_model, load_model
+    from kerasdoctor.load import from_keras_model, load_model
 
     opts = Options(**kwargs)
     if isinstance(model, (str, os.PathLike)):
@@ -169,6 +190,20 @@ def diagnose_arrays(model: Any, x: Any, y: Any, **kwargs: Any) -> Report:
         )
     else:
         lm = from_keras_model(model, output_name=opts.output_name)
+    # issue 16 (routing only): multi-hot y (or multi_label=True) -> kerasdoctor.multilabel
+    from kerasdoctor.multilabel import diagnose_arrays as diagnose_multilabel
+    from kerasdoctor.multilabel import is_multi_hot
+
+    if opts.multi_label or (opts.multi_label is None and is_multi_hot(y)):
+        return diagnose_multilabel(lm, x, y, opts)
+    return _diagnose(lm, raw_arrays(x, y, opts), opts)
+
+
+def raw_arrays(x: Any, y: Any, opts: Options) -> Any:
+    """In-memory (x, y) as the RawData an .npz would give: x an array, a dict by input name
+    or a list (one per input); y labels in any encoding of the contract."""
+    from kerasdoctor.load import RawData, decode_labels
+
     names = list(opts.class_names) if opts.class_names is not None else None
     labels = decode_labels(np.asarray(y), names, where="y")
     if labels.y.shape[0] == 0:
@@ -179,7 +214,7 @@ def diagnose_arrays(model: Any, x: Any, y: Any, **kwargs: Any) -> Report:
         arrays = {f"x{i}": np.asarray(v) for i, v in enumerate(x)}
     else:
         arrays = {"x": np.asarray(x)}
-    return _diagnose(lm, RawData("<arrays>", arrays, labels), opts)
+    return RawData("<arrays>", arrays, labels)
 
 
 def _diagnose(lm: Any, raw: Any, opts: Options) -> Report:
@@ -344,6 +379,7 @@ def build_report(
         outcomes=tuple(run.outcomes),
         ignored=dict(opts.ignore),
         version=__version__,
+        fail_on=opts.fail_on,
     )
 
 

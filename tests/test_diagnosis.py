@@ -229,10 +229,9 @@ def test_scenario_first_cause_is_the_right_one(stem: str, root: str, measured: b
 
 
 def _all_pairs() -> list[tuple[str, str]]:
-    from conftest import FIXTURES
+    from conftest import single_label_models
 
-    return [(m.name, m.with_suffix(".npz").name) for m in sorted(FIXTURES.glob("*.keras"))
-            if m.with_suffix(".npz").exists()]
+    return [(m.name, m.with_suffix(".npz").name) for m in single_label_models()]
 
 
 @pytest.mark.parametrize(("model", "data"), _all_pairs())

@@ -7,12 +7,11 @@ import re
 from typing import Any
 
 import pytest
-from conftest import FIXTURES, diagnose_fixture
+from conftest import diagnose_fixture, single_label_models
 
 
 def _pairs() -> list[tuple[str, str]]:
-    return [(m.name, m.with_suffix(".npz").name) for m in sorted(FIXTURES.glob("*.keras"))
-            if m.with_suffix(".npz").exists()]
+    return [(m.name, m.with_suffix(".npz").name) for m in single_label_models()]
 
 
 def _ints(value: Any) -> set[int]:

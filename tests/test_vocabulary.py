@@ -54,6 +54,7 @@ SAMPLES: dict[str, tuple[str, str, Any, str, Any]] = {
     "sample": ("100", "100", 100, "npz", 100),
     "seed": ("7", "7", 7, "npz", 7),
     "output_name": ("head", '"head"', "head", "npz", "head"),
+    "multi_label": (None, "true", True, "npz", True),  # a switch: the flag takes no value
     "x_key": ("a", '"a"', "a", "npz", "a"),
     "y_key": ("lab", '"lab"', "lab", "npz", "lab"),
     "labels": ("y.npy", '"y.npy"', "y.npy", "npy", "y.npy"),
@@ -151,7 +152,8 @@ def test_every_diagnose_option_has_one_name_in_cli_config_and_api(
         cli_value, toml_value, api_value, kind, want = SAMPLES[name]
         data = DATA_FILES[kind]
         want = _normal(name, want)
-        from_cli = _via_cli(captured, data, p.opts[0], cli_value)
+        flag = (p.opts[0],) if cli_value is None else (p.opts[0], cli_value)  # a switch or not
+        from_cli = _via_cli(captured, data, *flag)
         from_file = _via_config(captured, tmp_path, data, f"{name} = {toml_value}")
         from_api = _via_api(captured, data, **{name: api_value})
         for where, opts in (("CLI", from_cli), ("config", from_file), ("API", from_api)):

@@ -1,0 +1,620 @@
+"""Multi-label diagnosis (issue 16): `y` multi-hot (N, K), the model K sigmoid units.
+
+One pass predicts every row; the findings come from per-label figures at the model's decision
+rule (score > 0.5 per unit) and from one experiment: per-label thresholds chosen on one seeded
+half of the rows and scored on the other half. The catalogue ids are the single-label ones
+(docs/contract.md): prediction-collapse, missing-classes, decision-threshold, class-imbalance,
+output-activation, loss-mismatch, quality-gate.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kerasdoctor.errors import InputError
+from kerasdoctor.findings import Finding, Fix, Kind, Outcome, Report, Severity
+
+DECISION = 0.5  # the model's own rule: a label is predicted when its score is > 0.5
+MIN_SUPPORT = 10  # positives a label needs before its recall / ranking is judged at all
+# decision-threshold: a label ranks well when its ROC AUC is >= 0.75 AND the lower end of its
+# Hanley-McNeil 95% interval is > 0.6. With 10-60 positives (typical of a rare tag) the AUC's
+# standard error is 0.03-0.08, so a point estimate alone could be luck; 0.6 keeps only labels
+# whose ranking is clearly better than chance, 0.75 only ones a threshold can really use.
+AUC_GOOD, AUC_LOWER = 0.75, 0.6
+STARVED_RECALL = 0.5  # the 0.5 cut finds fewer than half the positives
+STARVED_RATE = 0.25  # "(nearly) never predicted": predicted rate <= 1/4 of the prevalence
+RARE_PREVALENCE = 0.10  # class-imbalance context: labels on fewer than 10% of the rows
+Z_ONE_SIDED = 2.326  # one-sided 99% (Wilson bound of the share of rows predicted empty)
+COLLAPSE_EXCESS = 0.25  # a quarter of the labelled rows lose every label: a collapse
+MIN_GAIN = 0.02  # a threshold experiment's gain must also clear this (besides 2 SE)
+
+CHECKS = (  # what this diagnosis runs (the JUnit report lists exactly these)
+    ("prediction-collapse", Kind.SYMPTOM), ("missing-classes", Kind.SYMPTOM),
+    ("quality-gate", Kind.SYMPTOM), ("output-activation", Kind.CAUSE),
+    ("loss-mismatch", Kind.CAUSE), ("decision-threshold", Kind.CAUSE),
+    ("class-imbalance", Kind.CAUSE),
+)
+CATEGORICAL_LOSSES = ("categorical_crossentropy", "sparse_categorical_crossentropy",
+                      "categorical_focal_crossentropy", "kl_divergence")
+
+
+# ------------------------------------------------------------------ detection and reading
+
+
+def is_multi_hot(y: Any) -> bool:
+    """`y` (N, K) with K >= 2, every value 0 or 1, and not every row summing to exactly 1."""
+    from kerasdoctor.load import is_multi_hot as _is
+
+    return _is(np.asarray(y))
+
+
+def read_multilabel_npz(path: str | os.PathLike[str], x_key: str | None,
+                        y_key: str) -> tuple[dict[str, np.ndarray], np.ndarray, list[str] | None]:
+    """The .npz's input arrays, its raw `y` and its class names: the checks of
+    load.read_npz (path, special files, damaged members, no pickle) without decoding y."""
+    import zipfile
+
+    from kerasdoctor.load import _first_line, _npz_member_damage, refuse_special_file
+
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"DATA: no such file: {p}")
+    refuse_special_file(p, "DATA")
+    if p.is_dir():
+        raise InputError(f"DATA: {p} is a directory; expected an .npz file")
+    arrays: dict[str, np.ndarray] = {}
+    try:
+        with np.load(p, allow_pickle=False) as npz:
+            keys = list(npz.files)
+            for k in keys:
+                damage = _npz_member_damage(npz, k)
+                if damage is not None:
+                    if k in (y_key, x_key, "x"):
+                        raise InputError(f"DATA: {p}: {damage}")
+                    continue
+                try:
+                    arrays[k] = npz[k]
+                except ValueError as exc:
+                    raise InputError(f"DATA: {p}: array '{k}' holds Python objects, which "
+                                     "kerasdoctor does not unpickle") from exc
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as exc:
+        raise InputError(f"DATA: {p} is not a readable .npz archive ({_first_line(exc)})") from exc
+    if y_key not in arrays:
+        raise InputError(f"DATA: {p} has no '{y_key}' array for the labels "
+                         f"(found: {', '.join(keys) or 'nothing'})")
+    y = arrays.pop(y_key)
+    names_arr = arrays.pop("class_names", None)
+    names = [str(n) for n in names_arr.tolist()] if names_arr is not None else None
+    arrays.pop("mask", None)
+    if x_key is not None:
+        if x_key not in arrays:
+            raise InputError(f"DATA: {p} has no '{x_key}' array (found: {', '.join(keys)})")
+        arrays = {"x": arrays[x_key]}
+    return arrays, y, names
+
+
+def check_multi_hot(y: Any, where: str) -> np.ndarray:
+    """`y` as a float (N, K) 0/1 matrix, or an InputError that says why it is not one."""
+    y = np.asarray(y)
+    if y.ndim != 2 or y.shape[1] < 2:
+        raise InputError(f"{where} has shape {y.shape}; multi-label targets are multi-hot "
+                         "(N, K) with K >= 2")
+    if y.dtype.kind not in "biuf":
+        raise InputError(f"{where} has dtype {y.dtype}; multi-hot labels must be 0/1 numbers")
+    if y.shape[0] == 0:
+        raise InputError(f"{where} holds no samples")
+    if y.dtype.kind == "f" and not np.isfinite(y).all():
+        raise InputError(f"{where} has NaN/Inf labels")
+    if not np.isin(y, (0, 1)).all():
+        bad = np.argwhere(~np.isin(y, (0, 1)))[0]
+        raise InputError(f"{where} is not multi-hot: value {y[tuple(bad)]!r} at row "
+                         f"{int(bad[0])}, label {int(bad[1])} (expected 0 or 1)")
+    return y.astype(np.int8)
+
+
+# ------------------------------------------------------------------ entry points
+
+
+def diagnose_npz(lm: Any, data_path: str | os.PathLike[str], opts: Any) -> Report:
+    """`kerasdoctor diagnose MODEL DATA.npz` with a multi-hot `y`."""
+    arrays, y, names = read_multilabel_npz(data_path, opts.x_key, opts.y_key)
+    return diagnose_loaded(lm, str(data_path), arrays, y, names, opts)
+
+
+def is_npz_path(path: str | os.PathLike[str]) -> bool:
+    """DATA that kerasdoctor reads as an .npz (by suffix, or a zip's first bytes)."""
+    from kerasdoctor.sources import _kind
+
+    p = Path(path)
+    try:
+        return p.exists() and _kind(p) == "npz"
+    except InputError:
+        return False
+
+
+def diagnose_arrays(lm: Any, x: Any, y: Any, opts: Any) -> Report:
+    """kerasdoctor.diagnose(model, x, y) with a multi-hot y (or multi_label=True)."""
+    if isinstance(x, Mapping):
+        arrays = {str(key): np.asarray(v) for key, v in x.items()}
+    elif isinstance(x, (list, tuple)):
+        arrays = {f"x{i}": np.asarray(v) for i, v in enumerate(x)}
+    else:
+        arrays = {"x": np.asarray(x)}
+    return diagnose_loaded(lm, "<arrays>", arrays, y, None, opts)
+
+
+def diagnose_loaded(lm: Any, path: str, arrays: Mapping[str, np.ndarray], y: Any,
+                    names: Sequence[str] | None, opts: Any) -> Report:
+    """Bind the inputs, predict once, judge. `arrays` by key, as an .npz holds them."""
+    import warnings
+
+    from kerasdoctor.load import Labels, RawData, bind_inputs
+
+    where = f"DATA: {path}: '{getattr(opts, 'y_key', 'y')}'" if path != "<arrays>" else "y"
+    yb = check_multi_hot(y, where)
+    n, k = yb.shape
+    if names is not None and len(names) != k:
+        raise InputError(f"{where}: {len(names)} class names for {k} labels")
+    if opts.class_names is not None:
+        names = list(opts.class_names)
+        if len(names) != k:
+            raise InputError(f"class_names: {len(names)} names for {k} labels")
+    label_names = [str(v) for v in names] if names else [str(i) for i in range(k)]
+    # bind_inputs checks row counts and shapes against the model, as the single-label path
+    raw = RawData(path, dict(arrays), Labels(np.zeros(n, np.int64), "multi-hot", k, label_names))
+    xs = bind_inputs(raw, lm)
+    indices = _sample_indices(n, opts)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _diagnose(lm, path, xs, yb, label_names, indices, opts)
+
+
+def _sample_indices(n: int, opts: Any) -> np.ndarray | None:
+    """--sample as core._diagnose_quietly draws it (same rng, same seed)."""
+    if opts.batch_size is not None and opts.batch_size <= 0:
+        raise InputError(f"--batch-size must be positive, got {opts.batch_size}")
+    if opts.sample is None:
+        return None
+    if opts.sample <= 0:
+        raise InputError(f"--sample must be positive, got {opts.sample}")
+    if opts.sample >= n:
+        return None
+    rng = np.random.default_rng(opts.seed)
+    return np.sort(rng.choice(n, size=opts.sample, replace=False))
+
+
+def _predict(lm: Any, facts: Any, xs: list[Any], indices: np.ndarray | None, k: int,
+             opts: Any) -> np.ndarray:
+    from kerasdoctor.probe import Predictor, default_batch_size
+
+    predictor = Predictor(lm, facts, taps=False)
+    templates = [np.empty((0, *a.shape[1:]), a.dtype) for a in xs]
+    batch = int(opts.batch_size or default_batch_size(templates))
+    n = len(xs[0]) if indices is None else int(indices.shape[0])
+    out = []
+    for start in range(0, n, batch):
+        stop = min(n, start + batch)
+        part = ([a[start:stop] for a in xs] if indices is None
+                else [a[indices[start:stop]] for a in xs])
+        try:
+            raw = np.asarray(predictor.run_batch(part)[0])
+        except (ValueError, TypeError) as exc:
+            text = str(exc).strip().splitlines()
+            raise InputError(f"MODEL: {lm.path} failed to run on the data: "
+                             f"{text[0] if text else type(exc).__name__}") from exc
+        if raw.ndim != 2 or raw.shape[1] != k:
+            shape = "(N, " + ", ".join(str(d) for d in raw.shape[1:]) + ")"
+            raise InputError(f"MODEL: {lm.path} outputs {shape} but the multi-hot labels have "
+                             f"{k} columns; a multi-label model needs {k} output units (N, {k})")
+        out.append(raw.astype(np.float64))
+        if opts.progress is not None:
+            opts.progress(stop, n)
+    return np.concatenate(out) if out else np.zeros((0, k))
+
+
+# ------------------------------------------------------------------ statistics
+
+
+def _auc(y: np.ndarray, s: np.ndarray) -> float | None:
+    from sklearn.metrics import roc_auc_score
+
+    if y.min() == y.max():
+        return None
+    return float(roc_auc_score(y, s))
+
+
+def hanley_mcneil_lower(auc: float, n_pos: int, n_neg: int, z: float = 1.96) -> float:
+    """Lower end of the AUC's normal interval with Hanley & McNeil's (1982) standard error."""
+    q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
+    var = (auc * (1 - auc) + (n_pos - 1) * (q1 - auc * auc)
+           + (n_neg - 1) * (q2 - auc * auc)) / max(n_pos * n_neg, 1)
+    return auc - z * math.sqrt(max(var, 0.0))
+
+
+def wilson_lower(successes: int, n: int, z: float = Z_ONE_SIDED) -> float:
+    if n == 0:
+        return 0.0
+    p = successes / n
+    centre = p + z * z / (2 * n)
+    margin = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return (centre - margin) / (1 + z * z / n)
+
+
+def _balanced(y: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
+    """(balanced accuracy, its standard error) of one label's 0/1 predictions."""
+    pos, neg = y == 1, y == 0
+    tpr = float(pred[pos].mean()) if pos.any() else float("nan")
+    tnr = float(1 - pred[neg].mean()) if neg.any() else float("nan")
+    se = 0.5 * math.sqrt(tpr * (1 - tpr) / max(pos.sum(), 1) + tnr * (1 - tnr) / max(neg.sum(), 1))
+    return (tpr + tnr) / 2, se
+
+
+def macro_balanced(y: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
+    """Mean over labels (with both values present) of (TPR + TNR) / 2, and its standard error."""
+    vals, ses = [], []
+    for j in range(y.shape[1]):
+        if 0 < y[:, j].sum() < y.shape[0]:
+            b, se = _balanced(y[:, j], pred[:, j])
+            vals.append(b)
+            ses.append(se)
+    if not vals:
+        return float("nan"), float("nan")
+    return float(np.mean(vals)), float(math.sqrt(sum(s * s for s in ses)) / len(ses))
+
+
+def youden_threshold(y: np.ndarray, s: np.ndarray) -> float:
+    """The score cut maximising Youden's J = TPR - FPR on roc_curve (predict `score >= t`).
+    J is 2 x balanced accuracy - 1, so this is the threshold the experiment scores."""
+    from sklearn.metrics import roc_curve
+
+    if y.min() == y.max():
+        return DECISION
+    fpr, tpr, thr = roc_curve(y, s)
+    best = int(np.argmax(tpr - fpr))
+    return float(min(thr[best], 1.0))
+
+
+def split_halves(y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two halves of the rows, seeded, stratified by each row's rarest positive label (rows
+    without a label form their own stratum), so every label has positives in both."""
+    rng = np.random.default_rng(seed)
+    prevalence = y.mean(axis=0)
+    order = np.argsort(prevalence, kind="stable")  # rarest label first
+    key = np.full(y.shape[0], y.shape[1], dtype=np.int64)
+    for j in order[::-1]:  # the rarest label present wins: written last
+        key[y[:, j] == 1] = j
+    a, b = [], []
+    flip = 0
+    for stratum in np.unique(key):
+        rows = rng.permutation(np.flatnonzero(key == stratum))
+        half = (len(rows) + flip) // 2
+        flip ^= len(rows) % 2  # odd strata alternate which half gets the extra row
+        a.append(rows[:half])
+        b.append(rows[half:])
+    return np.sort(np.concatenate(a)), np.sort(np.concatenate(b))
+
+
+def label_metrics(y: np.ndarray, probs: np.ndarray, names: Sequence[str]) -> dict[str, Any]:
+    n, k = y.shape
+    pred = (probs > DECISION).astype(np.int8)
+    per = []
+    for j in range(k):
+        pos = int(y[:, j].sum())
+        npred = int(pred[:, j].sum())
+        tp = int((pred[:, j] & y[:, j]).sum())
+        auc = _auc(y[:, j], probs[:, j])
+        per.append({
+            "class": j, "name": names[j], "support": pos, "predicted": npred,
+            "prevalence": pos / n, "predicted_rate": npred / n,
+            "recall": tp / pos if pos else None, "precision": tp / npred if npred else None,
+            "auc": auc,
+            "auc_lower": hanley_mcneil_lower(auc, pos, n - pos) if auc is not None else None,
+            "max_score": float(probs[:, j].max()),
+        })
+    correct = float((pred == y).mean())
+    baseline = float(np.mean([max(r["prevalence"], 1 - r["prevalence"]) for r in per]))
+    ba, _ = macro_balanced(y, pred)
+    no_true = float((y.sum(axis=1) == 0).mean())
+    no_pred = float((pred.sum(axis=1) == 0).mean())
+    labelled = y.sum(axis=1) > 0
+    return {
+        "task": "multilabel",
+        "decision_rule": f"score > {DECISION}",
+        # label-wise figures, so that the single-label renderers read them as they are
+        "accuracy": correct,  # share of (row, label) cells right (1 - Hamming loss)
+        "majority_baseline": baseline,  # predicting each label's majority value
+        "balanced_accuracy": None if math.isnan(ba) else ba,  # mean over labels
+        "subset_accuracy": float((pred == y).all(axis=1).mean()),
+        "per_class": per,
+        "per_sample": {
+            "no_true_label": no_true,
+            "no_predicted_label": no_pred,
+            "labelled_rows_predicted_empty": float((pred[labelled].sum(axis=1) == 0).mean())
+            if labelled.any() else None,
+            "mean_true_labels": float(y.sum(axis=1).mean()),
+            "mean_predicted_labels": float(pred.sum(axis=1).mean()),
+        },
+    }
+
+
+# ------------------------------------------------------------------ the diagnosis
+
+
+def _diagnose(lm: Any, path: str, xs: list[Any], y_all: np.ndarray, names: list[str],
+              indices: np.ndarray | None, opts: Any) -> Report:
+    from kerasdoctor import __version__
+    from kerasdoctor.model_facts import read_facts
+
+    facts = read_facts(lm)
+    k = y_all.shape[1]
+    y = y_all if indices is None else y_all[indices]
+    raw = _predict(lm, facts, xs, indices, k, opts)
+    notes = list(lm.notes)
+    head = facts.head
+    probs = raw
+    finite = np.isfinite(raw).all(axis=1)
+    if not finite.all():
+        notes.append(f"{int((~finite).sum())} rows with NaN/Inf outputs were left out")
+        probs, y = raw[finite], y[finite]
+        if y.shape[0] == 0:
+            raise InputError(f"MODEL: {lm.path} gives NaN/Inf for every row of {path}")
+    if (head not in ("sigmoid", "softmax") and (probs.min() < 0 or probs.max() > 1)):
+        probs = 1.0 / (1.0 + np.exp(-np.clip(probs, -80, 80)))
+        notes.append(f"the {head} outputs were read as logits (sigmoid applied)")
+    metrics = label_metrics(y, probs, names)
+    findings = _findings(facts, y, probs, names, metrics, opts)
+    only = getattr(opts, "only", None)
+    outcomes = []
+    kept = []
+    for check_id, kind in CHECKS:
+        mine = [f for f in findings if f.id == check_id]
+        if check_id in opts.ignore:
+            outcomes.append(Outcome(check_id, kind, "skipped", f"ignored: {opts.ignore[check_id]}"))
+        elif only is not None and check_id not in only:
+            outcomes.append(Outcome(check_id, kind, "skipped", "not selected"))
+        else:
+            outcomes.append(Outcome(check_id, kind, "found" if mine else "passed"))
+            kept += mine
+    ordered, chain = _rank(kept)
+    experiments = tuple(dict(f.evidence["experiment"], finding=f.id) for f in ordered
+                        if "experiment" in f.evidence)
+    model_info = {
+        "path": lm.path, "format": lm.format,
+        "inputs": [{"name": s.name, "shape": list(s.shape)} for s in lm.inputs],
+        "output": lm.output_name, "n_outputs": facts.n_outputs, "head": head,
+        "loss": facts.loss, "loss_from_logits": facts.loss_from_logits,
+        "optimizer_iterations": facts.optimizer_iterations, "notes": notes,
+    }
+    data_info: dict[str, Any] = {
+        "path": path, "n_samples": int(y.shape[0]), "n_classes": k, "class_names": names,
+        "label_counts": [int(v) for v in y.sum(axis=0)], "label_encoding": "multi-hot",
+        "inputs": [_input_info(spec.name, a, indices) for spec, a in zip(lm.inputs, xs)],
+    }
+    if indices is not None:
+        data_info.update({"sampled_from": int(y_all.shape[0]), "seed": opts.seed})
+    return Report(model=model_info, data=data_info, metrics=metrics, findings=tuple(ordered),
+                  chain=tuple(chain), ignored=dict(opts.ignore), version=__version__,
+                  experiments=experiments, outcomes=tuple(outcomes), fail_on=opts.fail_on)
+
+
+def _input_info(name: str, a: Any, indices: np.ndarray | None) -> dict[str, Any]:
+    rows = a[:] if indices is None else a[indices]
+    v = np.asarray(rows, dtype=np.float64)
+    fin = v[np.isfinite(v)]
+    stats = ((float(fin.mean()), float(fin.std()), float(fin.min()), float(fin.max()))
+             if fin.size else (None, None, None, None))
+    return {"name": name, "shape": list(np.asarray(rows).shape), "dtype": str(a.dtype),
+            "mean": stats[0], "std": stats[1], "min": stats[2], "max": stats[3]}
+
+
+def _names(rows: Sequence[Mapping[str, Any]]) -> str:
+    return ", ".join(str(r["name"]) for r in rows)
+
+
+def _findings(facts: Any, y: np.ndarray, probs: np.ndarray, names: list[str],
+              metrics: Mapping[str, Any], opts: Any) -> list[Finding]:
+    out: list[Finding] = []
+    per = metrics["per_class"]
+    n, k = y.shape
+    ps = metrics["per_sample"]
+    # -- symptom: missing-classes (labels with support that the 0.5 rule never predicts)
+    missing = [r for r in per if r["support"] >= MIN_SUPPORT and r["predicted"] == 0]
+    if missing:
+        out.append(Finding(
+            "missing-classes", Kind.SYMPTOM,
+            Severity.ERROR, f"{len(missing)} of {k} labels are never predicted",
+            f"At score > {DECISION}, no row is predicted {_names(missing)}, although "
+            + ", ".join(f"{r['name']} is on {r['support']} rows (max score "
+                        f"{r['max_score']:.2f})" for r in missing) + ".",
+            {"labels": [r["name"] for r in missing],
+             "support": [r["support"] for r in missing],
+             "max_score": [r["max_score"] for r in missing]}))
+    # -- symptom: prediction-collapse (rows predicted with no label at all, far beyond truth)
+    empty_true, empty_pred = ps["no_true_label"], ps["no_predicted_label"]
+    n_empty_pred = int(round(empty_pred * n))
+    lower = wilson_lower(n_empty_pred, n)
+    # of the rows that truly carry a label, the share that lose every label beyond chance
+    excess = (empty_pred - empty_true) / max(1 - empty_true, 1e-9)
+    if lower > empty_true and excess >= COLLAPSE_EXCESS:
+        out.append(Finding(
+            "prediction-collapse", Kind.SYMPTOM,
+            Severity.ERROR if excess >= 0.5 else Severity.WARNING,
+            f"{empty_pred:.1%} of the rows are predicted with no label; {empty_true:.1%} "
+            "have none",
+            f"The model predicts no label at all for {empty_pred:.1%} of the rows (99% lower "
+            f"bound {lower:.1%}), while only {empty_true:.1%} of them carry no label: "
+            f"{ps['labelled_rows_predicted_empty']:.1%} of the labelled rows get nothing.",
+            {"no_predicted_label": empty_pred, "no_true_label": empty_true,
+             "no_predicted_label_lower": lower,
+             "labelled_rows_predicted_empty": ps["labelled_rows_predicted_empty"],
+             "rows": n}))
+    # -- quality gates (--min-recall per label, --min-balanced-accuracy macro)
+    gates = dict(getattr(opts, "gates", {}) or {})
+    failed = []
+    if "min_recall" in gates:
+        low = [r for r in per if r["recall"] is not None and r["recall"] < gates["min_recall"]]
+        if low:
+            failed.append(f"recall below {gates['min_recall']:g} for " + ", ".join(
+                f"{r['name']} ({r['recall']:.2f})" for r in low))
+    ba = metrics["balanced_accuracy"]
+    if "min_balanced_accuracy" in gates and ba is not None and ba < gates["min_balanced_accuracy"]:
+        failed.append(f"macro balanced accuracy {ba:.3f} < {gates['min_balanced_accuracy']:g}")
+    if failed:
+        out.append(Finding("quality-gate", Kind.SYMPTOM, Severity.ERROR,
+                           "a quality gate is not met", "; ".join(failed) + ".",
+                           {"gates": gates, "balanced_accuracy": ba}))
+    # -- causes: the head / loss
+    multi = int((y.sum(axis=1) > 1).sum())
+    loss = (facts.loss or "").lower()
+    if facts.head == "softmax":
+        row_sum = float(probs.sum(axis=1).mean())
+        out.append(Finding(
+            "output-activation", Kind.CAUSE, Severity.ERROR,
+            "softmax head on multi-label targets: the labels compete",
+            f"The output is a softmax over the {k} labels, so each row's scores sum to 1 "
+            f"(mean {row_sum:.2f}): labels compete instead of being judged one by one, a row "
+            f"cannot hold two labels above 0.5 ({multi} rows carry 2 or more), and a row with no "
+            f"label still puts its mass on some label ({ps['no_predicted_label']:.1%} of rows "
+            f"predicted empty vs {ps['no_true_label']:.1%} truly empty)"
+            + (f"; the loss is {facts.loss}, which rows without a label add nothing to"
+               if "categorical" in loss else "") + ".",
+            {"head": "softmax", "loss": facts.loss, "mean_row_score_sum": row_sum,
+             "rows_with_several_labels": multi,
+             "no_predicted_label": ps["no_predicted_label"],
+             "no_true_label": ps["no_true_label"]},
+            (Fix("Use one sigmoid unit per label and binary cross-entropy, then retrain.",
+                 code=f"outputs = keras.layers.Dense({k}, activation=\"sigmoid\")(features)\n"
+                      "model.compile(optimizer=\"adam\", loss=\"binary_crossentropy\",\n"
+                      "              metrics=[keras.metrics.AUC(multi_label=True)])"),)))
+    elif any(name in loss for name in CATEGORICAL_LOSSES):
+        out.append(Finding(
+            "loss-mismatch", Kind.CAUSE, Severity.ERROR,
+            f"{facts.loss} on multi-label targets",
+            f"The loss {facts.loss} treats the {k} labels as one choice among {k}; multi-hot "
+            "targets need a per-label loss (binary cross-entropy).",
+            {"loss": facts.loss, "head": facts.head},
+            (Fix("Compile with binary cross-entropy and retrain.",
+                 code="model.compile(optimizer=\"adam\", loss=\"binary_crossentropy\")"),)))
+    # -- cause: decision-threshold (ranks well, the 0.5 cut starves the label)
+    thr_finding = _decision_threshold(y, probs, per, opts)
+    if thr_finding is not None:
+        out.append(thr_finding)
+    # -- cause (context): class-imbalance, only when labels are dropped
+    dropped = set(thr_finding.evidence["labels"]) if thr_finding is not None else set()
+    dropped |= {r["name"] for r in missing}
+    rare = [r for r in per if r["name"] in dropped and r["prevalence"] < RARE_PREVALENCE]
+    if rare:
+        out.append(Finding(
+            "class-imbalance", Kind.CAUSE, Severity.INFO,
+            "the dropped labels are rare ("
+            + ", ".join(f"{r['prevalence']:.1%}" for r in rare) + ")",
+            f"{_names(rare)} are on fewer than {RARE_PREVALENCE:.0%} of the rows: binary "
+            "cross-entropy then pushes their scores below 0.5 even when they rank well. "
+            "Keras's class_weight does not apply to multi-label outputs; the measured cure is "
+            "the per-label threshold above.",
+            {"labels": [r["name"] for r in rare],
+             "prevalence": [r["prevalence"] for r in rare]}))
+    return out
+
+
+def _decision_threshold(y: np.ndarray, probs: np.ndarray, per: Sequence[Mapping[str, Any]],
+                        opts: Any) -> Finding | None:
+    n, k = y.shape
+    flagged = [r for r in per
+               if r["support"] >= MIN_SUPPORT and r["support"] < n
+               and r["auc"] is not None and r["auc"] >= AUC_GOOD
+               and r["auc_lower"] > AUC_LOWER
+               and (r["recall"] or 0.0) < STARVED_RECALL]
+    if not flagged:
+        return None
+    idx = [int(r["class"]) for r in flagged]
+    # experiment: Youden-J thresholds chosen on one seeded stratified half, scored (macro
+    # balanced accuracy over every label; unflagged labels keep 0.5) on the other half
+    fit, test = split_halves(y, opts.seed)
+    base = (probs > DECISION).astype(np.int8)
+    thr_half = np.full(k, DECISION)
+    for j in idx:
+        thr_half[j] = youden_threshold(y[fit, j], probs[fit, j])
+    tuned = base.copy()
+    for j in idx:
+        tuned[:, j] = (probs[:, j] >= thr_half[j]).astype(np.int8)
+    before, se_b = macro_balanced(y[test], base[test])
+    after, se_a = macro_balanced(y[test], tuned[test])
+    gain = after - before
+    noise = 2 * math.sqrt(se_a ** 2 + se_b ** 2)
+    restores = gain > max(noise, MIN_GAIN)
+    empty_after = float((tuned[test].sum(axis=1) == 0).mean())
+    empty_before = float((base[test].sum(axis=1) == 0).mean())
+    # the thresholds to ship: chosen the same way on every row given
+    thr_all = [DECISION] * k
+    for j in idx:
+        thr_all[j] = round(youden_threshold(y[:, j], probs[:, j]), 4)
+    starved = [r for r in flagged if r["predicted_rate"] <= STARVED_RATE * r["prevalence"]]
+    severity = Severity.ERROR if restores and starved else Severity.WARNING
+    experiment = {
+        "what": f"per-label thresholds (Youden J on roc_curve) chosen on one seeded stratified "
+                f"half ({len(fit)} rows) for {len(idx)} labels, scored on the other half",
+        "balanced_accuracy_before": before, "balanced_accuracy_after": after,
+        "rows": int(len(test)), "gain": gain, "noise": noise, "restores": restores,
+        "thresholds": [float(v) for v in thr_half],
+        "no_predicted_label_before": empty_before, "no_predicted_label_after": empty_after,
+    }
+    detail = (
+        f"{_names(flagged)} rank well (ROC AUC "
+        + ", ".join(f"{r['auc']:.2f}" for r in flagged)
+        + f") but the {DECISION} cut predicts them on "
+        + ", ".join(f"{r['predicted_rate']:.1%}" for r in flagged)
+        + " of the rows against a prevalence of "
+        + ", ".join(f"{r['prevalence']:.1%}" for r in flagged)
+        + " (recall " + ", ".join(f"{(r['recall'] or 0):.2f}" for r in flagged) + "). "
+        f"Per-label thresholds chosen on one half of the rows take the macro balanced accuracy "
+        f"on the other half from {before:.3f} to {after:.3f} "
+        + (f"(beyond noise, ±{noise:.3f})" if restores else f"(within noise, ±{noise:.3f})")
+        + f", and the rows predicted with no label from {empty_before:.1%} to {empty_after:.1%}."
+    )
+    code = (
+        "import numpy as np\n"
+        f"# per-label thresholds (Youden J on these {n} rows); choose them on validation data\n"
+        f"THRESHOLDS = np.array({thr_all!r})\n"
+        "scores = model.predict(x)\n"
+        "predicted = scores >= THRESHOLDS  # (N, K) booleans, one column per label"
+    )
+    return Finding(
+        "decision-threshold", Kind.CAUSE, severity,
+        f"the 0.5 cut starves {len(flagged)} of {k} labels that the scores rank well",
+        detail,
+        {"labels": [r["name"] for r in flagged],
+         "auc": [r["auc"] for r in flagged],
+         "auc_lower": [r["auc_lower"] for r in flagged],
+         "prevalence": [r["prevalence"] for r in flagged],
+         "predicted_rate": [r["predicted_rate"] for r in flagged],
+         "recall": [r["recall"] for r in flagged],
+         "thresholds": thr_all,
+         "experiment": experiment},
+        (Fix("Predict each label with its own threshold instead of 0.5 (there is no "
+             "`kerasdoctor fix` command for per-label thresholds yet).", code=code),))
+
+
+# order of causes when several are above info: a head/loss defect decides the scores by
+# itself, the threshold only reads them
+CAUSE_ORDER = ("output-activation", "loss-mismatch", "decision-threshold", "class-imbalance")
+SYMPTOM_ORDER = ("prediction-collapse", "missing-classes", "quality-gate")
+
+
+def _rank(findings: Sequence[Finding]) -> tuple[list[Finding], list[str]]:
+    """Symptoms first, then causes (above info first, in CAUSE_ORDER); the chain is the
+    root cause followed by the symptoms found."""
+    symptoms = sorted((f for f in findings if f.kind is Kind.SYMPTOM),
+                      key=lambda f: (-f.severity.rank, SYMPTOM_ORDER.index(f.id)))
+    causes = sorted((f for f in findings if f.kind is Kind.CAUSE),
+                    key=lambda f: (f.severity is Severity.INFO, CAUSE_ORDER.index(f.id)))
+    root = next((f for f in causes if f.severity is not Severity.INFO), None)
+    chain = ([root.id] + [s.id for s in symptoms if s.severity is not Severity.INFO]
+             if root is not None else [])
+    return symptoms + causes, chain
