@@ -30,7 +30,8 @@ MODES: dict[str, tuple[tuple[str, ...], str]] = {
     "threshold": (("MODEL", "DATA"), "kerasdoctor fix --threshold model.keras data.npz"),
     "oversample": (
         ("TRAIN_DATA",),
-        "kerasdoctor fix --oversample train.npz --output balanced.npz",
+        "kerasdoctor fix --oversample train.npz --output balanced.npz (or train.csv -o "
+        "balanced.csv, or photos/train --output balanced/)",
     ),
     "undersample": (
         ("TRAIN_DATA",),
@@ -98,12 +99,15 @@ def fix(
         False, "--threshold", help="Best decision threshold of a binary MODEL on DATA."
     ),
     oversample: bool = typer.Option(
-        False, "--oversample", help="Write TRAIN_DATA with the rare classes repeated (--output)."
+        False,
+        "--oversample",
+        help="Write TRAIN_DATA with the rare classes repeated (--output): an .npz, .csv/.tsv or "
+        ".parquet in the same format, or an image folder as a new folder of links.",
     ),
     undersample: bool = typer.Option(
         False,
         "--undersample",
-        help="Write TRAIN_DATA with the frequent classes cut down (--output).",
+        help="Write TRAIN_DATA with the frequent classes cut down (--output), in its format.",
     ),
     retrain: bool = typer.Option(
         False,
@@ -246,11 +250,8 @@ def fix(
             class_names=class_names, image_size=image_size,
             seed=seed or 0,
         )
-        if mode in ("oversample", "undersample") and any(
-            v is not None
-            for v in (labels, label_column, feature_columns, drop_columns, class_names, image_size)
-        ):
-            raise InputError(f"--{mode} reads and writes .npz files only")
+        # --oversample/--undersample: which data flags apply is decided by the kind of
+        # TRAIN_DATA (resample.resample_data refuses the others, and .npy / tf.data data)
         given = {
             "--method": method is not None,
             "--beta": beta is not None,
@@ -333,7 +334,7 @@ def fix(
             _repair(paths, output, format.value, cause, seed or 0, data_opts)
         elif mode in ("oversample", "undersample"):
             assert output is not None
-            _resample(paths[0], mode, seed or 0, format.value, output, y_key)
+            _resample(paths[0], mode, seed or 0, format.value, output, data_opts)
         else:
             assert output is not None
             _retrain(
@@ -459,11 +460,13 @@ def _threshold(
     _emit(text, output)
 
 
-def _resample(data: str, mode: str, seed: int, fmt: str, output: Path, y_key: str) -> None:
-    from kerasdoctor.fix.resample import resample_file
+def _resample(data: str, mode: str, seed: int, fmt: str, output: Path, data_opts: Any) -> None:
+    from kerasdoctor.fix.resample import resample_data
 
-    result = resample_file(data, output, mode, seed, y_key=y_key)
+    result = resample_data(data, output, mode, seed, data_opts)
     result["train_data"] = data
+    if fmt != "json":
+        result.pop("files", None)  # an image folder's file list: JSON only
     if fmt == "json":
         text = _json(result)
     else:

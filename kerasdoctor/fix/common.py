@@ -116,6 +116,14 @@ def load_model_and_data(
     return _bind(src, lm, read_facts(lm), data_path)
 
 
+def bind_arrays(lm: LoadedModel, raw: RawData) -> ModelData:
+    """In-memory data (RawData) bound to lm's inputs, for the library's repair()."""
+    from kerasdoctor.model_facts import read_facts
+    from kerasdoctor.sources import ArraySource
+
+    return _bind(ArraySource(raw), lm, read_facts(lm), raw.path)
+
+
 def load_more_data(
     md: ModelData, data_path: str, opts: DataOptions, what: str = "EVAL_DATA"
 ) -> ModelData:

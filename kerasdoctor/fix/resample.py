@@ -1,8 +1,25 @@
-"""Rebalanced copies of an .npz: random over- or undersampling, every array kept aligned."""
+"""Rebalanced copies of training data: random over- or undersampling, in the data's own format.
+
+.npz: every array kept aligned. .csv/.tsv (optionally gzipped): the rows, byte for byte, in a
+new table of the same format. .parquet: the rows taken from the table (needs pyarrow). An image
+folder: a NEW folder of the same class subfolders holding symbolic links to the original files
+(copies where links cannot be made), repeats named NAME__copyK.EXT, so that
+keras.utils.image_dataset_from_directory(OUT) trains on the balanced set. Nothing is ever
+written to the input; files are written atomically, a folder is built beside its final name
+and renamed into place.
+"""
 
 from __future__ import annotations
 
+import codecs
+import contextlib
+import csv
+import gzip
+import os
+import shutil
+import tempfile
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +82,13 @@ def _read_all(path: str) -> tuple[dict[str, np.ndarray], bool]:
 def resample_file(
     data_path: str, output: Path, method: str, seed: int, y_key: str = "y"
 ) -> dict[str, Any]:
+    """An .npz: write its rebalanced copy to `output` (atomically); return the report."""
+    return _resample_npz(data_path, output, method, seed, y_key)
+
+
+def _resample_npz(
+    data_path: str, output: Path, method: str, seed: int, y_key: str = "y"
+) -> dict[str, Any]:
     """Write the rebalanced copy of DATA to `output` (atomically); return the report."""
     from kerasdoctor.fix.common import n_classes_of, names_for
     from kerasdoctor.io import atomic_write
@@ -108,6 +132,7 @@ def resample_file(
         "seed": seed,
         "data": data_path,
         "output": str(output),
+        "format": "npz",
         "arrays": [key for key in out if key != "class_names"],
         "class_names": names_for(raw, k),
         "n_samples_before": n,
@@ -115,10 +140,406 @@ def resample_file(
         "distinct_samples": unique,
         "label_counts_before": before.tolist(),
         "label_counts_after": after.tolist(),
-        "note": (
-            "rare samples are repeated: split off validation data BEFORE oversampling, or the "
-            "copies leak into it"
-            if method == "oversample"
-            else f"{n - unique} samples of the larger classes were left out"
-        ),
+        "note": _note(method, n, unique),
     }
+
+
+# The most file entries an image folder's JSON result lists.
+MAX_LISTED_FILES = 100_000
+FORMATS = {"npz": "npz", "images": "image-folder", "csv": "csv", "parquet": "parquet"}
+
+
+def _note(method: str, n: int, unique: int) -> str:
+    if method == "oversample":
+        return ("rare samples are repeated: split off validation data BEFORE oversampling, or "
+                "the copies leak into it")
+    return f"{n - unique} samples of the larger classes were left out"
+
+
+def resample_data(
+    data_path: str, output: Path, method: str, seed: int, opts: Any = None
+) -> dict[str, Any]:
+    """Write the rebalanced copy of TRAIN_DATA, of any kind `fix` resamples, to `output` in
+    the same format; return the report. `opts` is a fix.common.DataOptions (the data flags)."""
+    from kerasdoctor.fix.common import DataOptions, same_file
+    from kerasdoctor.load import refuse_special_file
+    from kerasdoctor.sources import _kind
+
+    opts = opts or DataOptions(seed=seed)
+    p = Path(data_path)
+    if not p.exists():
+        raise InputError(f"DATA: no such file or directory: {p}")
+    refuse_special_file(p, "DATA")
+    kind = _kind(p)
+    flag = f"--{method}"
+    if kind == "npy":
+        raise InputError(
+            f"{flag} writes .npz, .csv/.tsv, .parquet and image-folder data, not an .npy pair: "
+            "put x and y in one .npz (np.savez('train.npz', x=np.load('x.npy'), "
+            "y=np.load('y.npy'))) and resample that"
+        )
+    if kind == "tfdata":
+        raise InputError(
+            f"{flag} writes .npz, .csv/.tsv, .parquet and image-folder data, not a tf.data "
+            "directory: rebalance it in the pipeline (tf.data.Dataset.rejection_resample or "
+            "sample_from_datasets), or save x and y as an .npz and resample that"
+        )
+    if same_file(output, p):
+        raise InputError(f"--output {output} is the input TRAIN_DATA; kerasdoctor never "
+                         "overwrites its inputs: choose a new name")
+    if kind in ("npz", "parquet"):  # read here, not through open_source: its checks
+        _refuse_flags(p, kind, opts)
+    if kind == "npz":
+        return _resample_npz(data_path, output, method, seed, opts.y_key)
+    if kind == "images":
+        return _resample_images(p, output, method, seed, opts)
+    if kind == "csv":
+        return _resample_csv(p, output, method, seed, opts)
+    return _resample_parquet(p, output, method, seed, opts)
+
+
+def _refuse_flags(p: Path, kind: str, opts: Any) -> None:
+    """open_source's refusal of the data flags that do not apply to this kind of data."""
+    from kerasdoctor.sources import _KIND_NAMES, OPTION_KINDS
+
+    given = {
+        "--labels": opts.labels is not None,
+        "--label-column": opts.label_column is not None,
+        "--feature-columns": opts.feature_columns is not None,
+        "--drop-columns": opts.drop_columns is not None,
+        "--image-size": opts.image_size is not None,
+        "--x-key": opts.x_key is not None,
+        "--y-key": opts.y_key != "y",
+        "--class-names": opts.class_names is not None,
+    }
+    for name, used in given.items():
+        kinds = OPTION_KINDS[name]
+        if used and kind not in kinds:
+            raise InputError(f"{name} does not apply to {p} ({_KIND_NAMES[kind]}); it is for "
+                             f"{' and '.join(_KIND_NAMES[k] for k in kinds)} data")
+
+
+def _report(data_path: str | Path, output: Path, method: str, seed: int, fmt: str,
+            labels: Any, idx: np.ndarray) -> dict[str, Any]:
+    """The fields every format reports (labels: a load.Labels)."""
+    from kerasdoctor.fix.common import n_classes_of, names_for
+    from kerasdoctor.load import RawData
+
+    raw = RawData(str(data_path), {}, labels)
+    y = labels.y
+    n = int(y.shape[0])
+    k = n_classes_of(raw)
+    unique = int(np.unique(idx).size)
+    return {
+        "method": method,
+        "seed": seed,
+        "data": str(data_path),
+        "output": str(output),
+        "format": fmt,
+        "class_names": names_for(raw, k),
+        "n_samples_before": n,
+        "n_samples_after": int(idx.size),
+        "distinct_samples": unique,
+        "label_counts_before": np.bincount(y, minlength=k).tolist(),
+        "label_counts_after": np.bincount(y[idx], minlength=k).tolist(),
+        "note": _note(method, n, unique),
+    }
+
+
+def _kept_columns_note(opts: Any) -> str:
+    given = [f for f, v in (("--feature-columns", opts.feature_columns),
+                            ("--drop-columns", opts.drop_columns)) if v is not None]
+    if not given:
+        return ""
+    verb = "chooses" if len(given) == 1 else "choose"
+    return (f"; every column is kept ({' and '.join(given)} only {verb} what a model reads, "
+            "not what is written)")
+
+
+def _check_output_suffix(data: Path, output: Path, suffixes: tuple[str, ...], what: str) -> None:
+    if not output.name.lower().endswith(suffixes):
+        raise InputError(
+            f"--output {output}: the rebalanced copy of {data} is written as {what}: give a "
+            f"name ending in {' or '.join(suffixes)}"
+        )
+
+
+# -- a folder of class subfolders of images
+
+
+def _resample_images(data: Path, output: Path, method: str, seed: int, opts: Any
+                     ) -> dict[str, Any]:
+    from kerasdoctor.sources import (
+        IMAGE_FORMATS,
+        PARQUET_SUFFIXES,
+        TABLE_SUFFIXES,
+        ImageFolderSource,
+        open_source,
+    )
+
+    src = open_source(data, opts)  # refuses the flags that are not for an image folder
+    assert isinstance(src, ImageFolderSource)
+    if output.name.lower().endswith((".npz", ".npy", *TABLE_SUFFIXES, *PARQUET_SUFFIXES,
+                                     *IMAGE_FORMATS)):
+        raise InputError(
+            f"--output {output}: an image folder is rebalanced into a NEW folder of class "
+            "subfolders (links to the images): give --output a directory name, e.g. balanced/"
+        )
+    d_abs, o_abs = data.resolve(), output.resolve()
+    if d_abs == o_abs or d_abs in o_abs.parents:
+        raise InputError(f"--output {output} lies inside the input TRAIN_DATA {data}; "
+                         "kerasdoctor never writes into its inputs: choose a folder outside it")
+    if o_abs in d_abs.parents:
+        raise InputError(f"--output {output} holds the input TRAIN_DATA {data}; choose a new "
+                         "folder outside it")
+    if output.exists() or output.is_symlink():
+        if not output.is_dir() or output.is_symlink():
+            raise InputError(f"--output {output} exists and is not a folder; give a new folder")
+        if any(output.iterdir()):
+            raise InputError(f"--output {output} exists and is not empty; kerasdoctor writes a "
+                             "new folder: choose a new name or empty it")
+    parent = output.parent if str(output.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputError(f"--output: directory {parent} does not exist")
+
+    labels = src.labels
+    names = list(labels.class_names or [])
+    y = labels.y
+    idx = resample_indices(y, method, seed)
+    # where each row goes: OUT/<class>/<its path inside the class folder>, repeats renamed
+    plan: list[tuple[str, str, str]] = []  # (class, absolute source, path relative to OUT)
+    used: set[str] = set()
+    for i in idx.tolist():
+        cls = names[int(y[i])]
+        source = os.path.abspath(src.paths[i])
+        rel = os.path.relpath(source, os.path.abspath(os.path.join(data, cls)))
+        dest = os.path.join(cls, rel)
+        copy = 1
+        while dest in used:
+            copy += 1
+            stem, ext = os.path.splitext(rel)
+            dest = os.path.join(cls, f"{stem}__copy{copy}{ext}")
+        used.add(dest)
+        plan.append((cls, source, dest))
+
+    tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".tmp", dir=parent))
+    try:
+        written_as = "links"
+        try:
+            _fill(tmp, names, plan, link=True)
+        except OSError:
+            written_as = "copies"
+            shutil.rmtree(tmp)
+            tmp.mkdir()
+            try:
+                _fill(tmp, names, plan, link=False)
+            except OSError as exc:
+                raise InputError(f"--output {output}: cannot copy the images "
+                                 f"({_first_line(exc)})") from exc
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; a plain mkdir honours the umask
+        if output.is_dir():
+            output.rmdir()  # checked empty above
+        os.rename(tmp, output)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+    result = _report(data, output, method, seed, "image-folder", labels, idx)
+    result["written_as"] = written_as
+    if written_as == "links":
+        how = ("images are not duplicated on disk: the folder holds symbolic links to the "
+               "original files (repeats named NAME__copyK.EXT); keep the originals where they "
+               "are")
+    else:
+        how = ("symbolic links could not be made here, so the images were copied "
+               "(repeats named NAME__copyK.EXT)")
+    result["note"] = (f"{how}; train with keras.utils.image_dataset_from_directory('{output}'); "
+                      f"{result['note']}")
+    shown = sorted(plan, key=lambda t: (t[0], t[2]))[:MAX_LISTED_FILES]
+    result["files"] = [
+        {"class": cls, "source": source, "link": str(output / dest)}
+        for cls, source, dest in shown
+    ]
+    if len(plan) > len(shown):
+        result["files_omitted"] = len(plan) - len(shown)
+    return result
+
+
+def _first_line(exc: BaseException) -> str:
+    from kerasdoctor.load import _first_line as first
+
+    return first(exc)
+
+
+def _fill(root: Path, classes: list[str], plan: list[tuple[str, str, str]], link: bool
+          ) -> None:
+    for cls in classes:
+        (root / cls).mkdir()
+    for _, source, dest in plan:
+        target = root / dest
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if link:
+            os.symlink(source, target)
+        else:
+            shutil.copy2(source, target)
+
+
+# -- .csv / .tsv tables
+
+
+def _has_bom(path: Path) -> bool:
+    opener: Any = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rb") as fh:
+            return bool(fh.read(3) == codecs.BOM_UTF8)
+    except (OSError, EOFError):
+        return False
+
+
+def _raw_rows(src: Any) -> tuple[str, list[str]]:
+    """The header's and every data row's text exactly as in the file (quotes, spaces and line
+    ends kept), blank lines skipped as the source skips them."""
+    with src._open() as fh:
+        captured: list[str] = []
+
+        def lines() -> Iterator[str]:
+            for line in fh:
+                captured.append(line)
+                yield line
+
+        reader = csv.reader(lines(), src._dialect())
+        header: str | None = None
+        rows: list[str] = []
+        try:
+            for row in reader:
+                text = "".join(captured)
+                captured.clear()
+                if header is None:
+                    header = text
+                    continue
+                if not row or (len(row) == 1 and not row[0].strip()):
+                    continue
+                rows.append(text)
+        except (csv.Error, UnicodeDecodeError, EOFError, OSError) as exc:
+            raise InputError(f"DATA: {src.path}: unreadable after row {len(rows)} "
+                             f"({_first_line(exc)})") from exc
+    return header or "", rows
+
+
+def _resample_csv(data: Path, output: Path, method: str, seed: int, opts: Any
+                  ) -> dict[str, Any]:
+    from kerasdoctor.io import atomic_write
+    from kerasdoctor.sources import TABLE_SUFFIXES, TableSource, open_source
+
+    src = open_source(data, opts)  # the labels, found and decoded as `diagnose` does
+    assert isinstance(src, TableSource)
+    _check_output_suffix(data, output, TABLE_SUFFIXES, "a table of the same format")
+    dialect: Any = src._dialect()
+    delim = str(getattr(dialect, "delimiter", ","))
+    if output.name.lower().endswith((".tsv", ".tsv.gz")) and delim != "\t":
+        raise InputError(f"--output {output}: a .tsv is tab-separated but {data} is separated "
+                         f"by '{delim}': give a .csv name")
+    header, rows = _raw_rows(src)
+    if len(rows) != src.n_rows:
+        raise InputError(f"DATA: {data} changed while it was read ({src.n_rows} rows, then "
+                         f"{len(rows)})")
+    idx = resample_indices(src.labels.y, method, seed)
+    end = "\r\n" if header.endswith("\r\n") else ("\r" if header.endswith("\r") else "\n")
+    encoding = "utf-8-sig" if _has_bom(data) else "utf-8"
+    gz = output.name.lower().endswith(".gz")
+
+    def write(tmp: str) -> None:
+        opener: Any = gzip.open if gz else open
+        with opener(tmp, "wt", encoding=encoding, newline="") as fh:
+            fh.write(header if header.endswith(("\n", "\r")) else header + end)
+            for i in idx.tolist():
+                text = rows[i]
+                fh.write(text if text.endswith(("\n", "\r")) else text + end)
+
+    atomic_write(output, write)
+    result = _report(data, output, method, seed, "csv", src.labels, idx)
+    result["label_column"] = src.header[src.label_index]
+    result["columns"] = list(src.header)
+    result["note"] += _kept_columns_note(opts)
+    return result
+
+
+# -- .parquet
+
+
+def _parquet_labels(data: Path, opts: Any) -> tuple[Any, Any, str]:
+    """(pyarrow ParquetFile, Labels, label column): the labels as ParquetSource reads them,
+    without its check that the feature columns are numeric (every column is written back)."""
+    from kerasdoctor.load import decode_labels
+    from kerasdoctor.sources import _choose_columns, _decode_label_values, parse_columns
+
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise InputError(
+            f"DATA: reading {data} needs pyarrow: pip install pyarrow "
+            "(or pip install 'kerasdoctor[parquet]')"
+        ) from None
+    names_opt = opts.class_names
+    class_names = parse_columns(names_opt, "--class-names") if names_opt is not None else None
+    try:
+        pf = pq.ParquetFile(data)
+        header = list(pf.schema_arrow.names)
+    except Exception as exc:  # pyarrow raises its own ArrowInvalid/OSError family
+        raise InputError(f"DATA: {data} is not a readable Parquet file ({_first_line(exc)})"
+                         ) from exc
+    li, _ = _choose_columns(str(data), header, opts.label_column,
+                            parse_columns(opts.feature_columns),
+                            parse_columns(opts.drop_columns, "--drop-columns"))
+    name = header[li]
+    col = pf.read(columns=[name]).column(0)
+    where = f"DATA: {data}: label column '{name}'"
+    if col.null_count:
+        raise InputError(f"{where} has {col.null_count} missing labels")
+    values = col.to_numpy(zero_copy_only=False)
+    if values.dtype == object:
+        values = values.astype(str)
+    if values.shape[0] == 0:
+        raise InputError(f"DATA: {data} holds no samples")
+    if values.dtype.kind in "US":
+        labels = _decode_label_values(values, where, class_names)
+    else:
+        labels = decode_labels(values, class_names, where=where)
+    return pf, labels, name
+
+
+def _resample_parquet(data: Path, output: Path, method: str, seed: int, opts: Any
+                      ) -> dict[str, Any]:
+    from kerasdoctor.io import atomic_write
+    from kerasdoctor.sources import PARQUET_SUFFIXES
+
+    pf, labels, label_name = _parquet_labels(data, opts)
+    _check_output_suffix(data, output, PARQUET_SUFFIXES, "a Parquet file")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    idx = resample_indices(labels.y, method, seed)
+    compression: Any = "snappy"
+    with contextlib.suppress(Exception):  # the input's codec, where the metadata says it
+        if pf.metadata.num_row_groups and pf.metadata.num_columns:
+            codec = str(pf.metadata.row_group(0).column(0).compression).lower()
+            compression = "none" if codec == "uncompressed" else codec
+    try:
+        table = pf.read().take(pa.array(idx))
+    except Exception as exc:
+        raise InputError(f"DATA: {data}: reading failed ({_first_line(exc)})") from exc
+
+    def write(tmp: str) -> None:
+        try:
+            pq.write_table(table, tmp, compression=compression)
+        except (ValueError, NotImplementedError, pa.ArrowException):
+            pq.write_table(table, tmp)  # a codec this pyarrow cannot write: its default
+
+    atomic_write(output, write)
+    result = _report(data, output, method, seed, "parquet", labels, idx)
+    result["label_column"] = label_name
+    result["columns"] = list(table.schema.names)
+    result["note"] += _kept_columns_note(opts)
+    return result

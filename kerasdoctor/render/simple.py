@@ -147,9 +147,26 @@ def resample_table(r: dict[str, Any]) -> str:
         f"{r['method'].capitalize()}d TRAIN_DATA {r['data']} → {r['output']} "
         f"(seed {r['seed']})\n"
         + to_text(t)
-        + f"arrays kept aligned: {', '.join(r['arrays'])}\n"
+        + _resample_kept(r)
         + f"note: {r['note']}\n"
     )
+
+
+def _resample_kept(r: dict[str, Any]) -> str:
+    """What the rebalanced copy holds, by the format it was written in."""
+    fmt = r.get("format", "npz")
+    if fmt == "image-folder":
+        how = ("symbolic links to the original images" if r.get("written_as") == "links"
+               else "copies of the original images")
+        return f"written as: {how}, in one subfolder per class\n"
+    if "columns" in r:
+        cols = list(r["columns"])
+        shown = ", ".join(cols[:20]) + (f", ... ({len(cols)} in all)" if len(cols) > 20 else "")
+        how = "as text, byte for byte" if fmt == "csv" else "as stored"
+        return f"columns kept ({how}): {shown}\n"
+    if "arrays" in r:
+        return f"arrays kept aligned: {', '.join(r['arrays'])}\n"
+    return ""
 
 
 def _ci(s: dict[str, Any]) -> str:
