@@ -158,3 +158,16 @@ def test_statistics() -> None:
     a, b = split_halves(y, seed=0)
     assert len(a) + len(b) == 100 and not set(a) & set(b)
     assert y[a, 0].sum() == 3 and y[b, 0].sum() == 3
+
+
+def test_headers_speak_of_labels() -> None:
+    """A multi-label report says labels, per-label majority baseline and macro balanced
+    accuracy in the table, markdown and HTML headers, not classes."""
+    args = (fixture_path("ml_collapsed.keras"), fixture_path("ml_collapsed.npz"))
+    table = run_cli("diagnose", *args).stdout
+    assert "6 labels" in table and "macro balanced accuracy 50.7%" in table
+    assert "per-label majority baseline" in table and "6 classes" not in table
+    md = run_cli("diagnose", *args, "-f", "markdown").stdout
+    assert "6 labels" in md and "macro balanced accuracy" in md
+    html = run_cli("diagnose", *args, "-f", "html").stdout
+    assert "macro balanced accuracy" in html and "per-label majority baseline" in html

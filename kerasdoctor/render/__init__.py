@@ -5,6 +5,21 @@ from __future__ import annotations
 FORMATS = ("table", "json", "markdown", "junit", "html")
 
 
+def words(report: object) -> dict[str, str]:
+    """The header's words for the report's task: a multi-label model has labels, its accuracy
+    is over (row, label) pairs, its baseline predicts no label, its balanced accuracy is the
+    mean over labels."""
+    from kerasdoctor.findings import Report
+
+    assert isinstance(report, Report)
+    if report.metrics.get("task") == "multilabel":
+        return {"classes": "labels", "accuracy": "label-wise accuracy",
+                "baseline": "per-label majority baseline",
+                "balanced": "macro balanced accuracy"}
+    return {"classes": "classes", "accuracy": "accuracy", "baseline": "majority-class baseline",
+            "balanced": "balanced accuracy"}
+
+
 def render(
     report: object,
     fmt: str,

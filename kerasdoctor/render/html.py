@@ -388,6 +388,9 @@ def _finding(f: Finding) -> str:
 
 
 def _header(r: Report) -> str:
+    from kerasdoctor.render import words
+
+    w = words(r)
     m, d = r.metrics, r.data
     sick = r.verdict == "sick"
     sampled = f" (sampled from {d['sampled_from']})" if d.get("sampled_from") else ""
@@ -400,11 +403,11 @@ def _header(r: Report) -> str:
         '<div class="cards">',
     ]
     for value, label in (
-        (_pct(m.get("accuracy")), "accuracy"),
-        (_pct(m.get("majority_baseline")), "majority-class baseline"),
-        (_pct(m.get("balanced_accuracy")), "balanced accuracy"),
+        (_pct(m.get("accuracy")), w["accuracy"]),
+        (_pct(m.get("majority_baseline")), w["baseline"]),
+        (_pct(m.get("balanced_accuracy")), w["balanced"]),
         (f"{d.get('n_samples')}{sampled}", "samples"),
-        (str(d.get("n_classes")), "classes"),
+        (str(d.get("n_classes")), w["classes"]),
     ):
         parts.append(
             f'<div class="card"><div class="v">{_e(value)}</div>'

@@ -95,6 +95,9 @@ def _fixes(f: Finding) -> list[str]:
 
 
 def _header(r: Report) -> list[str]:
+    from kerasdoctor.render import words
+
+    w = words(r)
     m, d = r.metrics, r.data
     sick = r.verdict == "sick"
     verdict = "🔴 **SICK**" if sick else "🟢 **HEALTHY**"
@@ -104,11 +107,11 @@ def _header(r: Report) -> list[str]:
         f"{code(str(r.model.get('path')))} on {code(str(d.get('path')))}: "
         f"{d.get('n_samples')} samples"
         + (f" (sampled from {d['sampled_from']})" if d.get("sampled_from") else "")
-        + f", {d.get('n_classes')} classes, head {code(str(r.model.get('head')))}, "
+        + f", {d.get('n_classes')} {w['classes']}, head {code(str(r.model.get('head')))}, "
         f"loss {code(str(r.model.get('loss')))}",
         "",
-        f"**Accuracy {pct(m.get('accuracy'))}** vs majority-class baseline "
-        f"{pct(m.get('majority_baseline'))} · balanced accuracy "
+        f"**{w['accuracy'].capitalize()} {pct(m.get('accuracy'))}** vs {w['baseline']} "
+        f"{pct(m.get('majority_baseline'))} · {w['balanced']} "
         f"**{pct(m.get('balanced_accuracy'))}**",
         "",
     ]

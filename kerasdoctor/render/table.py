@@ -44,10 +44,14 @@ def _header(r: Report) -> Any:
     k = r.data.get("n_classes")
     sampled = r.data.get("sampled_from")
     lines.append(f"{n} samples" + (f" (sampled from {sampled})" if sampled else ""))
-    lines.append(f", {k} classes · head {r.model.get('head')} · loss {r.model.get('loss')}\n")
+    from kerasdoctor.render import words
+
+    w = words(r)
+    lines.append(f", {k} {w['classes']} · head {r.model.get('head')} · loss "
+                 f"{r.model.get('loss')}\n")
     acc, base = m.get("accuracy"), m.get("majority_baseline")
-    lines.append(f"accuracy {_pct(acc)}  vs  majority-class baseline {_pct(base)}")
-    lines.append(f"  ·  balanced accuracy {_pct(m.get('balanced_accuracy'))}")
+    lines.append(f"{w['accuracy']} {_pct(acc)}  vs  {w['baseline']} {_pct(base)}")
+    lines.append(f"  ·  {w['balanced']} {_pct(m.get('balanced_accuracy'))}")
     root = r.root_cause
     if root is not None:
         lines.append("\n\nMost likely cause: ", style="bold")
