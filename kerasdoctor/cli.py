@@ -13,6 +13,12 @@ from typing import TypeVar
 import typer
 
 from kerasdoctor.errors import InputError
+from kerasdoctor.policy import (
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_STDOUT_CLOSED,
+    EXIT_USAGE,
+)
 
 T = TypeVar("T")
 
@@ -58,21 +64,21 @@ def guard() -> Iterator[None]:
         raise
     except InputError as exc:
         _err(str(exc))
-        raise typer.Exit(2) from None
+        raise typer.Exit(EXIT_USAGE) from None
     except KeyboardInterrupt:
         _signals.settle()  # reached: the watcher (see main) need not deliver it again
         _signals.told()
         sys.stderr.write(_signals.MESSAGE)
-        raise typer.Exit(130) from None
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     except MemoryError:
         _err("out of memory; try a smaller --batch-size or --sample N")
-        raise typer.Exit(2) from None
+        raise typer.Exit(EXIT_USAGE) from None
     except Exception as exc:
         if isinstance(exc, BrokenPipeError) and _signals.stdout_is_broken():
             # the reader read what it wanted (`| head`): no word, as Unix tools do; 1, not 0,
             # so that `set -o pipefail` never takes a cut-off report for a passing one
             _signals.quiet_stdout()
-            raise typer.Exit(1) from None
+            raise typer.Exit(EXIT_STDOUT_CLOSED) from None
         if os.environ.get("KERASDOCTOR_DEBUG"):
             raise
         text = " ".join(str(exc).split())[:400]
@@ -80,7 +86,7 @@ def guard() -> Iterator[None]:
             f"kerasdoctor: internal error: {type(exc).__name__}: {text} "
             "(set KERASDOCTOR_DEBUG=1 for the traceback)\n"
         )
-        raise typer.Exit(3) from None
+        raise typer.Exit(EXIT_INTERNAL) from None
 
 
 def write_output(text: str, output: Path | None) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from kerasdoctor.findings import Report, Severity
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+EXIT_INTERRUPTED = 130  # Ctrl-C: 128 + SIGINT, as shells report it
+EXIT_STDOUT_CLOSED = 1  # `| head`: as click, never 0, so a cut-off report is no pass
 FAIL_ON = ("error", "warning", "info", "never")
 
 
