@@ -264,7 +264,7 @@ class DoctorCallback(_base()):  # type: ignore[misc]
         return "\n".join(lines)
 
     def _class_weight_advice(self, report: Report) -> list[str]:
-        from kerasdoctor.fix.class_weights import class_weights, python_line
+        from kerasdoctor.class_weights import class_weights, python_line
 
         if self._train_y is not None:
             y, source = self._train_y, "train_labels"

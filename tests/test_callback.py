@@ -9,7 +9,7 @@ import pytest
 from conftest import fixture_path
 
 import kerasdoctor
-from kerasdoctor.fix.class_weights import class_weights, python_line
+from kerasdoctor.class_weights import class_weights, python_line
 
 
 def _blobs(counts: list[int], sep: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -759,8 +759,17 @@ def test_suggested_fixes_run_on_npy_and_csv_data(tmp_path: Path) -> None:
                     if fx["command"] and fx["command"].startswith(weights)]
         assert commands, r.json()["findings"]
         assert data_args[1] in commands[0] and " TRAIN_DATA" in commands[0]
-        assert not any("--oversample" in (fx["command"] or "")
-                       for f in r.json()["findings"] for fx in f["fixes"])
+        over = [fx["command"] for f in r.json()["findings"] for fx in f["fixes"]
+                if "--oversample" in (fx["command"] or "")]
+        if data_args[0] == "x.npy":  # fix --oversample cannot rewrite an x.npy: no command
+            assert not over
+        else:  # a table is rewritten as a table: the command runs as pasted
+            assert len(over) == 1 and over[0].endswith("--output balanced.csv"), over
+            argv = [args[0] if a == "TRAIN_DATA" else a for a in shlex.split(over[0])[1:]]
+            argv[-1] = str(tmp_path / argv[-1])
+            done = run_cli(*argv, "-f", "json")
+            assert done.exit_code == 0, done.stderr
+            assert done.json()["label_counts_after"] == [800, 800, 800]
         # the user names their training data (here the same rows) in place of TRAIN_DATA
         train = {"TRAIN_DATA": args[0], "TRAIN_LABELS": str(tmp_path / "y.npy")}
         out = run_cli(*[train.get(a, a) for a in shlex.split(commands[0])[1:]], "-f", "json")

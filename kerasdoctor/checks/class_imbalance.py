@@ -301,7 +301,7 @@ def _weights_fix(ctx: Context, support: np.ndarray) -> Fix:
     data's reading flags; the snippet's weights come from the diagnosed labels and says so."""
     import shlex
 
-    from kerasdoctor.fix.class_weights import class_weights, python_line
+    from kerasdoctor.class_weights import class_weights, python_line
 
     y = np.repeat(np.arange(support.size), support)
     weights = class_weights(y, support.size)

@@ -384,8 +384,8 @@ def _json(result: dict[str, Any]) -> str:
 def _class_weights(
     data: str, method: str, beta: float, fmt: str, output: Path | None, data_opts: Any
 ) -> None:
-    from kerasdoctor.fix.class_weights import METHODS, python_line
-    from kerasdoctor.fix.class_weights import class_weights as compute
+    from kerasdoctor.class_weights import METHODS, python_line
+    from kerasdoctor.class_weights import class_weights as compute
     from kerasdoctor.fix.common import read_labels_raw
 
     if method not in METHODS:

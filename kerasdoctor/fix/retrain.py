@@ -325,7 +325,7 @@ def retrain(
     held out, never trained on, measured, and its row indices written to heldout_path(output).
     """
     from kerasdoctor._keras import keras
-    from kerasdoctor.fix.class_weights import class_weights
+    from kerasdoctor.class_weights import class_weights
     from kerasdoctor.fix.common import (
         n_classes_of,
         names_for,

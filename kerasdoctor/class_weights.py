@@ -1,4 +1,7 @@
-"""Class weights for model.fit: scikit-learn's 'balanced', or Cui et al.'s effective number."""
+"""Class weights for model.fit: scikit-learn's "balanced", or Cui et al.'s effective number.
+
+The maths of a remedy, shared by the checks (their advice), the callback and `fix`; it imports
+no CLI code."""
 
 from __future__ import annotations
 
