@@ -240,7 +240,9 @@ def _decode_2d_labels(y: np.ndarray, names: list[str] | None, where: str) -> Lab
     if is_multi_hot(y):  # issue 16: core routes these to kerasdoctor.multilabel
         raise MultiHotLabels(
             f"{where} is multi-hot {y.shape} (row {bad} sums to {sums[bad]:g}): multi-label "
-            "targets are diagnosed from an .npz or in-memory arrays only"
+            "targets are read by `kerasdoctor diagnose` from an .npz (or by diagnose() from "
+            "arrays); the other commands (fix, shard) and data sources take single-label "
+            "targets only"
         )
     raise InputError(
         f"{where} is 2-D {y.shape} but row {bad} is not one-hot (sums to {sums[bad]:g}); "
