@@ -222,6 +222,12 @@ def diagnose(
         help="Diagnose as multi-label: y multi-hot (N, K), one sigmoid unit per label "
         "[default: when y in the .npz is multi-hot].",
     ),
+    # issue 16: void / padding positions of dense labels (y (N, H, W) or (N, T))
+    ignore_label: int | None = typer.Option(
+        None, "--ignore-label",
+        help="Dense outputs (y (N, H, W) or (N, T)): positions labelled V do not count "
+        "(void, padding); a boolean 'mask' array in the .npz does the same [default: none].",
+    ),
 ) -> None:
     """Diagnose MODEL on DATA: what the predictions show, the most likely cause, the fix."""
     with guard():
@@ -244,6 +250,7 @@ def diagnose(
             seed=seed,
             output_name=output_name,
             multi_label=True if multi_label else None,  # issue 16
+            ignore_label=ignore_label,  # issue 16
             labels=labels,
             label_column=label_column,
             feature_columns=feature_columns,

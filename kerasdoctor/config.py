@@ -20,7 +20,8 @@ else:  # pragma: no cover
 
 FAIL_ON = ("error", "warning", "info", "never")
 GATE_KEYS = ("min_recall", "min_balanced_accuracy")
-RUN_KEYS = ("batch_size", "sample", "seed", "output_name", "multi_label")
+RUN_KEYS = ("batch_size", "sample", "seed", "output_name", "multi_label",
+            "ignore_label")  # issue 16: ignore_label
 # how to read DATA; a data setting that does not apply to the DATA at hand (label_column for
 # an .npz) is left out for that run: the file describes the project, not one command
 DATA_KEYS = ("labels", "label_column", "feature_columns", "drop_columns", "image_size",
@@ -42,6 +43,7 @@ class Config:
     seed: int | None = None
     output_name: str | None = None
     multi_label: bool | None = None  # true: diagnose as multi-label (y multi-hot)
+    ignore_label: int | None = None  # issue 16: dense labels of this value do not count
     labels: str | None = None  # resolved against the config file's folder
     label_column: str | None = None
     feature_columns: tuple[str, ...] | None = None
@@ -197,6 +199,7 @@ def _parse(table: dict[str, Any], where: str) -> Config:
         seed=_opt_int(table, "seed", where, minimum=0),
         output_name=_opt_str(table, "output_name", where),
         multi_label=_opt_bool(table, "multi_label", where),
+        ignore_label=_opt_int(table, "ignore_label", where, minimum=-2**31),  # issue 16
         labels=labels,
         label_column=_opt_str(table, "label_column", where),
         feature_columns=_opt_names(table, "feature_columns", where),

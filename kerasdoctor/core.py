@@ -60,6 +60,8 @@ class Options:
     # issue 16: True forces the multi-label diagnosis (kerasdoctor.multilabel), False refuses
     # multi-hot labels as before, None picks it when y is multi-hot (N, K)
     multi_label: bool | None = None
+    # issue 16: dense outputs (kerasdoctor.dense): positions whose label is this value do not count
+    ignore_label: int | None = None
 
     def __post_init__(self) -> None:
         from kerasdoctor.policy import FAIL_ON
@@ -129,16 +131,22 @@ def diagnose_paths(
     refuse_swapped(model_path, data_path)
     # issue 16 (routing only): multi-hot labels in an .npz, or --multi-label, go to
     # kerasdoctor.multilabel; everything else is read and diagnosed as before
-    from kerasdoctor.load import MultiHotLabels
+    from kerasdoctor.load import DenseLabels, MultiHotLabels  # DenseLabels: issue 16 (dense)
     from kerasdoctor.multilabel import is_npz_path
 
     raw = None
+    dense_labels: InputError | None = None  # issue 16: labels a dense model may explain
     if not (opts.multi_label and is_npz_path(data_path)):
         try:
             raw = open_source(data_path, opts)  # cheap errors first (labels read where cheap)
-        except MultiHotLabels:
+        except DenseLabels as exc:  # issue 16: (N, H, W) / (N, T) labels in an .npz
+            if opts.multi_label or not is_npz_path(data_path):
+                raise
+            dense_labels = exc
+        except MultiHotLabels as exc:
             if opts.multi_label is False or not is_npz_path(data_path):
                 raise
+            dense_labels = exc  # issue 16: or 0/1 tags (N, T) of a dense model
     if opts.multi_label and raw is not None:
         raise InputError(f"--multi-label reads DATA from an .npz (x, y multi-hot (N, K)) or "
                          f"in-memory arrays; {data_path} is not an .npz")
@@ -148,6 +156,14 @@ def diagnose_paths(
         custom_objects=opts.custom_objects,
         output_name=opts.output_name,
     )
+    if dense_labels is not None:  # issue 16: a rank >= 3 output -> kerasdoctor.dense
+        from kerasdoctor.dense import diagnose_npz as diagnose_dense
+        from kerasdoctor.dense import is_dense_output
+
+        if is_dense_output(lm):
+            return diagnose_dense(lm, data_path, opts)
+        if isinstance(dense_labels, DenseLabels):
+            raise dense_labels
     if raw is None:
         from kerasdoctor.multilabel import diagnose_npz
 
@@ -191,9 +207,14 @@ def diagnose_arrays(model: Any, x: Any, y: Any, **kwargs: Any) -> Report:
     else:
         lm = from_keras_model(model, output_name=opts.output_name)
     # issue 16 (routing only): multi-hot y (or multi_label=True) -> kerasdoctor.multilabel
+    # issue 16: a rank >= 3 output with (N, H, W) / (N, T) labels -> kerasdoctor.dense
+    from kerasdoctor.dense import diagnose_arrays as diagnose_dense
+    from kerasdoctor.dense import labels_fit
     from kerasdoctor.multilabel import diagnose_arrays as diagnose_multilabel
     from kerasdoctor.multilabel import is_multi_hot
 
+    if not opts.multi_label and labels_fit(y, tuple(lm.output_shape)):
+        return diagnose_dense(lm, x, y, opts)
     if opts.multi_label or (opts.multi_label is None and is_multi_hot(y)):
         return diagnose_multilabel(lm, x, y, opts)
     return _diagnose(lm, raw_arrays(x, y, opts), opts)

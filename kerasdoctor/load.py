@@ -200,8 +200,8 @@ def decode_labels(y: np.ndarray, class_names: list[str] | None, where: str = "y"
         raise InputError(f"{where} has dtype {y.dtype}; labels must be integers, bool or one-hot")
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
-    if y.ndim > 2:
-        raise InputError(f"{where} has shape {y.shape}; expected (N,) or (N, K)")
+    if y.ndim > 2:  # issue 16: DenseLabels, which core routes to kerasdoctor.dense
+        raise DenseLabels(f"{where} has shape {y.shape}; expected (N,) or (N, K)")
     if y.dtype.kind == "f":
         bad = ~np.isfinite(y)
         if bad.any():
@@ -230,7 +230,8 @@ def decode_labels(y: np.ndarray, class_names: list[str] | None, where: str = "y"
 def _decode_2d_labels(y: np.ndarray, names: list[str] | None, where: str) -> Labels:
     k = y.shape[1]
     if y.size and y.min() < 0:
-        raise InputError(f"{where} is 2-D with negative values; expected one-hot rows")
+        # issue 16: (N, T) tags with a negative void label: DenseLabels (kerasdoctor.dense)
+        raise DenseLabels(f"{where} is 2-D with negative values; expected one-hot rows")
     sums = y.sum(axis=1)
     if np.all(np.isin(y, (0, 1))) and np.all(sums == 1):
         return Labels(np.argmax(y, axis=1).astype(np.int64), "one-hot", k, names)
@@ -244,10 +245,15 @@ def _decode_2d_labels(y: np.ndarray, names: list[str] | None, where: str) -> Lab
             "arrays); the other commands (fix, shard) and data sources take single-label "
             "targets only"
         )
-    raise InputError(
+    raise DenseLabels(  # issue 16: maybe (N, T) tags; core routes them to kerasdoctor.dense
         f"{where} is 2-D {y.shape} but row {bad} is not one-hot (sums to {sums[bad]:g}); "
         "multi-label targets are not supported"
     )
+
+
+class DenseLabels(InputError):
+    """Labels that are not (N,) or one-hot (N, K): (N, H, W) masks or (N, T) tags; kerasdoctor.core
+    catches this to diagnose a model with a rank >= 3 output as dense (issue 16)."""
 
 
 class MultiHotLabels(InputError):

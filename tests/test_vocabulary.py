@@ -55,6 +55,7 @@ SAMPLES: dict[str, tuple[str, str, Any, str, Any]] = {
     "seed": ("7", "7", 7, "npz", 7),
     "output_name": ("head", '"head"', "head", "npz", "head"),
     "multi_label": (None, "true", True, "npz", True),  # a switch: the flag takes no value
+    "ignore_label": ("255", "255", 255, "npz", 255),  # issue 16: dense labels
     "x_key": ("a", '"a"', "a", "npz", "a"),
     "y_key": ("lab", '"lab"', "lab", "npz", "lab"),
     "labels": ("y.npy", '"y.npy"', "y.npy", "npy", "y.npy"),

@@ -16,6 +16,10 @@ def words(report: object) -> dict[str, str]:
         return {"classes": "labels", "accuracy": "label-wise accuracy",
                 "baseline": "per-label majority baseline",
                 "balanced": "macro balanced accuracy"}
+    if report.metrics.get("task") == "dense":  # counted over pixel / token positions
+        return {"classes": "classes", "accuracy": "position accuracy",
+                "baseline": "majority-class baseline (positions)",
+                "balanced": "balanced accuracy over positions"}
     return {"classes": "classes", "accuracy": "accuracy", "baseline": "majority-class baseline",
             "balanced": "balanced accuracy"}
 
