@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from kerasdoctor.probe import Evidence, Predictor
+    from kerasdoctor.evidence import Evidence
+    from kerasdoctor.predictor import Predictor
 
 # Training-batch size for batch statistics: what a typical fit() step normalises over.
 BN_BATCH = 256

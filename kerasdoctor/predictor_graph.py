@@ -1,6 +1,7 @@
 """The Keras graph adapter: every access to a live model's layers and private graph lives here.
 
-The probe taps, the experiments' re-runs with BatchNorm in training mode or re-estimated on a
+The probe taps (the Keras layers that reduce an activation per sample, and the tensors they
+read), the experiments' re-runs with BatchNorm in training mode or re-estimated on a
 copy of the model, and the output layer's features and pre-activations all go through these
 functions, so Keras-version details stay in one module.
 """
@@ -14,7 +15,8 @@ import numpy as np
 
 if TYPE_CHECKING:
     from kerasdoctor.experiments import HeadTap
-    from kerasdoctor.probe import Predictor
+    from kerasdoctor.model_facts import ModelFacts
+    from kerasdoctor.predictor import Predictor
 
 
 def tensors_on_path(model: Any) -> dict[str, tuple[Any, Any]]:
@@ -61,6 +63,72 @@ def all_layers(model: Any) -> list[Any]:
     return out
 
 
+_REDUCTION_LAYERS: dict[str, Any] = {}
+
+
+def reduction_layers() -> dict[str, Any]:
+    """Keras layers reducing (batch, ..., C) to (batch, C), defined once keras is imported."""
+    if _REDUCTION_LAYERS:
+        return _REDUCTION_LAYERS
+    from kerasdoctor._keras import keras
+
+    k = keras()
+    ops = k.ops
+
+    class _Reduce(k.layers.Layer):  # type: ignore[name-defined]
+        mode = "max"
+
+        def call(self, t: Any) -> Any:
+            axes = tuple(range(1, len(t.shape) - 1))
+            t = ops.cast(t, "float32")
+            if self.mode == "max":
+                return ops.max(t, axis=axes) if axes else t
+            mean = ops.mean(t, axis=axes) if axes else t
+            if self.mode == "mean":
+                return mean
+            if not axes:
+                return ops.zeros_like(t)
+            return ops.sum(ops.square(t - ops.mean(t, axis=axes, keepdims=True)), axis=axes)
+
+    for mode in ("max", "mean", "m2"):
+        _REDUCTION_LAYERS[mode] = type(f"KDReduce_{mode}", (_Reduce,), {"mode": mode})
+    return _REDUCTION_LAYERS
+
+
+def probe_taps(model: Any, facts: ModelFacts) -> tuple[list[Any], list[tuple[str, str]],
+                                                       list[str]]:
+    """Per-sample reductions of ReLU outputs and BatchNorm inputs, as extra output tensors.
+
+    Returns (tensors, ReLU layers as (name, activation), BatchNorm layer names). All ReLU taps
+    come first, then the BatchNorm (mean, M2) pairs: the pass reads them in that order.
+    """
+    layer_types = reduction_layers()
+    relu_taps: list[Any] = []
+    bn_taps: list[Any] = []
+    relu_layers: list[tuple[str, str]] = []
+    bn_layers: list[str] = []
+    relu = set(facts.relu_layers)
+    on_path = tensors_on_path(model)
+    for layer in model.layers:
+        try:
+            if layer.name in relu:
+                t = on_path[layer.name][1] if layer.name in on_path else layer.output
+                relu_taps.append(layer_types["max"](name=f"kd_max_{layer.name}")(t))
+                act = next(i.activation for i in facts.layers if i.name == layer.name)
+                relu_layers.append((layer.name, act or "relu"))
+            elif type(layer).__name__ == "BatchNormalization" and any(
+                b.name == layer.name for b in facts.batchnorms
+            ):
+                t = on_path[layer.name][0] if layer.name in on_path else layer.input
+                mean = layer_types["mean"](name=f"kd_mean_{layer.name}")(t)
+                m2 = layer_types["m2"](name=f"kd_m2_{layer.name}")(t)
+                bn_taps += [mean, m2]
+                bn_layers.append(layer.name)
+        except (AttributeError, ValueError):  # a shared layer with several nodes: skip
+            continue
+    return relu_taps + bn_taps, relu_layers, bn_layers
+
+
 def copy_model(model: Any) -> Any:
     """A copy of the model with the same weights; the live model is never modified.
 
@@ -92,11 +160,13 @@ def _bn_layers(model: Any) -> list[Any]:
 
 
 def batchnorm_run(predictor: Predictor, xs: Sequence[np.ndarray], *, reestimate: bool,
-                  seed: int = 0, batch: int = 256) -> np.ndarray:
+                  seed: int = 0, batch: int = 256, outputs: bool = False) -> np.ndarray:
     """Predicted classes on the sample with BatchNorm using batch statistics (reestimate=False)
     or with its moving statistics re-estimated from the sample as a cumulative average over
-    shuffled batches (AdaBN) and then inference. Runs on a copy of the model."""
-    from kerasdoctor.probe import predicted_classes, probability_fn
+    shuffled batches (AdaBN) and then inference. Runs on a copy of the model. outputs=True
+    returns the raw outputs instead, flattened per row (n, -1), for callers that score them
+    in their own terms (dense and multi-label diagnoses)."""
+    from kerasdoctor.predictor import predicted_classes, probability_fn
 
     model = copy_model(predictor.lm.keras_model)
     bns = _bn_layers(model)
@@ -132,6 +202,8 @@ def batchnorm_run(predictor: Predictor, xs: Sequence[np.ndarray], *, reestimate:
         outs = [forward(order[s : s + batch]) for s in range(0, n, batch)]
     raw = np.empty((n, outs[0].shape[1]))
     raw[order] = np.concatenate(outs)
+    if outputs:  # the raw outputs, flattened per row (dense and multi-label callers score them)
+        return raw
     with np.errstate(all="ignore"):
         probs = probability_fn(predictor.facts.head if predictor.facts.head != "unknown"
                                else "linear", raw.shape[1])(raw)

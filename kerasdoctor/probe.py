@@ -3,6 +3,11 @@
 Every accumulator is mergeable (count/mean/M2, min/max, counts), so shards could be combined.
 Intermediate activations are reduced per sample inside the model graph (max or mean/M2 over
 spatial axes), so a conv feature map never leaves the model at full size.
+
+The pass's parts live in their own modules: the Evidence and its accumulators in
+kerasdoctor.evidence, the Predictor with its graph taps in kerasdoctor.predictor (and
+kerasdoctor.predictor_graph). Their names are re-exported here, so
+`from kerasdoctor.probe import Evidence, Predictor` keeps working.
 """
 
 from __future__ import annotations
@@ -13,9 +18,56 @@ from typing import Any
 
 import numpy as np
 
-from kerasdoctor.load import LoadedModel
-from kerasdoctor.model_facts import ModelFacts
-from kerasdoctor.predictor_graph import tensors_on_path
+from kerasdoctor.evidence import (
+    RESERVED_TOKEN_IDS,
+    TOKEN_ID_CAP,
+    ActivationStats,
+    BatchNormInputStats,
+    Evidence,
+    InputStats,
+    Moments,
+    OutputStats,
+    TokenStats,
+)
+from kerasdoctor.predictor import (
+    Predictor,
+    looks_like_probabilities,
+    predicted_classes,
+    probability_fn,
+)
+
+__all__ = [
+    # the pass (this module)
+    "BATCH_BYTES",
+    "MAX_DEFAULT_BATCH",
+    "MIN_DEFAULT_BATCH",
+    "SAMPLE_BYTES",
+    "SAMPLE_MAX",
+    "Batch",
+    "ProbeLayout",
+    "ProbeState",
+    "array_batches",
+    "default_batch_size",
+    "run_probe",
+    "sample_keys",
+    "sample_limit_for",
+    "stratified_sample",
+    # re-exported from kerasdoctor.evidence
+    "RESERVED_TOKEN_IDS",
+    "TOKEN_ID_CAP",
+    "ActivationStats",
+    "BatchNormInputStats",
+    "Evidence",
+    "InputStats",
+    "Moments",
+    "OutputStats",
+    "TokenStats",
+    # re-exported from kerasdoctor.predictor
+    "Predictor",
+    "looks_like_probabilities",
+    "predicted_classes",
+    "probability_fn",
+]
 
 # Default batch: as many samples as fit ~32 MB of input, within [32, 1024].
 BATCH_BYTES = 32 * 2**20
@@ -26,493 +78,8 @@ SAMPLE_MAX = 2048
 SAMPLE_BYTES = 64 * 2**20
 
 
-# ------------------------------------------------------------------ accumulators
-
-
-@dataclass
-class Moments:
-    """Per-feature streaming moments (Chan et al.), min/max and non-finite counts."""
-
-    count: np.ndarray
-    mean: np.ndarray
-    m2: np.ndarray
-    min: np.ndarray
-    max: np.ndarray
-    n_nan: np.ndarray
-    n_inf: np.ndarray
-
-    @classmethod
-    def empty(cls, n_features: int) -> Moments:
-        z = np.zeros(n_features)
-        return cls(
-            count=np.zeros(n_features, np.int64),
-            mean=z.copy(),
-            m2=z.copy(),
-            min=np.full(n_features, np.inf),
-            max=np.full(n_features, -np.inf),
-            n_nan=np.zeros(n_features, np.int64),
-            n_inf=np.zeros(n_features, np.int64),
-        )
-
-    @property
-    def n_features(self) -> int:
-        return int(self.count.shape[0])
-
-    @property
-    def var(self) -> np.ndarray:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(self.count > 0, self.m2 / np.maximum(self.count, 1), np.nan)
-
-    @property
-    def std(self) -> np.ndarray:
-        return np.sqrt(self.var)
-
-    def update(self, x: np.ndarray) -> None:
-        """Add a (n, F) block of values."""
-        x = np.asarray(x, dtype=np.float64)
-        if x.size == 0:
-            return
-        finite = np.isfinite(x)
-        if finite.all():
-            n_b = np.full(x.shape[1], x.shape[0], np.int64)
-            mean_b = x.mean(axis=0)
-            m2_b = ((x - mean_b) ** 2).sum(axis=0)
-            mn, mx = x.min(axis=0), x.max(axis=0)
-        else:
-            self.n_nan += np.isnan(x).sum(axis=0)
-            self.n_inf += np.isinf(x).sum(axis=0)
-            n_b = finite.sum(axis=0).astype(np.int64)
-            xf = np.where(finite, x, 0.0)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                mean_b = np.where(n_b > 0, xf.sum(axis=0) / np.maximum(n_b, 1), 0.0)
-            m2_b = (np.where(finite, x - mean_b, 0.0) ** 2).sum(axis=0)
-            mn = np.where(finite, x, np.inf).min(axis=0)
-            mx = np.where(finite, x, -np.inf).max(axis=0)
-        self._combine(n_b, mean_b, m2_b)
-        self.min = np.minimum(self.min, mn)
-        self.max = np.maximum(self.max, mx)
-
-    def update_batch(self, x: np.ndarray) -> None:
-        """Add a batch (B, ..., F): moments per feature (last axis) over every other axis.
-
-        Same figures as update(x.reshape(-1, F)), computed on the (B, positions x F) view:
-        reducing down the batch axis of that wide array is contiguous and vectorised, where
-        reducing a tall (B x positions, F) array with few features (RGB: 3) walks it with a
-        stride of F and costs ~10x more per value.
-        """
-        x = np.asarray(x)
-        if x.ndim == 1:
-            x = x.reshape(-1, 1)
-        b, f = int(x.shape[0]), int(x.shape[-1])
-        if b == 0 or f == 0:
-            return
-        wide = x.reshape(b, -1)
-        if wide.dtype.kind not in "iuf" or (wide.dtype.kind == "f" and not np.isfinite(wide).all()):
-            self.update(x.reshape(-1, f))  # bool, or non-finite values to count: general path
-            return
-        positions = wide.shape[1] // f
-        n_b = b * positions
-        mean_b = wide.sum(axis=0, dtype=np.float64).reshape(positions, f).sum(axis=0) / n_b
-        dev = wide - np.tile(mean_b, positions)  # float64 (B, positions x F)
-        m2_b = np.einsum("ij,ij->j", dev, dev).reshape(positions, f).sum(axis=0)
-        mn = wide.min(axis=0).reshape(positions, f).min(axis=0).astype(np.float64)
-        mx = wide.max(axis=0).reshape(positions, f).max(axis=0).astype(np.float64)
-        self._combine(np.full(f, n_b, np.int64), mean_b, m2_b)
-        self.min = np.minimum(self.min, mn)
-        self.max = np.maximum(self.max, mx)
-
-    def update_moments(self, n_b: np.ndarray, mean_b: np.ndarray, m2_b: np.ndarray) -> None:
-        """Add pre-reduced groups: per-group counts, means and M2 of shape (G, F)."""
-        for i in range(mean_b.shape[0]):
-            self._combine(n_b[i], mean_b[i], m2_b[i])
-
-    def _combine(self, n_b: Any, mean_b: np.ndarray, m2_b: np.ndarray) -> None:
-        n_a = self.count
-        n = n_a + n_b
-        with np.errstate(invalid="ignore", divide="ignore"):
-            delta = mean_b - self.mean
-            frac = np.where(n > 0, n_b / np.maximum(n, 1), 0.0)
-            self.mean = self.mean + delta * frac
-            self.m2 = self.m2 + m2_b + delta**2 * n_a * frac
-        self.count = n
-
-    def merge(self, other: Moments) -> None:
-        """Fold another accumulator of the same features into this one (exact)."""
-        self._combine(other.count, other.mean, other.m2)
-        self.min = np.minimum(self.min, other.min)
-        self.max = np.maximum(self.max, other.max)
-        self.n_nan = self.n_nan + other.n_nan
-        self.n_inf = self.n_inf + other.n_inf
-
-    def pooled(self) -> tuple[float, float, float, float]:
-        """(mean, std, min, max) of all features pooled together."""
-        n = self.count.sum()
-        if n == 0:
-            return (float("nan"),) * 4
-        mean = float((self.count * self.mean).sum() / n)
-        m2 = float((self.m2 + self.count * (self.mean - mean) ** 2).sum())
-        return mean, float(np.sqrt(m2 / n)), float(self.min.min()), float(self.max.max())
-
-    def rms(self) -> float:
-        """Root mean square of all values: the input's typical magnitude."""
-        n = self.count.sum()
-        if n == 0:
-            return float("nan")
-        return float(np.sqrt((self.m2 + self.count * self.mean**2).sum() / n))
-
-
-# Token ids that carry no word in Keras's conventions: 0 is padding (the mask token of
-# TextVectorization / StringLookup, pad_sequences' default value), 1 is the out-of-vocabulary
-# id ("[UNK]", TextVectorization's single default OOV index; Tokenizer(oov_token=...)'s id).
-RESERVED_TOKEN_IDS = 2  # ids below this are reserved: a row of only these holds no word
-TOKEN_ID_CAP = 2**20  # distinct ids are tracked below this (a bitmap of at most 1 MB)
-
-
-@dataclass
-class TokenStats:
-    """An input read as token ids (it feeds an Embedding): rows that hold no word, ids seen.
-
-    Exact and mergeable: counts add, the bitmap of ids seen is OR-ed.
-    """
-
-    rows: int = 0
-    blank_rows: int = 0  # rows whose every id is reserved (padding/OOV): no word at all
-    seen: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # id -> seen
-    out_of_range: int = 0  # values below 0 or at/above TOKEN_ID_CAP (not in the bitmap)
-
-    def update(self, x: np.ndarray) -> None:
-        """Add a batch (B, ...) of ids (floats are truncated, as an Embedding casts them)."""
-        b = int(x.shape[0])
-        if b == 0 or x.dtype.kind not in "iuf":
-            return
-        wide = x.reshape(b, -1)
-        self.rows += b
-        if wide.shape[1]:
-            # NaN compares False: a row holding one is not counted as blank
-            self.blank_rows += int((wide.max(axis=1) < RESERVED_TOKEN_IDS).sum())
-        if wide.dtype.kind == "f":  # NaN/Inf and huge values land out of range, not in int64
-            wide = np.clip(np.where(np.isfinite(wide), wide, -1), -1, TOKEN_ID_CAP)
-        ids = wide.astype(np.int64, copy=False).reshape(-1)
-        ok = (ids >= 0) & (ids < TOKEN_ID_CAP)
-        self.out_of_range += int(ids.size - ok.sum())
-        self._mark(np.bincount(ids[ok]) > 0 if ok.any() else np.zeros(0, bool))
-
-    def _mark(self, seen: np.ndarray) -> None:
-        if seen.size > self.seen.size:
-            self.seen = np.concatenate([self.seen, np.zeros(seen.size - self.seen.size, bool)])
-        self.seen[: seen.size] |= seen
-
-    def merge(self, other: TokenStats) -> None:
-        self.rows += other.rows
-        self.blank_rows += other.blank_rows
-        self.out_of_range += other.out_of_range
-        self._mark(other.seen)
-
-    @property
-    def n_distinct(self) -> int:
-        """Distinct ids seen (below TOKEN_ID_CAP)."""
-        return int(self.seen.sum())
-
-    @property
-    def max_id(self) -> int:
-        """The largest id seen below TOKEN_ID_CAP, -1 if none."""
-        nz = np.flatnonzero(self.seen)
-        return int(nz[-1]) if nz.size else -1
-
-
-@dataclass
-class InputStats:
-    """Statistics of one model input, per feature (the last axis: channels or columns)."""
-
-    name: str
-    shape: tuple[int, ...]
-    dtype: str
-    moments: Moments
-    integral: bool = True  # every finite value is a whole number (e.g. raw 0-255 pixels)
-    tokens: TokenStats | None = None  # inputs read as token ids (they feed an Embedding)
-
-    @property
-    def n_nonfinite(self) -> int:
-        return int(self.moments.n_nan.sum() + self.moments.n_inf.sum())
-
-
-@dataclass
-class ActivationStats:
-    """A ReLU-family layer: per unit, in how many samples it was ever positive."""
-
-    layer: str
-    activation: str
-    active_count: np.ndarray  # (units,) samples in which the unit fired somewhere
-    max: np.ndarray  # (units,) largest value seen
-    n_samples: int = 0
-
-    @property
-    def dead(self) -> np.ndarray:
-        return self.active_count == 0
-
-    @property
-    def dead_fraction(self) -> float:
-        return float(self.dead.mean()) if self.active_count.size else 0.0
-
-
-@dataclass
-class BatchNormInputStats:
-    """Moments, per channel, of what a BatchNormalization layer actually receives."""
-
-    layer: str
-    moments: Moments
-
-
-@dataclass
-class OutputStats:
-    """The diagnosed output: raw values and probabilities per unit."""
-
-    head_used: str  # how raw outputs were turned into probabilities
-    raw: Moments
-    probs: Moments
-    nonfinite_rows: int = 0
-
-
-@dataclass
-class Evidence:
-    """All that the single pass measured; checks read only this (and the model facts)."""
-
-    n_samples: int
-    n_classes: int
-    y_true: np.ndarray
-    y_pred: np.ndarray
-    confusion: np.ndarray  # (K, K): rows are labels, columns predictions
-    output: OutputStats
-    inputs: list[InputStats]
-    activations: list[ActivationStats] = field(default_factory=list)
-    bn_inputs: list[BatchNormInputStats] = field(default_factory=list)
-    scores: np.ndarray | None = None  # binary models (1 or 2 units): P(class 1) per sample
-    sample_index: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    sample_probs: np.ndarray | None = None  # (S, K) probabilities of the bounded sample
-    sample_inputs: list[np.ndarray] = field(default_factory=list)  # its inputs, per model input
-    batch_size: int = 0
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def label_counts(self) -> np.ndarray:
-        return self.confusion.sum(axis=1)
-
-    @property
-    def predicted_counts(self) -> np.ndarray:
-        return self.confusion.sum(axis=0)
-
-
-# ------------------------------------------------------------------ the predictor
-
-
-def probability_fn(head: str, k: int) -> Callable[[np.ndarray], np.ndarray]:
-    if head in ("softmax", "sigmoid"):
-        return lambda r: r
-    if k == 1:
-        return lambda r: 1.0 / (1.0 + np.exp(-np.clip(r, -80, 80)))
-
-    def softmax(r: np.ndarray) -> np.ndarray:
-        z = r - np.nanmax(r, axis=1, keepdims=True)
-        e = np.exp(z)
-        return e / e.sum(axis=1, keepdims=True)
-
-    return softmax
-
-
-def looks_like_probabilities(raw: np.ndarray) -> str | None:
-    """For a model whose head is unknown (SavedModel): do its outputs look like probabilities?"""
-    finite = raw[np.isfinite(raw).all(axis=1)]
-    if finite.size == 0 or finite.min() < 0 or finite.max() > 1:
-        return None
-    if raw.shape[1] == 1:
-        return "sigmoid"
-    return "softmax" if np.allclose(finite.sum(axis=1), 1.0, atol=1e-3) else "sigmoid"
-
-
-class Predictor:
-    """Runs a model (Keras or SavedModel) on batches, with the probe taps attached."""
-
-    def __init__(self, lm: LoadedModel, facts: ModelFacts, *, taps: bool = True) -> None:
-        self.lm = lm
-        self.facts = facts
-        self.relu_layers: list[tuple[str, str]] = []
-        self.bn_layers: list[str] = []
-        self._fn: Callable[[list[np.ndarray]], list[np.ndarray]]
-        self.notes: list[str] = []
-        self._spatial: dict[str, int] = {}
-        self.probe_model: Any = None
-        if lm.keras_model is not None:
-            self._fn = self._keras_fn(taps)
-        else:
-            self._fn = self._savedmodel_fn()
-
-    # -- building
-
-    def _keras_fn(self, taps: bool) -> Callable[[list[np.ndarray]], list[np.ndarray]]:
-        model = self.lm.keras_model
-        out = model.outputs[self.lm.output_index]
-        outputs = [out]
-        if taps:
-            outputs += self._taps(model)
-        from kerasdoctor._keras import keras
-
-        k = keras()
-        try:
-            probe = k.Model(model.inputs, outputs) if len(outputs) > 1 else None
-        except Exception as exc:  # a graph we cannot tap: predictions only
-            self.notes.append(f"layer activations not probed ({type(exc).__name__})")
-            self.relu_layers, self.bn_layers = [], []
-            probe = None
-        self.probe_model = probe  # the tapped model (None: predictions only)
-        if probe is None:
-            self.relu_layers, self.bn_layers = [], []
-            target = model
-            index = self.lm.output_index if len(model.outputs) > 1 else None
-
-            def run_plain(xs: list[np.ndarray]) -> list[np.ndarray]:
-                res = target.predict_on_batch(xs if len(xs) > 1 else xs[0])
-                if index is not None:
-                    res = res[index]
-                return [np.asarray(res)]
-
-            return run_plain
-
-        def run(xs: list[np.ndarray]) -> list[np.ndarray]:
-            res = probe.predict_on_batch(xs if len(xs) > 1 else xs[0])
-            return [np.asarray(r) for r in res]
-
-        return run
-
-    def _taps(self, model: Any) -> list[Any]:
-        """Per-sample reductions of ReLU outputs and BatchNorm inputs, as extra outputs.
-
-        All ReLU taps come first, then the BatchNorm pairs: run_probe reads them in that order.
-        """
-        layer_types = _reduction_layers()
-        relu_taps: list[Any] = []
-        bn_taps: list[Any] = []
-        relu = set(self.facts.relu_layers)
-        on_path = tensors_on_path(model)
-        for layer in model.layers:
-            try:
-                if layer.name in relu:
-                    t = on_path[layer.name][1] if layer.name in on_path else layer.output
-                    relu_taps.append(layer_types["max"](name=f"kd_max_{layer.name}")(t))
-                    act = next(i.activation for i in self.facts.layers if i.name == layer.name)
-                    self.relu_layers.append((layer.name, act or "relu"))
-                elif type(layer).__name__ == "BatchNormalization" and any(
-                    b.name == layer.name for b in self.facts.batchnorms
-                ):
-                    t = on_path[layer.name][0] if layer.name in on_path else layer.input
-                    mean = layer_types["mean"](name=f"kd_mean_{layer.name}")(t)
-                    m2 = layer_types["m2"](name=f"kd_m2_{layer.name}")(t)
-                    bn_taps += [mean, m2]
-                    self.bn_layers.append(layer.name)
-            except (AttributeError, ValueError):  # a shared layer with several nodes: skip
-                continue
-        return relu_taps + bn_taps
-
-    def _savedmodel_fn(self) -> Callable[[list[np.ndarray]], list[np.ndarray]]:
-        import tensorflow as tf
-
-        fn = self.lm.signature
-        keys = self.lm.signature_keys
-        name = self.lm.output_name
-        assert fn is not None
-
-        def run(xs: list[np.ndarray]) -> list[np.ndarray]:
-            feed = {k: tf.constant(x) for k, x in zip(keys, xs)}
-            return [np.asarray(fn(**feed)[name])]
-
-        return run
-
-    def spatial_size(self, layer_name: str) -> int:
-        """Values per channel per sample at a layer's input (1 for dense inputs)."""
-        if layer_name not in self._spatial:
-            shape = self.lm.keras_model.get_layer(layer_name).input.shape
-            self._spatial[layer_name] = int(np.prod(shape[1:-1], dtype=np.int64)) or 1
-        return self._spatial[layer_name]
-
-    # -- running
-
-    def cast(self, xs: Sequence[Any]) -> list[np.ndarray]:
-        out = []
-        for x, spec in zip(xs, self.lm.inputs):
-            a = np.asarray(x)
-            want = np.dtype(spec.dtype) if _is_numpy_dtype(spec.dtype) else np.float32
-            out.append(a.astype(want, copy=False))
-        return out
-
-    def run_batch(self, xs: Sequence[Any]) -> list[np.ndarray]:
-        """Raw outputs: [head output, taps...] for one batch."""
-        return self._fn(self.cast(xs))
-
-    def predict(
-        self, xs: Sequence[np.ndarray], head: str, batch_size: int = 256
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """(probabilities, predicted classes) for small in-memory arrays (bounded re-runs)."""
-        n = len(xs[0])
-        probs, preds = [], []
-        for s in range(0, n, batch_size):
-            raw = self.run_batch([x[s : s + batch_size] for x in xs])[0]
-            raw = raw.reshape(raw.shape[0], -1).astype(np.float64)
-            p = probability_fn(head, raw.shape[1])(raw)
-            probs.append(p)
-            preds.append(predicted_classes(raw, p))
-        return np.concatenate(probs), np.concatenate(preds)
-
-
-def _is_numpy_dtype(name: str) -> bool:
-    try:
-        np.dtype(name)
-        return True
-    except TypeError:
-        return False
-
-
-def predicted_classes(raw: np.ndarray, probs: np.ndarray) -> np.ndarray:
-    """One unit: class 1 when P > 0.5; several: the argmax."""
-    if raw.shape[1] == 1:
-        return (probs[:, 0] > 0.5).astype(np.int64)
-    return np.argmax(raw, axis=1).astype(np.int64)
-
-
-_REDUCTION_LAYERS: dict[str, Any] = {}
-
-
-def _reduction_layers() -> dict[str, Any]:
-    """Keras layers reducing (batch, ..., C) to (batch, C), defined once keras is imported."""
-    if _REDUCTION_LAYERS:
-        return _REDUCTION_LAYERS
-    from kerasdoctor._keras import keras
-
-    k = keras()
-    ops = k.ops
-
-    class _Reduce(k.layers.Layer):  # type: ignore[name-defined]
-        mode = "max"
-
-        def call(self, t: Any) -> Any:
-            axes = tuple(range(1, len(t.shape) - 1))
-            t = ops.cast(t, "float32")
-            if self.mode == "max":
-                return ops.max(t, axis=axes) if axes else t
-            mean = ops.mean(t, axis=axes) if axes else t
-            if self.mode == "mean":
-                return mean
-            if not axes:
-                return ops.zeros_like(t)
-            return ops.sum(ops.square(t - ops.mean(t, axis=axes, keepdims=True)), axis=axes)
-
-    for mode in ("max", "mean", "m2"):
-        _REDUCTION_LAYERS[mode] = type(f"KDReduce_{mode}", (_Reduce,), {"mode": mode})
-    return _REDUCTION_LAYERS
-
-
-# ------------------------------------------------------------------ the pass
-
-
 def default_batch_size(arrays: Sequence[Any]) -> int:
+    """A power of two of samples filling about BATCH_BYTES of input, within the bounds."""
     per_sample = sum(
         int(np.prod(a.shape[1:], dtype=np.int64)) * max(np.dtype(a.dtype).itemsize, 4)
         for a in arrays

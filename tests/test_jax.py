@@ -32,8 +32,13 @@ pytestmark = [
 CORE = [
     "tests/test_backbone_smoke.py",
     "tests/test_probe.py",
-    "tests/test_checks_data.py",
-    "tests/test_checks_model.py",
+    # the per-check tests of the data- and model-side causes (split from one file per side)
+    *(f"tests/checks/test_{name}.py" for name in (
+        "class_imbalance", "input_scale", "input_scale_mismatch", "nonfinite_inputs",
+        "sorted_labels", "label_permutation", "preprocessing_mismatch",
+        "single_unit_softmax", "output_activation", "loss_mismatch", "output_units_mismatch",
+        "nonfinite_weights", "dead_units", "batchnorm_statistics", "untrained_model",
+        "decision_threshold")),
     "tests/test_diagnosis.py",
     "tests/test_golden.py",
     "tests/test_sources.py",

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from conftest import fixture_path
 
+from kerasdoctor.evidence import Moments
 from kerasdoctor.load import bind_inputs, load_model, read_npz
 from kerasdoctor.model_facts import read_facts
+from kerasdoctor.predictor import Predictor
 from kerasdoctor.probe import (
-    Moments,
-    Predictor,
     ProbeLayout,
     ProbeState,
     array_batches,

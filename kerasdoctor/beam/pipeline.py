@@ -34,7 +34,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from kerasdoctor.beam.layout import NPZ, Shard, ShardSet, find_shards, open_file
 from kerasdoctor.beam.reader import Batch, ReadSpec, input_keys, read_batches
 from kerasdoctor.errors import InputError
-from kerasdoctor.probe import Evidence, ProbeLayout, ProbeState
+from kerasdoctor.evidence import Evidence
+from kerasdoctor.probe import ProbeLayout, ProbeState
 
 DEFAULT_RUNNER = "DirectRunner"
 METRICS_NAMESPACE = "kerasdoctor"
@@ -109,7 +110,7 @@ class Predict(beam.DoFn):
 
     def setup(self) -> None:
         from kerasdoctor.model_facts import read_facts
-        from kerasdoctor.probe import Predictor
+        from kerasdoctor.predictor import Predictor
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -411,7 +412,7 @@ def diagnose_shards(
     """
     from kerasdoctor.core import Options, build_report
     from kerasdoctor.model_facts import read_facts
-    from kerasdoctor.probe import Predictor
+    from kerasdoctor.predictor import Predictor
 
     opts = options or Options()
     if opts.custom_objects and not custom_objects_path:

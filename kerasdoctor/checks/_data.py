@@ -13,7 +13,7 @@ from kerasdoctor.findings import Severity
 
 if TYPE_CHECKING:
     from kerasdoctor.checks.base import Context
-    from kerasdoctor.probe import InputStats
+    from kerasdoctor.evidence import InputStats
 
 # Layers that read an input as indices, not measurements: its scale means nothing.
 INDEX_LAYERS = frozenset(

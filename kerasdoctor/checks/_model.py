@@ -9,7 +9,7 @@ from kerasdoctor.checks.base import prediction_symptoms, unquoted
 
 if TYPE_CHECKING:
     from kerasdoctor.checks.base import Context
-    from kerasdoctor.probe import Evidence
+    from kerasdoctor.evidence import Evidence
 
 # Losses that read the output as probabilities unless from_logits=True.
 BINARY_LOSSES = frozenset({"binary_crossentropy", "binary_focal_crossentropy"})

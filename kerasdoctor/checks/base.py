@@ -13,9 +13,9 @@ from kerasdoctor.findings import Finding, Fix, Kind, Severity
 if TYPE_CHECKING:  # the heavy side stays out of `kerasdoctor checks` / `explain`
     import numpy as np
 
+    from kerasdoctor.evidence import Evidence
     from kerasdoctor.experiments import Experiments
     from kerasdoctor.model_facts import ModelFacts
-    from kerasdoctor.probe import Evidence
 
 # Groups a cause's `explains` may name instead of listing symptom ids one by one.
 PREDICTIONS = "@predictions"  # every symptom of wrong predictions (collapse, recall, gates...)

@@ -243,7 +243,7 @@ def _describe_input(
 
 def _blank_predictions(ctx: Context, x: np.ndarray) -> dict[str, Any] | None:
     """What the model predicts for the sample's blank rows: one class, whatever the label."""
-    from kerasdoctor.probe import RESERVED_TOKEN_IDS
+    from kerasdoctor.evidence import RESERVED_TOKEN_IDS
 
     ev = ctx.evidence
     wide = x.reshape(x.shape[0], -1)

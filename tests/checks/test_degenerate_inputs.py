@@ -166,7 +166,7 @@ def test_max_ceiling_lift_on_both_sides() -> None:
 
 
 def test_token_stats_count_blank_rows_and_ids() -> None:
-    from kerasdoctor.probe import TOKEN_ID_CAP, TokenStats
+    from kerasdoctor.evidence import TOKEN_ID_CAP, TokenStats
 
     t = TokenStats()
     t.update(np.array([[1, 0, 0], [0, 0, 0], [5, 1, 0]], np.int32))
@@ -183,7 +183,8 @@ def test_token_stats_count_blank_rows_and_ids() -> None:
 def test_token_stats_merge_like_one_pass() -> None:
     from kerasdoctor.load import bind_inputs, load_model, read_npz
     from kerasdoctor.model_facts import read_facts
-    from kerasdoctor.probe import Predictor, ProbeLayout, ProbeState, array_batches, run_probe
+    from kerasdoctor.predictor import Predictor
+    from kerasdoctor.probe import ProbeLayout, ProbeState, array_batches, run_probe
 
     for fixture, name in (("data_tokens", "tokens"), ("scn_tokens_unfit", "tokens")):
         lm = load_model(fixture_path(f"{fixture}.keras"))
@@ -213,7 +214,8 @@ def test_token_stats_merge_like_one_pass() -> None:
 def test_value_inputs_get_no_token_stats() -> None:
     from kerasdoctor.load import load_model
     from kerasdoctor.model_facts import read_facts
-    from kerasdoctor.probe import Predictor, ProbeLayout
+    from kerasdoctor.predictor import Predictor
+    from kerasdoctor.probe import ProbeLayout
 
     lm = load_model(fixture_path("healthy.keras"))
     assert ProbeLayout.of(Predictor(lm, read_facts(lm))).token_inputs == []

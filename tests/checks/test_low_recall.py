@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from _helpers import context
 from conftest import HEALTHY_FIXTURES, diagnose_fixture
-from test_checks_data import context
 
 from kerasdoctor.checks import low_recall
 from kerasdoctor.findings import Severity

@@ -9,10 +9,10 @@ from conftest import HEALTHY_FIXTURES, diagnose_fixture
 
 from kerasdoctor.checks import no_signal
 from kerasdoctor.checks.base import Context
+from kerasdoctor.evidence import Evidence, Moments, OutputStats
 from kerasdoctor.experiments import ExperimentResult, Experiments, ProbeResult
 from kerasdoctor.findings import Finding, Kind, Severity
 from kerasdoctor.model_facts import ModelFacts
-from kerasdoctor.probe import Evidence, Moments, OutputStats
 
 ID = "no-signal"
 

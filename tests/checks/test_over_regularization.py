@@ -14,10 +14,10 @@ from conftest import HEALTHY_FIXTURES, diagnose_fixture
 
 from kerasdoctor.checks import over_regularization
 from kerasdoctor.checks.base import Context
+from kerasdoctor.evidence import Evidence, Moments, OutputStats
 from kerasdoctor.experiments import Experiments, ProbeResult
 from kerasdoctor.findings import Finding, Kind, Severity
 from kerasdoctor.model_facts import LayerInfo, ModelFacts, RegularizerInfo
-from kerasdoctor.probe import Evidence, Moments, OutputStats
 
 ID = "over-regularization"
 CASE = ("scn_l2_strong.keras", "scn_l2_strong.npz")
