@@ -142,11 +142,13 @@ def diagnose_paths(
         except DenseLabels as exc:  # issue 16: (N, H, W) / (N, T) labels in an .npz
             if opts.multi_label or not is_npz_path(data_path):
                 raise
-            dense_labels = exc
+            # without its traceback: the frames of the failed read hold the arrays it read,
+            # a second copy of the data for the whole dense diagnosis
+            dense_labels = exc.with_traceback(None)
         except MultiHotLabels as exc:
             if opts.multi_label is False or not is_npz_path(data_path):
                 raise
-            dense_labels = exc  # issue 16: or 0/1 tags (N, T) of a dense model
+            dense_labels = exc.with_traceback(None)  # issue 16: or 0/1 tags (N, T) of a dense model
     if opts.multi_label and raw is not None:
         raise InputError(f"--multi-label reads DATA from an .npz (x, y multi-hot (N, K)) or "
                          f"in-memory arrays; {data_path} is not an .npz")
@@ -240,6 +242,11 @@ def raw_arrays(x: Any, y: Any, opts: Options) -> Any:
 
 def _diagnose(lm: Any, raw: Any, opts: Options) -> Report:
     import warnings
+
+    from kerasdoctor.seg_folder import SegFolderSource
+
+    if isinstance(raw, SegFolderSource):  # issue 16: images/ + masks/ -> kerasdoctor.dense
+        return raw.diagnose(lm, opts)
 
     # Library warnings (e.g. Keras's "softmax over an axis of size 1") describe exactly what
     # the checks report as findings; printed raw they would only be noise around the report.

@@ -3,7 +3,8 @@
 .npz (the contract's format), an .npy pair (x.npy with --labels y.npy, read in row chunks so
 data larger than memory streams), .csv / .parquet tables (--label-column, feature columns),
 a folder of class subfolders of images (keras.utils.image_dataset_from_directory's layout),
-and a directory written by tf.data.Dataset.save. A source is bound to a model (inputs matched,
+a directory written by tf.data.Dataset.save, and a segmentation folder (images/ + masks/,
+kerasdoctor.seg_folder, issue 16). A source is bound to a model (inputs matched,
 shapes checked) and then yields (inputs, labels, row ids) batches in one pass; labels from
 every source go through load.decode_labels. Unusable data raises InputError, one line.
 """
@@ -1026,11 +1027,11 @@ OPTION_KINDS: dict[str, tuple[str, ...]] = {
     "--label-column": ("csv", "parquet"),
     "--feature-columns": ("csv", "parquet"),
     "--drop-columns": ("csv", "parquet"),
-    "--image-size": ("images",),
+    "--image-size": ("images", "segmentation"),
     "--x-key": ("npz",),
     "--y-key": ("npz",),
     # an .npz holds its own class_names array; an image folder's are its subfolders
-    "--class-names": ("npy", "csv", "parquet", "tfdata"),
+    "--class-names": ("npy", "csv", "parquet", "tfdata", "segmentation"),
 }
 
 
@@ -1039,9 +1040,19 @@ def data_kind(path: str | os.PathLike[str]) -> str | None:
     (no such path, an unsupported file): open_source then says why."""
     try:
         p = Path(path)
-        return _kind(p) if p.exists() else None
+        return _seg_kind(p, _kind(p)) if p.exists() else None
     except InputError:
         return None
+
+
+def _seg_kind(p: Path, kind: str) -> str:
+    """issue 16: a directory holding images/ and masks/ is a segmentation folder
+    (kerasdoctor.seg_folder), not an image folder of two classes."""
+    if kind != "images":
+        return kind
+    from kerasdoctor.seg_folder import is_seg_folder
+
+    return "segmentation" if is_seg_folder(p) else kind
 
 
 def open_source(path: str | os.PathLike[str], opts: Any) -> Source:
@@ -1061,7 +1072,7 @@ def open_source(path: str | os.PathLike[str], opts: Any) -> Source:
     image_size = parse_image_size(getattr(opts, "image_size", None))
     x_key = getattr(opts, "x_key", None)
     y_key = getattr(opts, "y_key", "y")
-    kind = _kind(p)
+    kind = _seg_kind(p, _kind(p))
     given = {
         "--labels": labels_path is not None,
         "--label-column": label_column is not None,
@@ -1087,12 +1098,17 @@ def open_source(path: str | os.PathLike[str], opts: Any) -> Source:
         return ParquetSource(p, label_column, feature_columns, class_names, drop_columns)
     if kind == "tfdata":
         return TFDataSource(p, class_names)
+    if kind == "segmentation":  # issue 16: core routes it to kerasdoctor.seg_folder
+        from kerasdoctor.seg_folder import SegFolderSource
+
+        return SegFolderSource(p, opts)
     return ImageFolderSource(p, image_size, int(getattr(opts, "seed", 0) or 0))
 
 
 _KIND_NAMES = {
     "npz": ".npz", "npy": ".npy", "csv": ".csv", "parquet": ".parquet",
     "tfdata": "a tf.data directory", "images": "an image folder",
+    "segmentation": "a segmentation folder (images/ and masks/)",
 }
 
 

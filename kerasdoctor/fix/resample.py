@@ -163,7 +163,7 @@ def resample_data(
     the same format; return the report. `opts` is a fix.common.DataOptions (the data flags)."""
     from kerasdoctor.fix.common import DataOptions, same_file
     from kerasdoctor.load import refuse_special_file
-    from kerasdoctor.sources import _kind
+    from kerasdoctor.sources import _kind, data_kind
 
     opts = opts or DataOptions(seed=seed)
     p = Path(data_path)
@@ -172,6 +172,12 @@ def resample_data(
     refuse_special_file(p, "DATA")
     kind = _kind(p)
     flag = f"--{method}"
+    if kind == "images" and data_kind(p) == "segmentation":
+        raise InputError(
+            f"{flag} rebalances one label per sample; {p} is a segmentation folder (images/ "
+            "and masks/) whose masks label every pixel: weight the pixels instead "
+            f"(kerasdoctor diagnose MODEL {p} shows how)"
+        )
     if kind == "npy":
         raise InputError(
             f"{flag} writes .npz, .csv/.tsv, .parquet and image-folder data, not an .npy pair: "

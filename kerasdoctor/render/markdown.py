@@ -179,6 +179,18 @@ def _per_class(r: Report) -> list[str]:
     return out + note
 
 
+def _masks(r: Report) -> list[str]:
+    """issue 16: how a segmentation folder's masks became classes (data["masks"])."""
+    masks = r.data.get("masks")
+    if not masks:
+        return []
+    from kerasdoctor.seg_folder import mask_lines
+
+    head, *rows = mask_lines(masks)
+    return [f"**Masks:** {esc(head.removeprefix('masks: '))}", ""] + [
+        f"- {esc(line.strip())}" for line in rows] + [""]
+
+
 def _confusion(r: Report) -> list[str]:
     cm = r.metrics.get("confusion_matrix") or []
     if not cm or len(cm) > MAX_CONFUSION:
@@ -224,6 +236,7 @@ def render_markdown(report: Report) -> str:
     """The whole report as GitHub-flavoured Markdown."""
     r = report
     lines = _header(r)
+    lines += _masks(r)
     lines += _per_class(r)
     lines.append("")
     cm = _confusion(r)

@@ -150,8 +150,22 @@ def _findings(r: Report) -> list[Any]:
     return out
 
 
+def _masks(r: Report) -> Text | None:
+    """issue 16: how a segmentation folder's masks became classes (data["masks"])."""
+    masks = r.data.get("masks")
+    if not masks:
+        return None
+    from kerasdoctor.seg_folder import mask_lines
+
+    return Text("\n".join(mask_lines(masks)))
+
+
 def report_renderable(r: Report) -> Group:
-    parts: list[Any] = [_header(r), _per_class(r)]
+    parts: list[Any] = [_header(r)]
+    masks = _masks(r)
+    if masks is not None:
+        parts.append(masks)
+    parts.append(_per_class(r))
     cm = _confusion(r)
     if cm is not None:
         parts.append(cm)
