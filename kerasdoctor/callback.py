@@ -25,6 +25,14 @@ CHEAP_CHECKS = frozenset({
     "output-activation", "output-units-mismatch", "dead-units", "input-scale",
     "input-scale-mismatch",
 })
+# Dense (per-pixel, per-token) and multi-label models: every check of those diagnoses that
+# reads only the single pass (their thresholds and prior adjustments are computed from it) and
+# the model's configuration; their model-level causes re-run the model on a sample and wait
+# for `kerasdoctor.diagnose`.
+TASK_CHEAP_CHECKS = frozenset({
+    "prediction-collapse", "missing-classes", "class-imbalance", "decision-threshold",
+    "output-activation", "loss-mismatch",
+})
 # The quality gates (min_recall, min_balanced_accuracy) run as this check when one is set.
 GATE_CHECK = "quality-gate"
 # kd_collapsed: the predictions collapsed onto one class. A class going missing alone is
@@ -56,6 +64,11 @@ class DoctorCallback(_base()):  # type: ignore[misc]
     Parameters
     ----------
     validation_data: ``(x, y)``; ``x`` an array, or a list/dict of arrays for several inputs.
+        ``y`` in any encoding ``diagnose`` takes: class indices or one-hot, multi-hot
+        ``(N, K)`` for a multi-label model, ``(N, H, W)`` masks or ``(N, T)`` tags for a
+        dense one (whose output is ``(N, H, W, K)`` / ``(N, T, K)``). A dense model may take
+        ``(x, y, mask)``: ``mask`` ``(N, H, W)`` / ``(N, T)``, nonzero where a position
+        counts (padding and void positions 0; a Keras sample_weight of that shape works).
     every: check every N-th epoch (1 = each epoch).
     on_collapse: what to do on an unhealthy checked epoch: ``"warn"`` logs the findings and
         the advice; ``"stop"`` also stops training once ``patience`` checked epochs in a row
@@ -87,11 +100,15 @@ class DoctorCallback(_base()):  # type: ignore[misc]
     train_labels: the training labels ``y`` (any encoding ``diagnose`` accepts). When the
         diagnosis blames class imbalance, the advised ``class_weight`` dict is computed from
         them; without them, from the validation labels the callback holds (the message says
-        which).
+        which). A dense or multi-label model is advised by its diagnosis's own fix
+        (per-position sample weights, per-label thresholds...), without these labels.
+    ignore_label: dense labels only: positions whose label is this value do not count
+        (``--ignore-label``).
 
     Adds to ``logs`` on each checked epoch (so they reach History and TensorBoard):
 
-    - ``kd_balanced_accuracy``: mean per-class recall on the validation data.
+    - ``kd_balanced_accuracy``: mean per-class recall on the validation data (over the
+      counted positions for a dense model, the mean over labels for a multi-label one).
     - ``kd_missing_classes``: number of classes present in the validation labels that the
       model never predicts.
     - ``kd_dominant_share``: share of the predictions that go to the most-predicted class.
@@ -128,9 +145,10 @@ class DoctorCallback(_base()):  # type: ignore[misc]
         monitor: str = DEFAULT_MONITOR,
         mode: str = "auto",
         train_labels: Any = None,
+        ignore_label: int | None = None,
     ) -> None:
         super().__init__()
-        from kerasdoctor.load import decode_labels
+        from kerasdoctor.load import DenseLabels, MultiHotLabels, decode_labels
         from kerasdoctor.policy import FAIL_ON
 
         if on_collapse not in ("warn", "stop"):
@@ -148,7 +166,12 @@ class DoctorCallback(_base()):  # type: ignore[misc]
                 if not 0.0 <= float(value) <= 1.0:
                     raise ValueError(f"{name} must be between 0 and 1, got {value}")
                 self.gates[name] = float(value)
-        self.x, self.y = validation_data
+        data = tuple(validation_data)
+        if len(data) not in (2, 3):
+            raise ValueError("validation_data must be (x, y), or (x, y, mask) for a dense model")
+        self.x, self.y = data[0], data[1]
+        self.mask = data[2] if len(data) == 3 else None
+        self.ignore_label = ignore_label
         self.every = every
         self.on_collapse = on_collapse
         self.patience = patience
@@ -161,10 +184,25 @@ class DoctorCallback(_base()):  # type: ignore[misc]
         self.monitor = monitor
         self.mode = _mode(monitor, mode)
         names = list(class_names) if class_names is not None else None
-        # decoded now, so a bad encoding fails before training starts, not at epoch 1
-        self._val_y = decode_labels(np.asarray(self.y), names, where="validation y").y
-        self._train_y = (decode_labels(np.asarray(train_labels), names, where="train_labels").y
-                         if train_labels is not None else None)
+        # decoded now, so a bad encoding fails before training starts, not at epoch 1; masks,
+        # tags and multi-hot rows are told apart with the model's output (on_train_begin)
+        self._val_y: np.ndarray | None = None
+        self._not_single: Exception | None = None
+        try:
+            self._val_y = decode_labels(np.asarray(self.y), names, where="validation y").y
+        except (DenseLabels, MultiHotLabels) as exc:
+            self._not_single = exc
+        self._train_y = None
+        if train_labels is not None:
+            try:
+                self._train_y = decode_labels(np.asarray(train_labels), names,
+                                              where="train_labels").y
+            except (DenseLabels, MultiHotLabels):
+                if self._not_single is None:
+                    raise
+        # "single-label", "dense" or "multilabel": set by on_train_begin from the model
+        self.task: str | None = None
+        self._mask: np.ndarray | None = None
         self.reports: dict[int, Report] = {}
         self.seconds: list[float] = []  # wall time of each check, for the cost figure
         self._reset()
@@ -185,16 +223,45 @@ class DoctorCallback(_base()):  # type: ignore[misc]
         self._reset()
         self.reports = {}
         self.seconds = []
+        self.task = self._task()
+
+    def _task(self) -> str:
+        """What the validation labels are for this model, checked before the first epoch."""
+        from kerasdoctor.dense import check_labels, labels_fit
+        from kerasdoctor.multilabel import is_multi_hot
+
+        y = np.asarray(self.y)
+        out = getattr(self.model, "output_shape", None)
+        out = tuple(out) if isinstance(out, tuple) else None  # one output; lists: several
+        dense = out is not None and len(out) >= 3 and (
+            labels_fit(y, out) or (self._not_single is not None and not is_multi_hot(y)))
+        if dense:
+            assert out is not None
+            check_labels(y, out, "validation y")  # labels of the wrong shape: say which
+            if self.mask is not None:
+                self._mask = np.asarray(self.mask)
+                if self._mask.dtype != bool:
+                    self._mask = self._mask != 0
+            return "dense"
+        if self.mask is not None:
+            raise ValueError("validation_data (x, y, mask): the mask is for a dense model "
+                             "(output (N, H, W, K) or (N, T, K)) and its (N, H, W) / (N, T) "
+                             "labels; give (x, y) here")
+        if self.ignore_label is not None:
+            raise ValueError("ignore_label is for a dense model's labels")
+        if self._not_single is not None:
+            if is_multi_hot(y):
+                return "multilabel"
+            raise self._not_single
+        return "single-label"
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if (epoch + 1) % self.every:
             return
-        from kerasdoctor.core import diagnose_arrays
-
-        only = CHEAP_CHECKS | {GATE_CHECK} if self.gates else CHEAP_CHECKS
+        if self.task is None:  # on_epoch_end called without on_train_begin (by hand)
+            self.task = self._task()
         start = time.perf_counter()
-        report = diagnose_arrays(self.model, self.x, self.y, only=only, gates=self.gates,
-                                 class_names=self.class_names, batch_size=self.batch_size)
+        report = self._diagnose()
         self.seconds.append(time.perf_counter() - start)
         self.reports[epoch] = report
         for err in report.errors:  # a crashed check is said once, never taken as a verdict
@@ -222,6 +289,25 @@ class DoctorCallback(_base()):  # type: ignore[misc]
             if self.restore_best_weights:
                 msg += "; " + self._restore(epoch, {**(logs or {}), **figures})
             self.log(msg)
+
+    def _diagnose(self) -> Report:
+        """The cheap diagnosis of this epoch's model on the validation data."""
+        from kerasdoctor.core import diagnose_arrays
+
+        cheap = CHEAP_CHECKS if self.task == "single-label" else TASK_CHEAP_CHECKS
+        only = cheap | {GATE_CHECK} if self.gates else cheap
+        if self.task != "dense":
+            return diagnose_arrays(self.model, self.x, self.y, only=only, gates=self.gates,
+                                   class_names=self.class_names, batch_size=self.batch_size)
+        from kerasdoctor.core import Options
+        from kerasdoctor.dense import diagnose_arrays as diagnose_dense
+        from kerasdoctor.load import from_keras_model
+
+        opts = Options(only=only, gates=self.gates, class_names=self.class_names,
+                       batch_size=self.batch_size, ignore_label=self.ignore_label)
+        # no sample masks: the callback keeps a report per checked epoch
+        return diagnose_dense(from_keras_model(self.model), self.x, self.y, opts,
+                              mask=self._mask, samples=False)
 
     def _track_best(self, epoch: int, logs: dict[str, Any]) -> None:
         value = logs.get(self.monitor)
@@ -257,7 +343,7 @@ class DoctorCallback(_base()):  # type: ignore[misc]
         """The log message of a sick epoch: its symptoms, the cause, runnable advice."""
         lines = [describe(epoch, report, self.fail_on)]
         root = report.root_cause
-        if root is not None and root.id == "class-imbalance":
+        if root is not None and root.id == "class-imbalance" and self.task == "single-label":
             lines += self._class_weight_advice(report)
         elif root is not None:
             lines += fix_lines(root)
@@ -270,6 +356,7 @@ class DoctorCallback(_base()):  # type: ignore[misc]
             y, source = self._train_y, "train_labels"
             where = f"the training labels (train_labels, {y.shape[0]} samples)"
         else:
+            assert self._val_y is not None  # single-label: decoded in __init__
             y, source = self._val_y, "validation_labels"
             where = (f"the validation labels ({y.shape[0]} samples; pass "
                      "train_labels=y_train to weight by the training labels)")

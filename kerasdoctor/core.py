@@ -166,6 +166,14 @@ def diagnose_paths(
             return diagnose_dense(lm, data_path, opts)
         if isinstance(dense_labels, DenseLabels):
             raise dense_labels
+    elif raw is not None and is_npz_path(data_path):
+        from kerasdoctor.dense import diagnose_npz as diagnose_dense
+        from kerasdoctor.dense import is_dense_output
+
+        # issue 16: 0/1 tags (N, T) with one 1 per row read as one-hot, by a model whose
+        # output has positions that the labels fit: they are per-position labels
+        if is_dense_output(lm) and _npz_labels_fit(data_path, opts.y_key, lm):
+            return diagnose_dense(lm, data_path, opts)
     if raw is None:
         from kerasdoctor.multilabel import diagnose_npz
 
@@ -312,6 +320,21 @@ def _diagnose_quietly(lm: Any, raw: Any, opts: Options) -> Report:
     return build_report(lm, facts, predictor, ev, data_path=bound.path,
                         class_names=labels.class_names,
                         label_encoding=labels.encoding, opts=opts, data_extra=extra)
+
+
+def _npz_labels_fit(data_path: str | os.PathLike[str], y_key: str, lm: Any) -> bool:
+    """Whether the .npz's labels have the shape of a dense model's positions (only the
+    labels are read)."""
+    import numpy as np
+
+    from kerasdoctor.dense import labels_fit
+
+    try:
+        with np.load(data_path, allow_pickle=False) as z:
+            y = z[y_key] if y_key in z.files else None
+    except Exception:  # the single-label read already succeeded: keep that reading
+        return False
+    return y is not None and labels_fit(y, tuple(lm.output_shape))
 
 
 def class_count_hint(width: int | None, class_names: Sequence[str] | None, facts: Any) -> int:

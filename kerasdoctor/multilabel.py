@@ -19,9 +19,11 @@ import numpy as np
 
 from kerasdoctor.errors import InputError
 from kerasdoctor.findings import Finding, Fix, Kind, Outcome, Report, Severity
+from kerasdoctor.task_causes import CAUSES, rank
 
 DECISION = 0.5  # the model's own rule: a label is predicted when its score is > 0.5
 MIN_SUPPORT = 10  # positives a label needs before its recall / ranking is judged at all
+MIN_CHANCE_ROWS = 20  # rows before chance-level is judged (the single-label check's min_samples)
 # decision-threshold: a label ranks well when its ROC AUC is >= 0.75 AND the lower end of its
 # Hanley-McNeil 95% interval is > 0.6. With 10-60 positives (typical of a rare tag) the AUC's
 # standard error is 0.03-0.08, so a point estimate alone could be luck; 0.6 keeps only labels
@@ -36,7 +38,9 @@ MIN_GAIN = 0.02  # a threshold experiment's gain must also clear this (besides 2
 
 CHECKS = (  # what this diagnosis runs (the JUnit report lists exactly these)
     ("prediction-collapse", Kind.SYMPTOM), ("missing-classes", Kind.SYMPTOM),
-    ("quality-gate", Kind.SYMPTOM), ("output-activation", Kind.CAUSE),
+    ("chance-level", Kind.SYMPTOM), ("quality-gate", Kind.SYMPTOM),
+    *((c, Kind.CAUSE) for c in CAUSES),
+    ("output-activation", Kind.CAUSE),
     ("loss-mismatch", Kind.CAUSE), ("decision-threshold", Kind.CAUSE),
     ("class-imbalance", Kind.CAUSE),
 )
@@ -280,6 +284,143 @@ def youden_threshold(y: np.ndarray, s: np.ndarray) -> float:
     return float(min(thr[best], 1.0))
 
 
+def label_cut(y: np.ndarray, s: np.ndarray) -> float:
+    """The cut t that maximises Youden's J (= 2 x balanced accuracy - 1) of the rule
+    `score > t` on (y, s), the model's own strict rule, so that a cut moved into the output
+    bias (sigmoid(z - logit t) > 0.5 exactly when sigmoid(z) > t) predicts the same rows.
+
+    t lies midway between the lowest score predicted positive and the next lower score, so
+    it sits on no row; among equally good cuts the one nearest 0.5 wins (the least change).
+    DECISION when y holds one value only (no cut can be chosen)."""
+    from sklearn.metrics import roc_curve
+
+    if y.min() == y.max():
+        return DECISION
+    fpr, tpr, thr = roc_curve(y, s, drop_intermediate=False)
+    # thr[i] (decreasing, distinct scores; thr[0] = inf) is the rule `s >= thr[i]`
+    lower = np.append(thr[1:], -np.inf)
+    with np.errstate(invalid="ignore"):
+        cuts = np.where(np.isfinite(lower), (thr + lower) / 2, np.nextafter(thr, -np.inf))
+    cuts[0] = thr[1] if thr.size > 1 else DECISION  # predict none: `s > max(s)`
+    j = tpr - fpr
+    tied = np.flatnonzero(j >= j.max() - 1e-12)
+    return float(cuts[tied[np.argmin(np.abs(cuts[tied] - DECISION))]])
+
+
+def _rates(y: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
+    """One label's figures for 0/1 predictions: recall, precision, balanced accuracy."""
+    pos = int(y.sum())
+    npred = int(pred.sum())
+    tp = int((pred & y).sum())
+    neg = int(y.shape[0] - pos)
+    tnr = (neg - (npred - tp)) / neg if neg else None
+    recall = tp / pos if pos else None
+    return {"support": pos, "predicted": npred, "recall": recall,
+            "precision": tp / npred if npred else None,
+            "balanced_accuracy": (recall + tnr) / 2
+            if recall is not None and tnr is not None else None}
+
+
+def validate_label_thresholds(y: np.ndarray, probs: np.ndarray, fit: np.ndarray,
+                              test: np.ndarray, labels: Sequence[int] | None = None
+                              ) -> list[dict[str, Any]]:
+    """Per label: the cut chosen on the `fit` rows (label_cut) and whether it beats the
+    model's 0.5 on the `test` rows beyond noise. A label keeps 0.5 unless it does.
+
+    The noise is that of the paired difference: the two rules differ only on the test rows
+    whose score lies between the cuts, all moved one way, so the change in balanced accuracy
+    is (share of positives flipped - share of negatives flipped) / 2 (or its negative), with
+    binomial variance from each share. A cut counts ("validated") when its gain exceeds both
+    two standard errors and MIN_GAIN."""
+    n, k = y.shape
+    out = []
+    for j in range(k):
+        yt = y[test, j].astype(bool)
+        st = probs[test, j]
+        base = st > DECISION
+        row: dict[str, Any] = {"label": j, "threshold": DECISION, "threshold_fitted": None,
+                               "validated": False, "gain": None, "noise": None, "note": None,
+                               "before": _rates(yt, base)}
+        row["after"] = row["before"]
+        yf = y[fit, j]
+        if labels is not None and j not in labels:
+            row["note"] = "not tried"
+        elif yf.min() == yf.max() or yt.min() == yt.max():
+            row["note"] = ("no positives" if min(yf.max(), yt.max()) == 0 else
+                           "no negatives") + " in one half: no cut can be chosen or checked"
+        else:
+            t = label_cut(yf, probs[fit, j])
+            cand = st > t
+            tried = _rates(yt, cand)
+            flip = cand != base
+            fp_, fn_ = float(flip[yt].mean()), float(flip[~yt].mean())
+            se = 0.5 * math.sqrt(fp_ * (1 - fp_) / yt.sum() + fn_ * (1 - fn_) / (~yt).sum())
+            gain = float(tried["balanced_accuracy"] - row["before"]["balanced_accuracy"])
+            noise = 2 * se
+            ok = gain > max(noise, MIN_GAIN)
+            row.update({"threshold_fitted": t, "gain": gain, "noise": noise, "validated": ok,
+                        "tried": tried})
+            if ok:
+                row["threshold"], row["after"] = t, tried
+            else:
+                row["note"] = (f"the cut {t:.4g} chosen on one half moves its balanced "
+                               f"accuracy on the other by {gain:+.3f}, not beyond noise "
+                               f"(±{noise:.3f}) and {MIN_GAIN}: keeps {DECISION}")
+        out.append(row)
+    return out
+
+
+def label_summary(y: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
+    """Macro figures of multi-label 0/1 predictions: balanced accuracy (labels with both
+    values present), recall and precision (a label never predicted has precision 0, as
+    scikit-learn's zero_division=0), and the share of rows predicted with no label."""
+    k = y.shape[1]
+    ba, _ = macro_balanced(y, pred)
+    rates = [_rates(y[:, j].astype(bool), pred[:, j].astype(bool)) for j in range(k)]
+    recalls = [r["recall"] for r in rates if r["recall"] is not None]
+    precisions = [r["precision"] or 0.0 for r in rates if r["support"]]
+    return {"rows": int(y.shape[0]),
+            "macro_balanced_accuracy": None if math.isnan(ba) else ba,
+            "macro_recall": float(np.mean(recalls)) if recalls else None,
+            "macro_precision": float(np.mean(precisions)) if precisions else None,
+            "no_predicted_label": float((pred.sum(axis=1) == 0).mean()),
+            "no_true_label": float((y.sum(axis=1) == 0).mean())}
+
+
+def fix_commands(model_path: str, data_path: str, opts: Any, cause: str, *,
+                 repair: bool, threshold: bool) -> list[Fix]:
+    """`kerasdoctor fix --repair ... --cause CAUSE` (only where the experiment validated the
+    cure) and `kerasdoctor fix --threshold` (where thresholds are the cure), with every flag
+    that read DATA, as checks.base.repair_fix writes them for single-label models."""
+    import shlex
+
+    from kerasdoctor.core import _shell_path, data_arguments
+
+    model = "MODEL" if model_path.startswith("<") else _shell_path(model_path)
+    args = data_arguments(data_path, opts)
+    if getattr(opts, "ignore_label", None) is not None:
+        args += f" --ignore-label {int(opts.ignore_label)}"
+    if getattr(opts, "multi_label", None):
+        args += " --multi-label"
+    stem = "model" if model_path.startswith("<") else Path(model_path.rstrip("/")).stem
+    out = shlex.quote(f"{stem or 'model'}_repaired.keras")
+    how = ("the log prior of the positions, validated on a held-out half, is subtracted from "
+           "the output bias (logit adjustment), so the model's own argmax applies it"
+           if cause == "class-imbalance" else
+           "the cut validated on a held-out half is moved into the output bias (bias -= "
+           "logit(threshold)), so the model's own 0.5 rule applies it")
+    fixes = []
+    if repair:
+        fixes.append(Fix(
+            f"Repair it inside the model, without retraining: {how}",
+            command=f"kerasdoctor fix --repair {model} {args} --cause {cause} --output {out}"))
+    if threshold:
+        fixes.append(Fix(
+            "See the thresholds, chosen on one seeded half of DATA and checked on the other",
+            command=f"kerasdoctor fix --threshold {model} {args}"))
+    return fixes
+
+
 def split_halves(y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Two halves of the rows, seeded, stratified by each row's rarest positive label (rows
     without a label form their own stratum), so every label has positives in both."""
@@ -368,7 +509,10 @@ def _diagnose(lm: Any, path: str, xs: list[Any], y_all: np.ndarray, names: list[
         probs = 1.0 / (1.0 + np.exp(-np.clip(probs, -80, 80)))
         notes.append(f"the {head} outputs were read as logits (sigmoid applied)")
     metrics = label_metrics(y, probs, names)
-    findings = _findings(facts, y, probs, names, metrics, opts)
+    findings = _findings(facts, y, probs, names, metrics, opts, paths=(lm.path, path))
+    rows = np.arange(y_all.shape[0]) if indices is None else indices
+    causes, trials = _model_causes(lm, facts, xs, y_all, rows, findings, opts, path)
+    findings += causes
     only = getattr(opts, "only", None)
     outcomes = []
     kept = []
@@ -381,9 +525,11 @@ def _diagnose(lm: Any, path: str, xs: list[Any], y_all: np.ndarray, names: list[
         else:
             outcomes.append(Outcome(check_id, kind, "found" if mine else "passed"))
             kept += mine
-    ordered, chain = _rank(kept)
+    ordered, chain = rank(kept)
     experiments = tuple(dict(f.evidence["experiment"], finding=f.id) for f in ordered
                         if "experiment" in f.evidence)
+    logged = {e.get("key") for e in experiments}
+    experiments += tuple(t for t in trials if t["key"] not in logged)  # the cures tried
     model_info = {
         "path": lm.path, "format": lm.format,
         "inputs": [{"name": s.name, "shape": list(s.shape)} for s in lm.inputs],
@@ -403,6 +549,29 @@ def _diagnose(lm: Any, path: str, xs: list[Any], y_all: np.ndarray, names: list[
                   experiments=experiments, outcomes=tuple(outcomes), fail_on=opts.fail_on)
 
 
+def _model_causes(lm: Any, facts: Any, xs: list[Any], y_all: np.ndarray, rows: np.ndarray,
+                  findings: Sequence[Finding], opts: Any, path: str | None = None
+                  ) -> tuple[list[Finding], list[dict[str, Any]]]:
+    """Input preparation and BatchNorm statistics: the model-level causes, tried on a bounded
+    sample of the rows and scored by macro balanced accuracy (task_causes); with DATA's
+    `path`, a repairable finding offers `fix --repair` first."""
+    from kerasdoctor.task_causes import MultiLabelTask, model_causes, sample_rows
+
+    symptoms = [f.id for f in findings if f.kind is Kind.SYMPTOM
+                and f.severity is not Severity.INFO and f.id != "quality-gate"]
+    skip = set(opts.ignore) | ({c for c in CAUSES if c not in opts.only}
+                               if getattr(opts, "only", None) is not None else set())
+    if not symptoms or set(CAUSES) <= skip:
+        return [], []
+    pick = rows[sample_rows(len(rows), int(y_all.shape[1]), opts.seed, dense=False)]
+    sample = [np.asarray(a[pick]) for a in xs]
+    task = MultiLabelTask(np.asarray(y_all[pick], np.float32), facts.head)
+    found, trials = model_causes(lm, facts, sample, task, symptoms=symptoms, seed=opts.seed,
+                                 dense=False, paths=None if path is None else (lm.path, path),
+                                 opts=opts)
+    return [f for f in found if f.id not in skip], trials
+
+
 def _input_info(name: str, a: Any, indices: np.ndarray | None) -> dict[str, Any]:
     rows = a[:] if indices is None else a[indices]
     v = np.asarray(rows, dtype=np.float64)
@@ -418,7 +587,8 @@ def _names(rows: Sequence[Mapping[str, Any]]) -> str:
 
 
 def _findings(facts: Any, y: np.ndarray, probs: np.ndarray, names: list[str],
-              metrics: Mapping[str, Any], opts: Any) -> list[Finding]:
+              metrics: Mapping[str, Any], opts: Any,
+              paths: tuple[str, str] = ("MODEL", "DATA")) -> list[Finding]:
     out: list[Finding] = []
     per = metrics["per_class"]
     n, k = y.shape
@@ -454,6 +624,22 @@ def _findings(facts: Any, y: np.ndarray, probs: np.ndarray, names: list[str],
              "no_predicted_label_lower": lower,
              "labelled_rows_predicted_empty": ps["labelled_rows_predicted_empty"],
              "rows": n}))
+    # -- symptom: chance-level (macro balanced accuracy no better than a label-blind guesser
+    # with the model's predicted rates: per label, recall ~ q and specificity ~ 1 - q)
+    from kerasdoctor.task_causes import chance_level
+
+    pos = y.sum(axis=0).astype(np.float64)
+    neg = n - pos
+    both = (pos > 0) & (neg > 0)
+    if int(both.sum()) >= 1 and n >= MIN_CHANCE_ROWS:
+        q = np.array([r["predicted_rate"] for r in per], np.float64)[both]
+        var = float(np.sum(q * (1 - q) * (1 / pos[both] + 1 / neg[both]) / 4)
+                    / int(both.sum()) ** 2)
+        chance = chance_level(metrics["balanced_accuracy"], 0.5, var, "rows",
+                              "macro balanced accuracy",
+                              {"labels": int(both.sum()), "rows": n})
+        if chance is not None:
+            out.append(chance)
     # -- quality gates (--min-recall per label, --min-balanced-accuracy macro)
     gates = dict(getattr(opts, "gates", {}) or {})
     failed = []
@@ -502,12 +688,15 @@ def _findings(facts: Any, y: np.ndarray, probs: np.ndarray, names: list[str],
             (Fix("Compile with binary cross-entropy and retrain.",
                  code="model.compile(optimizer=\"adam\", loss=\"binary_crossentropy\")"),)))
     # -- cause: decision-threshold (ranks well, the 0.5 cut starves the label)
-    thr_finding = _decision_threshold(y, probs, per, opts)
+    thr_finding = _decision_threshold(y, probs, per, opts, paths)
     if thr_finding is not None:
         out.append(thr_finding)
-    # -- cause (context): class-imbalance, only when labels are dropped
+    # -- cause (context): class-imbalance, only when labels are dropped and the threshold
+    # experiment showed their scores still rank (its text names that cure; without it the
+    # labels may be dropped for another reason: saturated scores, unprepared inputs)
     dropped = set(thr_finding.evidence["labels"]) if thr_finding is not None else set()
-    dropped |= {r["name"] for r in missing}
+    if thr_finding is not None:
+        dropped |= {r["name"] for r in missing}
     rare = [r for r in per if r["name"] in dropped and r["prevalence"] < RARE_PREVALENCE]
     if rare:
         out.append(Finding(
@@ -524,7 +713,8 @@ def _findings(facts: Any, y: np.ndarray, probs: np.ndarray, names: list[str],
 
 
 def _decision_threshold(y: np.ndarray, probs: np.ndarray, per: Sequence[Mapping[str, Any]],
-                        opts: Any) -> Finding | None:
+                        opts: Any, paths: tuple[str, str] = ("MODEL", "DATA")
+                        ) -> Finding | None:
     n, k = y.shape
     flagged = [r for r in per
                if r["support"] >= MIN_SUPPORT and r["support"] < n
@@ -534,36 +724,46 @@ def _decision_threshold(y: np.ndarray, probs: np.ndarray, per: Sequence[Mapping[
     if not flagged:
         return None
     idx = [int(r["class"]) for r in flagged]
-    # experiment: Youden-J thresholds chosen on one seeded stratified half, scored (macro
-    # balanced accuracy over every label; unflagged labels keep 0.5) on the other half
+    # experiment: per-label cuts (label_cut: Youden's J for the model's rule `score > t`)
+    # chosen on one seeded stratified half, scored (macro balanced accuracy over every label;
+    # unflagged labels keep 0.5) on the other half. The same cuts and halves as
+    # `kerasdoctor fix --threshold / --repair`, so the figures here are the ones they report.
     fit, test = split_halves(y, opts.seed)
     base = (probs > DECISION).astype(np.int8)
+    rows = validate_label_thresholds(y, probs, fit, test, idx)
     thr_half = np.full(k, DECISION)
     for j in idx:
-        thr_half[j] = youden_threshold(y[fit, j], probs[fit, j])
+        if rows[j]["threshold_fitted"] is not None:
+            thr_half[j] = rows[j]["threshold_fitted"]
     tuned = base.copy()
     for j in idx:
-        tuned[:, j] = (probs[:, j] >= thr_half[j]).astype(np.int8)
+        tuned[:, j] = (probs[:, j] > thr_half[j]).astype(np.int8)
     before, se_b = macro_balanced(y[test], base[test])
     after, se_a = macro_balanced(y[test], tuned[test])
     gain = after - before
     noise = 2 * math.sqrt(se_a ** 2 + se_b ** 2)
     restores = gain > max(noise, MIN_GAIN)
+    validated = [per[j]["name"] for j in idx if rows[j]["validated"]]
     empty_after = float((tuned[test].sum(axis=1) == 0).mean())
     empty_before = float((base[test].sum(axis=1) == 0).mean())
-    # the thresholds to ship: chosen the same way on every row given
+    # the thresholds of the code snippet: chosen the same way on every row given
     thr_all = [DECISION] * k
     for j in idx:
-        thr_all[j] = round(youden_threshold(y[:, j], probs[:, j]), 4)
+        thr_all[j] = round(label_cut(y[:, j], probs[:, j]), 4)
     starved = [r for r in flagged if r["predicted_rate"] <= STARVED_RATE * r["prevalence"]]
     severity = Severity.ERROR if restores and starved else Severity.WARNING
     experiment = {
-        "what": f"per-label thresholds (Youden J on roc_curve) chosen on one seeded stratified "
+        "what": f"per-label thresholds (Youden J of `score > t`) chosen on one seeded stratified "
                 f"half ({len(fit)} rows) for {len(idx)} labels, scored on the other half",
         "balanced_accuracy_before": before, "balanced_accuracy_after": after,
         "rows": int(len(test)), "gain": gain, "noise": noise, "restores": restores,
         "thresholds": [float(v) for v in thr_half],
         "no_predicted_label_before": empty_before, "no_predicted_label_after": empty_after,
+        # per label, the cut's own paired gain on the held-out half against its noise: the
+        # labels whose cut `fix --repair` would move into the model
+        "validated_labels": validated,
+        "label_gain": [rows[j]["gain"] for j in idx],
+        "label_noise": [rows[j]["noise"] for j in idx],
     }
     detail = (
         f"{_names(flagged)} rank well (ROC AUC "
@@ -576,15 +776,25 @@ def _decision_threshold(y: np.ndarray, probs: np.ndarray, per: Sequence[Mapping[
         f"Per-label thresholds chosen on one half of the rows take the macro balanced accuracy "
         f"on the other half from {before:.3f} to {after:.3f} "
         + (f"(beyond noise, ±{noise:.3f})" if restores else f"(within noise, ±{noise:.3f})")
-        + f", and the rows predicted with no label from {empty_before:.1%} to {empty_after:.1%}."
+        + f", and the rows predicted with no label from {empty_before:.1%} to {empty_after:.1%}"
+        + (f"; each label's own cut beats 0.5 beyond noise for {len(validated)} of "
+           f"{len(idx)} ({', '.join(validated)})." if validated else
+           "; no label's own cut beats 0.5 beyond noise on the held-out half.")
     )
     code = (
         "import numpy as np\n"
         f"# per-label thresholds (Youden J on these {n} rows); choose them on validation data\n"
         f"THRESHOLDS = np.array({thr_all!r})\n"
         "scores = model.predict(x)\n"
-        "predicted = scores >= THRESHOLDS  # (N, K) booleans, one column per label"
+        "predicted = scores > THRESHOLDS  # (N, K) booleans, one column per label"
     )
+    # the repair is offered only where the experiment validated the cure: the macro gain
+    # beyond noise and at least one label's own cut beyond its noise (what it moves)
+    commands = fix_commands(paths[0], paths[1], opts, "decision-threshold",
+                            repair=restores and bool(validated), threshold=True)
+    fixes = [f for f in commands if f.command and "--repair" in f.command]
+    fixes.append(Fix("Predict each label with its own threshold instead of 0.5.", code=code))
+    fixes += [f for f in commands if f.command and "--threshold" in f.command]
     return Finding(
         "decision-threshold", Kind.CAUSE, severity,
         f"the 0.5 cut starves {len(flagged)} of {k} labels that the scores rank well",
@@ -597,24 +807,8 @@ def _decision_threshold(y: np.ndarray, probs: np.ndarray, per: Sequence[Mapping[
          "recall": [r["recall"] for r in flagged],
          "thresholds": thr_all,
          "experiment": experiment},
-        (Fix("Predict each label with its own threshold instead of 0.5 (there is no "
-             "`kerasdoctor fix` command for per-label thresholds yet).", code=code),))
+        tuple(fixes))
 
 
 # order of causes when several are above info: a head/loss defect decides the scores by
 # itself, the threshold only reads them
-CAUSE_ORDER = ("output-activation", "loss-mismatch", "decision-threshold", "class-imbalance")
-SYMPTOM_ORDER = ("prediction-collapse", "missing-classes", "quality-gate")
-
-
-def _rank(findings: Sequence[Finding]) -> tuple[list[Finding], list[str]]:
-    """Symptoms first, then causes (above info first, in CAUSE_ORDER); the chain is the
-    root cause followed by the symptoms found."""
-    symptoms = sorted((f for f in findings if f.kind is Kind.SYMPTOM),
-                      key=lambda f: (-f.severity.rank, SYMPTOM_ORDER.index(f.id)))
-    causes = sorted((f for f in findings if f.kind is Kind.CAUSE),
-                    key=lambda f: (f.severity is Severity.INFO, CAUSE_ORDER.index(f.id)))
-    root = next((f for f in causes if f.severity is not Severity.INFO), None)
-    chain = ([root.id] + [s.id for s in symptoms if s.severity is not Severity.INFO]
-             if root is not None else [])
-    return symptoms + causes, chain

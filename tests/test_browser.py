@@ -314,3 +314,50 @@ def test_the_html_report_in_a_real_browser(devtools: DevTools, tmp_path: Path) -
     for plot, rgb in PLOT_COLOURS.items():
         near = (np.abs(shot - np.array(rgb) / 255.0) < 0.06).all(axis=2).sum()
         assert near > 400, f"{plot}: only {near} pixels of its colour: plot not drawn?"
+
+
+SAMPLE_BOXES = """
+(async () => {
+  const imgs = [...document.querySelectorAll('tr[data-sample] img[data-mask]')];
+  await Promise.all(imgs.map(i => i.decode()));
+  return imgs.map(img => {
+    const box = img.getBoundingClientRect();
+    return {row: img.closest('tr').dataset.sample, kind: img.dataset.mask,
+            complete: img.complete, natural: [img.naturalWidth, img.naturalHeight],
+            box: [box.width, box.height],
+            visible: img.checkVisibility({opacityProperty: true, visibilityProperty: true})};
+  });
+})()
+"""
+
+
+@pytest.mark.slow
+def test_the_dense_sample_masks_in_a_real_browser(devtools: DevTools, tmp_path: Path) -> None:
+    from kerasdoctor.render.html import mask_colors
+
+    page = tmp_path / "dense.html"
+    r = run_cli("diagnose", fixture_path("dense_unet_collapsed.keras"),
+                fixture_path("dense_unet_collapsed.npz"), "--format", "html", "-o", str(page))
+    assert r.exit_code == 1, r.stderr
+    html = page.read_text(encoding="utf-8")
+    rows = re.findall(r'<tr data-sample="(\d+)"', html)
+    assert len(rows) == 6, rows
+
+    devtools.load(page.as_uri())
+    images = devtools.evaluate(SAMPLE_BOXES)
+    assert len(images) == 3 * len(rows)  # input, true mask, predicted mask per sample
+    assert [i["kind"] for i in images] == ["input", "true", "pred"] * len(rows)
+    assert [i["row"] for i in images[::3]] == rows
+    for i in images:
+        where = f"sample {i['row']} {i['kind']}"
+        assert i["complete"] and min(i["natural"]) > 0, f"{where}: image not decoded: {i}"
+        assert min(i["box"]) >= 50 and i["visible"], f"{where}: not visible: {i}"
+    height = int(devtools.evaluate("document.documentElement.scrollHeight"))
+    shot = devtools.screenshot(height)
+    assert devtools.errors() == [], devtools.errors()
+    # the true masks' classes are drawn in their palette colours (the 32x32 masks are scaled
+    # up 5x, pixelated, so each drawn label pixel is a 5x5 block of its exact colour)
+    for name, color in zip(["disc", "square", "bar"], mask_colors(4)[1:]):
+        rgb = np.array([int(color[i:i + 2], 16) for i in (1, 3, 5)]) / 255.0
+        near = (np.abs(shot - rgb) < 0.03).all(axis=2).sum()
+        assert near > 400, f"{name} ({color}): only {near} pixels of its colour: not drawn?"

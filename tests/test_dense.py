@@ -94,7 +94,10 @@ def test_binary_mask_root_cause_is_the_threshold() -> None:
     exp = thr["evidence"]["experiment"]
     assert exp["balanced_accuracy_before"] == pytest.approx(0.5)
     assert exp["balanced_accuracy_after"] > 0.8  # measured 0.5 -> 0.881
-    assert "THRESHOLD = 0." in thr["fixes"][0]["code"]
+    # validated (balanced accuracy and mIoU up beyond noise): the repair comes first
+    assert exp["validated"] is True
+    assert thr["fixes"][0]["command"].startswith("kerasdoctor fix --repair ")
+    assert "THRESHOLD = 0." in thr["fixes"][1]["code"]
 
 
 def test_tagger_collapsed_counts_the_masked_tokens() -> None:

@@ -52,11 +52,14 @@ def test_ml_collapsed_root_cause_is_the_decision_threshold() -> None:
     assert set(exp) >= {"what", "balanced_accuracy_before", "balanced_accuracy_after", "rows"}
     assert exp["rows"] == 500
     assert exp["balanced_accuracy_before"] < 0.55
-    assert exp["balanced_accuracy_after"] > 0.8  # measured: 0.507 -> 0.862
+    assert exp["balanced_accuracy_after"] > 0.8  # measured: 0.507 -> 0.861
     assert len(thr["evidence"]["thresholds"]) == 6
     assert all(0 < t < 0.5 for t in thr["evidence"]["thresholds"])
-    assert "THRESHOLDS = np.array([" in thr["fixes"][0]["code"]
-    assert thr["fixes"][0]["command"] is None  # no `fix` command for per-label thresholds
+    # the cure was validated: the repair comes first, then the code, then fix --threshold
+    assert thr["fixes"][0]["command"].startswith("kerasdoctor fix --repair ")
+    assert "--cause decision-threshold" in thr["fixes"][0]["command"]
+    assert "THRESHOLDS = np.array([" in thr["fixes"][1]["code"]
+    assert thr["fixes"][2]["command"].startswith("kerasdoctor fix --threshold ")
     imb = next(f for f in r["findings"] if f["id"] == "class-imbalance")
     assert imb["severity"] == "info"
     assert r["experiments"][0]["balanced_accuracy_after"] == exp["balanced_accuracy_after"]

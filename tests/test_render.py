@@ -446,3 +446,154 @@ def test_one_run_writes_several_formats(tmp_path) -> None:  # type: ignore[no-un
     bad = run_cli("diagnose", fixture_path("collapsed.keras"), fixture_path("collapsed.npz"),
                   "--report", "pdf=x.pdf")
     assert bad.exit_code == 2 and "--report takes FORMAT=FILE" in bad.stderr
+
+
+# ------------------------------------------------------------------ html: dense sample masks
+
+
+def _png_pixels(uri: str) -> np.ndarray:
+    """A data: URI's PNG as (h, w, 3) uint8."""
+    import io
+
+    from matplotlib.image import imread
+
+    assert uri.startswith("data:image/png;base64,"), uri[:40]
+    png = base64.b64decode(uri.split(",", 1)[1], validate=True)
+    assert png.startswith(PNG_MAGIC)
+    img = imread(io.BytesIO(png), format="png")
+    return np.round(img[..., :3] * 255).astype(np.uint8)
+
+
+def _sample_table(html: str) -> list[tuple[int, dict[str, np.ndarray]]]:
+    """(sample row, {input|true|pred: pixels}) for each sample row of the page, in order."""
+    out = []
+    for row, body in re.findall(r'<tr data-sample="(\d+)">(.*?)</tr>', html):
+        imgs = dict(re.findall(r'<img data-mask="(\w+)" src="([^"]+)"', body))
+        out.append((int(row), {kind: _png_pixels(uri) for kind, uri in imgs.items()}))
+    return out
+
+
+def _rgb(color: str) -> tuple[int, int, int]:
+    return int(color[1:3], 16), int(color[3:5], 16), int(color[5:7], 16)
+
+
+def test_dense_html_draws_the_worst_and_seeded_samples() -> None:
+    from kerasdoctor.render.html import mask_colors
+
+    r = diagnose_fixture("dense_unet_collapsed.keras", "dense_unet_collapsed.npz")
+    samples = r.samples
+    assert [s.why for s in samples] == ["worst"] * 3 + ["seeded"] * 3
+    # the collapsed U-Net loses every foreground pixel: the worst are those with the most
+    worst = [s for s in samples if s.why == "worst"]
+    assert all(s.lost == s.foreground > 0 for s in worst)
+    assert [s.lost for s in worst] == sorted((s.lost for s in worst), reverse=True)
+    html = render_html(r)
+    page = _parse(html)  # well formed, and the plots are still the plots
+    assert page.figures[:3] == ["confusion", "recall-support", "distribution"]
+    table = _sample_table(html)
+    assert [row for row, _ in table] == [s.row for s in samples]
+    data = np.load(fixture_path("dense_unet_collapsed.npz"))
+    colors = [_rgb(c) for c in mask_colors(4)]
+    for row, imgs in table:
+        assert set(imgs) == {"input", "true", "pred"}
+        assert imgs["input"].shape == imgs["true"].shape == imgs["pred"].shape == (32, 32, 3)
+        assert (imgs["input"] == data["x"][row]).all()  # uint8 images as they are
+        want = np.array(colors, np.uint8)[data["y"][row]]
+        assert (imgs["true"] == want).all()  # each class in its palette colour
+        assert (imgs["pred"] == colors[0]).all()  # all background: the collapse, seen
+    for name in ("background (majority)", "disc", "square", "bar"):
+        assert name in html
+    assert "void" not in html.split("<h2>Samples</h2>", 1)[1].split("</table>", 1)[0]
+    # the JSON report stays as it is: no images, no samples
+    text = r.to_json()
+    assert "data:image" not in text and "samples" not in r.to_dict()
+    assert json.loads(text) == json.loads(replace(r, samples=()).to_json())
+
+
+def test_dense_html_of_a_healthy_model_draws_its_samples_too() -> None:
+    r = diagnose_fixture("dense_unet_ok.keras", "dense_unet_ok.npz")
+    assert r.verdict == "healthy"
+    html = render_html(r)
+    table = _sample_table(html)
+    assert len(table) == len(r.samples) == 6
+    assert sum(s.why == "worst" for s in r.samples) == 3  # the ones it does worst on
+    # the healthy model draws foreground: some predicted pixels are not background
+    assert any((imgs["pred"] != 0).any() for _, imgs in table)
+
+
+def test_void_positions_are_grey_and_in_the_legend(tmp_path: Path) -> None:
+    from kerasdoctor.core import Options, diagnose_paths
+    from kerasdoctor.render.html import VOID_COLOR
+
+    data = np.load(fixture_path("dense_binary_collapsed.npz"))
+    mask = np.ones(data["y"].shape, bool)
+    mask[:, :, :4] = False  # the left border does not count
+    path = tmp_path / "masked.npz"
+    np.savez(path, x=data["x"], y=data["y"], mask=mask)
+    r = diagnose_paths(fixture_path("dense_binary_collapsed.keras"), path, Options())
+    html = render_html(r)
+    grey = _rgb(VOID_COLOR)
+    for _, imgs in _sample_table(html):
+        for kind in ("true", "pred"):
+            assert (imgs[kind][:, :4] == grey).all() and not (imgs[kind][:, 4:] == grey).all()
+    assert "void / not counted" in html
+
+
+def test_taggers_and_single_label_reports_draw_no_samples() -> None:
+    tags = diagnose_fixture("tag_collapsed.keras", "tag_collapsed.npz")
+    assert tags.samples == ()
+    for r in (tags, collapsed(), healthy()):
+        html = render_html(r)
+        assert "data-sample" not in html and "<h2>Samples" not in html
+        assert "<h2>Mask files" not in html
+
+
+def test_the_mask_mapping_of_a_segmentation_folder_is_a_table() -> None:
+    r = synthetic(k=3, names=["background", "road", "car"])
+    masks = {"dir": "masks", "kind": "rgb", "mapping": "voc", "matched": 12, "pairs": 12,
+             "rule": "the colours of the Pascal VOC colormap, class by class",
+             "classes": [{"index": 0, "name": "background", "value": [0, 0, 0], "pixels": 900},
+                         {"index": 1, "name": "road", "value": [128, 0, 0], "pixels": 80},
+                         {"index": 2, "name": "car", "value": None, "pixels": 0}],
+             "void": [224, 224, 192], "void_pixels": 20}
+    html = render_html(replace(r, data={**r.data, "masks": masks}))
+    _parse(html)
+    section = html.split("<h2>Mask files</h2>", 1)[1].split("</table>", 1)[0]
+    rows = re.findall(r"<tr>(.*?)</tr>", section)
+    assert len(rows) == 1 + 3 + 1  # head, the classes, void
+    assert "#800000" in rows[2] and "road" in rows[2] and "80" in rows[2]
+    assert "in no mask" in rows[3]
+    assert "void" in rows[4] and "#e0e0c0" in rows[4] and "20" in rows[4]
+    assert "12 mask(s) matched" in html and "Pascal VOC" in html
+    grey = {**masks, "kind": "grey", "void": 255,
+            "classes": [{"index": i, "name": n, "value": i * 100, "pixels": 5}
+                        for i, n in enumerate(["background", "road", "car"])]}
+    html = render_html(replace(r, data={**r.data, "masks": grey}))
+    assert "value <code>200</code>" in html and "value <code>255</code>" in html
+    assert "Mask files" not in render_html(r)  # no mapping, no section
+
+
+def test_the_sample_picker_keeps_a_few_masks_whatever_n() -> None:
+    from kerasdoctor.dense import SAMPLE_SHOWN, SAMPLE_WORST, _Picker
+
+    n, batch = 1000, 8
+    rng = np.random.default_rng(0)
+    fg = rng.integers(0, 500, n)
+    lost = (fg * rng.random(n)).astype(np.int64)
+    picker = _Picker(n, majority=0, seed=3, spatial=(512, 512), k=21)
+    assert picker.stride == 3  # 512 px drawn as 171
+    most = 0
+    for start in range(0, n, batch):
+        pred = np.zeros((min(batch, n - start), 512 * 512), np.int64)
+        picker.offer(start, lost[start:start + batch], fg[start:start + batch], pred)
+        most = max(most, len(picker.kept))
+    assert most <= SAMPLE_WORST + SAMPLE_SHOWN
+    chosen = picker.chosen()
+    assert len(chosen) == SAMPLE_SHOWN
+    share = lost / np.maximum(fg, 1)
+    expected = sorted(range(n), key=lambda i: (share[i], lost[i], -i), reverse=True)
+    assert [c[0] for c in chosen[:SAMPLE_WORST]] == expected[:SAMPLE_WORST]
+    seeded = [int(v) for v in np.random.default_rng(3).permutation(n)[:SAMPLE_SHOWN]]
+    assert [c[0] for c in chosen[SAMPLE_WORST:]] == [
+        p for p in seeded if p not in expected[:SAMPLE_WORST]][:SAMPLE_SHOWN - SAMPLE_WORST]
+    assert all(c[2].shape == (171, 171) and c[2].dtype == np.uint8 for c in chosen)

@@ -62,6 +62,9 @@ OPTION_MODES: dict[str, tuple[str, ...]] = {
     "--no-bias-reset": ("retrain",),
     "--unsafe": ("threshold", "retrain"),
     "--output-name": ("threshold",),
+    # issue 16: how to read dense / multi-label DATA (the modes that read them)
+    "--ignore-label": ("threshold", "repair"),
+    "--multi-label": ("threshold", "repair"),
     # a data flag: suggested commands carry every flag that read DATA, so every mode takes it
     # (the label-only modes read y and leave the inputs alone)
     "--x-key": ("class-weights", "output-bias", "threshold", "oversample", "undersample",
@@ -96,7 +99,9 @@ def fix(
         False, "--output-bias", help="The output-layer bias at the label prior of TRAIN_DATA."
     ),
     threshold: bool = typer.Option(
-        False, "--threshold", help="Best decision threshold of a binary MODEL on DATA."
+        False, "--threshold", help="Best decision threshold of a binary MODEL on DATA; per "
+        "label for a multi-label model (y multi-hot), over the positions for a one-sigmoid "
+        "dense model (y (N, H, W)): chosen on one seeded half, checked on the other."
     ),
     oversample: bool = typer.Option(
         False,
@@ -119,8 +124,9 @@ def fix(
         False,
         "--repair",
         help="Repair the diagnosed root cause inside MODEL without training (BatchNorm "
-        "statistics, preprocessing, output order, threshold, label prior); fitted on one half "
-        "of DATA, measured on the other; save to --output FIXED.keras.",
+        "statistics, preprocessing, output order, threshold, label prior; per-label "
+        "thresholds of a multi-label model, the threshold or position prior of a dense one); "
+        "fitted on one half of DATA, measured on the other; save to --output FIXED.keras.",
     ),
     cause: str | None = typer.Option(
         None, "--cause", help="Repair: the cause to repair, from the diagnosis's causes "
@@ -196,6 +202,16 @@ def fix(
     output_name: str | None = typer.Option(
         None, "--output-name", help="Which output of a multi-output model to use."
     ),
+    # issue 16: dense and multi-label DATA, read as `diagnose` reads them
+    ignore_label: int | None = typer.Option(
+        None, "--ignore-label",
+        help="Threshold, repair: dense labels (y (N, H, W) or (N, T)): positions labelled V do "
+        "not count (a boolean 'mask' array in the .npz does the same).",
+    ),
+    multi_label: bool = typer.Option(
+        False, "--multi-label",
+        help="Threshold, repair: read y in the .npz as multi-hot (N, K) [default: when it is].",
+    ),
 ) -> None:
     """Compute or apply a remedy for a classifier that drops its rare classes.
 
@@ -203,6 +219,8 @@ def fix(
       fix --class-weights TRAIN_DATA                weights for model.fit
       fix --output-bias TRAIN_DATA                  output bias at the label prior
       fix --threshold MODEL DATA                    best threshold of a binary model
+                                                    (per label: multi-label; per position:
+                                                    one-sigmoid dense)
       fix --oversample TRAIN_DATA -o balanced.npz   (or --undersample) rebalanced data
       fix --retrain MODEL TRAIN_DATA --eval EVAL_DATA -o fixed.keras
                                                     fine-tune with class weights
@@ -243,12 +261,14 @@ def fix(
             )
         mode = chosen[0]
         from kerasdoctor.fix.common import DataOptions
+        from kerasdoctor.load import MultiHotLabels
 
         data_opts = DataOptions(
             x_key=x_key, y_key=y_key, labels=labels, label_column=label_column,
             feature_columns=feature_columns, drop_columns=drop_columns,
             class_names=class_names, image_size=image_size,
             seed=seed or 0,
+            ignore_label=ignore_label, multi_label=True if multi_label else None,
         )
         # --oversample/--undersample: which data flags apply is decided by the kind of
         # TRAIN_DATA (resample.resample_data refuses the others, and .npy / tf.data data)
@@ -268,6 +288,8 @@ def fix(
             "--output-name": output_name is not None,
             "--x-key": x_key is not None,
             "--cause": cause is not None,
+            "--ignore-label": ignore_label is not None,
+            "--multi-label": multi_label,
         }
         for opt, on in given.items():
             if on and mode not in OPTION_MODES[opt]:
@@ -305,55 +327,65 @@ def fix(
 
                 refuse_overwrite(heldout_path(output), inputs)
 
-        if mode == "class-weights":
-            _class_weights(
-                paths[0],
-                method or "balanced",
-                0.999 if beta is None else beta,
-                format.value,
-                output,
-                data_opts,
-            )
-        elif mode == "output-bias":
-            _output_bias(paths[0], format.value, output, data_opts)
-        elif mode == "threshold":
-            _threshold(
-                paths,
-                objective or "balanced-accuracy",
-                seed or 0,
-                format.value,
-                output,
-                x_key,
-                y_key,
-                unsafe,
-                output_name,
-                data_opts,
-            )
-        elif mode == "repair":
-            assert output is not None
-            _repair(paths, output, format.value, cause, seed or 0, data_opts)
-        elif mode in ("oversample", "undersample"):
-            assert output is not None
-            _resample(paths[0], mode, seed or 0, format.value, output, data_opts)
-        else:
-            assert output is not None
-            _retrain(
-                paths,
-                output,
-                format.value,
-                epochs=10 if epochs is None else epochs,
-                learning_rate=learning_rate,
-                validation_split=validation_split,
-                seed=seed or 0,
-                batch_size=32 if batch_size is None else batch_size,
-                bias_reset=not no_bias_reset,
-                x_key=x_key,
-                y_key=y_key,
-                unsafe=unsafe,
-                data_opts=data_opts,
-                eval_data=eval_data,
-                eval_labels=eval_labels,
-            )
+        try:  # issue 16: the label-only modes refuse multi-hot labels with a pointer
+            if mode == "class-weights":
+                _class_weights(
+                    paths[0],
+                    method or "balanced",
+                    0.999 if beta is None else beta,
+                    format.value,
+                    output,
+                    data_opts,
+                )
+            elif mode == "output-bias":
+                _output_bias(paths[0], format.value, output, data_opts)
+            elif mode == "threshold":
+                _threshold(
+                    paths,
+                    objective or "balanced-accuracy",
+                    seed or 0,
+                    format.value,
+                    output,
+                    x_key,
+                    y_key,
+                    unsafe,
+                    output_name,
+                    data_opts,
+                )
+            elif mode == "repair":
+                assert output is not None
+                _repair(paths, output, format.value, cause, seed or 0, data_opts)
+            elif mode in ("oversample", "undersample"):
+                assert output is not None
+                _resample(paths[0], mode, seed or 0, format.value, output, data_opts)
+            else:
+                assert output is not None
+                _retrain(
+                    paths,
+                    output,
+                    format.value,
+                    epochs=10 if epochs is None else epochs,
+                    learning_rate=learning_rate,
+                    validation_split=validation_split,
+                    seed=seed or 0,
+                    batch_size=32 if batch_size is None else batch_size,
+                    bias_reset=not no_bias_reset,
+                    x_key=x_key,
+                    y_key=y_key,
+                    unsafe=unsafe,
+                    data_opts=data_opts,
+                    eval_data=eval_data,
+                    eval_labels=eval_labels,
+                )
+        except MultiHotLabels as exc:
+            what = str(exc).split(": multi-label targets")[0]
+            if mode in ("threshold", "repair"):  # DATA of another kind than .npz
+                raise InputError(f"{what}: --{mode} reads multi-hot labels from an .npz (x, "
+                                 "y multi-hot (N, K))") from exc
+            raise InputError(
+                f"{what}: --{mode} takes single-label targets (Keras's class_weight does not "
+                "apply to multi-label outputs); for a multi-label model: kerasdoctor fix "
+                "--threshold MODEL DATA (a threshold per label) or fix --repair") from exc
 
 
 def _emit(text: str, output: Path | None) -> None:
@@ -441,23 +473,65 @@ def _threshold(
     output_name: str | None,
     data_opts: Any = None,
 ) -> None:
-    from kerasdoctor.fix.common import load_model_and_data
+    from kerasdoctor.fix.common import DataOptions, load_model_and_data
     from kerasdoctor.fix.threshold import OBJECTIVES, find_threshold
+    from kerasdoctor.load import DenseLabels, MultiHotLabels
 
     if objective not in OBJECTIVES:  # before loading anything
         raise InputError(f"--objective must be one of {', '.join(OBJECTIVES)}, got '{objective}'")
-    md = load_model_and_data(
-        paths[0], paths[1], x_key=x_key, y_key=y_key, unsafe=unsafe, output_name=output_name,
-        data_opts=data_opts,
-    )
-    result = find_threshold(md, objective, seed)
-    if fmt == "json":
-        text = _json(result)
+    opts = data_opts or DataOptions(x_key=x_key, y_key=y_key)
+    table: Any
+    if opts.multi_label:
+        result, table = _threshold_multi(paths, None, objective, seed, unsafe, output_name, opts)
+        _emit(_json(result) if fmt == "json" else table(result), output)
+        return
+    try:
+        md = load_model_and_data(
+            paths[0], paths[1], x_key=x_key, y_key=y_key, unsafe=unsafe,
+            output_name=output_name, data_opts=data_opts,
+        )
+    except (MultiHotLabels, DenseLabels) as exc:  # issue 16: multi-label or dense DATA
+        result, table = _threshold_multi(paths, exc, objective, seed, unsafe, output_name, opts)
     else:
-        from kerasdoctor.render.simple import threshold_table
+        if opts.ignore_label is not None:
+            raise InputError(f"--ignore-label applies to dense labels (y (N, H, W) or (N, T)); "
+                             f"DATA {paths[1]} holds one label per sample")
+        result = find_threshold(md, objective, seed)
+        from kerasdoctor.render.simple import threshold_table as table
+    _emit(_json(result) if fmt == "json" else table(result), output)
 
-        text = threshold_table(result)
-    _emit(text, output)
+
+def _threshold_multi(paths: list[str], exc: Exception | None, objective: str, seed: int,
+                     unsafe: bool, output_name: str | None, opts: Any
+                     ) -> tuple[dict[str, Any], Any]:
+    """`fix --threshold` on multi-hot or dense labels in an .npz: per-label thresholds
+    (fix.per_label) or one threshold over the positions (fix.per_position)."""
+    from kerasdoctor.dense import is_dense_output
+    from kerasdoctor.fix import per_label, per_position
+    from kerasdoctor.load import MultiHotLabels, load_model
+    from kerasdoctor.multilabel import is_npz_path
+
+    if not is_npz_path(paths[1]):
+        if opts.multi_label:
+            raise InputError(f"--multi-label reads DATA from an .npz (x, y multi-hot (N, K)); "
+                             f"{paths[1]} is not an .npz")
+        raise InputError(f"DATA: {paths[1]}: multi-hot or dense labels are read from an .npz "
+                         "(x, y): save them as one, or give single-label targets")
+    if objective != "balanced-accuracy":
+        raise InputError("--objective f1 applies to a binary model; per-label and per-position "
+                         "thresholds maximise balanced accuracy")
+    lm = load_model(paths[0], unsafe=unsafe, output_name=output_name)
+    if not opts.multi_label and is_dense_output(lm):
+        dd = per_position.load_npz(paths[0], paths[1], opts, lm=lm)
+        return per_position.threshold_report(dd, seed, opts), per_position.threshold_table
+    if not (opts.multi_label or isinstance(exc, MultiHotLabels)):
+        assert exc is not None
+        raise exc
+    if opts.ignore_label is not None:
+        raise InputError("--ignore-label applies to dense labels (y (N, H, W) or (N, T)), not "
+                         "to multi-hot labels")
+    ld = per_label.load_npz(paths[0], paths[1], opts, lm=lm)
+    return per_label.threshold_report(ld, seed, opts), per_label.threshold_table
 
 
 def _resample(data: str, mode: str, seed: int, fmt: str, output: Path, data_opts: Any) -> None:
@@ -558,6 +632,14 @@ def _repair(
                           data_opts=data_opts)
     if fmt == "json":
         text = _json(result)
+    elif result.get("task") == "multilabel":  # issue 16
+        from kerasdoctor.fix.per_label import repair_table as multi_table
+
+        text = multi_table(result)
+    elif result.get("task") == "dense":
+        from kerasdoctor.fix.per_position import repair_table as dense_table
+
+        text = dense_table(result)
     else:
         from kerasdoctor.render.simple import repair_table
 

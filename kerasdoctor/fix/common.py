@@ -70,6 +70,9 @@ class DataOptions:
     class_names: str | None = None
     image_size: str | None = None
     seed: int = 0
+    # issue 16: dense labels' void value (--ignore-label); --multi-label forces multi-hot y
+    ignore_label: int | None = None
+    multi_label: bool | None = None
 
 
 def read_labels_raw(data_path: str, opts: DataOptions) -> RawData:
@@ -191,10 +194,13 @@ def data_arguments(path: str, opts: DataOptions, labels: str | None = None) -> s
         ("--y-key", None if opts.y_key == "y" else opts.y_key),
         ("--class-names", opts.class_names),
         ("--image-size", opts.image_size),
+        ("--ignore-label", None if opts.ignore_label is None else str(opts.ignore_label)),
     )
     for flag, value in flags:
         if value:
             args += [flag, shlex.quote(str(value))]
+    if opts.multi_label:
+        args.append("--multi-label")
     return " ".join(args)
 
 

@@ -6,6 +6,10 @@ restoring preprocessing prepended as Rescaling / Normalization / a fixed 1x1 Con
 units reordered, the decision cut or the label prior moved into the output bias). DATA is split
 into two seeded, stratified halves: the repair is fitted on one and measured on the other, and
 the model is written (atomically, reloaded in safe mode first) only when that half improves.
+
+Multi-label and dense models (issue 16) are routed by the task of their diagnosis to
+fix.per_label (per-label thresholds into the output bias) and fix.per_position (a threshold
+or the position prior into the output bias); both edit the head with shift_output_logits.
 """
 
 from __future__ import annotations
@@ -113,11 +117,28 @@ def repair_paths(model_path: str, data_path: str, output: Path, *, cause: str | 
         seed=seed, x_key=opts.x_key, y_key=opts.y_key, labels=opts.labels,
         label_column=opts.label_column, feature_columns=opts.feature_columns,
         drop_columns=opts.drop_columns, class_names=opts.class_names,
-        image_size=opts.image_size))
+        image_size=opts.image_size, ignore_label=opts.ignore_label,
+        multi_label=opts.multi_label))
+    task = report.metrics.get("task")
+    if opts.ignore_label is not None and task != "dense":
+        held = "multi-hot labels" if task == "multilabel" else "one label per sample"
+        raise InputError(f"--ignore-label applies to dense labels (y (N, H, W) or (N, T)); "
+                         f"DATA {data_path} holds {held}")
     finding = choose_cause(report, cause)
-    md = load_model_and_data(model_path, data_path, x_key=opts.x_key, y_key=opts.y_key,
-                             data_opts=opts)
-    result = repair(md, report, finding, output, seed)
+    if task == "multilabel":  # issue 16: per-label thresholds into the output bias
+        from kerasdoctor.fix import per_label
+
+        result = per_label.repair(per_label.load_npz(model_path, data_path, opts), report,
+                                  finding, output, seed)
+    elif task == "dense":  # issue 16: a threshold or the position prior into the bias
+        from kerasdoctor.fix import per_position
+
+        result = per_position.repair(per_position.load_npz(model_path, data_path, opts),
+                                     report, finding, output, seed)
+    else:
+        md = load_model_and_data(model_path, data_path, x_key=opts.x_key, y_key=opts.y_key,
+                                 data_opts=opts)
+        result = repair(md, report, finding, output, seed)
     result.update({"model": model_path, "data": data_path})
     return result
 
@@ -153,6 +174,8 @@ def repair_arrays(model: Any, x: Any, y: Any, *, cause: str | None = None, seed:
     from kerasdoctor.fix.common import bind_arrays
     from kerasdoctor.load import from_keras_model, load_model
 
+    options = dict(options)
+    mask = options.pop("mask", None)  # dense labels: the positions that count (issue 16)
     opts = Options.from_keywords({**options, "seed": seed}, "kerasdoctor.repair()")
     if isinstance(model, (str, os.PathLike)):
         lm = load_model(model, unsafe=opts.unsafe, custom_objects=opts.custom_objects,
@@ -161,13 +184,23 @@ def repair_arrays(model: Any, x: Any, y: Any, *, cause: str | None = None, seed:
         lm = from_keras_model(model, output_name=opts.output_name)
     if lm.keras_model is None:
         raise InputError(f"MODEL: {lm.path} has no Keras layers to edit")
-    raw = raw_arrays(x, y, opts)
-    report = _diagnose(lm, raw, opts)
-    finding = choose_cause(report, cause)
-    md = bind_arrays(lm, raw)
+    fixer = _multi_fixer(lm, x, y, mask, opts)  # issue 16: dense or multi-hot y
+    if fixer is not None:
+        report, finding = fixer[0], choose_cause(fixer[0], cause)
+    else:
+        if mask is not None:
+            raise InputError("mask= marks the positions of dense labels (y (N, H, W) or "
+                             "(N, T)); y holds one label per sample")
+        raw = raw_arrays(x, y, opts)
+        report = _diagnose(lm, raw, opts)
+        finding = choose_cause(report, cause)
+        md = bind_arrays(lm, raw)
     with tempfile.TemporaryDirectory(prefix="kerasdoctor-repair-") as tmp:
         out = Path(tmp) / "repaired.keras"
-        result = repair(md, report, finding, out, seed)
+        if fixer is not None:
+            result = fixer[1](report, finding, out)
+        else:
+            result = repair(md, report, finding, out, seed)
         fixed = model
         if result["repaired"]:
             from kerasdoctor._keras import keras
@@ -180,6 +213,45 @@ def repair_arrays(model: Any, x: Any, y: Any, *, cause: str | None = None, seed:
         gain=result["gain"], instead=list(result["instead"]), details=result["details"],
         diagnosis_after=result["diagnosis_after"], result=result)
     return fixed, rep
+
+
+_Fixer = Callable[[Report, "Finding | None", Path], dict[str, Any]]
+
+
+def _multi_fixer(lm: Any, x: Any, y: Any, mask: Any, opts: Any
+                 ) -> tuple[Report, _Fixer] | None:
+    """For repair(): the diagnosis of dense labels (y (N, H, W) / (N, T)) or multi-hot ones,
+    and the repair that goes with it; None for single-label y (as core.diagnose_arrays
+    routes them)."""
+    from collections.abc import Mapping
+
+    from kerasdoctor.dense import labels_fit
+    from kerasdoctor.multilabel import is_multi_hot
+
+    y = np.asarray(y)
+    if isinstance(x, Mapping):
+        arrays = {str(key): np.asarray(v) for key, v in x.items()}
+    elif isinstance(x, (list, tuple)):
+        arrays = {f"x{i}": np.asarray(v) for i, v in enumerate(x)}
+    else:
+        arrays = {"x": np.asarray(x)}
+    names = None if opts.class_names is None else [str(v) for v in opts.class_names]
+    seed = opts.seed
+    if not opts.multi_label and labels_fit(y, tuple(lm.output_shape)):
+        from kerasdoctor.dense import diagnose_arrays as diagnose_dense
+        from kerasdoctor.fix import per_position
+
+        report = diagnose_dense(lm, x, y, opts, mask=mask)
+        dd = per_position.bind(lm, "<arrays>", arrays, y, mask, names, opts.ignore_label)
+        return report, lambda rep, f, out: per_position.repair(dd, rep, f, out, seed)
+    if opts.multi_label or (opts.multi_label is None and is_multi_hot(y)):
+        from kerasdoctor.fix import per_label
+        from kerasdoctor.multilabel import diagnose_arrays as diagnose_multi
+
+        report = diagnose_multi(lm, x, y, opts)
+        ld = per_label.bind(lm, "<arrays>", arrays, y, names)
+        return report, lambda rep, f, out: per_label.repair(ld, rep, f, out, seed)
+    return None
 
 
 def choose_cause(report: Report, cause: str | None) -> Finding | None:
@@ -422,25 +494,133 @@ def _set_dense(dense: Any, w: np.ndarray, b: np.ndarray) -> None:
     dense.set_weights([w.astype(old[0].dtype), b.astype(old[1].dtype), *old[2:]])
 
 
+# ------------------------------------------------------------------ logit shifts (issue 16)
+
+# Layers whose output is an affine map of their input plus a bias per unit of the last axis
+# (channels_last), so that subtracting c from that bias subtracts c from the logit.
+LOGIT_LAYERS = ("Dense", "Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose",
+                "Conv3DTranspose", "SeparableConv1D", "SeparableConv2D")
+
+
+def _act_name(layer: Any) -> str:
+    act = layer.get_config().get("activation", "linear")
+    return act if isinstance(act, str) else "custom"
+
+
+def _logit_layer(layer: Any) -> Any | None:
+    """`layer` (or the layer a TimeDistributed wraps) when it is one of LOGIT_LAYERS with a
+    bias over the last axis; None otherwise."""
+    if type(layer).__name__ == "TimeDistributed":
+        layer = layer.layer
+    if type(layer).__name__ not in LOGIT_LAYERS:
+        return None
+    if getattr(layer, "data_format", "channels_last") != "channels_last":
+        return None
+    return layer
+
+
+def shift_output_logits(lm: Any, shift: np.ndarray, activations: tuple[str, ...]
+                        ) -> tuple[Any, str, dict[str, Any]]:
+    """A copy of lm's model whose output logits z (the last axis, before its sigmoid or
+    softmax) become z - shift, made of standard layers only:
+
+    - the head is a Dense / Conv (or TimeDistributed(Dense)) whose activation is in
+      `activations`, or a linear one feeding an Activation / Softmax layer: its bias -= shift;
+    - an Activation / Softmax layer fed by anything else: a fixed Normalization(mean=shift,
+      variance=1), which computes z - shift, is inserted before it.
+
+    For a sigmoid, sigmoid(z - logit t) > 0.5 exactly when sigmoid(z) > t; for a softmax,
+    argmax softmax(z - c) = argmax (log p - c). CannotRepair when neither applies."""
+    from kerasdoctor._keras import keras
+
+    k = keras()
+    model = _clone(lm.keras_model)
+    units = int(lm.output_shape[-1] or 0)
+    shift = np.asarray(shift, np.float64).reshape(-1)
+    if shift.size != units:
+        raise CannotRepair(f"{shift.size} shifts for an output of {units} units")
+    out = model.outputs[lm.output_index]
+    history = getattr(out, "_keras_history", None)
+    if history is None:
+        raise CannotRepair("the output has no layer history to edit")
+    layer = history[0]
+    while hasattr(layer, "outputs") and len(getattr(layer, "outputs", []) or []) == 1:
+        layer = layer.outputs[0]._keras_history[0]  # a nested model at the output: its head
+    kind = type(layer).__name__
+    wanted = " or ".join(activations)
+    target, act = _logit_layer(layer), ""
+    if target is not None:
+        act = _act_name(target)
+        if act not in activations:
+            raise CannotRepair(f"the output layer '{layer.name}' has a {act} activation; this "
+                               f"repair shifts the logits of a {wanted} head")
+    elif kind in ("Activation", "Softmax"):
+        act = "softmax" if kind == "Softmax" else str(layer.get_config().get("activation"))
+        if act not in activations:
+            raise CannotRepair(f"the output activation is {act}; this repair shifts the "
+                               f"logits of a {wanted} head")
+        if kind == "Softmax" and layer.get_config().get("axis", -1) not in (-1, len(
+                lm.output_shape) - 1):
+            raise CannotRepair("the output softmax is not over the last axis")
+        prev = getattr(layer.input, "_keras_history", None)
+        feeder = _logit_layer(prev[0]) if prev is not None else None
+        if feeder is not None and _act_name(feeder) == "linear" and feeder.use_bias:
+            target = feeder
+        else:  # no bias to shift: a fixed Normalization computes z - shift before it
+            if len(model.outputs) != 1:
+                raise CannotRepair(f"the {act} layer '{layer.name}' is fed by no linear layer "
+                                   "with a bias, in a model with several outputs")
+            norm = k.layers.Normalization(axis=-1, mean=shift, variance=np.ones_like(shift),
+                                          name=f"repair_logit_shift_{layer.name}")
+            rebuilt = k.Model(model.inputs, layer(norm(layer.input)), name=model.name)
+            _recompile(lm.keras_model, rebuilt)
+            return rebuilt, (f"inserted a fixed Normalization (subtracts the shift from the "
+                             f"logits) before the {act} layer '{layer.name}'"), {
+                "layer": norm.name, "how": "normalization", "shift": shift.tolist()}
+    else:
+        raise CannotRepair(f"the output layer is a {kind}, not a Dense/Conv layer (or one "
+                           "followed by its activation): no logit to shift")
+    if not target.use_bias:
+        raise CannotRepair(f"the output layer '{target.name}' has no bias to shift")
+    weights = target.get_weights()
+    bias_at = 2 if type(target).__name__.startswith("SeparableConv") else 1  # after kernels
+    bias = np.asarray(weights[bias_at], np.float64)
+    if bias.shape != (units,):
+        raise CannotRepair(f"the bias of '{target.name}' has shape {bias.shape}, not one "
+                           f"value per output unit ({units})")
+    weights[bias_at] = (bias - shift).astype(weights[bias_at].dtype)
+    target.set_weights(weights)
+    return model, f"shifted the output bias of '{target.name}'", {
+        "layer": target.name, "how": "bias", "shift": shift.tolist()}
+
+
 # ------------------------------------------------------------------ the repairs
 
 
 def _batchnorm(job: _Job) -> tuple[Any, str, dict[str, Any]]:
-    """AdaBN / update_bn: every BatchNormalization layer's moving mean and variance become the
-    average of its batch statistics over the fitting half (batches weighted by their rows);
-    no weight is trained. The other layers run in inference mode (Dropout stays off)."""
+    """AdaBN on the fitting half (reestimate_batchnorm)."""
+    md = job.md
+    return reestimate_batchnorm(md.lm, md.facts, md.arrays, job.fit, job.seed)
+
+
+def reestimate_batchnorm(lm: Any, facts: Any, arrays: list[np.ndarray], rows: np.ndarray,
+                         seed: int, batch: int = BN_BATCH) -> tuple[Any, str, dict[str, Any]]:
+    """AdaBN / update_bn on a copy of lm's model: every BatchNormalization layer's moving mean
+    and variance become the average of its batch statistics over `rows` of `arrays` (batches
+    weighted by their rows); no weight is trained. The other layers run in inference mode
+    (Dropout stays off). Shared by the single-label, dense and multi-label repairs."""
     from kerasdoctor.predictor_graph import all_layers
     from kerasdoctor.probe import Predictor
 
-    md = job.md
-    model = _clone(md.lm.keras_model)
+    model = _clone(lm.keras_model)
     bns = [layer for layer in all_layers(model)
            if type(layer).__name__ == "BatchNormalization"]
     if not bns:
-        raise CannotRepair("the model has no BatchNormalization layer")
-    cast = Predictor(md.lm, md.facts, taps=False).cast
+        raise CannotRepair("the model has no BatchNormalization layer: no statistics to "
+                           "re-estimate")
+    cast = Predictor(lm, facts, taps=False).cast
     # shuffled: DATA may be sorted by class, and a batch of one class has other statistics
-    order = np.random.default_rng(job.seed).permutation(job.fit)
+    order = np.random.default_rng(seed).permutation(np.asarray(rows))
     originals = [(b.call, b.momentum) for b in bns]
 
     def forced(call: Callable[..., Any]) -> Callable[..., Any]:
@@ -453,21 +633,21 @@ def _batchnorm(job: _Job) -> tuple[Any, str, dict[str, Any]]:
         b.call = forced(b.call)
     seen = 0
     try:
-        for s in range(0, order.size, BN_BATCH):
-            rows = order[s : s + BN_BATCH]
+        for s in range(0, order.size, batch):
+            part_rows = np.sort(order[s : s + batch])  # sorted: h5py-style arrays need it
             for b in bns:  # moving = moving * seen/(seen+n) + batch * n/(seen+n)
-                b.momentum = seen / (seen + rows.size)
-            part = cast([np.asarray(a[rows]) for a in md.arrays])
+                b.momentum = seen / (seen + part_rows.size)
+            part = cast([np.asarray(a[part_rows]) for a in arrays])
             model(part if len(part) > 1 else part[0], training=False)
-            seen += rows.size
+            seen += part_rows.size
     finally:
         for b, (_, momentum) in zip(bns, originals):
             b.__dict__.pop("call", None)  # back to the class's own call
             b.momentum = momentum
     what = (f"re-estimated the moving mean and variance of {len(bns)} BatchNormalization "
-            f"layer(s) from {seen} rows (average over shuffled batches of {BN_BATCH}; no "
+            f"layer(s) from {seen} rows (average over shuffled batches of {batch}; no "
             "weight trained)")
-    return model, what, {"layers": [b.name for b in bns], "rows": seen, "batch": BN_BATCH}
+    return model, what, {"layers": [b.name for b in bns], "rows": seen, "batch": batch}
 
 
 # transform -> (scale, offset) of a Rescaling layer doing it
@@ -499,18 +679,28 @@ def _preprocessing(job: _Job) -> tuple[Any, str, dict[str, Any]]:
                 per_input[name] = max(mine, key=lambda t: t["balanced_accuracy"])["transform"]
     else:
         per_input[rt["input"]] = rt["transform"]
+    md = job.md
+    model, what, details = prepend_transforms(md.lm, md.facts, md.arrays, job.fit, per_input)
+    return model, what, dict(details, code=rt.get("code"))
+
+
+def prepend_transforms(lm: Any, facts: Any, arrays: list[np.ndarray], fit: np.ndarray,
+                       per_input: dict[str, str]) -> tuple[Any, str, dict[str, Any]]:
+    """A model that takes the data as it is: `per_input` (input name -> a transform of
+    checks.preprocessing_mismatch._transforms) done by fixed standard layers in front of a
+    copy of lm's model. A statistic a transform needs (standardise) is counted on the `fit`
+    rows only. Shared by the single-label, dense and multi-label repairs."""
     from kerasdoctor._keras import keras
 
     k = keras()
-    md = job.md
-    inner = _clone(md.lm.keras_model)
+    inner = _clone(lm.keras_model)
     new_inputs, tensors, done = [], [], []
-    for i, (spec, tensor) in enumerate(zip(md.lm.inputs, md.lm.keras_model.inputs)):
+    for i, (spec, tensor) in enumerate(zip(lm.inputs, lm.keras_model.inputs)):
         inp = k.Input(shape=tuple(tensor.shape[1:]), dtype=tensor.dtype, name=spec.name)
         t = inp
         transform = per_input.get(spec.name)
         if transform is not None:
-            t = _transform_layers(job, i, spec.name, transform, inp)
+            t = _transform_layers(lm, facts, arrays, fit, i, spec.name, transform, inp)
             done.append({"input": spec.name, "transform": transform})
         new_inputs.append(inp)
         tensors.append(t)
@@ -519,10 +709,10 @@ def _preprocessing(job: _Job) -> tuple[Any, str, dict[str, Any]]:
     out = inner(tensors if len(tensors) > 1 else tensors[0])
     model = k.Model(new_inputs if len(new_inputs) > 1 else new_inputs[0], out,
                     name=f"{inner.name}_repaired")
-    _recompile(md.lm.keras_model, model)
+    _recompile(lm.keras_model, model)
     what = "prepended " + "; ".join(
         f"{d['description']} to input '{d['input']}'" for d in _described(done))
-    return model, what, {"transforms": done, "code": rt.get("code")}
+    return model, what, {"transforms": done}
 
 
 def _described(done: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -532,12 +722,12 @@ def _described(done: list[dict[str, Any]]) -> list[dict[str, Any]]:
                  + " (as layers)") for d in done]
 
 
-def _transform_layers(job: _Job, index: int, name: str, transform: str, inp: Any) -> Any:
+def _transform_layers(lm: Any, facts: Any, arrays: list[np.ndarray], fit: np.ndarray,
+                      index: int, name: str, transform: str, inp: Any) -> Any:
     """inp through the standard layers that do `transform` (fixed, non-trainable)."""
     from kerasdoctor._keras import keras
 
     k = keras()
-    md = job.md
     shape = tuple(inp.shape[1:])
     if transform in RESCALINGS:
         scale, offset = RESCALINGS[transform]
@@ -557,10 +747,10 @@ def _transform_layers(job: _Job, index: int, name: str, transform: str, inp: Any
         conv.set_weights([kernel, -np.asarray(CAFFE_MEAN, np.float32)] if caffe else [kernel])
         return out
     if transform == "undo-normalization":
-        norm = md.facts.input_normalizers.get(name)
+        norm = facts.input_normalizers.get(name)
         if norm is None:
             raise CannotRepair(f"input '{name}' has no Normalization layer to undo")
-        layer = _find(md.lm.keras_model, norm.layer)
+        layer = _find(lm.keras_model, norm.layer)
         mean = np.asarray(layer.mean, np.float64)
         var = np.asarray(layer.variance, np.float64)
         axis = layer.axis
@@ -568,7 +758,7 @@ def _transform_layers(job: _Job, index: int, name: str, transform: str, inp: Any
             axis=axis, mean=_squeeze_for(mean, axis), variance=_squeeze_for(var, axis),
             invert=True, name=f"repair_unstandardise_{index}")(inp)
     if transform == "undo-rescaling":
-        norm = md.facts.input_normalizers.get(name)
+        norm = facts.input_normalizers.get(name)
         if norm is None:
             raise CannotRepair(f"input '{name}' has no Rescaling layer to undo")
         sc = float(np.asarray(norm.params.get("scale", 1.0)).reshape(-1)[0])
@@ -576,8 +766,8 @@ def _transform_layers(job: _Job, index: int, name: str, transform: str, inp: Any
         return k.layers.Rescaling(1.0 / sc, -off / sc, name=f"repair_rescale_{index}")(inp)
     if transform == "standardise":
         # per feature (last axis), counted on the fitting half only
-        a = np.asarray(md.arrays[index][job.fit], np.float64).reshape(-1, shape[-1] if shape
-                                                                      else 1)
+        a = np.asarray(arrays[index][np.sort(np.asarray(fit))], np.float64).reshape(
+            -1, shape[-1] if shape else 1)
         mean = np.nanmean(a, axis=0)
         var = np.nanvar(a, axis=0)
         var = np.where(np.isfinite(var) & (var > 0), var, 1.0)
@@ -773,7 +963,6 @@ def _single_unit_softmax(job: _Job) -> tuple[Any, str, dict[str, Any]]:
     model that was trained: swap it in, but only when the logit ranks the classes on the
     fitting half beyond chance and its noise. A softmax present during training passed no
     gradient, so its logit is whatever the initialisation gave: exit 1 then."""
-    from kerasdoctor._keras import keras
     from kerasdoctor.experiments import balanced_accuracy, noise_bound
     from kerasdoctor.predictor_graph import head_tap
     from kerasdoctor.probe import Predictor
@@ -792,23 +981,52 @@ def _single_unit_softmax(job: _Job) -> tuple[Any, str, dict[str, Any]]:
             f"read through a sigmoid, the logit under the softmax reaches balanced accuracy "
             f"{bacc:.1%} on the fitting half, not above chance and its noise ({need:.1%}): "
             f"{UNREPAIRABLE['single-unit-softmax']}")
-    model = _clone(md.lm.keras_model)
-    out = model.outputs[md.lm.output_index]
-    head = out._keras_history[0]
-    if type(head).__name__ == "Dense":
-        head.activation = keras().activations.get("sigmoid")
-        what = f"replaced the softmax of the one-unit output layer '{head.name}' by a sigmoid"
-    elif len(model.outputs) == 1:  # a Softmax/Activation layer: a sigmoid on its input
-        logits = head.input
-        outputs = keras().layers.Activation("sigmoid", name=f"{head.name}_sigmoid")(logits)
-        rebuilt = keras().Model(model.inputs, outputs, name=model.name)
-        _recompile(md.lm.keras_model, rebuilt)
-        model = rebuilt
-        what = f"replaced the one-unit softmax layer '{head.name}' by a sigmoid on its input"
-    else:
+    model, what, details = sigmoid_head(md.lm)
+    return model, what, dict(details, fit_balanced_accuracy=bacc)
+
+
+def sigmoid_head(lm: Any) -> tuple[Any, str, dict[str, Any]]:
+    """A copy of lm's model whose one-unit softmax output is a sigmoid on the same logit: the
+    activation of the Dense / Conv (or TimeDistributed) head swapped, or a Softmax/Activation
+    layer at the output replaced by Activation('sigmoid') on its input. Needs no fitting.
+    Shared by the single-label, dense and multi-label repairs."""
+    from kerasdoctor._keras import keras
+
+    if int(lm.output_shape[-1] or 0) != 1:
+        raise CannotRepair(f"the output has {lm.output_shape[-1]} units, not one: a softmax "
+                           "over them is no single-unit softmax")
+    model = _clone(lm.keras_model)
+    out = model.outputs[lm.output_index]
+    history = getattr(out, "_keras_history", None)
+    if history is None:
+        raise CannotRepair("the output has no layer history to edit")
+    head = history[0]
+    while hasattr(head, "outputs") and len(getattr(head, "outputs", []) or []) == 1:
+        head = head.outputs[0]._keras_history[0]  # a nested model at the output: its head
+    target = _logit_layer(head)
+    if target is not None:
+        if _act_name(target) != "softmax":
+            raise CannotRepair(f"the output layer '{target.name}' has a {_act_name(target)} "
+                               "activation, not a softmax")
+        target.activation = keras().activations.get("sigmoid")
+        what = (f"replaced the softmax of the one-unit output layer '{target.name}' by a "
+                "sigmoid")
+        return model, what, {"layer": target.name}
+    kind = type(head).__name__
+    act = "softmax" if kind == "Softmax" else (
+        str(head.get_config().get("activation")) if kind == "Activation" else kind)
+    if act != "softmax":
+        raise CannotRepair(f"the output layer '{head.name}' is a {kind} ({act}), not a "
+                           "softmax over one unit")
+    if len(model.outputs) != 1 or head not in model.layers:
         raise CannotRepair("the one-unit softmax is a separate layer of a model with several "
-                           "outputs: rebuild the head with a sigmoid by hand")
-    return model, what, {"layer": head.name, "fit_balanced_accuracy": bacc}
+                           "outputs (or inside a nested model): rebuild the head with a "
+                           "sigmoid by hand")
+    outputs = keras().layers.Activation("sigmoid", name=f"{head.name}_sigmoid")(head.input)
+    rebuilt = keras().Model(model.inputs, outputs, name=model.name)
+    _recompile(lm.keras_model, rebuilt)
+    return rebuilt, (f"replaced the one-unit softmax layer '{head.name}' by a sigmoid on "
+                     "its input"), {"layer": head.name}
 
 
 REPAIRS: dict[str, Callable[[_Job], tuple[Any, str, dict[str, Any]]]] = {

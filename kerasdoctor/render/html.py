@@ -541,12 +541,184 @@ def plots(r: Report) -> list[Plot]:
     return out
 
 
+# ------------------------------------------------------------------ dense: sample masks
+
+# Class i is drawn in MASK_PALETTE[i] (no grey among them: grey is void); classes beyond it get
+# hues spaced by the golden ratio. Fixed, so a class has the same colour in every report.
+MASK_PALETTE = (
+    "#000000", "#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#46f0f0",
+    "#f032e6", "#bcf60c", "#fabebe", "#008080", "#e6beff", "#9a6324", "#fffac8", "#800000",
+    "#aaffc3", "#808000", "#ffd8b1", "#000075",
+)
+VOID_COLOR = "#9e9e9e"  # positions that do not count (the mask, --ignore-label)
+SAMPLE_PX = 168  # CSS width of each drawn image; small masks are scaled up, pixelated
+MAX_LEGEND = 24  # beyond this many classes the legend names those in the drawn masks only
+
+
+def mask_colors(k: int) -> list[str]:
+    """The fixed colour of each of k classes."""
+    import colorsys
+
+    out = list(MASK_PALETTE[:k])
+    for i in range(len(out), k):
+        r, g, b = colorsys.hsv_to_rgb((i * 0.618033988749895) % 1.0, 0.7, 0.9)
+        out.append(_hex((round(r * 255), round(g * 255), round(b * 255))))
+    return out
+
+
+def _hex(rgb: Sequence[int]) -> str:
+    return "#" + "".join(f"{int(c):02x}" for c in rgb)
+
+
+def _rgb_bytes(color: str) -> tuple[int, int, int]:
+    return int(color[1:3], 16), int(color[3:5], 16), int(color[5:7], 16)
+
+
+def _png_array(rgb: Any) -> str:
+    """An (h, w, 3) uint8 array as a base64 PNG data URI."""
+    from matplotlib.image import imsave
+
+    buf = io.BytesIO()
+    imsave(buf, rgb, format="png")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def mask_png(classes: Any, void: Any, colors: Sequence[str]) -> str:
+    """Class indices (h, w) drawn in their colours, void positions grey, as a PNG data URI."""
+    import numpy as np
+
+    lut = np.array([_rgb_bytes(c) for c in colors], dtype=np.uint8)
+    idx = np.clip(np.asarray(classes, dtype=np.int64), 0, len(lut) - 1)
+    rgb = lut[idx]
+    rgb[np.asarray(void, dtype=bool)] = _rgb_bytes(VOID_COLOR)
+    return _png_array(rgb)
+
+
+def _sample_img(uri: str, kind: str, alt: str) -> str:
+    return (f'<img data-mask="{_e(kind)}" src="{uri}" alt="{_e(alt)}" '
+            f'style="width:{SAMPLE_PX}px;height:auto;display:block;'
+            'image-rendering:pixelated">')
+
+
+def _swatch(color: str) -> str:
+    return (f'<span style="display:inline-block;width:0.9em;height:0.9em;background:{color};'
+            'border:1px solid #57606a;vertical-align:-0.1em;margin-right:0.3em"></span>')
+
+
+def _samples_section(r: Report) -> str:
+    """Sample inputs with their true and predicted masks (a dense report of image-like data);
+    "" for every other report."""
+    samples = tuple(getattr(r, "samples", ()) or ())
+    if not samples:
+        return ""
+    k = int(r.data.get("n_classes") or 0)
+    names = _names(r, k)
+    colors = mask_colors(k)
+    majority = r.metrics.get("majority_class")
+    major = names[majority] if isinstance(majority, int) and 0 <= majority < k else "?"
+    shown = set(range(k))
+    if k > MAX_LEGEND:
+        import numpy as np
+
+        shown = {int(c) for s in samples for c in np.unique(np.concatenate(
+            [np.ravel(s.true[~s.void]), np.ravel(s.pred)]))}
+    legend = " ".join(
+        f'<span class="meta" style="white-space:nowrap;margin-right:0.8em">{_swatch(colors[i])}'
+        f'{_e(names[i])}{" (majority)" if i == majority else ""}</span>'
+        for i in sorted(shown) if i < k)
+    if any(bool(s.void.any()) for s in samples):
+        legend += (f' <span class="meta" style="white-space:nowrap">{_swatch(VOID_COLOR)}'
+                   "void / not counted</span>")
+    has_image = any(s.image is not None for s in samples)
+    head = ('<tr><th class="l">sample</th>' + ('<th class="l">input</th>' if has_image else "")
+            + '<th class="l">true mask</th><th class="l">predicted mask</th></tr>')
+    rows = []
+    for s in samples:
+        lost = (f"foreground lost: {s.lost:,} of {s.foreground:,} px "
+                f"({s.lost / s.foreground:.0%})" if s.foreground else "no foreground")
+        why = "worst" if s.why == "worst" else "picked by seed"
+        acc = "" if s.accuracy is None else f"<br>accuracy {s.accuracy:.1%}"
+        cells = [f'<td class="l" style="vertical-align:top"><b>#{s.row}</b> ({why})<br>'
+                 f"{_e(lost)}{acc}</td>"]
+        if has_image:
+            cells.append("<td>" + (_sample_img(_png_array(s.image), "input",
+                                               f"input of sample {s.row}")
+                                   if s.image is not None else "—") + "</td>")
+        cells.append("<td>" + _sample_img(mask_png(s.true, s.void, colors), "true",
+                                          f"true mask of sample {s.row}") + "</td>")
+        cells.append("<td>" + _sample_img(mask_png(s.pred, s.void, colors), "pred",
+                                          f"predicted mask of sample {s.row}") + "</td>")
+        rows.append(f'<tr data-sample="{s.row}">{"".join(cells)}</tr>')
+    stride = max(s.stride for s in samples)
+    scale = f"; drawn at 1/{stride} resolution" if stride > 1 else ""
+    return (
+        f'<h2>Samples</h2><p class="meta">The samples that lose the largest share of their '
+        f"foreground to the majority class ({_e(major)}), then samples picked by the seed"
+        f"{scale}.</p><p>{legend}</p>"
+        f'<div class="scroll"><table data-samples="{len(samples)}">{head}{"".join(rows)}'
+        "</table></div>"
+    )
+
+
+def _mask_value(value: Any, color: Any, kind: Any) -> str:
+    """A mask value of data["masks"]: a colour with its swatch, a palette index, a grey value."""
+    def hexed(v: Any) -> str | None:
+        if isinstance(v, (list, tuple)) and len(v) == 3 and all(isinstance(c, int) for c in v):
+            return _hex([max(0, min(255, c)) for c in v])
+        return None
+
+    if value is None:
+        return '<span class="meta">in no mask</span>'
+    rgb = hexed(value)
+    if rgb is not None:
+        return f"{_swatch(rgb)}<code>{_e(rgb)}</code> {_e(tuple(value))}"
+    swatch = hexed(color)
+    what = "index" if kind == "palette" else "value"
+    return (_swatch(swatch) if swatch else "") + f"{what} <code>{_e(value)}</code>"
+
+
+def _masks_section(r: Report) -> str:
+    """How the segmentation folder's mask files became classes (data["masks"]); "" without."""
+    m = r.data.get("masks")
+    if not isinstance(m, Mapping):
+        return ""
+    kind = m.get("kind")
+    rows = []
+    for c in m.get("classes") or []:
+        if not isinstance(c, Mapping):
+            continue
+        pixels = c.get("pixels")
+        rows.append(
+            f'<tr><td>{_e(c.get("index"))}</td><td class="l">{_e(c.get("name", ""))}</td>'
+            f'<td class="l">{_mask_value(c.get("value"), c.get("color"), kind)}</td>'
+            f"<td>{_e(f'{pixels:,}' if isinstance(pixels, int) else '—')}</td></tr>")
+    void = m.get("void")
+    if void is not None:
+        vp = m.get("void_pixels")
+        rows.append(
+            f'<tr><td>—</td><td class="l">void (not counted)</td>'
+            f'<td class="l">{_mask_value(void, None, kind)}</td>'
+            f"<td>{_e(f'{vp:,}' if isinstance(vp, int) else '—')}</td></tr>")
+    matched, pairs = m.get("matched"), m.get("pairs")
+    of = f" (a sample of {pairs})" if pairs is not None and pairs != matched else ""
+    rule = f" · {_e(m.get('rule'))}" if m.get("rule") else ""
+    head = ('<tr><th>class</th><th class="l">name</th><th class="l">mask value</th>'
+            "<th>pixels</th></tr>")
+    return (
+        f'<h2>Mask files</h2><p class="meta"><code>{_e(m.get("dir"))}/</code>: '
+        f"{_e(matched)} mask(s) matched to their images{_e(of)} · {_e(kind)} masks{rule}</p>"
+        f'<table data-masks="{_e(kind)}">{head}{"".join(rows)}</table>'
+    )
+
+
 def render_html(report: Report, *, standalone: bool = True) -> str:
     """The report as one self-contained HTML page, or (standalone=False) a fragment."""
     r = report
     body = [_header(r)]
     figures = "".join(p.html() for p in plots(r))
     body.append(f'<h2>Plots</h2><div class="plots">{figures}</div>')
+    body.append(_samples_section(r))  # dense reports of images only
+    body.append(_masks_section(r))  # segmentation folders only
     body.append("<h2>Per class</h2>" + _per_class_table(r))
     if r.findings:
         body.append("<h2>Findings</h2>" + "".join(_finding(f) for f in r.findings))
