@@ -386,10 +386,9 @@ def _mode(monitor: str, mode: str) -> str:
 
 
 def _unhealthy(report: Report, fail_on: str) -> bool:
-    if fail_on == "never":
-        return False
-    floor = Severity(fail_on).rank
-    return any(f.severity.rank >= floor for f in report.findings)
+    from kerasdoctor.policy import failing
+
+    return bool(failing(report, fail_on))
 
 
 def epoch_figures(report: Report, fail_on: str = "error") -> dict[str, float]:

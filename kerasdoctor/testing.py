@@ -23,16 +23,13 @@ def assert_healthy(model: Any, x: Any, y: Any = None, fail_on: str = "error",
     ...     assert_healthy("model.keras", x_val, y_val, min_recall=0.8)  # doctest: +SKIP
     """
     from kerasdoctor import _diagnose
-    from kerasdoctor.findings import Severity
-    from kerasdoctor.policy import exit_code
+    from kerasdoctor.policy import exit_code, failing
     from kerasdoctor.render.table import render_table
 
     report = _diagnose(model, x, y, {**options, "fail_on": fail_on},
                        "kerasdoctor.testing.assert_healthy()")  # checks fail_on and the rest
     if exit_code(report, fail_on) != 0:
-        floor = None if fail_on == "never" else Severity(fail_on).rank
-        bad = [f"{f.id} ({f.severity.value})" for f in report.findings
-               if floor is not None and f.severity.rank >= floor]
+        bad = [f"{f.id} ({f.severity.value})" for f in failing(report, fail_on)]
         crashed = [e.check_id for e in report.errors]
         head = f"kerasdoctor: model is not healthy at fail_on={fail_on!r}: " + ", ".join(
             bad + [f"{c} (crashed)" for c in crashed])

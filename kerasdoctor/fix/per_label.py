@@ -428,8 +428,10 @@ def repair_table(r: dict[str, Any]) -> str:
     lines = [f"cause: {r['cause']} — {r.get('cause_title') or ''}".rstrip(" —")]
     if r.get("repair"):
         lines.append(f"repair: {r['repair']}")
-    lines.append(f"held-out half of {r.get('data') or 'DATA'}: {r['heldout_rows']} rows; the "
-                 f"thresholds were chosen on the other {r['fit_rows']} (seed {r['seed']})")
+    fitted = ("the thresholds were chosen" if r["cause"] not in MODEL_LEVEL else
+              "the repair was fitted")
+    lines.append(f"held-out half of {r.get('data') or 'DATA'}: {r['heldout_rows']} rows; "
+                 f"{fitted} on the other {r['fit_rows']} (seed {r['seed']})")
     labels = r["details"].get("labels")
     if labels and r["before"] is not None:
         if r["after"] is not None:  # what the reloaded model predicts, not the plan
