@@ -55,7 +55,8 @@ def _stderr(msg: str) -> None:
 
 
 def _base() -> type:
-    return keras().callbacks.Callback
+    out: type = keras().callbacks.Callback
+    return out
 
 
 class DoctorCallback(_base()):  # type: ignore[misc]

@@ -51,7 +51,8 @@ class Moments:
 
     @property
     def std(self) -> np.ndarray:
-        return np.sqrt(self.var)
+        out: np.ndarray = np.sqrt(self.var)
+        return out
 
     def update(self, x: np.ndarray) -> None:
         """Add a (n, F) block of values."""
@@ -234,7 +235,8 @@ class ActivationStats:
 
     @property
     def dead(self) -> np.ndarray:
-        return self.active_count == 0
+        out: np.ndarray = self.active_count == 0
+        return out
 
     @property
     def dead_fraction(self) -> float:
@@ -281,8 +283,10 @@ class Evidence:
 
     @property
     def label_counts(self) -> np.ndarray:
-        return self.confusion.sum(axis=1)
+        out: np.ndarray = self.confusion.sum(axis=1)
+        return out
 
     @property
     def predicted_counts(self) -> np.ndarray:
-        return self.confusion.sum(axis=0)
+        out: np.ndarray = self.confusion.sum(axis=0)
+        return out

@@ -225,7 +225,8 @@ class Experiments:
     @property
     def y(self) -> np.ndarray:
         ev = self.evidence
-        return np.asarray(ev.y_true)[ev.sample_index]
+        out: np.ndarray = np.asarray(ev.y_true)[ev.sample_index]
+        return out
 
     @property
     def k(self) -> int:
@@ -238,7 +239,8 @@ class Experiments:
     @property
     def base_pred(self) -> np.ndarray:
         ev = self.evidence
-        return np.asarray(ev.y_pred)[ev.sample_index]
+        out: np.ndarray = np.asarray(ev.y_pred)[ev.sample_index]
+        return out
 
     @property
     def support(self) -> np.ndarray:
@@ -566,7 +568,8 @@ def downsampled(a: np.ndarray, max_values: int) -> np.ndarray:
         return a
     hh, ww = (h // f) * f, (w // f) * f
     x = np.asarray(a[:, :hh, :ww], np.float32)
-    return x.reshape(n, hh // f, f, ww // f, f, c).mean(axis=(2, 4))
+    out: np.ndarray = x.reshape(n, hh // f, f, ww // f, f, c).mean(axis=(2, 4))
+    return out
 
 
 def pooled_image_features(a: np.ndarray, grid: int = 4) -> np.ndarray:
@@ -601,7 +604,8 @@ def cross_validated_probe(feats: np.ndarray, y: np.ndarray, seed: int = 0,
         m = np.where(np.isfinite(m), m, np.float32(0.0))
         sd = m.std(axis=0)
         keep = sd > 0
-        return (m[:, keep] - m[:, keep].mean(axis=0)) / sd[keep]
+        out: np.ndarray = (m[:, keep] - m[:, keep].mean(axis=0)) / sd[keep]
+        return out
 
     x = standardised(feats)
     if x.shape[1] > max_dims:

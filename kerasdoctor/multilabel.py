@@ -119,7 +119,8 @@ def check_multi_hot(y: Any, where: str) -> np.ndarray:
         bad = np.argwhere(~np.isin(y, (0, 1)))[0]
         raise InputError(f"{where} is not multi-hot: value {y[tuple(bad)]!r} at row "
                          f"{int(bad[0])}, label {int(bad[1])} (expected 0 or 1)")
-    return y.astype(np.int8)
+    out: np.ndarray = y.astype(np.int8)
+    return out
 
 
 # ------------------------------------------------------------------ entry points

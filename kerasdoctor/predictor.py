@@ -32,7 +32,8 @@ def probability_fn(head: str, k: int) -> Callable[[np.ndarray], np.ndarray]:
     def softmax(r: np.ndarray) -> np.ndarray:
         z = r - np.nanmax(r, axis=1, keepdims=True)
         e = np.exp(z)
-        return e / e.sum(axis=1, keepdims=True)
+        out: np.ndarray = e / e.sum(axis=1, keepdims=True)
+        return out
 
     return softmax
 
@@ -164,4 +165,5 @@ def predicted_classes(raw: np.ndarray, probs: np.ndarray) -> np.ndarray:
     """One unit: class 1 when P > 0.5; several: the argmax."""
     if raw.shape[1] == 1:
         return (probs[:, 0] > 0.5).astype(np.int64)
-    return np.argmax(raw, axis=1).astype(np.int64)
+    out: np.ndarray = np.argmax(raw, axis=1).astype(np.int64)
+    return out

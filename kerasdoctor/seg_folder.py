@@ -217,9 +217,11 @@ def resize_nearest(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
     def axis(n_in: int, n_out: int) -> np.ndarray:
         src = (np.arange(n_out, dtype=np.float32) + np.float32(0.5)) * np.float32(n_in / n_out)
-        return np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+        out: np.ndarray = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+        return out
 
-    return a[axis(a.shape[0], h)][:, axis(a.shape[1], w)]
+    out: np.ndarray = a[axis(a.shape[0], h)][:, axis(a.shape[1], w)]
+    return out
 
 
 def _read_mask(path: str) -> tuple[str, np.ndarray, list[int] | None]:

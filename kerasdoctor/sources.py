@@ -441,7 +441,8 @@ def resize_bilinear(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     fx3 = fx[None, :, None]
     top = a[y0][:, x0] + (a[y0][:, x1] - a[y0][:, x0]) * fx3
     bottom = a[y1][:, x0] + (a[y1][:, x1] - a[y1][:, x0]) * fx3
-    return (top + (bottom - top) * fy[:, None, None]).astype(np.float32)
+    out: np.ndarray = (top + (bottom - top) * fy[:, None, None]).astype(np.float32)
+    return out
 
 
 class ImageFolderSource(Source):
@@ -1154,4 +1155,5 @@ def read_labels(path: str | os.PathLike[str], opts: Any) -> Labels:
             f"DATA: {path}: a tf.data directory's labels are read while predicting; "
             "save them as y.npy, or pass an .npz"
         )
-    return labels
+    out: Labels = labels
+    return out
