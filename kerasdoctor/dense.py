@@ -190,14 +190,7 @@ def diagnose_loaded(lm: Any, path: str, arrays: Mapping[str, np.ndarray], y: np.
     counts_any = False
     for s in _row_spans(labels.idx):
         yi, cb = labels.rows(s)
-        bad = cb & ((yi < 0) | (yi >= k))
-        if bad.any():
-            first = np.argwhere(bad)[0]
-            at = (int(first[0]) + s.start, *(int(v) for v in first[1:]))
-            raise InputError(
-                f"{where} holds label {yi[tuple(first)]} at {at}; the model has {k} classes "
-                "(0.." + str(k - 1) + ")" + ("" if ignore_label is not None else
-                                             "; mark void labels with --ignore-label"))
+        check_label_values(yi, cb, k, where, s.start, ignore_label)
         counts_any = counts_any or bool(cb.any())
     if not counts_any:
         raise InputError(f"{where}: no position counts (the mask / --ignore-label leave none)")
@@ -207,6 +200,19 @@ def diagnose_loaded(lm: Any, path: str, arrays: Mapping[str, np.ndarray], y: np.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return _diagnose(lm, path, xs, labels, shapes, class_names, indices, opts, samples)
+
+
+def check_label_values(yi: np.ndarray, cb: np.ndarray, k: int, where: str, row0: int,
+                       ignore_label: int | None) -> None:
+    """Every counted label is a class of the model (rows row0.. of the data)."""
+    bad = cb & ((yi < 0) | (yi >= k))
+    if bad.any():
+        first = np.argwhere(bad)[0]
+        at = (int(first[0]) + row0, *(int(v) for v in first[1:]))
+        raise InputError(
+            f"{where} holds label {yi[tuple(first)]} at {at}; the model has {k} classes "
+            "(0.." + str(k - 1) + ")" + ("" if ignore_label is not None else
+                                         "; mark void labels with --ignore-label"))
 
 
 ROW_ELEMENTS = 2**20  # elements of the labels handled at once outside the pass
@@ -413,14 +419,23 @@ def _mask_samples(picker: _Picker, acc: _Acc, xs: Sequence[Any], labels: _Labels
 # ------------------------------------------------------------------ the streaming pass
 
 
-class _Acc:
-    """What the pass accumulates: bounded by N x K, never by positions."""
+PER_SAMPLE = ("counted", "true_k", "pred_k", "hit_k", "adj_pred_k", "adj_hit_k", "sample_hist")
 
-    def __init__(self, n: int, k: int, one_unit: bool) -> None:
+
+class _Acc:
+    """What the pass accumulates: bounded by N x K, never by positions.
+
+    Mergeable (issue 16, item 5: the Beam run): the sums, histograms and maxima add up, and the
+    per-sample arrays of rows start..start+n are kept as blocks that finish() puts end to end
+    in global row order. The single run fills one block of every row."""
+
+    def __init__(self, n: int, k: int, one_unit: bool, start: int = 0) -> None:
         self.k = k
+        self.start = start  # global id (position in the rows diagnosed) of this block's row 0
         self.confusion = np.zeros(k * k, np.int64)
         self.hist = np.zeros((k, 2, BINS), np.int64)  # class, (negative, positive), bin
         self.max_score = np.zeros(k)
+        self.dropped = 0  # counted positions left out for NaN/Inf outputs
         # per sample: counted positions, true / predicted majority-class positions, and per
         # class (true, predicted, hit) counts at the model's rule and after logit adjustment
         self.counted = np.zeros(n, np.int64)
@@ -431,6 +446,96 @@ class _Acc:
         self.adj_hit_k = np.zeros((n, k), np.int64)
         # one sigmoid unit: per-sample histograms of P(class 1), negatives and positives
         self.sample_hist = np.zeros((n, 2, BINS), np.int64) if one_unit else None
+        self.blocks: list[tuple[int, tuple[Any, ...]]] = []  # merged in, not yet joined
+        self.inputs: list[Any] = []  # rowstate.Moments per model input
+        self.kept: list[tuple[np.ndarray, list[np.ndarray], np.ndarray, np.ndarray]] = []
+        # ^ (row ids, inputs, class indices, counted) of the rows the experiments re-run
+
+    def add(self, p: np.ndarray, yb: np.ndarray, cb: np.ndarray, log_prior: np.ndarray,
+            at: int, majority: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Fold in one batch: probabilities p (b, positions, K), class indices yb and counted
+        cb (b, positions), for this block's rows at..at+b. Returns the batch's predicted
+        classes (b, positions) and, given the majority class, each sample's foreground
+        positions predicted as the majority."""
+        k = self.k
+        kk = np.arange(k)
+        b = p.shape[0]
+        start, stop = at, at + b
+        finite = np.isfinite(p).all(axis=-1)
+        if not finite.all():
+            self.dropped += int((cb & ~finite).sum())
+            cb = cb & finite
+        # the model's rule over the whole batch: (b, positions), kept for the picker's masks
+        pred_all = ((p[..., 1] > 0.5).astype(np.int64) if k == 2 and self.sample_hist is not None
+                    else np.argmax(p, axis=-1))
+        if cb.all():  # views, no copy of the batch's outputs
+            s_of = np.repeat(np.arange(b), cb.shape[1])
+            pb, yb, predb = p.reshape(-1, k), yb.reshape(-1), pred_all.reshape(-1)
+        else:  # (M, K) counted positions of this batch
+            s_of = np.broadcast_to(np.arange(b)[:, None], cb.shape)[cb]
+            pb, yb, predb = p[cb], yb[cb], pred_all[cb]
+        lost = np.zeros(b, np.int64) if majority is not None else None
+        for c0 in range(0, len(yb), CHUNK // k):  # bounded temporaries: CHUNK elements
+            pc, yc, g = pb[c0:c0 + CHUNK // k], yb[c0:c0 + CHUNK // k], s_of[c0:c0 + CHUNK // k]
+            pred = predb[c0:c0 + CHUNK // k]
+            if lost is not None:  # foreground predicted as majority
+                lost += np.bincount(g[(yc != majority) & (pred == majority)], minlength=b)
+            adj = np.argmax(np.log(np.maximum(pc, 1e-12)) - log_prior, axis=1)
+            self.confusion += np.bincount(yc * k + pred, minlength=k * k)
+            bins = np.minimum((pc * BINS).astype(np.int32), BINS - 1)
+            key = ((kk[None, :] * 2 + (yc[:, None] == kk[None, :])) * BINS + bins).ravel()
+            self.hist += np.bincount(key, minlength=k * 2 * BINS).reshape(k, 2, BINS)
+            del key
+            self.max_score = np.maximum(self.max_score, pc.max(axis=0))
+            self.counted[start:stop] += np.bincount(g, minlength=b)
+            for target, cls, w in ((self.true_k, yc, None), (self.pred_k, pred, None),
+                                   (self.hit_k, yc, pred == yc), (self.adj_pred_k, adj, None),
+                                   (self.adj_hit_k, yc, adj == yc)):
+                keys = g * k + cls
+                if w is not None:
+                    keys = keys[w]
+                target[start:stop] += np.bincount(keys, minlength=b * k).reshape(b, k)
+            if self.sample_hist is not None:
+                key1 = (g * 2 + yc) * BINS + bins[:, 1]
+                self.sample_hist[start:stop] += np.bincount(
+                    key1, minlength=b * 2 * BINS).reshape(b, 2, BINS)
+        return pred_all, lost
+
+    def merge(self, other: _Acc) -> _Acc:
+        """Add another accumulator's sums; keep its per-sample blocks (joined by finish)."""
+        from kerasdoctor.rowstate import merge_moments
+
+        self.confusion += other.confusion
+        self.hist += other.hist
+        self.max_score = np.maximum(self.max_score, other.max_score)
+        self.dropped += other.dropped
+        if other.counted.shape[0]:
+            self.blocks.append((other.start, tuple(getattr(other, a) for a in PER_SAMPLE)))
+        self.blocks += other.blocks
+        self.inputs = merge_moments(self.inputs, other.inputs)
+        self.kept += other.kept
+        other.blocks, other.kept = [], []
+        return self
+
+    def finish(self, n: int) -> _Acc:
+        """Join the per-sample blocks in global row order; they must cover rows 0..n-1."""
+        mine = [(self.start, tuple(getattr(self, a) for a in PER_SAMPLE))]
+        blocks = sorted((b for b in [*mine, *self.blocks] if b[1][0].shape[0]),
+                        key=lambda b: b[0])
+        at = 0
+        for start, arrays in blocks:
+            if start != at:
+                raise RuntimeError(f"the merged state lacks rows {at}..{start - 1}"
+                                   if start > at else f"the merged state has row {start} twice")
+            at += int(arrays[0].shape[0])
+        if at != n:
+            raise RuntimeError(f"the merged state holds {at} rows, not {n}")
+        if len(blocks) != 1 or blocks[0][0] != 0:
+            for i, name in enumerate(PER_SAMPLE):
+                parts = [arrays[i] for _, arrays in blocks]
+                setattr(self, name, None if parts[0] is None else np.concatenate(parts))
+        self.start, self.blocks = 0, []
+        return self
 
 
 def _probs(raw: np.ndarray, head: str, k_out: int) -> np.ndarray:
@@ -446,92 +551,69 @@ def _probs(raw: np.ndarray, head: str, k_out: int) -> np.ndarray:
     return p
 
 
+def pass_batch(xs: Sequence[Any], label_shape: Sequence[int], shapes: _Shapes,
+               batch_size: int | None) -> int:
+    """Rows per batch: the probe's default, bounded so that the output (positions x K
+    float32 per sample) stays under OUT_BYTES."""
+    from kerasdoctor.probe import default_batch_size
+
+    templates = [np.empty((0, *a.shape[1:]), a.dtype) for a in xs]
+    batch = int(batch_size or default_batch_size(templates))
+    if not batch_size:
+        per = int(np.prod(label_shape[1:], dtype=np.int64)) * max(shapes.k_out, 2) * 4
+        batch = max(1, min(batch, OUT_BYTES // max(per, 1)))
+    return batch
+
+
+def _predict_probs(lm: Any, predictor: Any, head: str, part: list[Any],
+                   label_shape: Sequence[int], shapes: _Shapes) -> np.ndarray:
+    """One batch's class probabilities (b, positions, K)."""
+    try:
+        raw = np.asarray(predictor.run_batch(part)[0])
+    except (ValueError, TypeError) as exc:
+        text = str(exc).strip().splitlines()
+        raise InputError(f"MODEL: {lm.path} failed to run on the data: "
+                         f"{text[0] if text else type(exc).__name__}") from exc
+    if tuple(raw.shape[1:-1]) != tuple(label_shape[1:]) or raw.shape[-1] != shapes.k_out:
+        raise InputError(f"MODEL: {lm.path} outputs {_fmt(raw.shape)} but the labels are "
+                         f"{_fmt(label_shape)}")
+    return _probs(raw, head, shapes.k_out).reshape(raw.shape[0], -1, shapes.k)
+
+
 def _pass(lm: Any, facts: Any, xs: list[Any], labels: _Labels, shapes: _Shapes,
           prior: np.ndarray, rows: np.ndarray, opts: Any, notes: list[str],
           picker: _Picker | None = None) -> _Acc:
     """One pass over the batches of `rows`: labels and outputs are read a batch at a time and
     only the accumulators (and the picker's few masks) outlive it."""
-    from kerasdoctor.probe import Predictor, default_batch_size
+    from kerasdoctor.probe import Predictor
+    from kerasdoctor.rowstate import moments_of
 
     k = shapes.k
     predictor = Predictor(lm, facts, taps=False)
-    templates = [np.empty((0, *a.shape[1:]), a.dtype) for a in xs]
-    batch = int(opts.batch_size or default_batch_size(templates))
-    if not opts.batch_size:  # bound the output too: positions x K float32 per sample
-        per = int(np.prod(labels.shape[1:], dtype=np.int64)) * max(shapes.k_out, 2) * 4
-        batch = max(1, min(batch, OUT_BYTES // max(per, 1)))
+    batch = pass_batch(xs, labels.shape, shapes, opts.batch_size)
     acc = _Acc(len(rows), k, shapes.k_out == 1)
+    acc.inputs = moments_of(xs)
     log_prior = np.log(np.maximum(prior, 1e-12)).astype(np.float32)
-    kk = np.arange(k)
     n = len(rows)
     contiguous = bool(n) and int(rows[0]) == 0 and bool(np.all(np.diff(rows) == 1))
-    dropped = 0
     for start in range(0, n, batch):
         stop = min(n, start + batch)
         sel = rows[start:stop]
         part = [a[sel] for a in xs]
-        try:
-            raw = np.asarray(predictor.run_batch(part)[0])
-        except (ValueError, TypeError) as exc:
-            text = str(exc).strip().splitlines()
-            raise InputError(f"MODEL: {lm.path} failed to run on the data: "
-                             f"{text[0] if text else type(exc).__name__}") from exc
-        if raw.shape[1:-1] != labels.shape[1:] or raw.shape[-1] != shapes.k_out:
-            raise InputError(f"MODEL: {lm.path} outputs {_fmt(raw.shape)} but the labels are "
-                             f"{_fmt(labels.shape)}")
-        p = _probs(raw, facts.head, shapes.k_out).reshape(len(sel), -1, k)
-        del raw
+        for m, a in zip(acc.inputs, part):
+            m.update(a)
+        p = _predict_probs(lm, predictor, facts.head, part, labels.shape, shapes)
         yb, cb = labels.rows(slice(start, stop) if contiguous else sel)
         yb, cb = yb.reshape(len(sel), -1), cb.reshape(len(sel), -1)
-        finite = np.isfinite(p).all(axis=-1)
-        if not finite.all():
-            dropped += int((cb & ~finite).sum())
-            cb = cb & finite
-        # the model's rule over the whole batch: (b, positions), kept for the picker's masks
-        pred_all = ((p[..., 1] > 0.5).astype(np.int64) if shapes.k_out == 1
-                    else np.argmax(p, axis=-1))
-        b = len(sel)
-        if cb.all():  # views, no copy of the batch's outputs
-            s_of = np.repeat(np.arange(b), cb.shape[1])
-            pb, yb, predb = p.reshape(-1, k), yb.reshape(-1), pred_all.reshape(-1)
-        else:  # (M, K) counted positions of this batch
-            s_of = np.broadcast_to(np.arange(b)[:, None], cb.shape)[cb]
-            pb, yb, predb = p[cb], yb[cb], pred_all[cb]
+        pred_all, lost = acc.add(p, yb, cb, log_prior, start,
+                                 picker.majority if picker is not None else None)
         del p
-        lost = np.zeros(b, np.int64) if picker is not None else None
-        for c0 in range(0, len(yb), CHUNK // k):  # bounded temporaries: CHUNK elements
-            pc, yc, g = pb[c0:c0 + CHUNK // k], yb[c0:c0 + CHUNK // k], s_of[c0:c0 + CHUNK // k]
-            pred = predb[c0:c0 + CHUNK // k]
-            if lost is not None and picker is not None:  # foreground predicted as majority
-                m = picker.majority
-                lost += np.bincount(g[(yc != m) & (pred == m)], minlength=b)
-            adj = np.argmax(np.log(np.maximum(pc, 1e-12)) - log_prior, axis=1)
-            acc.confusion += np.bincount(yc * k + pred, minlength=k * k)
-            bins = np.minimum((pc * BINS).astype(np.int32), BINS - 1)
-            key = ((kk[None, :] * 2 + (yc[:, None] == kk[None, :])) * BINS + bins).ravel()
-            acc.hist += np.bincount(key, minlength=k * 2 * BINS).reshape(k, 2, BINS)
-            del key
-            acc.max_score = np.maximum(acc.max_score, pc.max(axis=0))
-            acc.counted[start:stop] += np.bincount(g, minlength=b)
-            for target, cls, w in ((acc.true_k, yc, None), (acc.pred_k, pred, None),
-                                   (acc.hit_k, yc, pred == yc), (acc.adj_pred_k, adj, None),
-                                   (acc.adj_hit_k, yc, adj == yc)):
-                keys = g * k + cls
-                if w is not None:
-                    keys = keys[w]
-                target[start:stop] += np.bincount(keys, minlength=b * k).reshape(b, k)
-            if acc.sample_hist is not None:
-                key1 = (g * 2 + yc) * BINS + bins[:, 1]
-                acc.sample_hist[start:stop] += np.bincount(
-                    key1, minlength=b * 2 * BINS).reshape(b, 2, BINS)
         if lost is not None and picker is not None:
             fg = acc.counted[start:stop] - acc.true_k[start:stop, picker.majority]
             picker.offer(start, lost, fg, pred_all)
         del pred_all
         if opts.progress is not None:
             opts.progress(stop, n)
-    if dropped:
-        notes.append(f"{dropped} positions with NaN/Inf outputs were left out")
     return acc
 
 
@@ -612,10 +694,22 @@ def paired_gain(before: tuple[np.ndarray, ...], after: tuple[np.ndarray, ...],
 # ------------------------------------------------------------------ the diagnosis
 
 
+def label_counts(yi: np.ndarray, cb: np.ndarray, in_fit: np.ndarray, k: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Counted positions per class of some rows: (all of them, those of the fit half)."""
+    return (np.bincount(yi[cb], minlength=k),
+            np.bincount(yi[in_fit][cb[in_fit]], minlength=k))
+
+
+def position_prior(fit_counts: np.ndarray) -> np.ndarray:
+    prior = fit_counts.astype(np.float64) + 1.0
+    prior /= prior.sum()
+    return prior
+
+
 def _diagnose(lm: Any, path: str, xs: list[Any], labels: _Labels, shapes: _Shapes,
               names: list[str], indices: np.ndarray | None, opts: Any,
               samples: bool = True) -> Report:
-    from kerasdoctor import __version__
     from kerasdoctor.model_facts import read_facts
     facts = read_facts(lm)
     k = shapes.k
@@ -630,20 +724,41 @@ def _diagnose(lm: Any, path: str, xs: list[Any], labels: _Labels, shapes: _Shape
     fit_counts, all_counts = np.zeros(k, np.int64), np.zeros(k, np.int64)
     for span in _row_spans(labels.idx, n):
         yi, cb = labels.rows(rows[span])
-        all_counts += np.bincount(yi[cb], minlength=k)
-        f = in_fit[span]
-        fit_counts += np.bincount(yi[f][cb[f]], minlength=k)
-    prior = fit_counts.astype(np.float64) + 1.0
-    prior /= prior.sum()
-    notes = list(lm.notes)
+        got_all, got_fit = label_counts(yi, cb, in_fit[span], k)
+        all_counts += got_all
+        fit_counts += got_fit
+    prior = position_prior(fit_counts)
     spatial = labels.shape[1:]
     picker = (_Picker(n, int(np.argmax(all_counts)), opts.seed, spatial, k)
               if samples and len(spatial) == 2 else None)  # (N, H, W): images, not tokens
-    acc = _pass(lm, facts, xs, labels, shapes, prior, rows, opts, notes, picker)
+    acc = _pass(lm, facts, xs, labels, shapes, prior, rows, opts, [], picker)
+    drawn = _mask_samples(picker, acc, xs, labels, rows) if picker is not None else ()
+    return dense_report(lm, facts, path, acc, xs, labels, rows, shapes, names, prior, opts,
+                        sampled_from=None if indices is None else int(n_all), samples=drawn)
+
+
+def dense_report(lm: Any, facts: Any, path: str, acc: _Acc, xs: Sequence[Any],
+                 labels: _Labels, rows: np.ndarray, shapes: _Shapes, names: list[str],
+                 prior: np.ndarray, opts: Any, *, sampled_from: int | None = None,
+                 samples: tuple[MaskSample, ...] = (),
+                 data_extra: Mapping[str, Any] | None = None) -> DenseReport:
+    """The report from the pass's accumulator: the single run and the sharded (Beam) run
+    both end here. `xs` and `labels` are indexed by the ids in `rows`; the experiments read
+    only the bounded sample of them (task_causes.sample_rows)."""
+    from kerasdoctor import __version__
+
+    k = shapes.k
+    n = len(rows)
+    fit, test = split_samples(n, opts.seed)
+    notes = list(lm.notes)
+    if acc.dropped:
+        notes.append(f"{acc.dropped} positions with NaN/Inf outputs were left out")
+    spatial = labels.shape[1:]
     metrics = dense_metrics(acc, names, shapes)
     findings = _findings(acc, metrics, names, shapes, prior, fit, test, facts, opts,
                          paths=(lm.path, path))
-    causes, trials = _model_causes(lm, facts, xs, labels, rows, shapes, findings, opts, path)
+    causes, trials = _model_causes(lm, facts, list(xs), labels, rows, shapes, findings, opts,
+                                   path)
     findings += causes
     only = getattr(opts, "only", None)
     outcomes, kept = [], []
@@ -679,32 +794,15 @@ def _diagnose(lm: Any, path: str, xs: list[Any], labels: _Labels, shapes: _Shape
         "positions_excluded": int(n * int(np.prod(spatial, dtype=np.int64))
                                   - acc.counted.sum()),
         "ignore_label": ignore_label,
-        "inputs": [_input_info(spec.name, a, indices) for spec, a in zip(lm.inputs, xs)],
+        "inputs": [m.info(spec.name, n) for spec, m in zip(lm.inputs, acc.inputs)],
     }
-    if indices is not None:
-        data_info.update({"sampled_from": int(n_all), "seed": opts.seed})
-    drawn = _mask_samples(picker, acc, xs, labels, rows) if picker is not None else ()
+    if sampled_from is not None:
+        data_info.update({"sampled_from": int(sampled_from), "seed": opts.seed})
+    data_info.update(data_extra or {})
     return DenseReport(model=model_info, data=data_info, metrics=metrics,
                        findings=tuple(ordered), chain=tuple(chain), ignored=dict(opts.ignore),
                        version=__version__, experiments=experiments, outcomes=tuple(outcomes),
-                       fail_on=opts.fail_on, samples=drawn)
-
-
-def _input_info(name: str, a: Any, indices: np.ndarray | None) -> dict[str, Any]:
-    """multilabel._input_info's figures, a few rows at a time (no float64 copy of x)."""
-    rows = np.arange(len(a)) if indices is None else indices
-    step = max(1, 2**22 // max(int(np.prod(a.shape[1:], dtype=np.int64)), 1))
-    tot, sq, cnt, lo, hi = 0.0, 0.0, 0, math.inf, -math.inf
-    for i in range(0, len(rows), step):
-        v = np.asarray(a[rows[i:i + step]], dtype=np.float64)
-        v = v[np.isfinite(v)]
-        if v.size:
-            tot, sq, cnt = tot + float(v.sum()), sq + float((v * v).sum()), cnt + v.size
-            lo, hi = min(lo, float(v.min())), max(hi, float(v.max()))
-    mean = tot / cnt if cnt else None
-    std = math.sqrt(max(sq / cnt - mean * mean, 0.0)) if mean is not None else None
-    return {"name": name, "shape": [len(rows), *a.shape[1:]], "dtype": str(a.dtype),
-            "mean": mean, "std": std, "min": lo if cnt else None, "max": hi if cnt else None}
+                       fail_on=opts.fail_on, samples=samples)
 
 
 def dense_metrics(acc: _Acc, names: Sequence[str], shapes: _Shapes) -> dict[str, Any]:

@@ -195,7 +195,9 @@ def _sample_indices(n: int, opts: Any) -> np.ndarray | None:
 
 
 def _predict(lm: Any, facts: Any, xs: list[Any], indices: np.ndarray | None, k: int,
-             opts: Any) -> np.ndarray:
+             opts: Any, moments: list[Any] | None = None) -> np.ndarray:
+    """Every row's raw outputs (float64); `moments` (rowstate.Moments per input) are fed the
+    batches' inputs on the way."""
     from kerasdoctor.probe import Predictor, default_batch_size
 
     predictor = Predictor(lm, facts, taps=False)
@@ -207,20 +209,28 @@ def _predict(lm: Any, facts: Any, xs: list[Any], indices: np.ndarray | None, k: 
         stop = min(n, start + batch)
         part = ([a[start:stop] for a in xs] if indices is None
                 else [a[indices[start:stop]] for a in xs])
-        try:
-            raw = np.asarray(predictor.run_batch(part)[0])
-        except (ValueError, TypeError) as exc:
-            text = str(exc).strip().splitlines()
-            raise InputError(f"MODEL: {lm.path} failed to run on the data: "
-                             f"{text[0] if text else type(exc).__name__}") from exc
-        if raw.ndim != 2 or raw.shape[1] != k:
-            shape = "(N, " + ", ".join(str(d) for d in raw.shape[1:]) + ")"
-            raise InputError(f"MODEL: {lm.path} outputs {shape} but the multi-hot labels have "
-                             f"{k} columns; a multi-label model needs {k} output units (N, {k})")
-        out.append(raw.astype(np.float64))
+        for m, a in zip(moments or [], part):
+            m.update(a)
+        out.append(predict_batch(lm, predictor, part, k))
         if opts.progress is not None:
             opts.progress(stop, n)
     return np.concatenate(out) if out else np.zeros((0, k))
+
+
+def predict_batch(lm: Any, predictor: Any, part: list[Any], k: int) -> np.ndarray:
+    """One batch's raw outputs (b, K) as float64."""
+    try:
+        raw = np.asarray(predictor.run_batch(part)[0])
+    except (ValueError, TypeError) as exc:
+        text = str(exc).strip().splitlines()
+        raise InputError(f"MODEL: {lm.path} failed to run on the data: "
+                         f"{text[0] if text else type(exc).__name__}") from exc
+    if raw.ndim != 2 or raw.shape[1] != k:
+        shape = "(N, " + ", ".join(str(d) for d in raw.shape[1:]) + ")"
+        raise InputError(f"MODEL: {lm.path} outputs {shape} but the multi-hot labels have "
+                         f"{k} columns; a multi-label model needs {k} output units (N, {k})")
+    out: np.ndarray = raw.astype(np.float64)
+    return out
 
 
 # ------------------------------------------------------------------ statistics
@@ -490,13 +500,29 @@ def label_metrics(y: np.ndarray, probs: np.ndarray, names: Sequence[str]) -> dic
 
 def _diagnose(lm: Any, path: str, xs: list[Any], y_all: np.ndarray, names: list[str],
               indices: np.ndarray | None, opts: Any) -> Report:
-    from kerasdoctor import __version__
     from kerasdoctor.model_facts import read_facts
+    from kerasdoctor.rowstate import moments_of
 
     facts = read_facts(lm)
     k = y_all.shape[1]
-    y = y_all if indices is None else y_all[indices]
-    raw = _predict(lm, facts, xs, indices, k, opts)
+    moments = moments_of(xs)
+    raw = _predict(lm, facts, xs, indices, k, opts, moments)
+    rows = np.arange(y_all.shape[0]) if indices is None else indices
+    return multilabel_report(lm, facts, path, raw, y_all, rows, xs, names, moments, opts,
+                             sampled_from=None if indices is None else int(y_all.shape[0]))
+
+
+def multilabel_report(lm: Any, facts: Any, path: str, raw: np.ndarray, y_all: Any,
+                      rows: np.ndarray, xs: Sequence[Any], names: list[str],
+                      moments: Sequence[Any], opts: Any, *, sampled_from: int | None = None,
+                      data_extra: Mapping[str, Any] | None = None) -> Report:
+    """The report from every diagnosed row's raw outputs (in the order of `rows`): the single
+    run and the sharded (Beam) run both end here. `y_all` and `xs` are indexed by the ids in
+    `rows`; the experiments read only their bounded sample (task_causes.sample_rows)."""
+    from kerasdoctor import __version__
+
+    k = int(y_all.shape[1])
+    y = np.asarray(y_all[rows])
     notes = list(lm.notes)
     head = facts.head
     probs = raw
@@ -511,8 +537,7 @@ def _diagnose(lm: Any, path: str, xs: list[Any], y_all: np.ndarray, names: list[
         notes.append(f"the {head} outputs were read as logits (sigmoid applied)")
     metrics = label_metrics(y, probs, names)
     findings = _findings(facts, y, probs, names, metrics, opts, paths=(lm.path, path))
-    rows = np.arange(y_all.shape[0]) if indices is None else indices
-    causes, trials = _model_causes(lm, facts, xs, y_all, rows, findings, opts, path)
+    causes, trials = _model_causes(lm, facts, list(xs), y_all, rows, findings, opts, path)
     findings += causes
     only = getattr(opts, "only", None)
     outcomes = []
@@ -541,10 +566,11 @@ def _diagnose(lm: Any, path: str, xs: list[Any], y_all: np.ndarray, names: list[
     data_info: dict[str, Any] = {
         "path": path, "n_samples": int(y.shape[0]), "n_classes": k, "class_names": names,
         "label_counts": [int(v) for v in y.sum(axis=0)], "label_encoding": "multi-hot",
-        "inputs": [_input_info(spec.name, a, indices) for spec, a in zip(lm.inputs, xs)],
+        "inputs": [m.info(spec.name, len(rows)) for spec, m in zip(lm.inputs, moments)],
     }
-    if indices is not None:
-        data_info.update({"sampled_from": int(y_all.shape[0]), "seed": opts.seed})
+    if sampled_from is not None:
+        data_info.update({"sampled_from": int(sampled_from), "seed": opts.seed})
+    data_info.update(data_extra or {})
     return Report(model=model_info, data=data_info, metrics=metrics, findings=tuple(ordered),
                   chain=tuple(chain), ignored=dict(opts.ignore), version=__version__,
                   experiments=experiments, outcomes=tuple(outcomes), fail_on=opts.fail_on)
@@ -571,16 +597,6 @@ def _model_causes(lm: Any, facts: Any, xs: list[Any], y_all: np.ndarray, rows: n
                                  dense=False, paths=None if path is None else (lm.path, path),
                                  opts=opts)
     return [f for f in found if f.id not in skip], trials
-
-
-def _input_info(name: str, a: Any, indices: np.ndarray | None) -> dict[str, Any]:
-    rows = a[:] if indices is None else a[indices]
-    v = np.asarray(rows, dtype=np.float64)
-    fin = v[np.isfinite(v)]
-    stats = ((float(fin.mean()), float(fin.std()), float(fin.min()), float(fin.max()))
-             if fin.size else (None, None, None, None))
-    return {"name": name, "shape": list(np.asarray(rows).shape), "dtype": str(a.dtype),
-            "mean": stats[0], "std": stats[1], "min": stats[2], "max": stats[3]}
 
 
 def _names(rows: Sequence[Mapping[str, Any]]) -> str:

@@ -48,7 +48,10 @@ def test_raw_pixels_into_a_model_trained_on_scaled_ones() -> None:
     assert f["evidence"]["transform"] == "x / 255.0"
     # back to what the model scores on scaled images (0.76 measured by the recipe)
     assert exp["balanced_accuracy_before"] < 0.5 < 0.7 < exp["balanced_accuracy_after"]
-    assert "x = x / 255.0" in f["fixes"][0]["code"]
+    # first the repair inside the model (fix.task_repair), then the data's preparation
+    assert f["fixes"][0]["command"].endswith(
+        "--cause preprocessing-mismatch --output dense_preproc_raw_repaired.keras")
+    assert "x = x / 255.0" in f["fixes"][1]["code"]
     # re-estimated BatchNorm statistics absorb the scale too: context, not the cause
     bn = _finding(r, "batchnorm-statistics")
     assert bn["severity"] == "info" and not bn["fixes"]
@@ -63,7 +66,8 @@ def test_softmax_on_one_unit_segmenter() -> None:
     assert f["evidence"]["rescued"] is True
     assert exp["balanced_accuracy_before"] == pytest.approx(0.5)
     assert exp["balanced_accuracy_after"] > 0.8
-    assert "sigmoid" in f["fixes"][0]["code"]
+    assert "--cause single-unit-softmax" in f["fixes"][0]["command"]
+    assert "sigmoid" in f["fixes"][1]["code"]
     assert _finding(r, "prediction-collapse")["evidence"]["predicted_share"] == 1.0
 
 

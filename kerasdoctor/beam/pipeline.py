@@ -211,7 +211,7 @@ def plan(lm: Any, pattern: str, *, x_key: str | None = None, y_key: str = "y",
     if shards.format == NPZ:
         with open_file(first.path) as f, np.load(io.BytesIO(f.read()),
                                                  allow_pickle=False) as npz:
-            available = [k for k in npz.files if k not in (y_key, "class_names")]
+            available = [k for k in npz.files if k not in (y_key, "class_names", "mask")]
             if names is None and "class_names" in npz.files:
                 names = [str(v) for v in npz["class_names"].tolist()]
     else:
@@ -424,6 +424,11 @@ def diagnose_shards(
         warnings.simplefilter("ignore")
         lm = source.load()
         facts = read_facts(lm)
+        from kerasdoctor.beam.tasks import diagnose_task
+
+        task_report = diagnose_task(source, lm, facts, pattern, opts, pipeline_args)
+        if task_report is not None:  # issue 16: dense and multi-label models
+            return task_report
         predictor = Predictor(lm, facts)
         ev, data = probe_shards(source, lm, facts, predictor, pattern, opts,
                                 pipeline_args=pipeline_args)

@@ -31,6 +31,7 @@ class ReadSpec:
     columns: tuple[Any, ...] = ()  # tfrecord.Column per input key, then the label
     class_names: tuple[str, ...] | None = None
     selected: np.ndarray | None = None  # --sample: sorted global ids of the rows kept
+    raw_labels: bool = False  # dense / multi-hot labels: y as stored, not decoded
 
 
 Batch = tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]  # arrays by key, y, row ids
@@ -53,7 +54,8 @@ def read_batches(shard: Shard, spec: ReadSpec, limit: int | None = None) -> Iter
     seen = 0
     for arrays, y_raw, local in source(shard, spec, limit):
         seen = int(local[-1]) + 1
-        y = decode_labels(y_raw, names, where=f"DATA: {shard.path}: '{spec.label_key}'").y
+        y = y_raw if spec.raw_labels else decode_labels(
+            y_raw, names, where=f"DATA: {shard.path}: '{spec.label_key}'").y
         rows = shard.offset + local
         if spec.selected is not None:
             pos = np.searchsorted(spec.selected, rows)
