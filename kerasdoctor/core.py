@@ -435,40 +435,19 @@ def build_report(
 
 
 def data_arguments(data_path: str, opts: Options) -> str:
-    """DATA as a kerasdoctor command line takes it: the path plus the flags that say how to
-    read it (--labels, --label-column, ...), shell-quoted, so suggested fixes can be pasted."""
-    import shlex
+    """DATA as a kerasdoctor command line takes it: the path plus every flag that says how to
+    read it (--labels, --label-column, ..., --ignore-label, --multi-label), shell-quoted, so
+    suggested commands can be pasted (dataspec.DataSpec, shared with `fix`)."""
+    from kerasdoctor.dataspec import DataSpec
 
-    def joined(values: Sequence[Any] | str | None, sep: str = ",") -> str | None:
-        return values if values is None or isinstance(values, str) else sep.join(map(str, values))
-
-    args = [_shell_path(data_path)]
-    flags = (("--labels", opts.labels), ("--label-column", opts.label_column),
-             ("--feature-columns", joined(opts.feature_columns)),
-             ("--drop-columns", joined(opts.drop_columns)),
-             ("--image-size", joined(opts.image_size, "x")),
-             ("--x-key", opts.x_key), ("--y-key", None if opts.y_key == "y" else opts.y_key))
-    for flag, value in flags:
-        if value:
-            args += [flag, _shell_path(str(value)) if flag == "--labels" else shlex.quote(value)]
-    names = joined(opts.class_names)
-    if names is not None and not str(data_path).endswith(".npz"):
-        args += ["--class-names", shlex.quote(names)]
-    return " ".join(args)
+    return DataSpec.of(opts).to_args(data_path)
 
 
 def _shell_path(path: str) -> str:
-    """A path as the user would paste it into a shell."""
-    import shlex
+    """A path as the user would paste it into a shell (dataspec.shell_path)."""
+    from kerasdoctor.dataspec import shell_path
 
-    if path.startswith("<"):
-        return path.strip("<>").upper()
-    try:
-        rel = os.path.relpath(path)
-        path = rel if not rel.startswith("..") else str(Path(path))
-    except ValueError:
-        pass
-    return shlex.quote(path)
+    return shell_path(path)
 
 
 # Per-input value summaries for the reports (HTML histograms): small and fixed in size.

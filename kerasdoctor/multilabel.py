@@ -408,11 +408,7 @@ def fix_commands(model_path: str, data_path: str, opts: Any, cause: str, *,
     from kerasdoctor.core import _shell_path, data_arguments
 
     model = "MODEL" if model_path.startswith("<") else _shell_path(model_path)
-    args = data_arguments(data_path, opts)
-    if getattr(opts, "ignore_label", None) is not None:
-        args += f" --ignore-label {int(opts.ignore_label)}"
-    if getattr(opts, "multi_label", None):
-        args += " --multi-label"
+    args = data_arguments(data_path, opts)  # --ignore-label, --multi-label included
     stem = "model" if model_path.startswith("<") else Path(model_path.rstrip("/")).stem
     out = shlex.quote(f"{stem or 'model'}_repaired.keras")
     how = ("the log prior of the positions, validated on a held-out half, is subtracted from "

@@ -27,4 +27,5 @@ def diagnose_shards(model_path: str, pattern: str, *args: Any, **kwargs: Any) ->
     """Diagnose MODEL on the shards matching PATTERN with a Beam pipeline (see pipeline.py)."""
     from kerasdoctor.beam.pipeline import diagnose_shards as run
 
-    return run(model_path, pattern, *args, **kwargs)
+    report: Report = run(model_path, pattern, *args, **kwargs)
+    return report

@@ -181,27 +181,13 @@ def _labels_as(ref: RawData, other: RawData, what: str) -> Any:
 
 
 def data_arguments(path: str, opts: DataOptions, labels: str | None = None) -> str:
-    """DATA as a command line takes it: the path and the flags that read it, shell-quoted."""
-    import shlex
+    """DATA as a command line takes it: the path and every flag that reads it, shell-quoted
+    (dataspec.DataSpec, shared with `diagnose`); `labels` stands for --labels."""
+    from dataclasses import replace
 
-    args = [shlex.quote(str(path))]
-    flags = (
-        ("--labels", labels),
-        ("--label-column", opts.label_column),
-        ("--feature-columns", opts.feature_columns),
-        ("--drop-columns", opts.drop_columns),
-        ("--x-key", opts.x_key),
-        ("--y-key", None if opts.y_key == "y" else opts.y_key),
-        ("--class-names", opts.class_names),
-        ("--image-size", opts.image_size),
-        ("--ignore-label", None if opts.ignore_label is None else str(opts.ignore_label)),
-    )
-    for flag, value in flags:
-        if value:
-            args += [flag, shlex.quote(str(value))]
-    if opts.multi_label:
-        args.append("--multi-label")
-    return " ".join(args)
+    from kerasdoctor.dataspec import DataSpec
+
+    return replace(DataSpec.of(opts), labels=labels).to_args(str(path))
 
 
 @dataclass

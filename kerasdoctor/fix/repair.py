@@ -902,7 +902,8 @@ def _class_imbalance(job: _Job) -> tuple[Any, str, dict[str, Any]]:
     def preds(wb: tuple[np.ndarray, np.ndarray], rows: np.ndarray) -> np.ndarray:
         assert feats is not None
         z = feats[rows] @ wb[0] + wb[1]
-        return (z[:, 0] > 0).astype(np.int64) if units == 1 else np.argmax(z, axis=1)
+        out: np.ndarray = (z[:, 0] > 0).astype(np.int64) if units == 1 else np.argmax(z, axis=1)
+        return out
 
     fitters: dict[str, Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]] = {
         "logit-adjustment": adjusted}

@@ -142,7 +142,8 @@ def encode_targets(y: np.ndarray, kind: str, k: int) -> np.ndarray:
         return y.astype(np.int64)
     if kind == "column":
         return y.astype(np.float32).reshape(-1, 1)
-    return np.eye(k, dtype=np.float32)[y]
+    out: np.ndarray = np.eye(k, dtype=np.float32)[y]
+    return out
 
 
 # ---------------------------------------------------------------- the output bias
