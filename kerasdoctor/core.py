@@ -275,16 +275,14 @@ def _diagnose_quietly(lm: Any, raw: Any, opts: Options) -> Report:
     n_total = bound.n_rows
     indices = None
     if opts.sample is not None:
-        if opts.sample <= 0:
-            raise InputError(f"--sample must be positive, got {opts.sample}")
-        if n_total is None:
+        from kerasdoctor.sampling import sample_rows
+
+        if n_total is None and opts.sample > 0:
             raise InputError(
                 f"--sample needs the number of samples before the pass; {bound.path} does not "
                 "record it (save the dataset unbatched, or drop --sample)"
             )
-        if opts.sample < n_total:
-            rng = np.random.default_rng(opts.seed)
-            indices = np.sort(rng.choice(n_total, size=opts.sample, replace=False))
+        indices = sample_rows(n_total or 0, opts.sample, opts.seed)
     if opts.batch_size is not None and opts.batch_size <= 0:
         raise InputError(f"--batch-size must be positive, got {opts.batch_size}")
     n_classes = class_count_hint(

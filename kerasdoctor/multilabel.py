@@ -184,14 +184,9 @@ def _sample_indices(n: int, opts: Any) -> np.ndarray | None:
     """--sample as core._diagnose_quietly draws it (same rng, same seed)."""
     if opts.batch_size is not None and opts.batch_size <= 0:
         raise InputError(f"--batch-size must be positive, got {opts.batch_size}")
-    if opts.sample is None:
-        return None
-    if opts.sample <= 0:
-        raise InputError(f"--sample must be positive, got {opts.sample}")
-    if opts.sample >= n:
-        return None
-    rng = np.random.default_rng(opts.seed)
-    return np.sort(rng.choice(n, size=opts.sample, replace=False))
+    from kerasdoctor.sampling import sample_rows
+
+    return sample_rows(n, opts.sample, opts.seed)
 
 
 def _predict(lm: Any, facts: Any, xs: list[Any], indices: np.ndarray | None, k: int,

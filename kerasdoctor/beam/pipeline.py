@@ -36,6 +36,7 @@ from kerasdoctor.beam.reader import Batch, ReadSpec, input_keys, read_batches
 from kerasdoctor.errors import InputError
 from kerasdoctor.evidence import Evidence
 from kerasdoctor.probe import ProbeLayout, ProbeState
+from kerasdoctor.sampling import sample_rows
 
 DEFAULT_RUNNER = "DirectRunner"
 METRICS_NAMESPACE = "kerasdoctor"
@@ -238,13 +239,8 @@ def plan(lm: Any, pattern: str, *, x_key: str | None = None, y_key: str = "y",
             encoding = "string" if is_str else ("one-hot" if label_shape else "index")
             width = int(label_shape[0]) if label_shape else None
     n_total = shards.n_samples
-    selected = None
-    if sample is not None:
-        if sample <= 0:
-            raise InputError(f"--sample must be positive, got {sample}")
-        if sample < n_total:  # the same rows as `kerasdoctor diagnose --sample` on the .npz
-            rng = np.random.default_rng(seed)
-            selected = np.sort(rng.choice(n_total, size=sample, replace=False))
+    # the same rows as `kerasdoctor diagnose --sample` on the .npz
+    selected = sample_rows(n_total, sample, seed)
     spec = ReadSpec(shards.format, tuple(keys), y_key, min(FIRST_ROWS, first.rows), columns,
                     tuple(names) if names is not None else None, None)
     arrays, y, _ = next(read_batches(first, spec, limit=FIRST_ROWS))

@@ -40,6 +40,7 @@ from kerasdoctor.beam.pipeline import (
 )
 from kerasdoctor.beam.reader import ReadSpec, input_keys, read_batches
 from kerasdoctor.errors import InputError
+from kerasdoctor.sampling import sample_rows
 
 DENSE, MULTILABEL = "dense", "multilabel"
 
@@ -106,13 +107,7 @@ def plan_raw(lm: Any, shards: ShardSet, opts: Any) -> RawPlan:
     if opts.batch_size is not None and opts.batch_size <= 0:
         raise InputError(f"--batch-size must be positive, got {opts.batch_size}")
     n_total = shards.n_samples
-    selected = None
-    if opts.sample is not None:
-        if opts.sample <= 0:
-            raise InputError(f"--sample must be positive, got {opts.sample}")
-        if opts.sample < n_total:  # the rows of multilabel._sample_indices on the .npz
-            rng = np.random.default_rng(opts.seed)
-            selected = np.sort(rng.choice(n_total, size=opts.sample, replace=False))
+    selected = sample_rows(n_total, opts.sample, opts.seed)  # the rows the .npz run reads
     spec = ReadSpec(NPZ, tuple(keys) + (("mask",) if has_mask else ()), y_key, 64, (),
                     tuple(names) if names else None, selected, raw_labels=True)
     n = int(selected.size) if selected is not None else n_total

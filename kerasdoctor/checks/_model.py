@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from kerasdoctor._lazy import numpy as np
-from kerasdoctor.checks.base import prediction_symptoms, unquoted
+from kerasdoctor.checks.base import unquoted
 
 if TYPE_CHECKING:
     from kerasdoctor.checks.base import Context
@@ -20,10 +20,6 @@ CROSSENTROPY_LOSSES = BINARY_LOSSES | CATEGORICAL_LOSSES | SPARSE_LOSSES
 PROBABILITY_HEADS = frozenset({"softmax", "sigmoid", "hard_sigmoid"})
 # Heads that squash (so a from_logits=True loss squashes a second time).
 SQUASHING_HEADS = frozenset({"softmax", "sigmoid", "hard_sigmoid"})
-
-
-def symptom_list(ctx: Context) -> list[str]:
-    return sorted(prediction_symptoms(ctx))
 
 
 def label_classes(ev: Evidence) -> np.ndarray:

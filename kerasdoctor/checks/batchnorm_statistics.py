@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from kerasdoctor._lazy import numpy as np
-from kerasdoctor.checks._model import prediction_symptoms, py_path
+from kerasdoctor.checks._model import py_path
 from kerasdoctor.checks.base import (
     OUTPUT,
     PREDICTIONS,
@@ -14,6 +14,7 @@ from kerasdoctor.checks.base import (
     NotApplicable,
     Threshold,
     finding,
+    prediction_symptoms,
     repair_fix,
 )
 from kerasdoctor.findings import Finding, Fix, Kind, Severity

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from kerasdoctor._lazy import numpy as np
-from kerasdoctor.checks._model import prediction_symptoms
 from kerasdoctor.checks.base import (
     OUTPUT,
     PREDICTIONS,
@@ -14,6 +13,7 @@ from kerasdoctor.checks.base import (
     NotApplicable,
     Threshold,
     finding,
+    prediction_symptoms,
 )
 from kerasdoctor.findings import Finding, Fix, Kind, Severity
 

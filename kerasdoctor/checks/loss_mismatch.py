@@ -10,9 +10,15 @@ from kerasdoctor.checks._model import (
     SPARSE_LOSSES,
     fit_head_code,
     label_classes,
+)
+from kerasdoctor.checks.base import (
+    PREDICTIONS,
+    CheckSpec,
+    Context,
+    NotApplicable,
+    finding,
     prediction_symptoms,
 )
-from kerasdoctor.checks.base import PREDICTIONS, CheckSpec, Context, NotApplicable, finding
 from kerasdoctor.findings import Finding, Fix, Kind, Severity
 
 # Losses that regress the label value: on class indices they learn a number, not a class.

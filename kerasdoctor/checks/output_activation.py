@@ -15,9 +15,16 @@ from kerasdoctor.checks._model import (
     from_logits,
     label_classes,
     loss_text,
+)
+from kerasdoctor.checks.base import (
+    OUTPUT,
+    PREDICTIONS,
+    CheckSpec,
+    Context,
+    NotApplicable,
+    finding,
     prediction_symptoms,
 )
-from kerasdoctor.checks.base import OUTPUT, PREDICTIONS, CheckSpec, Context, NotApplicable, finding
 from kerasdoctor.findings import Finding, Fix, Kind, Severity
 
 if TYPE_CHECKING:

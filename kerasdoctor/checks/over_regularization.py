@@ -7,8 +7,15 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from kerasdoctor._lazy import numpy as np
-from kerasdoctor.checks._model import symptom_list
-from kerasdoctor.checks.base import OUTPUT, PREDICTIONS, CheckSpec, Context, Threshold, finding
+from kerasdoctor.checks.base import (
+    OUTPUT,
+    PREDICTIONS,
+    CheckSpec,
+    Context,
+    Threshold,
+    finding,
+    prediction_symptoms,
+)
 from kerasdoctor.findings import Finding, Fix, Kind, Severity
 
 if TYPE_CHECKING:
@@ -96,7 +103,7 @@ SPEC = CheckSpec(
 
 
 def run(ctx: Context) -> list[Finding]:
-    symptoms = symptom_list(ctx)
+    symptoms = sorted(prediction_symptoms(ctx))
     if not symptoms:
         return []  # a strongly regularised model that works is fine
     ev = ctx.evidence
