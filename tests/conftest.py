@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.abc
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,23 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("CI", "1")  # no progress bars in test output
+
+# Unit tests (`@pytest.mark.unit`, or `pytestmark = pytest.mark.unit` for a file) run without
+# TensorFlow, Keras, JAX or scikit-learn: built evidence, parsers, pure maths. `pytest -m unit`
+# runs them alone, in seconds, with those imports blocked so that one which slips in fails
+# ("a unit test imported tensorflow"); every other test is marked `integration` (real saved
+# models through the real pipeline) and `pytest -m integration` runs those.
+HEAVY = frozenset({"tensorflow", "keras", "tf_keras", "jax", "jaxlib", "sklearn"})
+
+
+class _BlockHeavy(importlib.abc.MetaPathFinder):
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name.partition(".")[0] in HEAVY:
+            raise ImportError(f"a unit test imported {name} (pytest -m unit blocks it)")
+
+
+if os.environ.get("KERASDOCTOR_UNIT_ONLY"):
+    sys.meta_path.insert(0, _BlockHeavy())
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 # Dense (segmentation, tagging) and multi-label fixtures (fixtures/recipes_dense.py) for
@@ -108,3 +127,27 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.write_line(
             f"kerasdoctor fuzz cases run: {CASES['count']} (by exit code: {by_exit})"
         )
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Under KERASDOCTOR_UNIT_ONLY, a test file with no unit test is not even imported (its
+    module-level imports may be the blocked ones)."""
+    if (os.environ.get("KERASDOCTOR_UNIT_ONLY") and collection_path.suffix == ".py"
+            and collection_path.name.startswith("test_")):
+        return "pytest.mark.unit" not in collection_path.read_text(encoding="utf-8")
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test not marked unit is an integration test; under KERASDOCTOR_UNIT_ONLY (the
+    blocker above) only the unit tests run."""
+    keep = []
+    for item in items:
+        if item.get_closest_marker("unit") is None:
+            item.add_marker(pytest.mark.integration)
+            if os.environ.get("KERASDOCTOR_UNIT_ONLY"):
+                continue
+        keep.append(item)
+    if len(keep) != len(items):
+        config.hook.pytest_deselected(items=[i for i in items if i not in keep])
+        items[:] = keep

@@ -33,6 +33,7 @@ def beam_needed() -> None:
 # ------------------------------------------------------------------ pure helpers
 
 
+@pytest.mark.unit
 def test_is_sharded_takes_globs_of_shards_and_tfrecord_files() -> None:
     assert is_sharded("data/shard-*.tfrecord")
     assert is_sharded("gs://bucket/eval/part-?????.tfrecord.gz")
@@ -43,6 +44,7 @@ def test_is_sharded_takes_globs_of_shards_and_tfrecord_files() -> None:
     assert not is_sharded("images/")
 
 
+@pytest.mark.unit
 def test_pipeline_options_become_beam_args() -> None:
     assert pipeline_args(["project=p", "--region=r", "save_main_session"], ["--x=1"]) == [
         "--project=p", "--region=r", "--save_main_session", "--x=1"]

@@ -67,6 +67,7 @@ def test_sharded_run_equals_the_single_run(tmp_path: Path, name: str, task: str)
         assert sharded["data"]["positions_excluded"] > 0
 
 
+@pytest.mark.unit
 def test_dense_labels_refuse_tfrecord_shards(tmp_path: Path) -> None:
     from kerasdoctor.beam.convert import convert_npz
 
@@ -74,6 +75,7 @@ def test_dense_labels_refuse_tfrecord_shards(tmp_path: Path) -> None:
         convert_npz(fixture_path("tag_collapsed.npz"), tmp_path, shards=3)
 
 
+@pytest.mark.unit
 def test_npz_shards_keep_labels_and_mask(tmp_path: Path) -> None:
     from kerasdoctor.beam.convert import convert_npz
 

@@ -37,16 +37,19 @@ def _x(n: int = 10, width: int = 8) -> np.ndarray:
     return np.random.default_rng(0).normal(size=(n, width)).astype("float32")
 
 
+@pytest.mark.unit
 def test_missing_model_path(tmp_path: Path) -> None:
     r = run_cli("diagnose", str(tmp_path / "nope.keras"), fixture_path("healthy.npz"))
     _assert_one_line_error(r, "MODEL", "no such file")
 
 
+@pytest.mark.unit
 def test_missing_data_path(tmp_path: Path) -> None:
     r = run_cli("diagnose", fixture_path(HEALTHY), str(tmp_path / "nope.npz"))
     _assert_one_line_error(r, "DATA", "no such file")
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("suffix", [".keras", ".h5"])
 def test_file_that_is_not_a_model(tmp_path: Path, suffix: str) -> None:
     bad = tmp_path / f"model{suffix}"
@@ -55,6 +58,7 @@ def test_file_that_is_not_a_model(tmp_path: Path, suffix: str) -> None:
     _assert_one_line_error(r, "MODEL", str(bad))
 
 
+@pytest.mark.unit
 def test_zip_that_is_not_a_keras_archive(tmp_path: Path) -> None:
     bad = tmp_path / "model.keras"
     import zipfile
@@ -65,6 +69,7 @@ def test_zip_that_is_not_a_keras_archive(tmp_path: Path) -> None:
     _assert_one_line_error(r, "MODEL", "cannot load")
 
 
+@pytest.mark.unit
 def test_unknown_model_suffix(tmp_path: Path) -> None:
     bad = tmp_path / "model.pt"
     bad.write_bytes(b"x")
@@ -72,6 +77,7 @@ def test_unknown_model_suffix(tmp_path: Path) -> None:
                            "unsupported model file")
 
 
+@pytest.mark.unit
 def test_corrupt_npz(tmp_path: Path) -> None:
     good = Path(fixture_path("healthy.npz")).read_bytes()
     bad = tmp_path / "cut.npz"
@@ -80,6 +86,7 @@ def test_corrupt_npz(tmp_path: Path) -> None:
                            "not a readable .npz")
 
 
+@pytest.mark.unit
 def test_npz_without_labels(tmp_path: Path) -> None:
     path = _npz(tmp_path, x=_x())
     _assert_one_line_error(run_cli("diagnose", fixture_path(HEALTHY), path), "no 'y' array")
@@ -97,6 +104,7 @@ def test_length_mismatch(tmp_path: Path) -> None:
                            "12 rows", "labels have 10")
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("y", "fragment"),
     [(np.array([0.0, np.nan] * 5), "NaN/Inf labels"), (np.array([0, -1] * 5), "negative labels")],
@@ -106,6 +114,7 @@ def test_bad_labels(tmp_path: Path, y: np.ndarray, fragment: str) -> None:
     _assert_one_line_error(run_cli("diagnose", fixture_path(HEALTHY), path), fragment)
 
 
+@pytest.mark.unit
 def test_no_samples(tmp_path: Path) -> None:
     path = _npz(tmp_path, x=_x(n=0), y=np.zeros(0, int))
     _assert_one_line_error(run_cli("diagnose", fixture_path(HEALTHY), path), "no samples")
@@ -118,11 +127,13 @@ def test_multi_input_model_with_a_missing_input(tmp_path: Path) -> None:
     _assert_one_line_error(r, "model input 'depth'")
 
 
+@pytest.mark.unit
 def test_directory_where_a_data_file_is_expected(tmp_path: Path) -> None:
     _assert_one_line_error(run_cli("diagnose", fixture_path(HEALTHY), str(tmp_path)),
                            "is a directory")
 
 
+@pytest.mark.unit
 def test_directory_that_is_not_a_savedmodel(tmp_path: Path) -> None:
     _assert_one_line_error(run_cli("diagnose", str(tmp_path), fixture_path("healthy.npz")),
                            "not a TensorFlow SavedModel")
@@ -155,6 +166,7 @@ def test_help_checks_and_explain_import_nothing_heavy() -> None:
 # -- hostile model files (issue 18, item 1): each gets its own line, not "File not found"
 
 
+@pytest.mark.unit
 def test_truncated_keras_archive_says_so_with_its_size(tmp_path: Path) -> None:
     good = Path(fixture_path(HEALTHY)).read_bytes()
     bad = tmp_path / "half.keras"
@@ -165,6 +177,7 @@ def test_truncated_keras_archive_says_so_with_its_size(tmp_path: Path) -> None:
     assert "File not found" not in r.stderr
 
 
+@pytest.mark.unit
 def test_truncated_h5_says_how_long_it_should_be(tmp_path: Path) -> None:
     good = Path(fixture_path("legacy_keras2.h5")).read_bytes()
     bad = tmp_path / "half.h5"
@@ -184,6 +197,7 @@ def test_corrupt_member_of_a_keras_archive(tmp_path: Path) -> None:
                            "not a complete .keras archive", "Bad CRC-32")
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(("suffix", "expected"),
                          [(".keras", "a .keras archive"), (".h5", "an HDF5 file")])
 def test_zero_length_model_file(tmp_path: Path, suffix: str, expected: str) -> None:
@@ -193,6 +207,7 @@ def test_zero_length_model_file(tmp_path: Path, suffix: str, expected: str) -> N
                            "is empty (0 bytes)", f"expected {expected}")
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("name", "head", "fragments"),
     [
@@ -262,6 +277,7 @@ def _dotted_keras2_layer(layer: dict) -> None:  # type: ignore[type-arg]
     layer["class_name"] = "os.system"
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("maker", "mutate", "fragments"),
     [
@@ -293,6 +309,7 @@ def test_a_real_custom_layer_still_gets_the_custom_objects_advice(tmp_path: Path
                            "'MyDense'", "--custom-objects")
 
 
+@pytest.mark.unit
 def test_custom_objects_do_not_let_a_foreign_callable_in(tmp_path: Path) -> None:
     """A --custom-objects file that re-exports os.system offers only what it defines, and
     the model naming os.system is refused before anything is looked up."""
@@ -366,12 +383,14 @@ def fifo(tmp_path: Path) -> Iterator[Path]:
     assert not opened, "kerasdoctor opened the FIFO for reading"
 
 
+@pytest.mark.unit
 def test_fifo_as_data(fifo: Path) -> None:
     _assert_one_line_error(run_cli("diagnose", fixture_path(HEALTHY), str(fifo)),
                            f"DATA: {fifo} is a named pipe (FIFO)", "not a regular file")
     _assert_one_line_error(run_cli("fix", "--class-weights", str(fifo)), "named pipe (FIFO)")
 
 
+@pytest.mark.unit
 def test_fifo_as_data_without_a_suffix(fifo: Path) -> None:
     plain = fifo.with_name("pipe")
     fifo.rename(plain)
@@ -379,6 +398,7 @@ def test_fifo_as_data_without_a_suffix(fifo: Path) -> None:
                            "named pipe (FIFO)")
 
 
+@pytest.mark.unit
 def test_fifo_as_model(tmp_path: Path) -> None:
     path = tmp_path / "pipe.keras"
     os.mkfifo(path)
@@ -388,6 +408,7 @@ def test_fifo_as_model(tmp_path: Path) -> None:
     assert not opened
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("role", ["MODEL", "DATA"])
 def test_symlink_to_dev_zero(tmp_path: Path, role: str) -> None:
     link = tmp_path / ("zero.keras" if role == "MODEL" else "zero.npz")
@@ -400,11 +421,13 @@ def test_symlink_to_dev_zero(tmp_path: Path, role: str) -> None:
     assert "pickle" not in r.stderr
 
 
+@pytest.mark.unit
 def test_character_device_as_data() -> None:
     _assert_one_line_error(run_cli("diagnose", fixture_path(HEALTHY), "/dev/null"),
                            "DATA: /dev/null is a character device")
 
 
+@pytest.mark.unit
 def test_socket_as_data() -> None:
     import socket
     import tempfile

@@ -24,6 +24,7 @@ def write(path: Path, text: str) -> Path:
 # ------------------------------------------------------------------ discovery and parsing
 
 
+@pytest.mark.unit
 def test_pyproject_is_found_from_a_subdirectory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -45,6 +46,7 @@ def test_pyproject_is_found_from_a_subdirectory(
     assert cfg.source == str(tmp_path / "pyproject.toml")
 
 
+@pytest.mark.unit
 def test_no_file_or_no_table_means_defaults(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -55,6 +57,7 @@ def test_no_file_or_no_table_means_defaults(
     assert load_config() == Config()
 
 
+@pytest.mark.unit
 def test_explicit_config_file_with_top_level_settings(tmp_path: Path) -> None:
     f = write(tmp_path / "kd.toml", 'fail_on = "info"\nmin_balanced_accuracy = 0.8\n')
     cfg = load_config(f)
@@ -63,6 +66,7 @@ def test_explicit_config_file_with_top_level_settings(tmp_path: Path) -> None:
     assert load_config(g).fail_on == "never"
 
 
+@pytest.mark.unit
 def test_gates_flags_override_the_file() -> None:
     cfg = Config(min_recall=0.5, min_balanced_accuracy=0.7)
     assert cfg.gates() == {"min_recall": 0.5, "min_balanced_accuracy": 0.7}
@@ -71,6 +75,7 @@ def test_gates_flags_override_the_file() -> None:
     assert Config().gates() == {}
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("body", "message"),
     [
@@ -107,6 +112,7 @@ def test_bad_settings_are_one_clear_error(tmp_path: Path, body: str, message: st
     assert str(f) in str(exc.value)
 
 
+@pytest.mark.unit
 def test_cli_reports_config_errors_as_exit_2(tmp_path: Path) -> None:
     res = run_cli("diagnose", *HEALTHY, "--config", str(tmp_path / "missing.toml"))
     assert res.exit_code == 2

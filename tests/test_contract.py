@@ -17,12 +17,14 @@ CHECKS = {c.spec.id: c.spec for c in registry()}
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
+@pytest.mark.unit
 def test_ids_and_orders_are_unique() -> None:
     specs = list(CHECKS.values())
     assert len({s.order for s in specs}) == len(specs)
     assert all(re.fullmatch(r"[a-z]+(-[a-z]+)*", s.id) for s in specs)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("check_id", sorted(CHECKS))
 def test_every_threshold_is_named_in_measures_with_a_reason(check_id: str) -> None:
     spec = CHECKS[check_id]
@@ -32,6 +34,7 @@ def test_every_threshold_is_named_in_measures_with_a_reason(check_id: str) -> No
     assert spec.summary and spec.fix and spec.explain()
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("check_id", sorted(CHECKS))
 def test_causal_edges_point_at_registered_checks(check_id: str) -> None:
     spec = CHECKS[check_id]
@@ -69,6 +72,7 @@ def test_quiet_on_every_healthy_fixture(model: str, data: str) -> None:
     assert loud == []
 
 
+@pytest.mark.unit
 def test_readme_catalogue_is_the_registry() -> None:
     text = README.read_text()
     block = text.split("The catalogue (`kerasdoctor checks`)", 1)[1]
@@ -78,6 +82,7 @@ def test_readme_catalogue_is_the_registry() -> None:
     assert block.strip().splitlines() == out.stdout.strip().splitlines()
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("check_id", sorted(CHECKS))
 def test_declared_needs_match_what_the_check_reads(check_id: str) -> None:
     """A check that reads the symptoms or runs experiments says so on its spec, and one that
@@ -97,6 +102,7 @@ def test_declared_needs_match_what_the_check_reads(check_id: str) -> None:
     assert {k for k, v in reads.items() if v} == set(CHECKS[check_id].needs), check_id
 
 
+@pytest.mark.unit
 def test_every_repairable_cause_has_its_repair_and_back() -> None:
     """A spec that promises `fix --repair` has a repair in fix/repair.py, and a repair there
     belongs to a cause whose spec describes it (diagnose offers it from the spec)."""

@@ -52,11 +52,13 @@ def parsed(command: str, args: list[str]) -> DataSpec:
     return DataSpec.of(SimpleNamespace(**ctx.params))
 
 
+@pytest.mark.unit
 def test_every_option_applies_somewhere() -> None:
     for name in VALUES:
         assert any(applies(name, k) for k in KINDS), name
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("kind", KINDS)
 def test_round_trip_through_diagnose(kind: str) -> None:
     spec = spec_for(kind)
@@ -66,6 +68,7 @@ def test_round_trip_through_diagnose(kind: str) -> None:
     assert parsed("diagnose", ["model.keras", *args]) == spec, line
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("kind", KINDS)
 def test_round_trip_through_fix(kind: str) -> None:
     spec = spec_for(kind)
@@ -74,6 +77,7 @@ def test_round_trip_through_fix(kind: str) -> None:
     assert parsed("fix", ["threshold", "model.keras", *args]) == spec
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("kind", KINDS)
 def test_no_flag_for_another_kind(kind: str) -> None:
     """A command refuses a data flag that does not apply to DATA, so none is written."""
@@ -82,11 +86,13 @@ def test_no_flag_for_another_kind(kind: str) -> None:
         assert (flag in shlex.split(line)) == applies(name, kind), (kind, flag, line)
 
 
+@pytest.mark.unit
 def test_default_spec_writes_only_the_path(tmp_path: Path) -> None:
     assert DataSpec().to_args("data.npz") == "data.npz"
     assert DataSpec.of(SimpleNamespace()) == DataSpec()
 
 
+@pytest.mark.unit
 def test_kind_is_read_from_the_path(tmp_path: Path) -> None:
     """Without a kind, the flags are those of what the path is (a real CSV here), or of its
     suffix when it does not exist yet."""
@@ -102,6 +108,7 @@ def test_kind_is_read_from_the_path(tmp_path: Path) -> None:
     assert "--x-key" in DataSpec(x_key="k").to_args(str(tmp_path / "later.npz"))
 
 
+@pytest.mark.unit
 def test_suggested_commands_carry_the_dense_flags() -> None:
     """diagnose and fix build their suggested commands from the same spec: --ignore-label and
     --multi-label are no longer dropped from diagnose's suggestions."""
@@ -115,3 +122,14 @@ def test_suggested_commands_carry_the_dense_flags() -> None:
     assert fix_arguments("seg.npz", fopts) == data_arguments("seg.npz", opts)
     ml = Options.from_keywords({"multi_label": True}, "test")
     assert data_arguments("tags.npz", ml) == "tags.npz --multi-label"
+
+
+@pytest.mark.unit
+def test_unit_runs_block_the_heavy_imports() -> None:
+    """Under KERASDOCTOR_UNIT_ONLY (pytest -m unit) a heavy import fails; otherwise skipped."""
+    import os
+
+    if not os.environ.get("KERASDOCTOR_UNIT_ONLY"):
+        pytest.skip("only meaningful in a unit-only run (KERASDOCTOR_UNIT_ONLY=1 pytest -m unit)")
+    with pytest.raises(ImportError, match="a unit test imported"):
+        import tensorflow  # noqa: F401

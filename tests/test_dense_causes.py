@@ -112,6 +112,7 @@ def test_ignored_causes_are_not_run(tmp_path: Any) -> None:
 # -- the scoring and the bar, without a model
 
 
+@pytest.mark.unit
 def test_dense_task_scores_balanced_accuracy_over_counted_positions() -> None:
     y = np.array([[[0, 0], [1, 2]], [[0, 1], [1, 1]]])
     counted = np.ones_like(y, bool)
@@ -125,6 +126,7 @@ def test_dense_task_scores_balanced_accuracy_over_counted_positions() -> None:
     assert t.score(total) == pytest.approx((1 + 1 / 3 + 0) / 3)
 
 
+@pytest.mark.unit
 def test_multilabel_task_scores_macro_balanced_accuracy() -> None:
     y = np.array([[1, 0], [0, 0], [1, 1], [0, 1]], np.float32)
     raw = np.array([[0.9, 0.1], [0.2, 0.1], [0.4, 0.8], [0.1, 0.2]], np.float32)
@@ -133,6 +135,7 @@ def test_multilabel_task_scores_macro_balanced_accuracy() -> None:
     assert t.score(t.tally(np.arange(4), raw)) == pytest.approx(0.75)
 
 
+@pytest.mark.unit
 def test_restore_bar() -> None:
     def trial(before: float, after: float) -> Trial:
         return Trial("k", "w", before, after, 64, 0.0)

@@ -97,6 +97,7 @@ def causes_of(findings: list[Finding]) -> list[str]:
     return [x.id for x in findings if x.kind is Kind.CAUSE]
 
 
+@pytest.mark.unit
 def test_upstream_end_of_the_chain_is_the_root() -> None:
     found = [
         s("prediction-collapse"),
@@ -110,12 +111,14 @@ def test_upstream_end_of_the_chain_is_the_root() -> None:
     assert ids(ordered)[:2] == ["prediction-collapse", "constant-output"]  # symptoms first
 
 
+@pytest.mark.unit
 def test_dead_units_are_root_when_nothing_upstream_explains_them() -> None:
     ordered, chain = rank([s("constant-output"), f("dead-units"), f("class-imbalance", "info")])
     assert causes_of(ordered) == ["dead-units", "class-imbalance"]
     assert chain == ["dead-units", "constant-output"]
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     "upstream", ["input-scale-mismatch", "nonfinite-weights", "output-activation", "input-scale"]
 )
@@ -124,6 +127,7 @@ def test_dead_units_never_root_beside_an_upstream_cause(upstream: str) -> None:
     assert causes_of(ordered)[0] == upstream
 
 
+@pytest.mark.unit
 def test_a_defect_forcing_the_output_outranks_data_statistics() -> None:
     found = [
         s("prediction-collapse"),
@@ -138,6 +142,7 @@ def test_a_defect_forcing_the_output_outranks_data_statistics() -> None:
     assert causes_of(rank(found)[0])[0] == "nonfinite-weights"
 
 
+@pytest.mark.unit
 def test_preprocessing_mismatch_outranks_the_generic_scale_warning() -> None:
     found = [s("constant-output"), f("input-scale"), f("preprocessing-mismatch", "warning")]
     ordered, chain = rank(found)
@@ -145,6 +150,7 @@ def test_preprocessing_mismatch_outranks_the_generic_scale_warning() -> None:
     assert chain[:2] == ["preprocessing-mismatch", "input-scale"]
 
 
+@pytest.mark.unit
 def test_imbalance_is_root_only_when_it_is_more_than_context() -> None:
     # the data-side check reports imbalance as info when the dropped classes are not the
     # rare ones; info never leads
@@ -154,6 +160,7 @@ def test_imbalance_is_root_only_when_it_is_more_than_context() -> None:
     assert chain == ["class-imbalance", "missing-classes"]
 
 
+@pytest.mark.unit
 def test_a_well_ranking_binary_model_blames_the_cut_not_the_imbalance() -> None:
     found = [s("prediction-collapse"), f("class-imbalance"), f("decision-threshold")]
     ordered, chain = rank(found)
@@ -161,17 +168,20 @@ def test_a_well_ranking_binary_model_blames_the_cut_not_the_imbalance() -> None:
     assert chain == ["decision-threshold", "prediction-collapse"]  # subsumed, not caused
 
 
+@pytest.mark.unit
 def test_a_cause_that_explains_no_symptom_yields_to_one_that_does() -> None:
     # sorted-labels cannot make the output constant; dead units can
     found = [s("constant-output"), f("sorted-labels"), f("dead-units")]
     assert causes_of(rank(found)[0])[0] == "dead-units"
 
 
+@pytest.mark.unit
 def test_severity_decides_between_independent_roots() -> None:
     found = [s("low-recall", "warning"), f("output-activation", "warning"), f("class-imbalance")]
     assert causes_of(rank(found)[0])[0] == "class-imbalance"
 
 
+@pytest.mark.unit
 def test_unknown_ids_are_ranked_not_dropped() -> None:
     found = [s("quality-gate"), s("some-new-symptom"), f("some-new-cause"), f("class-imbalance")]
     ordered, chain = rank(found)
@@ -180,11 +190,13 @@ def test_unknown_ids_are_ranked_not_dropped() -> None:
     assert "quality-gate" in chain  # every cause that explains wrong predictions explains it
 
 
+@pytest.mark.unit
 def test_no_active_cause_means_no_chain() -> None:
     ordered, chain = rank([s("low-recall", "warning"), f("class-imbalance", "info")])
     assert chain == [] and ids(ordered) == ["low-recall", "class-imbalance"]
 
 
+@pytest.mark.unit
 def test_the_causal_graph_is_acyclic_and_tiered() -> None:
     g = graph()
     for node in set(g.explains) | set(g.subsumes):

@@ -9,11 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import fixture_path, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.unit
 def test_every_file_the_readme_links_exists() -> None:
     text = (ROOT / "README.md").read_text()
     links = re.findall(r"\]\(([^)#\s]+)\)", text)
@@ -23,6 +25,7 @@ def test_every_file_the_readme_links_exists() -> None:
     assert "`contract.md`" not in text  # named without a path it points nowhere
 
 
+@pytest.mark.unit
 def test_docs_catalogue_is_generated_from_the_registry() -> None:
     from kerasdoctor.catalogue import markdown
 
@@ -30,6 +33,7 @@ def test_docs_catalogue_is_generated_from_the_registry() -> None:
         "regenerate: python -m kerasdoctor.catalogue > docs/checks.md")
 
 
+@pytest.mark.unit
 def test_swapped_model_and_data_are_named() -> None:
     r = run_cli("diagnose", fixture_path("healthy.npz"), fixture_path("healthy.keras"))
     assert r.exit_code == 2

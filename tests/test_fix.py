@@ -72,6 +72,7 @@ def test_class_weights_on_the_collapsed_fixture_and_python_format() -> None:
     assert table.exit_code == 0 and "orange" in table.stdout and "2.7222" in table.stdout
 
 
+@pytest.mark.unit
 def test_effective_number_weights_follow_cui_et_al() -> None:
     r = run_cli(
         "fix",
@@ -129,6 +130,7 @@ def test_output_bias_binary_sigmoid_is_log_pos_over_neg_and_sets_an_existing_lay
     assert float(np.asarray(model.layers[-1].bias)[0]) == pytest.approx(np.log(60 / 1140), 1e-6)
 
 
+@pytest.mark.unit
 def test_output_bias_table_python_and_absent_class(tmp_path: Path) -> None:
     path = tmp_path / "d.npz"
     names = np.array(["a", "b", "c", "d"])
@@ -259,6 +261,7 @@ def test_threshold_is_the_same_for_a_2_unit_softmax_and_a_logit_head(tmp_path: P
         assert conf.tolist() == out["after"]["confusion_matrix"], name
 
 
+@pytest.mark.unit
 def test_threshold_sweep_matches_brute_force() -> None:
     from kerasdoctor.fix.threshold import _side, sweep
 
@@ -273,6 +276,7 @@ def test_threshold_sweep_matches_brute_force() -> None:
         assert _side(y, scores, t, objective)["objective"] == pytest.approx(value)
 
 
+@pytest.mark.unit
 def test_threshold_separable_scores_give_perfect_balanced_accuracy() -> None:
     from kerasdoctor.fix.threshold import sweep
 
@@ -322,6 +326,7 @@ def _traceable(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("mode", ["oversample", "undersample"])
 def test_resampling_keeps_every_input_aligned(tmp_path: Path, mode: str) -> None:
     src = _traceable(tmp_path)
@@ -349,6 +354,7 @@ def test_resampling_keeps_every_input_aligned(tmp_path: Path, mode: str) -> None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["balanced.npz", "data.npz"]
 
 
+@pytest.mark.unit
 def test_resampling_is_seeded_and_reports_a_table(tmp_path: Path) -> None:
     src = fixture_path("fix_rare_class.npz")
     outs = []
@@ -361,6 +367,7 @@ def test_resampling_is_seeded_and_reports_a_table(tmp_path: Path) -> None:
     assert np.array_equal(outs[0], outs[1]) and not np.array_equal(outs[0], outs[2])
 
 
+@pytest.mark.unit
 def test_resampling_refuses_to_overwrite_its_input_and_needs_output(tmp_path: Path) -> None:
     src = _traceable(tmp_path)
     before = _sha(src)
@@ -377,6 +384,7 @@ def test_resampling_refuses_to_overwrite_its_input_and_needs_output(tmp_path: Pa
     )
 
 
+@pytest.mark.unit
 def test_resampling_refuses_a_misaligned_array(tmp_path: Path) -> None:
     path = tmp_path / "bad.npz"
     np.savez(path, x=np.zeros((10, 2)), y=np.arange(10) % 2, extra=np.zeros(7))
@@ -517,6 +525,7 @@ def test_retrain_table_shows_recall_before_and_after(tmp_path: Path) -> None:
     assert r.stderr == ""  # no progress bar when stderr is not a terminal
 
 
+@pytest.mark.unit
 def test_balanced_bias_refit_without_features_is_uniform() -> None:
     """With no information in the features, each class counting the same means equal odds."""
     from scipy.optimize import minimize
@@ -547,6 +556,7 @@ def test_balanced_bias_refit_without_features_is_uniform() -> None:
             assert abs(b[0]) < 1e-4
 
 
+@pytest.mark.unit
 def test_retrain_refuses_to_overwrite_its_inputs(tmp_path: Path) -> None:
     import shutil
 
@@ -560,6 +570,7 @@ def test_retrain_refuses_to_overwrite_its_inputs(tmp_path: Path) -> None:
     assert _sha(model) == before
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     "args, expected",
     [
@@ -607,6 +618,7 @@ def test_retrain_refuses_models_it_cannot_fine_tune(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- usage errors
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     "args, expected",
     [
@@ -644,6 +656,7 @@ def test_json_modes_print_only_json(tmp_path: Path) -> None:
         assert r.stderr == ""
 
 
+@pytest.mark.unit
 def test_result_can_go_to_a_file(tmp_path: Path) -> None:
     dst = tmp_path / "weights.json"
     r = run_cli(

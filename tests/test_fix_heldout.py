@@ -195,6 +195,7 @@ def test_eval_classes_are_matched_by_name(photos: dict[str, Path], tmp_path: Pat
     assert err.exit_code == 2 and "sand" in err.stderr and "same classes" in err.stderr
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     "args, expected",
     [
@@ -215,11 +216,13 @@ def test_eval_usage_errors(tmp_path: Path, args: list[str], expected: str) -> No
     assert "Traceback" not in r.stderr
 
 
+@pytest.mark.unit
 def test_eval_applies_to_retrain_only() -> None:
     r = run_cli("fix", "--class-weights", fixture_path("collapsed.npz"), "--eval", "x.npz")
     assert r.exit_code == 2 and "--eval applies to --retrain" in r.stderr
 
 
+@pytest.mark.unit
 def test_learning_fixes_name_their_data_training_data() -> None:
     data = fixture_path("collapsed.npz")
     weights = run_cli("fix", "--class-weights", data)
@@ -236,6 +239,7 @@ def test_learning_fixes_name_their_data_training_data() -> None:
     assert usage.exit_code == 2 and "takes TRAIN_DATA" in usage.stderr
 
 
+@pytest.mark.unit
 def test_balanced_accuracy_interval_is_wilson_at_the_effective_size() -> None:
     from kerasdoctor.fix.common import balanced_accuracy_interval
 

@@ -20,6 +20,7 @@ def recalls(model: str, data: str) -> dict[int, float]:
     return {c["class"]: c["recall"] for c in r.metrics["per_class"] if c["support"] > 0}
 
 
+@pytest.mark.unit
 def test_quality_gate_is_a_registered_symptom() -> None:
     check = get("quality-gate")
     assert check is not None and check.spec.kind is Kind.SYMPTOM

@@ -58,6 +58,7 @@ def test_golden_report(name: str, update_golden: bool, monkeypatch: pytest.Monke
     assert got == json.loads(path.read_text())
 
 
+@pytest.mark.unit
 def test_same_command_gives_byte_identical_json(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(FIXTURES.parent)
     args = ["diagnose", "fixtures/collapsed.keras", "fixtures/collapsed.npz", "-f", "json",

@@ -9,6 +9,7 @@ from kerasdoctor.errors import InputError
 from kerasdoctor.load import decode_labels, read_npz
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("y", "encoding"),
     [
@@ -24,22 +25,26 @@ def test_multiclass_encodings_decode_to_indices(y: np.ndarray, encoding: str) ->
     assert labels.encoding == encoding
 
 
+@pytest.mark.unit
 def test_binary_and_bool_labels() -> None:
     assert decode_labels(np.array([[1], [0], [1]]), None).y.tolist() == [1, 0, 1]
     b = decode_labels(np.array([True, False, True]), None)
     assert (b.y.tolist(), b.encoding) == ([1, 0, 1], "bool")
 
 
+@pytest.mark.unit
 def test_soft_labels_take_the_argmax() -> None:
     y = np.array([[0.9, 0.05, 0.05], [0.05, 0.05, 0.9]])
     assert decode_labels(y, None).y.tolist() == [0, 2]
 
 
+@pytest.mark.unit
 def test_string_labels_follow_class_names() -> None:
     labels = decode_labels(np.array(["grape", "apple"]), ["apple", "orange", "grape"])
     assert labels.y.tolist() == [2, 0]
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("y", "fragment"),
     [
@@ -56,6 +61,7 @@ def test_bad_labels_are_input_errors(y: np.ndarray, fragment: str) -> None:
     assert fragment in str(info.value)
 
 
+@pytest.mark.unit
 def test_object_arrays_are_never_unpickled(tmp_path) -> None:  # type: ignore[no-untyped-def]
     path = tmp_path / "obj.npz"
     np.savez(path, x=np.array([{"a": 1}, None], dtype=object), y=np.array([0, 1]))
@@ -63,6 +69,7 @@ def test_object_arrays_are_never_unpickled(tmp_path) -> None:  # type: ignore[no
     assert "x" in raw.refused
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("node", "expected"),
     [
@@ -80,6 +87,7 @@ def test_configs_naming_callables_outside_keras(node: dict, expected: tuple) -> 
     assert foreign_callable(node) == expected
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     "node",
     [
@@ -97,6 +105,7 @@ def test_keras_and_custom_objects_are_not_foreign(node: dict) -> None:  # type: 
     assert foreign_callable(node) is None
 
 
+@pytest.mark.unit
 def test_special_files_are_refused_without_opening(tmp_path) -> None:  # type: ignore[no-untyped-def]
     import os
 

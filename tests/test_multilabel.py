@@ -133,6 +133,7 @@ def test_wrong_number_of_units_is_exit_2(tmp_path: Any) -> None:
     assert "4 columns" in lines[0] and "(N, 6)" in lines[0]
 
 
+@pytest.mark.unit
 def test_multi_label_flag_needs_an_npz(tmp_path: Any) -> None:
     path = tmp_path / "t.csv"
     path.write_text("a,label\n1,0\n2,1\n")
@@ -141,6 +142,7 @@ def test_multi_label_flag_needs_an_npz(tmp_path: Any) -> None:
     assert ".npz" in res.stderr
 
 
+@pytest.mark.unit
 def test_multi_hot_detection() -> None:
     assert is_multi_hot(np.array([[1, 1, 0], [0, 0, 0]]))
     assert not is_multi_hot(np.array([[1, 0], [0, 1]]))  # one-hot
@@ -150,6 +152,7 @@ def test_multi_hot_detection() -> None:
         decode_labels(np.array([[1, 1, 0], [0, 1, 0]]), None)
 
 
+@pytest.mark.unit
 def test_statistics() -> None:
     # ml_ok's empty rows (0.696 predicted vs 0.698 true) are no collapse; ml_collapsed's are
     assert wilson_lower(696, 1000) < 0.698

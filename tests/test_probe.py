@@ -19,6 +19,7 @@ from kerasdoctor.probe import (
 )
 
 
+@pytest.mark.unit
 def test_moments_merge_equals_one_pass() -> None:
     rng = np.random.default_rng(0)
     x = rng.normal(loc=1000.0, scale=3.0, size=(5000, 4))
@@ -38,6 +39,7 @@ def test_moments_merge_equals_one_pass() -> None:
     assert merged.n_nan.tolist() == [0, 0, 1, 0]
 
 
+@pytest.mark.unit
 def test_sample_keys_are_uniform_and_seeded() -> None:
     keys = sample_keys(np.arange(100_000), seed=1)
     assert keys.min() >= 0.0 and keys.max() < 1.0

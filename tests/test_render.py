@@ -106,6 +106,7 @@ def test_markdown_of_a_healthy_model_is_short_and_has_no_findings_section() -> N
     assert len(md.splitlines()) < 40
 
 
+@pytest.mark.unit
 def test_markdown_root_cause_and_chain_come_first() -> None:
     cause = Finding(
         "class-imbalance",
@@ -126,6 +127,7 @@ def test_markdown_root_cause_and_chain_come_first() -> None:
     assert "**Chain:** `class-imbalance` → `prediction-collapse`" in head
 
 
+@pytest.mark.unit
 def test_markdown_escapes_what_would_break_it() -> None:
     md = render_markdown(synthetic(findings=(NASTY,)))
     assert "<script>" not in md and "<b>html</b>" not in md
@@ -138,6 +140,7 @@ def test_markdown_escapes_what_would_break_it() -> None:
     assert code("`y`") == "`` `y` ``"  # CommonMark strips one space each side
 
 
+@pytest.mark.unit
 def test_markdown_caps_the_class_table_but_keeps_the_worst_classes() -> None:
     r = synthetic(k=80)
     md = render_markdown(r)
@@ -230,6 +233,7 @@ def test_junit_healthy_model_passes_at_fail_on_warning() -> None:
                                              or "")
 
 
+@pytest.mark.unit
 def test_junit_crashes_are_errors_ignored_are_skipped_and_text_is_escaped() -> None:
     r = synthetic(
         findings=(NASTY,),
@@ -248,6 +252,7 @@ def test_junit_crashes_are_errors_ignored_are_skipped_and_text_is_escaped() -> N
     assert (suite.get("errors"), suite.get("skipped"), suite.get("failures")) == ("1", "1", "1")
 
 
+@pytest.mark.unit
 def test_junit_lists_findings_from_outside_the_registry() -> None:
     extra = Finding("custom-gate", Kind.SYMPTOM, Severity.ERROR, "too slow", "p99 800 ms")
     root = _junit(render_junit(synthetic(findings=(extra,))))
@@ -363,6 +368,7 @@ def test_html_fragment_for_jupyter() -> None:
     assert r._repr_html_() == frag
 
 
+@pytest.mark.unit
 def test_html_escapes_text_and_shows_errors_and_ignored() -> None:
     r = synthetic(
         findings=(NASTY,),
@@ -378,11 +384,13 @@ def test_html_escapes_text_and_shows_errors_and_ignored() -> None:
     assert page.figures == ["confusion", "recall-support", "distribution"]
 
 
+@pytest.mark.unit
 def test_html_many_classes_still_renders() -> None:
     page = _parse(render_html(synthetic(k=120)))
     assert page.figures == ["confusion", "recall-support", "distribution"]
 
 
+@pytest.mark.unit
 def test_value_summary_shows_the_scale_of_raw_pixels() -> None:
     from kerasdoctor.core import HIST_BINS, value_summary
     from kerasdoctor.probe import InputStats, Moments
@@ -548,6 +556,7 @@ def test_taggers_and_single_label_reports_draw_no_samples() -> None:
         assert "<h2>Mask files" not in html
 
 
+@pytest.mark.unit
 def test_the_mask_mapping_of_a_segmentation_folder_is_a_table() -> None:
     r = synthetic(k=3, names=["background", "road", "car"])
     masks = {"dir": "masks", "kind": "rgb", "mapping": "voc", "matched": 12, "pairs": 12,
@@ -573,6 +582,7 @@ def test_the_mask_mapping_of_a_segmentation_folder_is_a_table() -> None:
     assert "Mask files" not in render_html(r)  # no mapping, no section
 
 
+@pytest.mark.unit
 def test_the_sample_picker_keeps_a_few_masks_whatever_n() -> None:
     from kerasdoctor.dense import SAMPLE_SHOWN, SAMPLE_WORST, _Picker
 

@@ -110,6 +110,7 @@ def test_unrepairable_cause_exits_1_and_writes_nothing(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.unit
 def test_repair_writing_over_the_input_is_refused(tmp_path: Path) -> None:
     model = tmp_path / "m.keras"
     shutil.copy(fixture_path("data_permuted.keras"), model)

@@ -106,6 +106,7 @@ def test_oversampled_image_folder_is_a_folder_of_links_keras_reads(tmp_path: Pat
     assert sorted(os.listdir(tmp_path)) == ["balanced", "photos"]  # no temporary left
 
 
+@pytest.mark.unit
 def test_undersampled_image_folder_renders_a_table(tmp_path: Path) -> None:
     data = _photos(tmp_path)
     out = tmp_path / "under"
@@ -118,6 +119,7 @@ def test_undersampled_image_folder_renders_a_table(tmp_path: Path) -> None:
     assert not any("__copy" in f for _, _, fs in os.walk(out) for f in fs)
 
 
+@pytest.mark.unit
 def test_image_folder_falls_back_to_copies(tmp_path: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     data = _photos(tmp_path)
@@ -138,6 +140,7 @@ def test_image_folder_falls_back_to_copies(tmp_path: Path,
     assert _counts(out) == [12, 12, 12]
 
 
+@pytest.mark.unit
 def test_image_folder_output_must_be_a_new_folder_outside_the_input(tmp_path: Path) -> None:
     data = _photos(tmp_path)
     before = _tree_sha(data)
@@ -200,6 +203,7 @@ def _rows_by_id(text: str, end: str) -> tuple[str, dict[str, str], list[str]]:
     return header, dict(zip(ids, rows)), ids
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("end", ["\n", "\r\n"])
 def test_oversampled_csv_keeps_every_cell_byte_for_byte(tmp_path: Path, end: str) -> None:
     data = _csv(tmp_path, end=end)
@@ -226,6 +230,7 @@ def test_oversampled_csv_keeps_every_cell_byte_for_byte(tmp_path: Path, end: str
     assert hashlib.sha256(data.read_bytes()).hexdigest() == sha
 
 
+@pytest.mark.unit
 def test_undersampled_tsv_gz_with_label_column_and_class_names(tmp_path: Path) -> None:
     data = _csv(tmp_path, "train.tsv.gz", delim="\t", label="kind")
     out = tmp_path / "under.tsv.gz"
@@ -241,6 +246,7 @@ def test_undersampled_tsv_gz_with_label_column_and_class_names(tmp_path: Path) -
     assert _counts(out, label_column="kind", class_names="spam,ham,eggs") == [2, 2, 2]
 
 
+@pytest.mark.unit
 def test_csv_output_must_keep_the_format_and_not_be_the_input(tmp_path: Path) -> None:
     data = _csv(tmp_path)
     sha = hashlib.sha256(data.read_bytes()).hexdigest()
@@ -262,6 +268,7 @@ def test_csv_output_must_keep_the_format_and_not_be_the_input(tmp_path: Path) ->
 # ---------------------------------------------------------------- Parquet, .npy
 
 
+@pytest.mark.unit
 def test_oversampled_parquet_takes_whole_rows(tmp_path: Path) -> None:
     pa = pytest.importorskip("pyarrow")
     pq = pytest.importorskip("pyarrow.parquet")
@@ -293,6 +300,7 @@ def test_oversampled_parquet_takes_whole_rows(tmp_path: Path) -> None:
     assert "Parquet" in line
 
 
+@pytest.mark.unit
 def test_npy_and_misapplied_flags_are_refused_in_one_line(tmp_path: Path) -> None:
     np.save(tmp_path / "x.npy", np.zeros((6, 2)))
     np.save(tmp_path / "y.npy", np.arange(6) % 2)
@@ -310,6 +318,7 @@ def test_npy_and_misapplied_flags_are_refused_in_one_line(tmp_path: Path) -> Non
     assert collections.Counter(np.load(tmp_path / "o.npz")["y"].tolist()) == {0: 3, 1: 3}
 
 
+@pytest.mark.unit
 def test_suggested_oversample_command_fits_each_kind_of_data(tmp_path: Path) -> None:
     """The class-imbalance finding's `fix --oversample ... --output X` names an output of the
     kind the command writes for that data, and that command, run literally on the training

@@ -144,6 +144,7 @@ def test_library_api_reads_the_folder() -> None:
     assert again.data["masks"] == report.data["masks"]
 
 
+@pytest.mark.unit
 def test_data_kind_and_flags() -> None:
     from kerasdoctor.sources import data_kind
 
@@ -159,6 +160,7 @@ def test_not_a_dense_model() -> None:
     _one_line_error(r.exit_code, r.stderr, "is a segmentation folder", "outputs (N, 3)")
 
 
+@pytest.mark.unit
 def test_per_sample_commands_refuse_it(tmp_path: Path) -> None:
     r = run_cli("fix", "--class-weights", fixture_path("seg_folder"))
     _one_line_error(r.exit_code, r.stderr, "is a segmentation folder", "per-pixel masks")
@@ -321,12 +323,14 @@ def small(tmp_path: Path) -> Path:
     return _folder(tmp_path / "d", x[:4], [Image.fromarray(m, "L") for m in y[:4]])
 
 
+@pytest.mark.unit
 def test_image_without_mask(small: Path) -> None:
     (small / "masks" / "002.png").unlink()
     code, _, err = _json(fixture_path(MODEL), str(small))
     _one_line_error(code, err, "1 image of 4 has no mask", "images/002.png")
 
 
+@pytest.mark.unit
 def test_mask_without_image(small: Path) -> None:
     Image.fromarray(np.zeros((32, 32), np.uint8), "L").save(small / "masks" / "099.png")
     code, _, err = _json(fixture_path(MODEL), str(small))
@@ -354,6 +358,7 @@ def test_more_values_than_classes(small: Path) -> None:
     _one_line_error(code, err, "masks/001.png", "distinct grey values", "4 classes")
 
 
+@pytest.mark.unit
 def test_two_images_of_one_name(small: Path) -> None:
     Image.fromarray(np.zeros((32, 32, 3), np.uint8), "RGB").save(small / "images" / "000.jpg")
     code, _, err = _json(fixture_path(MODEL), str(small))

@@ -74,6 +74,7 @@ def test_npy_pair_gives_the_npz_diagnosis(tmp_path: Path, collapsed: dict[str, n
     assert a.data["sampled_from"] == 980
 
 
+@pytest.mark.unit
 def test_npy_rows_reads_slices_and_index_arrays_like_numpy(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     for name, arr in {
@@ -93,6 +94,7 @@ def test_npy_rows_reads_slices_and_index_arrays_like_numpy(tmp_path: Path) -> No
         rows.close()
 
 
+@pytest.mark.unit
 def test_npy_rows_refuses_truncated_and_object_files(tmp_path: Path) -> None:
     np.save(tmp_path / "x.npy", np.ones((100, 8), np.float32))
     data = (tmp_path / "x.npy").read_bytes()
@@ -335,6 +337,7 @@ def test_saved_tf_dataset_errors(tmp_path: Path) -> None:
                                    str(tmp_path / "empty")), "holds no samples")
 
 
+@pytest.mark.unit
 def test_label_stream_reports_the_encoding_of_all_batches() -> None:
     s = LabelStream("labels")
     assert s.decode(np.array([0, 1, 1])).tolist() == [0, 1, 1]
@@ -418,6 +421,7 @@ def test_image_folder_order_and_pixels_match_keras(tmp_path: Path) -> None:
                 assert diff.max() == 0.0, (mode, size)
 
 
+@pytest.mark.unit
 def test_resize_keeps_constant_images_constant_and_same_size_untouched() -> None:
     a = np.full((13, 7, 3), 42.0, np.float32)
     assert np.all(resize_bilinear(a, (31, 5)) == 42.0)
@@ -476,6 +480,7 @@ def test_image_folder_for_a_model_of_any_size(tmp_path: Path, terrain_folder: Pa
 # ------------------------------------------------------------------ plumbing
 
 
+@pytest.mark.unit
 def test_rebatch_recuts_chunks_and_keeps_selected_rows() -> None:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(103, 2))

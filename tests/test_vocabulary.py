@@ -130,6 +130,7 @@ def _via_api(seen: list[Options], data: str, **kwargs: Any) -> Options:
     return seen.pop()
 
 
+@pytest.mark.unit
 def test_every_diagnose_option_has_one_name_in_cli_config_and_api(
     tmp_path: Path, captured: list[Options]
 ) -> None:
@@ -168,6 +169,7 @@ def test_every_diagnose_option_has_one_name_in_cli_config_and_api(
         assert defaults.count(defaults[0]) == len(defaults), (name, defaults)
 
 
+@pytest.mark.unit
 def test_options_kept_out_of_the_config_are_refused_there_and_the_api_takes_some() -> None:
     accepted = {f for f in inspect.signature(Options).parameters}
     for name in NOT_IN_CONFIG:
@@ -176,6 +178,7 @@ def test_options_kept_out_of_the_config_are_refused_there_and_the_api_takes_some
         assert (name in accepted) == (name in API_ONLY), name
 
 
+@pytest.mark.unit
 def test_the_gates_reach_the_quality_gate_check_under_every_spelling(
     tmp_path: Path, captured: list[Options]
 ) -> None:
@@ -199,6 +202,7 @@ def test_the_gates_reach_the_quality_gate_check_under_every_spelling(
     assert res.exit_code == 2 and captured.pop().gates == {"min_recall": 0.9}
 
 
+@pytest.mark.unit
 def test_one_default_for_fail_on_everywhere(captured: list[Options]) -> None:
     cli_default = _via_cli(captured, "data.npz").fail_on
     assert cli_default == "error"
@@ -206,6 +210,7 @@ def test_one_default_for_fail_on_everywhere(captured: list[Options]) -> None:
     assert inspect.signature(assert_healthy).parameters["fail_on"].default == cli_default
 
 
+@pytest.mark.unit
 def test_unknown_or_bad_keywords_are_clear_errors() -> None:
     d = np.load(fixture_path("healthy.npz"))
     model = fixture_path("healthy.keras")
@@ -381,6 +386,7 @@ def test_parquet_drop_columns(tmp_path: Path) -> None:
         "column 'id' has type string", "--drop-columns")
 
 
+@pytest.mark.unit
 def test_drop_columns_errors_are_one_line(tmp_path: Path) -> None:
     d = np.load(fixture_path("healthy.npz"))
     _csv_with_id(tmp_path / "t.csv", d["x"][:20], d["y"][:20])
@@ -396,6 +402,7 @@ def test_drop_columns_errors_are_one_line(tmp_path: Path) -> None:
                            "--drop-columns is empty")
 
 
+@pytest.mark.unit
 def test_data_arguments_give_back_every_data_option() -> None:
     opts = Options(label_column="y", drop_columns=["id", "ts"], class_names=("a", "b"))
     assert data_arguments("t.csv", opts) == (
@@ -408,6 +415,7 @@ def test_data_arguments_give_back_every_data_option() -> None:
         "d.npz --x-key a --y-key lab")
 
 
+@pytest.mark.unit
 def test_config_file_data_settings_parse_as_the_cli_spells_them(tmp_path: Path) -> None:
     f = tmp_path / "kd.toml"
     f.write_text('[tool.kerasdoctor]\nlabels = "data/y.npy"\nfeature_columns = "a, b"\n'

@@ -17,6 +17,7 @@ def _finding(model: str, **options: object) -> object:
     return report.finding(ID)
 
 
+@pytest.mark.unit
 def test_the_bound_is_a_95_percent_bound_for_a_label_blind_guesser() -> None:
     """Simulated guessers that hand out classes in fixed shares, ignoring the labels: the
     balanced accuracy exceeds 1/K + margin in about 5% of draws, whatever the class sizes."""

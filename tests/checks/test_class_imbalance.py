@@ -71,6 +71,7 @@ def _imbalanced(common: int, rare: int, rare_predicted: int) -> list[list[int]]:
     return [[common, 0], [rare - rare_predicted, rare_predicted]]
 
 
+@pytest.mark.unit
 def test_imbalance_ratio_threshold_both_sides() -> None:
     assert class_imbalance.SPEC.thresholds["min_ratio"].value == 3.0
     fired = one(class_imbalance.run(context(_imbalanced(300, 100, 40))))  # 3.0:1
@@ -78,6 +79,7 @@ def test_imbalance_ratio_threshold_both_sides() -> None:
     assert class_imbalance.run(context(_imbalanced(299, 100, 40))) == []  # 2.99:1
 
 
+@pytest.mark.unit
 def test_imbalance_under_ratio_threshold_both_sides() -> None:
     at = one(class_imbalance.run(context(_imbalanced(1000, 100, 50))))  # half its share
     assert at.severity is Severity.WARNING and at.evidence["predictions_follow_prior"]
@@ -85,6 +87,7 @@ def test_imbalance_under_ratio_threshold_both_sides() -> None:
     assert above.severity is Severity.INFO and not above.evidence["predictions_follow_prior"]
 
 
+@pytest.mark.unit
 def test_imbalance_error_when_rare_class_never_predicted_min_support_both_sides() -> None:
     never = one(class_imbalance.run(context(_imbalanced(1000, 5, 0))))
     assert never.severity is Severity.ERROR
@@ -92,6 +95,7 @@ def test_imbalance_error_when_rare_class_never_predicted_min_support_both_sides(
     assert tiny.severity is Severity.INFO
 
 
+@pytest.mark.unit
 def test_imbalance_is_not_the_cause_when_a_common_class_is_dropped_too() -> None:
     conf = [[1000, 0, 0], [1000, 0, 0], [100, 0, 0]]  # the common class 1 is lost as well
     f = one(class_imbalance.run(context(conf)))
@@ -99,12 +103,14 @@ def test_imbalance_is_not_the_cause_when_a_common_class_is_dropped_too() -> None
     assert f.evidence["under_predicted_common_classes"] == [1]
 
 
+@pytest.mark.unit
 def test_imbalance_is_not_the_cause_when_the_surplus_goes_to_a_rare_class() -> None:
     conf = [[300, 0, 300], [0, 20, 80], [0, 0, 100]]  # rare class 2 swallows the others
     f = one(class_imbalance.run(context(conf)))
     assert f.severity is Severity.INFO
 
 
+@pytest.mark.unit
 def test_imbalance_is_context_when_the_output_is_constant() -> None:
     conf = _imbalanced(1000, 100, 0)  # the same counts as an error above...
     assert one(class_imbalance.run(context(conf))).severity is Severity.ERROR
@@ -112,6 +118,7 @@ def test_imbalance_is_context_when_the_output_is_constant() -> None:
     assert frozen.severity is Severity.INFO and frozen.evidence["output_constant"]
 
 
+@pytest.mark.unit
 def test_imbalance_quiet_on_balanced_labels_even_when_collapsed() -> None:
     assert class_imbalance.run(context(COLLAPSED)) == []
 
@@ -121,5 +128,6 @@ def test_findings_are_complete_and_serialisable(name: str) -> None:
     assert_complete_and_serialisable(diagnose_fixture(f"{name}.keras", f"{name}.npz"), ID)
 
 
+@pytest.mark.unit
 def test_spec_documents_every_threshold() -> None:
     assert_thresholds_documented(class_imbalance.SPEC)

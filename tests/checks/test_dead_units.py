@@ -68,6 +68,7 @@ def _built(dead: int, units: int, **thresholds: float) -> list[Any]:
     return dead_units.run(ctx)
 
 
+@pytest.mark.unit
 def test_min_samples_on_built_evidence_both_sides() -> None:
     n = int(np.sum(COLLAPSED))
     f = one(_built(4, 4, min_samples=n))
@@ -76,6 +77,7 @@ def test_min_samples_on_built_evidence_both_sides() -> None:
     assert _built(4, 4, min_samples=n + 1) == []
 
 
+@pytest.mark.unit
 def test_mostly_dead_on_built_evidence_both_sides() -> None:
     f = one(_built(3, 4, mostly_dead=0.75))  # 3 of 4 units silent, the predictions collapsed
     assert f.severity is Severity.WARNING and f.evidence["dead_fraction"] == 0.75

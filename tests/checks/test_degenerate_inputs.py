@@ -165,6 +165,7 @@ def test_max_ceiling_lift_on_both_sides() -> None:
 # ------------------------------------------------------------------ the accumulator
 
 
+@pytest.mark.unit
 def test_token_stats_count_blank_rows_and_ids() -> None:
     from kerasdoctor.evidence import TOKEN_ID_CAP, TokenStats
 

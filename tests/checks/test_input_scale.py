@@ -58,6 +58,7 @@ def test_input_scale_flags_only_the_unscaled_input_of_a_multi_input_model() -> N
     assert [r["input"] for r in f.evidence["inputs"]] == ["depth"]
 
 
+@pytest.mark.unit
 def test_input_scale_magnitude_threshold_both_sides() -> None:
     assert input_scale.SPEC.thresholds["max_rms"].value == 10.0
     n = int(np.sum(GOOD))
@@ -67,6 +68,7 @@ def test_input_scale_magnitude_threshold_both_sides() -> None:
     assert input_scale.run(context(GOOD, [stats("x", signs(n, 4, 9.9))])) == []
 
 
+@pytest.mark.unit
 def test_input_scale_spread_threshold_both_sides() -> None:
     n = int(np.sum(GOOD))
     # one feature at 100 among 119 at 1: the pooled RMS stays 9.2 (below max_rms)
@@ -79,6 +81,7 @@ def test_input_scale_spread_threshold_both_sides() -> None:
     assert input_scale.run(context(GOOD, [stats("x", narrow)])) == []
 
 
+@pytest.mark.unit
 def test_input_scale_severity_follows_the_symptoms() -> None:
     n = int(np.sum(COLLAPSED))
     big = [stats("x", signs(n, 4, 50.0))]
@@ -87,6 +90,7 @@ def test_input_scale_severity_follows_the_symptoms() -> None:
     assert one(input_scale.run(frozen)).severity is Severity.ERROR
 
 
+@pytest.mark.unit
 def test_input_scale_skips_inputs_the_model_normalises_or_reads_as_indices() -> None:
     n = int(np.sum(COLLAPSED))
     big = [stats("x", signs(n, 4, 50.0))]
@@ -101,5 +105,6 @@ def test_findings_are_complete_and_serialisable(name: str) -> None:
     assert_complete_and_serialisable(diagnose_fixture(f"{name}.keras", f"{name}.npz"), ID)
 
 
+@pytest.mark.unit
 def test_spec_documents_every_threshold() -> None:
     assert_thresholds_documented(input_scale.SPEC)

@@ -42,6 +42,7 @@ def test_scale_mismatch_fires_on_rgb_plus_depth_fixture() -> None:
     assert report.root_cause is not None and report.root_cause.id == "input-scale-mismatch"
 
 
+@pytest.mark.unit
 def test_scale_mismatch_ratio_threshold_both_sides() -> None:
     assert input_scale_mismatch.SPEC.thresholds["max_ratio"].value == 100.0
     n = int(np.sum(GOOD))
@@ -52,6 +53,7 @@ def test_scale_mismatch_ratio_threshold_both_sides() -> None:
     assert input_scale_mismatch.run(context(GOOD, below)) == []
 
 
+@pytest.mark.unit
 def test_scale_mismatch_counts_the_models_own_rescaling() -> None:
     n = int(np.sum(GOOD))
     ins = [stats("a", signs(n, 2, 1.0)), stats("b", signs(n, 2, 1000.0, seed=1))]
@@ -62,6 +64,7 @@ def test_scale_mismatch_counts_the_models_own_rescaling() -> None:
     assert input_scale_mismatch.run(context(GOOD, ins)) != []  # without it: 1000x
 
 
+@pytest.mark.unit
 def test_scale_mismatch_needs_several_inputs() -> None:
     n = int(np.sum(GOOD))
     with pytest.raises(NotApplicable, match="fewer than two inputs"):  # skipped, not passed
@@ -73,5 +76,6 @@ def test_findings_are_complete_and_serialisable(name: str) -> None:
     assert_complete_and_serialisable(diagnose_fixture(f"{name}.keras", f"{name}.npz"), ID)
 
 
+@pytest.mark.unit
 def test_spec_documents_every_threshold() -> None:
     assert_thresholds_documented(input_scale_mismatch.SPEC)

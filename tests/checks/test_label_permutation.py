@@ -49,6 +49,7 @@ def test_label_permutation_quiet_on_merely_bad_models(model: str, data: str) -> 
     assert diagnose_fixture(model, data).finding("label-permutation") is None
 
 
+@pytest.mark.unit
 def test_label_permutation_error_removed_threshold_both_sides() -> None:
     assert label_permutation.SPEC.thresholds["min_error_removed"].value == 0.5
     inverted = [[300, 700], [700, 300]]  # 30% -> 70%: removes 0.4/0.7 = 57% of the error
@@ -60,12 +61,14 @@ def test_label_permutation_error_removed_threshold_both_sides() -> None:
     assert label_permutation.run(context(weak, n_outputs=1)) == []
 
 
+@pytest.mark.unit
 def test_label_permutation_noise_threshold_both_sides() -> None:
     # fully inverted, but on 4 vs 2 samples per class: noise 0.25 (bar 0.75) vs 0.35 (1.06)
     assert one(label_permutation.run(context([[0, 4], [4, 0]])))
     assert label_permutation.run(context([[0, 2], [2, 0]])) == []
 
 
+@pytest.mark.unit
 def test_label_permutation_quiet_on_spread_out_errors() -> None:
     rng = np.random.default_rng(1)
     noisy = rng.integers(20, 40, size=(5, 5))  # a near-random model, best matching by chance
@@ -79,5 +82,6 @@ def test_findings_are_complete_and_serialisable(name: str) -> None:
     assert_complete_and_serialisable(diagnose_fixture(f"{name}.keras", f"{name}.npz"), ID)
 
 
+@pytest.mark.unit
 def test_spec_documents_every_threshold() -> None:
     assert_thresholds_documented(label_permutation.SPEC)

@@ -18,6 +18,7 @@ def _run(conf: list[list[int]], **thresholds: float) -> list:  # type: ignore[ty
     return low_recall.run(context(conf, overrides={"low-recall": thresholds}))
 
 
+@pytest.mark.unit
 def test_zero_of_six_right_is_a_finding_with_its_uncertainty() -> None:
     [f] = _run(NONE_OF_SIX)
     assert f.severity is Severity.WARNING
@@ -27,6 +28,7 @@ def test_zero_of_six_right_is_a_finding_with_its_uncertainty() -> None:
     assert "0 of 6" in f.detail and "at most 39%" in f.detail
 
 
+@pytest.mark.unit
 def test_one_of_three_is_not_judged_and_says_so() -> None:
     [f] = _run(ONE_OF_THREE)
     assert f.severity is Severity.INFO
@@ -46,12 +48,14 @@ def test_quiet_on_healthy_models(model: str, data: str) -> None:
     assert f is None or f.severity is Severity.INFO
 
 
+@pytest.mark.unit
 def test_confidence_threshold_both_sides() -> None:
     # 0 of 6 is low at confidence c while 1 - (1 - c)^(1/6) <= 0.5 x 0.95: c <= 0.979
     assert _run(NONE_OF_SIX, confidence=0.97)[0].severity is Severity.WARNING
     assert _run(NONE_OF_SIX, confidence=0.99)[0].severity is Severity.INFO
 
 
+@pytest.mark.unit
 def test_min_support_threshold_both_sides() -> None:
     assert _run(NONE_OF_SIX, min_support=6)[0].severity is Severity.WARNING
     assert _run(NONE_OF_SIX, min_support=7)[0].severity is Severity.INFO

@@ -72,11 +72,13 @@ def _context(cured_gain: float) -> Context:
     return ctx
 
 
+@pytest.mark.unit
 def test_fires_on_built_evidence_when_no_cure_helped() -> None:
     found = no_signal.run(_context(0.0))
     assert [f.id for f in found] == [ID] and found[0].severity is Severity.ERROR
 
 
+@pytest.mark.unit
 def test_min_restored_gain_threshold_both_sides() -> None:
     ctx = _context(0.6)
     ctx.overrides = {ID: {"min_restored_gain": 0.59}}
@@ -86,6 +88,7 @@ def test_min_restored_gain_threshold_both_sides() -> None:
     assert [f.id for f in no_signal.run(ctx)] == [ID]
 
 
+@pytest.mark.unit
 def test_quiet_without_the_chance_level_symptom() -> None:
     ctx = _context(0.0)
     ctx.symptoms = {}

@@ -40,6 +40,7 @@ def test_nonfinite_inputs_fires_on_nan_fixture_with_exact_counts() -> None:
     assert report.root_cause is not None and report.root_cause.id == "nonfinite-inputs"
 
 
+@pytest.mark.unit
 def test_nonfinite_inputs_one_value_is_enough() -> None:
     n = int(np.sum(GOOD))
     x = np.random.default_rng(0).normal(size=(n, 3))
@@ -55,5 +56,6 @@ def test_findings_are_complete_and_serialisable(name: str) -> None:
     assert_complete_and_serialisable(diagnose_fixture(f"{name}.keras", f"{name}.npz"), ID)
 
 
+@pytest.mark.unit
 def test_spec_documents_every_threshold() -> None:
     assert_thresholds_documented(nonfinite_inputs.SPEC)

@@ -212,6 +212,7 @@ def _context(
     return ctx
 
 
+@pytest.mark.unit
 def test_built_collapse_fires_and_lists_dropout_as_context_only() -> None:
     [f] = over_regularization.run(_context())
     assert f.severity is Severity.ERROR
@@ -219,10 +220,12 @@ def test_built_collapse_fires_and_lists_dropout_as_context_only() -> None:
     assert f.evidence["collapsed_layers"] == ["dense"]
 
 
+@pytest.mark.unit
 def test_quiet_without_a_symptom_even_when_collapsed() -> None:
     assert over_regularization.run(_context(symptoms=False)) == []
 
 
+@pytest.mark.unit
 def test_a_probe_at_chance_makes_it_info_and_a_failed_probe_keeps_the_error() -> None:
     chance = ProbeResult("probe-inputs", "probe", 0.34, (0.34,) * 3, 1 / 3, 0.05, 400, 8)
     [f] = over_regularization.run(_context(probe=chance))
@@ -232,12 +235,14 @@ def test_a_probe_at_chance_makes_it_info_and_a_failed_probe_keeps_the_error() ->
     assert f.severity is Severity.ERROR and "could not run" in f.detail
 
 
+@pytest.mark.unit
 def test_a_usual_penalty_is_not_blamed_even_on_shrunk_kernels() -> None:
     # l2=1e-4 x 32 units charges 0.003 nats: kernels near 0 with it (e.g. behind a dead
     # layer, where only the penalty's gradient reaches them) are not its doing
     assert over_regularization.run(_context(l2=1e-4)) == []
 
 
+@pytest.mark.unit
 def test_l1_penalty_charges_by_the_mean_absolute_weight() -> None:
     [f] = over_regularization.run(_context(l1=0.1, l2=0.0))
     row = f.evidence["layers"][0]
@@ -246,6 +251,7 @@ def test_l1_penalty_charges_by_the_mean_absolute_weight() -> None:
     assert "keras.regularizers.l1(" in (f.fixes[0].code or "")
 
 
+@pytest.mark.unit
 def test_a_one_unit_sigmoid_head_is_compared_with_the_class_1_share() -> None:
     [f] = over_regularization.run(_context(binary=True))
     assert f.evidence["label_prior"] == pytest.approx([0.7, 0.3])

@@ -86,6 +86,7 @@ def _sweep(base: float, best: float, noise: float = 0.0) -> dict[str, Any]:
     return {"baseline_balanced_accuracy": base, "noise": noise, "trials": [trial]}
 
 
+@pytest.mark.unit
 def test_preprocessing_restoring_thresholds_both_sides() -> None:
     spec = preprocessing_mismatch.SPEC.thresholds
     args = (spec["min_gain"].value, spec["noise_z"].value, spec["min_error_removed"].value)
@@ -106,6 +107,7 @@ def _judged(x: np.ndarray, norm: Normalizer) -> JudgedInput:
     return JudgedInput(0, stats("x", x), norm)
 
 
+@pytest.mark.unit
 def test_rescaling_range_threshold_both_sides() -> None:
     r = Normalizer("rescaling", "Rescaling", {"scale": 1 / 255, "offset": 0.0})
     lin = np.linspace(0, 1, 100)[:, None]
@@ -117,6 +119,7 @@ def test_rescaling_range_threshold_both_sides() -> None:
     assert preprocessing_mismatch.rescaling_mismatch(_judged(lin * 2550, r), 10) is not None
 
 
+@pytest.mark.unit
 def test_normalization_thresholds_both_sides() -> None:
     layer = Normalizer(
         "norm", "Normalization", {"mean": np.array([100.0]), "variance": np.array([400.0])}
@@ -135,6 +138,7 @@ def test_normalization_thresholds_both_sides() -> None:
     assert test(100 + 2.1 * z) is None
 
 
+@pytest.mark.unit
 def test_balanced_accuracy_and_its_noise() -> None:
     y = np.array([0, 0, 0, 0, 1, 1])
     bal = balanced_accuracy(y, np.array([0, 0, 1, 1, 1, 1]), 2)
@@ -149,5 +153,6 @@ def test_findings_are_complete_and_serialisable(name: str) -> None:
     assert_complete_and_serialisable(diagnose_fixture(f"{name}.keras", f"{name}.npz"), ID)
 
 
+@pytest.mark.unit
 def test_spec_documents_every_threshold() -> None:
     assert_thresholds_documented(preprocessing_mismatch.SPEC)

@@ -33,6 +33,7 @@ def test_sorted_labels_fires_on_sorted_fixture() -> None:
     assert f.evidence["never_trained_classes"] == []  # 80 grapes remain before the cut
 
 
+@pytest.mark.unit
 def test_sorted_labels_names_classes_validation_split_would_never_train_on() -> None:
     y = np.repeat([0, 1, 2], [100, 100, 50])  # the last 20% (50 rows) is all of class 2
     f = one(sorted_labels.run(context([[100, 0, 0], [0, 100, 0], [0, 0, 50]], y_true=y)))
@@ -40,6 +41,7 @@ def test_sorted_labels_names_classes_validation_split_would_never_train_on() -> 
     assert f.evidence["tail_label_counts"] == [0, 0, 50]
 
 
+@pytest.mark.unit
 def test_expected_runs_matches_random_orders() -> None:
     counts = np.array([30, 20, 10])
     y = np.repeat(np.arange(3), counts)
@@ -59,6 +61,7 @@ def _runs(n_per_class: int, runs: int) -> np.ndarray:
     return np.array(out)
 
 
+@pytest.mark.unit
 def test_sorted_labels_runs_threshold_both_sides() -> None:
     # 50 + 50 rows: E[R] = 1 + 99 * (1 - 4900/9900) = 51, so the bar is 25.5 runs
     conf = [[50, 0], [0, 50]]
@@ -67,11 +70,13 @@ def test_sorted_labels_runs_threshold_both_sides() -> None:
     assert sorted_labels.run(context(conf, y_true=_runs(50, 26))) == []
 
 
+@pytest.mark.unit
 def test_sorted_labels_min_samples_both_sides() -> None:
     assert one(sorted_labels.run(context([[25, 0], [0, 25]], y_true=np.repeat([0, 1], 25))))
     assert sorted_labels.run(context([[25, 0], [0, 24]], y_true=np.repeat([0, 1], [25, 24]))) == []
 
 
+@pytest.mark.unit
 def test_sorted_labels_quiet_on_one_class() -> None:
     assert sorted_labels.run(context([[100, 0], [0, 0]])) == []
 
@@ -81,5 +86,6 @@ def test_findings_are_complete_and_serialisable(name: str) -> None:
     assert_complete_and_serialisable(diagnose_fixture(f"{name}.keras", f"{name}.npz"), ID)
 
 
+@pytest.mark.unit
 def test_spec_documents_every_threshold() -> None:
     assert_thresholds_documented(sorted_labels.SPEC)

@@ -87,6 +87,7 @@ def test_optimizer_iterations_none_when_h5_holds_no_optimizer(tmp_path: Path) ->
     assert read_facts(load_model(without)).optimizer_iterations is None
 
 
+@pytest.mark.unit
 def test_max_chance_gain_on_built_evidence_both_sides() -> None:
     """No TensorFlow. An optimizer at 0 steps and no bias or BatchNorm to look at: the
     predictions decide. 75% balanced accuracy on two classes is half the way from chance
