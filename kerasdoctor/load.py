@@ -648,10 +648,10 @@ def _output_name(model: Any, t: Any, i: int) -> str:
     names = getattr(model, "output_names", None)
     if names and len(names) > i:
         return str(names[i])
-    hist = getattr(t, "_keras_history", None)
-    if hist is not None:
-        return str(hist[0].name)
-    return f"output_{i}"
+    from kerasdoctor.keras_graph import producer
+
+    layer = producer(t)
+    return str(layer.name) if layer is not None else f"output_{i}"
 
 
 def _choose_output(names: list[str], wanted: str | None, path: str) -> int:

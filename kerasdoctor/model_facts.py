@@ -312,8 +312,10 @@ def _learning_rate(model: Any) -> float | None:
 
 
 def _head_class(out_tensor: Any) -> str | None:
-    history = getattr(out_tensor, "_keras_history", None)
-    return type(history[0]).__name__ if history is not None else None
+    from kerasdoctor.keras_graph import producer
+
+    layer = producer(out_tensor)
+    return type(layer).__name__ if layer is not None else None
 
 
 def _regularizers(model: Any) -> tuple[RegularizerInfo, ...]:
@@ -370,18 +372,19 @@ def _layer_info(layer: Any) -> LayerInfo:
 
 
 def _producer(t: Any) -> Any:
-    hist = getattr(t, "_keras_history", None)
-    return hist[0] if hist is not None else None
+    from kerasdoctor.keras_graph import producer
+
+    return producer(t)
 
 
 def _parents(layer: Any) -> list[Any]:
-    nodes = getattr(layer, "_inbound_nodes", None) or []
+    from kerasdoctor.keras_graph import first_call_inputs
+
     out = []
-    for node in nodes[:1]:
-        for t in getattr(node, "input_tensors", []) or []:
-            p = _producer(t)
-            if p is not None:
-                out.append(p)
+    for t in first_call_inputs(layer):
+        p = _producer(t)
+        if p is not None:
+            out.append(p)
     return out
 
 

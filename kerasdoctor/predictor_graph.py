@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from kerasdoctor.keras_graph import output_layer, producer, producer_call
+
 if TYPE_CHECKING:
     from kerasdoctor.experiments import HeadTap
     from kerasdoctor.model_facts import ModelFacts
@@ -36,14 +38,10 @@ def tensors_on_path(model: Any) -> dict[str, tuple[Any, Any]]:
         if id(t) in seen:
             continue
         seen.add(id(t))
-        history = getattr(t, "_keras_history", None)
-        if history is None:
+        call = producer_call(t)
+        if call is None:
             continue
-        op, node_index = history[0], history[1]
-        try:
-            node = op._inbound_nodes[node_index]
-        except (AttributeError, IndexError):
-            continue
+        op, node = call
         ins, outs = list(node.input_tensors), list(node.output_tensors)
         if op.name in found and found[op.name][1] is not (outs[0] if len(outs) == 1 else None):
             shared.add(op.name)
@@ -223,12 +221,10 @@ def head_tap(predictor: Predictor, xs: Sequence[np.ndarray], batch: int = 256) -
     model = predictor.lm.keras_model
     if model is None:
         raise ValueError("a SavedModel has no layers to tap")
-    out = model.outputs[predictor.lm.output_index]
-    history = getattr(out, "_keras_history", None)
-    if history is None:
+    layer = output_layer(model, predictor.lm.output_index)
+    if layer is None:
         raise ValueError("the output tensor has no layer history")
     path = tensors_on_path(model)
-    layer = history[0]
     name = type(layer).__name__
     k = keras()
     if name == "Dense":
@@ -245,9 +241,9 @@ def head_tap(predictor: Predictor, xs: Sequence[np.ndarray], batch: int = 256) -
         act = {"Softmax": "softmax", "ReLU": "relu"}.get(
             name, str(layer.get_config().get("activation", "linear")))
         penultimate: np.ndarray | None = None  # none unless a Dense feeds the activation
-        prev = getattr(pre_t, "_keras_history", None)
-        if prev is not None and type(prev[0]).__name__ == "Dense" and prev[0].name in path:
-            penultimate = _run(k, model, path[prev[0].name][0], predictor, xs, batch)
+        prev = producer(pre_t)
+        if prev is not None and type(prev).__name__ == "Dense" and prev.name in path:
+            penultimate = _run(k, model, path[prev.name][0], predictor, xs, batch)
         return HeadTap(penultimate, pre, act)
     raise ValueError(f"the output layer is a {name}, not a Dense or an activation layer")
 

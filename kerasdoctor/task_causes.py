@@ -358,9 +358,10 @@ def _batchnorm(run: _Runner, facts: Any, symptoms: Sequence[str], seed: int,
 
 
 def _output_layer(model: Any, index: int) -> Any:
-    out = model.outputs[index] if len(model.outputs) > 1 else model.outputs[0]
-    history = getattr(out, "_keras_history", None)
-    return history[0] if history is not None else model.layers[-1]
+    from kerasdoctor.keras_graph import output_layer
+
+    layer = output_layer(model, index if len(model.outputs) > 1 else 0)
+    return layer if layer is not None else model.layers[-1]
 
 
 def _single_unit_softmax(run: _Runner, facts: Any, symptoms: Sequence[str], seed: int,

@@ -26,6 +26,7 @@ import numpy as np
 from kerasdoctor.errors import InputError
 from kerasdoctor.findings import Finding, Report
 from kerasdoctor.fix.common import DataOptions, ModelData, Outputs
+from kerasdoctor.keras_graph import innermost_head, output_layer, producer
 
 # The held-out gain that counts as a repair: two standard errors of the difference of two
 # balanced accuracies on the held-out class sizes (experiments.noise_bound, the binomial worst
@@ -455,11 +456,9 @@ def _output_dense(md: ModelData, model: Any) -> tuple[Any, str]:
     """The Dense layer whose output is the head's pre-activation in `model` (a clone of md's
     model, same layer names), and the head's activation."""
     orig = md.lm.keras_model
-    out = orig.outputs[md.lm.output_index]
-    history = getattr(out, "_keras_history", None)
-    if history is None:
+    layer = output_layer(orig, md.lm.output_index)
+    if layer is None:
         raise CannotRepair("the output has no layer history to edit")
-    layer = history[0]
     name = type(layer).__name__
     if name == "Dense":
         act = layer.get_config().get("activation", "linear")
@@ -467,8 +466,7 @@ def _output_dense(md: ModelData, model: Any) -> tuple[Any, str]:
         dense = layer
     elif name in ("Activation", "Softmax"):
         act = "softmax" if name == "Softmax" else str(layer.get_config().get("activation"))
-        prev = getattr(layer.input, "_keras_history", None)
-        dense = prev[0] if prev is not None else None
+        dense = producer(layer.input)
         if dense is None or type(dense).__name__ != "Dense" or \
                 dense.get_config().get("activation") != "linear":
             raise CannotRepair("the activation at the output is not fed by a linear Dense "
@@ -539,13 +537,10 @@ def shift_output_logits(lm: Any, shift: np.ndarray, activations: tuple[str, ...]
     shift = np.asarray(shift, np.float64).reshape(-1)
     if shift.size != units:
         raise CannotRepair(f"{shift.size} shifts for an output of {units} units")
-    out = model.outputs[lm.output_index]
-    history = getattr(out, "_keras_history", None)
-    if history is None:
+    layer = output_layer(model, lm.output_index)
+    if layer is None:
         raise CannotRepair("the output has no layer history to edit")
-    layer = history[0]
-    while hasattr(layer, "outputs") and len(getattr(layer, "outputs", []) or []) == 1:
-        layer = layer.outputs[0]._keras_history[0]  # a nested model at the output: its head
+    layer = innermost_head(layer)  # a nested model at the output: its head
     kind = type(layer).__name__
     wanted = " or ".join(activations)
     target, act = _logit_layer(layer), ""
@@ -562,8 +557,8 @@ def shift_output_logits(lm: Any, shift: np.ndarray, activations: tuple[str, ...]
         if kind == "Softmax" and layer.get_config().get("axis", -1) not in (-1, len(
                 lm.output_shape) - 1):
             raise CannotRepair("the output softmax is not over the last axis")
-        prev = getattr(layer.input, "_keras_history", None)
-        feeder = _logit_layer(prev[0]) if prev is not None else None
+        prev = producer(layer.input)
+        feeder = _logit_layer(prev) if prev is not None else None
         if feeder is not None and _act_name(feeder) == "linear" and feeder.use_bias:
             target = feeder
         else:  # no bias to shift: a fixed Normalization computes z - shift before it
@@ -997,13 +992,10 @@ def sigmoid_head(lm: Any) -> tuple[Any, str, dict[str, Any]]:
         raise CannotRepair(f"the output has {lm.output_shape[-1]} units, not one: a softmax "
                            "over them is no single-unit softmax")
     model = _clone(lm.keras_model)
-    out = model.outputs[lm.output_index]
-    history = getattr(out, "_keras_history", None)
-    if history is None:
+    head = output_layer(model, lm.output_index)
+    if head is None:
         raise CannotRepair("the output has no layer history to edit")
-    head = history[0]
-    while hasattr(head, "outputs") and len(getattr(head, "outputs", []) or []) == 1:
-        head = head.outputs[0]._keras_history[0]  # a nested model at the output: its head
+    head = innermost_head(head)  # a nested model at the output: its head
     target = _logit_layer(head)
     if target is not None:
         if _act_name(target) != "softmax":
