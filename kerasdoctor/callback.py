@@ -361,7 +361,9 @@ class DoctorCallback(_base()):  # type: ignore[misc]
             y, source = self._val_y, "validation_labels"
             where = (f"the validation labels ({y.shape[0]} samples; pass "
                      "train_labels=y_train to weight by the training labels)")
-        n_classes = max(int(report.data.get("n_classes", 0)), int(y.max()) + 1)
+        from kerasdoctor.metrics import class_count
+
+        n_classes = class_count(int(report.data.get("n_classes", 0)), labels_max=int(y.max()))
         result = class_weights(y, n_classes)
         self.class_weight = {int(k): float(v) for k, v in result["class_weight"].items()}
         self.class_weight_source = source

@@ -290,7 +290,7 @@ def _diagnose_quietly(lm: Any, raw: Any, opts: Options) -> Report:
     )
     if known is not None:
         y = known.y if indices is None else known.y[indices]
-        n_classes = max(n_classes, int(y.max()) + 1)
+        n_classes = max(n_classes, int(y.max()) + 1)  # metrics.class_count with the labels
     predictor = Predictor(lm, facts)
     batch_size = int(opts.batch_size or default_batch_size(bound.templates))
     try:
@@ -336,8 +336,11 @@ def _npz_labels_fit(data_path: str | os.PathLike[str], y_key: str, lm: Any) -> b
 
 
 def class_count_hint(width: int | None, class_names: Sequence[str] | None, facts: Any) -> int:
-    """Classes known before the labels are counted: one-hot width, class names, output units."""
-    return max(width or 0, len(class_names or []), facts.n_outputs if facts.n_outputs > 1 else 2)
+    """Classes known before the labels are counted: one-hot width, class names, output units
+    (metrics.class_count; the pass adds the labels)."""
+    from kerasdoctor.metrics import class_count
+
+    return class_count(width, class_names, facts.n_outputs)
 
 
 def build_report(

@@ -8,6 +8,16 @@ from typing import Any
 import numpy as np
 
 
+def class_count(width: int | None = None, class_names: Sequence[str] | None = None,
+                n_outputs: int | None = None, labels_max: int | None = None) -> int:
+    """K, the one rule (issue 17, item 7): the widest of the one-hot width, the class names,
+    the model's output units (one unit scores two classes) and the largest label + 1; two at
+    least, since a classifier tells two classes apart at least."""
+    return int(max(width or 0, len(class_names or ()),
+                   n_outputs if n_outputs is not None and n_outputs > 1 else 2,
+                   labels_max + 1 if labels_max is not None else 0))
+
+
 def class_names_for(k: int, names: Sequence[str] | None) -> list[str]:
     """Names for K classes: the file's class_names where given, else the index."""
     names = list(names or [])

@@ -418,16 +418,14 @@ def _class_weights(
 ) -> None:
     from kerasdoctor.class_weights import METHODS, python_line
     from kerasdoctor.class_weights import class_weights as compute
-    from kerasdoctor.fix.common import read_labels_raw
+    from kerasdoctor.fix.common import n_classes_of, read_labels_raw
 
     if method not in METHODS:
         raise InputError(f"--method must be one of {', '.join(METHODS)}, got '{method}'")
     if not 0.0 <= beta < 1.0:
         raise InputError(f"--beta must be in [0, 1), got {beta}")
     raw = read_labels_raw(data, data_opts)
-    n_classes = max(
-        raw.labels.width or 0, len(raw.labels.class_names or []), int(raw.labels.y.max()) + 1
-    )
+    n_classes = n_classes_of(raw)
     result = compute(raw.labels.y, n_classes, method=method, beta=beta)
     result["train_data"] = data
     result["note"] = TRAIN_NOTE

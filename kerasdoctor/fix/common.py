@@ -16,15 +16,12 @@ from kerasdoctor.model_facts import ModelFacts
 
 
 def n_classes_of(raw: RawData, n_outputs: int | None = None) -> int:
-    """K: the widest of the one-hot width, class_names, the model's units and the labels."""
-    return int(
-        max(
-            raw.labels.width or 0,
-            len(raw.labels.class_names or []),
-            n_outputs if n_outputs and n_outputs > 1 else 2,
-            int(raw.labels.y.max()) + 1,
-        )
-    )
+    """K: the widest of the one-hot width, class_names, the model's units and the labels
+    (metrics.class_count)."""
+    from kerasdoctor.metrics import class_count
+
+    return class_count(raw.labels.width, raw.labels.class_names, n_outputs,
+                       int(raw.labels.y.max()))
 
 
 def names_for(raw: RawData, k: int) -> list[str]:
