@@ -52,10 +52,13 @@ def diagnose(model: Any, x: Any, y: np.ndarray | Any = None, **options: Any) -> 
     whatever it says); ``batch_size``, ``sample``, ``seed``, ``output_name``,
     ``class_names``, ``thresholds``, ``ignore``, ``unsafe``, ``custom_objects`` (a dict);
     and, for DATA given as a path: ``labels``, ``label_column``, ``feature_columns``,
-    ``drop_columns``, ``image_size``, ``x_key``, ``y_key``. ``gates={"min_recall": 0.8}`` is
-    the older spelling of the gates. An unknown keyword is a TypeError naming the accepted
-    ones; a value out of range is an InputError. Unlike the CLI, diagnose() reads no
-    configuration file: pass the settings as keywords.
+    ``drop_columns``, ``image_size``, ``x_key``, ``y_key``. A dense model (per-pixel or
+    per-token output) takes ``y`` (N, H, W) / (N, T) with ``ignore_label`` or ``mask``, an
+    array of the labels' shape, nonzero where a position counts (void and padding do not); a
+    multi-label one a multi-hot ``y`` (``multi_label=True`` forces it).
+    ``gates={"min_recall": 0.8}`` is the older spelling of the gates. An unknown keyword is a
+    TypeError naming the accepted ones; a value out of range is an InputError. Unlike the
+    CLI, diagnose() reads no configuration file: pass the settings as keywords.
 
     >>> import numpy as np, kerasdoctor
     >>> d = np.load("fixtures/collapsed.npz")
@@ -103,9 +106,14 @@ def _diagnose(model: Any, x: Any, y: Any, options: dict[str, Any], where: str) -
 
     from kerasdoctor.core import DATA_PATH_OPTIONS, Options, diagnose_arrays
 
+    options = dict(options)
+    mask = options.pop("mask", None)  # dense labels: the positions that count (issue 16)
     opts = Options.from_keywords(options, where)
     is_path = isinstance(x, (str, os.PathLike))
     if y is None:
+        if mask is not None:
+            raise TypeError(f"{where}: mask= goes with x and y given as arrays; an .npz "
+                            "given as DATA brings its own 'mask' array")
         if not is_path:
             raise TypeError(f"{where} needs y, the labels, unless x is DATA given as a path "
                             "(an .npz, a .csv, ...) that holds them")
@@ -120,7 +128,7 @@ def _diagnose(model: Any, x: Any, y: Any, options: dict[str, Any], where: str) -
         raise InputError(f"{given[0]} says how to read DATA from a path, not arrays: give x as "
                          f"the path and leave y out, e.g. diagnose(model, 'data.csv', "
                          f"{given[0]}=...)")
-    return diagnose_arrays(model, x, y, **options)
+    return diagnose_arrays(model, x, y, mask=mask, **options)
 
 
 def _diagnose_path(model: Any, data: Any, opts: Any) -> Report:

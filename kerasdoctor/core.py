@@ -202,8 +202,9 @@ def refuse_swapped(model_path: str | os.PathLike[str], data_path: str | os.PathL
                          f"and MODEL {str(model_p)!r} is {what}; the order is {command}")
 
 
-def diagnose_arrays(model: Any, x: Any, y: Any, **kwargs: Any) -> Report:
-    """Diagnose a Keras model object (or a path) on in-memory arrays."""
+def diagnose_arrays(model: Any, x: Any, y: Any, mask: Any = None, **kwargs: Any) -> Report:
+    """Diagnose a Keras model object (or a path) on in-memory arrays; `mask` marks the
+    positions of dense labels that count."""
     from kerasdoctor.load import from_keras_model, load_model
 
     opts = Options(**kwargs)
@@ -224,7 +225,11 @@ def diagnose_arrays(model: Any, x: Any, y: Any, **kwargs: Any) -> Report:
     from kerasdoctor.multilabel import is_multi_hot
 
     if not opts.multi_label and labels_fit(y, tuple(lm.output_shape)):
-        return diagnose_dense(lm, x, y, opts)
+        return diagnose_dense(lm, x, y, opts, mask=mask)
+    if mask is not None:
+        raise InputError("mask marks the positions that count in a dense model's labels (y "
+                         "(N, H, W) or (N, T) for an output (N, H, W, K) or (N, T, K)); this "
+                         "model and these labels are not dense")
     if opts.multi_label or (opts.multi_label is None and is_multi_hot(y)):
         return diagnose_multilabel(lm, x, y, opts)
     return _diagnose(lm, raw_arrays(x, y, opts), opts)

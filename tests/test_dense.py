@@ -204,3 +204,22 @@ def test_statistics() -> None:
     assert 0.35 < youden_bin(neg, pos) / 256 < 0.55  # the crossing of the two normals: 0.45
     a, b = split_samples(11, seed=0)
     assert len(a) == 5 and len(b) == 6 and not set(a) & set(b)
+
+
+def test_diagnose_api_takes_the_mask() -> None:
+    """kerasdoctor.diagnose(model, x, y, mask=...) counts what the .npz's `mask` counts."""
+    import kerasdoctor
+
+    data = np.load(fixture_path("tag_collapsed.npz"))
+    model = fixture_path("tag_collapsed.keras")
+    report = kerasdoctor.diagnose(model, data["x"], data["y"], mask=data["mask"]).to_dict()
+    _, ref = diagnosis("tag_collapsed")
+    assert report["metrics"]["positions"] == int(data["mask"].sum())
+    assert report["metrics"]["confusion_matrix"] == ref["metrics"]["confusion_matrix"]
+    assert report["root_cause"] == ref["root_cause"] == "class-imbalance"
+    with pytest.raises(TypeError, match="mask= goes with x and y"):
+        kerasdoctor.diagnose(model, fixture_path("tag_collapsed.npz"), mask=data["mask"])
+    single = np.load(fixture_path("collapsed.npz"))
+    with pytest.raises(kerasdoctor.InputError, match="not dense"):
+        kerasdoctor.diagnose(fixture_path("collapsed.keras"), single["x"], single["y"],
+                             mask=np.ones(len(single["y"]), bool))
