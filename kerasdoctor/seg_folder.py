@@ -188,7 +188,9 @@ class SegFolderSource(Source):
         self.layout = pair_files(path)
 
     def _refuse(self) -> InputError:
-        return InputError(
+        from kerasdoctor.load import DenseLabels  # fix --threshold / --repair read it as dense
+
+        return DenseLabels(
             f"DATA: {self.path} is a segmentation folder ({IMAGES_DIR}/ and "
             f"{self.layout.mask_dir}/): its labels are per-pixel masks, not one label per "
             f"image; `kerasdoctor diagnose MODEL {self.path}` diagnoses a per-pixel model on it")
@@ -543,10 +545,40 @@ def _fmt(shape: Sequence[Any]) -> str:
     return "(N, " + ", ".join("?" if d is None else str(d) for d in shape[1:]) + ")"
 
 
+@dataclass(frozen=True)
+class FolderData:
+    """A segmentation folder read for a per-pixel model: the images as an array-like decoded
+    on demand, the masks as class indices with the positions that count, the mapping."""
+
+    arrays: dict[str, Any]  # {"x": ImageRows}
+    y: np.ndarray  # (N, H, W) class indices at the model's output size
+    valid: np.ndarray | None  # (N, H, W) bool: the positions that count; None: every one
+    names: list[str]
+    info: dict[str, Any]  # how mask values became classes (report.data["masks"])
+    indices: np.ndarray | None  # the rows --sample kept, None for all
+
+
 def diagnose_folder(lm: LoadedModel, src: SegFolderSource, opts: Any) -> Report:
     """The dense diagnosis of a per-pixel model on a segmentation folder, with the masks'
     mapping in report.data["masks"]."""
-    from kerasdoctor.dense import diagnose_loaded, is_dense_output
+    from kerasdoctor.dense import diagnose_loaded
+
+    fd = read_folder(lm, src, opts)
+    inner = copy.copy(opts)  # the mapping has applied these already
+    inner.sample, inner.class_names, inner.ignore_label = None, None, None
+    report = diagnose_loaded(lm, src.path, fd.arrays, fd.y, fd.valid, fd.names, inner)
+    data = dict(report.data)
+    data["ignore_label"] = getattr(opts, "ignore_label", None)
+    if fd.indices is not None:
+        data.update({"sampled_from": len(src.layout.images), "seed": opts.seed})
+    data["masks"] = fd.info
+    return replace(report, data=data)
+
+
+def read_folder(lm: LoadedModel, src: SegFolderSource, opts: Any) -> FolderData:
+    """The folder's images and masks for this per-pixel model (what `diagnose` and the fix
+    modes that read dense labels share): masks mapped to classes and resized to the output."""
+    from kerasdoctor.dense import is_dense_output
     from kerasdoctor.multilabel import _sample_indices
 
     layout = src.layout
@@ -599,16 +631,8 @@ def diagnose_folder(lm: LoadedModel, src: SegFolderSource, opts: Any) -> Report:
     void = getattr(opts, "ignore_label", None)
     masks = read_masks(layout, rows, mask_size, image_sizes, k, void, names)
     x = ImageRows([layout.images[i] for i in rows], (int(h), int(w)), int(shape[3] or 3))
-    inner = copy.copy(opts)  # the mapping has applied these already
-    inner.sample, inner.class_names, inner.ignore_label = None, None, None
     arrays: dict[str, Any] = {"x": x}  # an array-like: images decoded batch by batch
-    report = diagnose_loaded(lm, src.path, arrays, masks.y, masks.valid, names, inner)
-    data = dict(report.data)
-    data["ignore_label"] = void
-    if indices is not None:
-        data.update({"sampled_from": len(layout.images), "seed": opts.seed})
-    data["masks"] = masks.info
-    return replace(report, data=data)
+    return FolderData(arrays, masks.y, masks.valid, names, masks.info, indices)
 
 
 # ------------------------------------------------------------------ rendering help

@@ -508,8 +508,9 @@ def _threshold_multi(paths: list[str], exc: Exception | None, objective: str, se
     from kerasdoctor.fix import per_label, per_position
     from kerasdoctor.load import MultiHotLabels, load_model
     from kerasdoctor.multilabel import is_npz_path
+    from kerasdoctor.seg_folder import is_seg_folder
 
-    if not is_npz_path(paths[1]):
+    if not is_npz_path(paths[1]) and not (is_seg_folder(paths[1]) and not opts.multi_label):
         if opts.multi_label:
             raise InputError(f"--multi-label reads DATA from an .npz (x, y multi-hot (N, K)); "
                              f"{paths[1]} is not an .npz")

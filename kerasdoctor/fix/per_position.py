@@ -61,15 +61,37 @@ class DenseData:
 
 def load_npz(model_path: str, data_path: str, opts: Any, *, unsafe: bool = False,
              output_name: str | None = None, lm: Any = None) -> DenseData:
-    """MODEL (a rank >= 3 output) and an .npz of dense labels, bound together."""
+    """MODEL (a rank >= 3 output) and its dense labels, bound together: an .npz, or a
+    segmentation folder (images/ + masks/) read as `diagnose` reads it."""
     from kerasdoctor.dense import read_dense_npz
     from kerasdoctor.load import load_model
+    from kerasdoctor.seg_folder import is_seg_folder
 
-    arrays, y, mask, names = read_dense_npz(data_path, opts.x_key, opts.y_key)
     if lm is None:
         lm = load_model(model_path, unsafe=unsafe, output_name=output_name)
+    if is_seg_folder(data_path):
+        return _load_folder(lm, data_path, opts)
+    arrays, y, mask, names = read_dense_npz(data_path, opts.x_key, opts.y_key)
     return bind(lm, str(data_path), arrays, y, mask, names, opts.ignore_label,
                 f"DATA: {data_path}: '{opts.y_key}'")
+
+
+def _load_folder(lm: Any, data_path: str, opts: Any) -> DenseData:
+    """A segmentation folder: masks mapped to classes (and --ignore-label applied) exactly as
+    `diagnose` maps them; the images decoded when a batch needs them."""
+    from pathlib import Path
+
+    from kerasdoctor.seg_folder import SegFolderSource, read_folder
+
+    from types import SimpleNamespace
+
+    src = SegFolderSource(Path(data_path), opts)
+    # every pair (no --sample in fix), masks mapped with the void value as diagnose maps them
+    read = SimpleNamespace(sample=None, seed=0, batch_size=None,
+                           ignore_label=getattr(opts, "ignore_label", None))
+    fd = read_folder(lm, src, read)
+    return bind(lm, str(data_path), fd.arrays, fd.y, fd.valid, fd.names, None,
+                f"DATA: {data_path}: masks/")
 
 
 def bind(lm: Any, path: str, arrays: dict[str, np.ndarray], y: Any, mask: Any,
