@@ -280,14 +280,14 @@ def _diagnose_quietly(lm: Any, raw: Any, opts: Options) -> Report:
     n_total = bound.n_rows
     indices = None
     if opts.sample is not None:
-        from kerasdoctor.sampling import sample_rows
+        from kerasdoctor.sampling import sample_indices
 
         if n_total is None and opts.sample > 0:
             raise InputError(
                 f"--sample needs the number of samples before the pass; {bound.path} does not "
                 "record it (save the dataset unbatched, or drop --sample)"
             )
-        indices = sample_rows(n_total or 0, opts.sample, opts.seed)
+        indices = sample_indices(n_total or 0, opts.sample, opts.seed)
     if opts.batch_size is not None and opts.batch_size <= 0:
         raise InputError(f"--batch-size must be positive, got {opts.batch_size}")
     n_classes = class_count_hint(

@@ -30,6 +30,7 @@ import numpy as np
 
 from kerasdoctor.errors import InputError
 from kerasdoctor.findings import Finding, Fix, Kind, Outcome, Report, Severity
+from kerasdoctor.metrics import names_for_classes
 from kerasdoctor.task_causes import CAUSES, rank
 
 BINS = 256  # histogram bins of a class probability in [0, 1]
@@ -177,13 +178,7 @@ def diagnose_loaded(lm: Any, path: str, arrays: Mapping[str, np.ndarray], y: np.
         if mask.dtype != bool:
             mask = mask != 0
     k = shapes.k
-    if names is not None and len(names) != k:
-        raise InputError(f"{where}: {len(names)} class names for {k} classes")
-    if opts.class_names is not None:
-        names = list(opts.class_names)
-        if len(names) != k:
-            raise InputError(f"class_names: {len(names)} names for {k} classes")
-    class_names = [str(v) for v in names] if names else [str(i) for i in range(k)]
+    class_names = names_for_classes(names, opts.class_names, k, where)
     ignore_label = getattr(opts, "ignore_label", None)
     labels = _Labels(_label_indices(y, shapes, pos_shape), mask,
                      None if ignore_label is None else int(ignore_label))

@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from kerasdoctor.errors import InputError
+
 
 def class_count(width: int | None = None, class_names: Sequence[str] | None = None,
                 n_outputs: int | None = None, labels_max: int | None = None) -> int:
@@ -16,6 +18,19 @@ def class_count(width: int | None = None, class_names: Sequence[str] | None = No
     return int(max(width or 0, len(class_names or ()),
                    n_outputs if n_outputs is not None and n_outputs > 1 else 2,
                    labels_max + 1 if labels_max is not None else 0))
+
+
+def names_for_classes(names: Sequence[Any] | None, given: Sequence[Any] | None, k: int,
+                      where: str, noun: str = "classes") -> list[str]:
+    """The names of K classes (or labels): `given` (class_names=, --class-names) over the data's
+    own `names`; each must name exactly K; the index where neither does."""
+    if names is not None and len(names) != k:
+        raise InputError(f"{where}: {len(names)} class names for {k} {noun}")
+    if given is not None:
+        names = list(given)
+        if len(names) != k:
+            raise InputError(f"class_names: {len(names)} names for {k} {noun}")
+    return [str(v) for v in names] if names else [str(i) for i in range(k)]
 
 
 def class_names_for(k: int, names: Sequence[str] | None) -> list[str]:

@@ -19,6 +19,7 @@ import numpy as np
 
 from kerasdoctor.errors import InputError
 from kerasdoctor.findings import Finding, Fix, Kind, Outcome, Report, Severity
+from kerasdoctor.metrics import names_for_classes
 from kerasdoctor.task_causes import CAUSES, rank
 
 DECISION = 0.5  # the model's own rule: a label is predicted when its score is > 0.5
@@ -164,13 +165,7 @@ def diagnose_loaded(lm: Any, path: str, arrays: Mapping[str, np.ndarray], y: Any
     where = f"DATA: {path}: '{getattr(opts, 'y_key', 'y')}'" if path != "<arrays>" else "y"
     yb = check_multi_hot(y, where)
     n, k = yb.shape
-    if names is not None and len(names) != k:
-        raise InputError(f"{where}: {len(names)} class names for {k} labels")
-    if opts.class_names is not None:
-        names = list(opts.class_names)
-        if len(names) != k:
-            raise InputError(f"class_names: {len(names)} names for {k} labels")
-    label_names = [str(v) for v in names] if names else [str(i) for i in range(k)]
+    label_names = names_for_classes(names, opts.class_names, k, where, "labels")
     # bind_inputs checks row counts and shapes against the model, as the single-label path
     raw = RawData(path, dict(arrays), Labels(np.zeros(n, np.int64), "multi-hot", k, label_names))
     xs = bind_inputs(raw, lm)
@@ -184,9 +179,9 @@ def _sample_indices(n: int, opts: Any) -> np.ndarray | None:
     """--sample as core._diagnose_quietly draws it (same rng, same seed)."""
     if opts.batch_size is not None and opts.batch_size <= 0:
         raise InputError(f"--batch-size must be positive, got {opts.batch_size}")
-    from kerasdoctor.sampling import sample_rows
+    from kerasdoctor.sampling import sample_indices
 
-    return sample_rows(n, opts.sample, opts.seed)
+    return sample_indices(n, opts.sample, opts.seed)
 
 
 def _predict(lm: Any, facts: Any, xs: list[Any], indices: np.ndarray | None, k: int,

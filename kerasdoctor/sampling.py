@@ -11,7 +11,7 @@ import numpy as np
 from kerasdoctor.errors import InputError
 
 
-def sample_rows(n_total: int, sample: int | None, seed: int) -> np.ndarray | None:
+def sample_indices(n_total: int, sample: int | None, seed: int) -> np.ndarray | None:
     """Sorted row indices of a seeded draw of `sample` rows without replacement out of
     `n_total`; None for every row (no --sample, or N at least the rows there are)."""
     if sample is None:

@@ -36,7 +36,7 @@ from kerasdoctor.beam.reader import Batch, ReadSpec, input_keys, read_batches
 from kerasdoctor.errors import InputError
 from kerasdoctor.evidence import Evidence
 from kerasdoctor.probe import ProbeLayout, ProbeState
-from kerasdoctor.sampling import sample_rows
+from kerasdoctor.sampling import sample_indices
 
 DEFAULT_RUNNER = "DirectRunner"
 METRICS_NAMESPACE = "kerasdoctor"
@@ -240,7 +240,7 @@ def plan(lm: Any, pattern: str, *, x_key: str | None = None, y_key: str = "y",
             width = int(label_shape[0]) if label_shape else None
     n_total = shards.n_samples
     # the same rows as `kerasdoctor diagnose --sample` on the .npz
-    selected = sample_rows(n_total, sample, seed)
+    selected = sample_indices(n_total, sample, seed)
     spec = ReadSpec(shards.format, tuple(keys), y_key, min(FIRST_ROWS, first.rows), columns,
                     tuple(names) if names is not None else None, None)
     arrays, y, _ = next(read_batches(first, spec, limit=FIRST_ROWS))

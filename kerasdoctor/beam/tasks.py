@@ -40,7 +40,8 @@ from kerasdoctor.beam.pipeline import (
 )
 from kerasdoctor.beam.reader import ReadSpec, input_keys, read_batches
 from kerasdoctor.errors import InputError
-from kerasdoctor.sampling import sample_rows
+from kerasdoctor.metrics import names_for_classes
+from kerasdoctor.sampling import sample_indices
 
 DENSE, MULTILABEL = "dense", "multilabel"
 
@@ -107,7 +108,7 @@ def plan_raw(lm: Any, shards: ShardSet, opts: Any) -> RawPlan:
     if opts.batch_size is not None and opts.batch_size <= 0:
         raise InputError(f"--batch-size must be positive, got {opts.batch_size}")
     n_total = shards.n_samples
-    selected = sample_rows(n_total, opts.sample, opts.seed)  # the rows the .npz run reads
+    selected = sample_indices(n_total, opts.sample, opts.seed)  # the rows the .npz run reads
     spec = ReadSpec(NPZ, tuple(keys) + (("mask",) if has_mask else ()), y_key, 64, (),
                     tuple(names) if names else None, selected, raw_labels=True)
     n = int(selected.size) if selected is not None else n_total
@@ -334,14 +335,7 @@ def diagnose_dense(source: ModelSource, lm: Any, facts: Any, shards: ShardSet, o
         raise InputError(f"{where}: 'mask' has rows of shape {plan.first_mask.shape[1:]}; "
                          f"expected {tail} (True = the position counts)")
     k = shapes.k
-    names = plan.names
-    if names is not None and len(names) != k:
-        raise InputError(f"{where}: {len(names)} class names for {k} classes")
-    if opts.class_names is not None:
-        names = list(opts.class_names)
-        if len(names) != k:
-            raise InputError(f"class_names: {len(names)} names for {k} classes")
-    class_names = [str(v) for v in names] if names else [str(i) for i in range(k)]
+    class_names = names_for_classes(plan.names, opts.class_names, k, where)
     ignore = getattr(opts, "ignore_label", None)
     d = DenseSpec(shapes.k_out, shapes.onehot, tail, None if ignore is None else int(ignore),
                   where)
@@ -453,14 +447,7 @@ def diagnose_multilabel(source: ModelSource, lm: Any, facts: Any, shards: ShardS
     plan = plan_raw(lm, shards, opts)
     where = f"DATA: {shards.pattern}: '{opts.y_key}'"
     k = int(check_multi_hot(plan.first_y, where).shape[1])
-    names = plan.names
-    if names is not None and len(names) != k:
-        raise InputError(f"{where}: {len(names)} class names for {k} labels")
-    if opts.class_names is not None:
-        names = list(opts.class_names)
-        if len(names) != k:
-            raise InputError(f"class_names: {len(names)} names for {k} labels")
-    label_names = [str(v) for v in names] if names else [str(i) for i in range(k)]
+    label_names = names_for_classes(plan.names, opts.class_names, k, where, "labels")
     n = plan.n
     wanted = sample_rows(n, k, opts.seed, dense=False)
     templates = [np.empty((0, *s.shape[1:]), np.float32) for s in lm.inputs]

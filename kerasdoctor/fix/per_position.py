@@ -80,10 +80,9 @@ def _load_folder(lm: Any, data_path: str, opts: Any) -> DenseData:
     """A segmentation folder: masks mapped to classes (and --ignore-label applied) exactly as
     `diagnose` maps them; the images decoded when a batch needs them."""
     from pathlib import Path
+    from types import SimpleNamespace
 
     from kerasdoctor.seg_folder import SegFolderSource, read_folder
-
-    from types import SimpleNamespace
 
     src = SegFolderSource(Path(data_path), opts)
     # every pair (no --sample in fix), masks mapped with the void value as diagnose maps them
