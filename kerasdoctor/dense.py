@@ -563,12 +563,9 @@ def pass_batch(xs: Sequence[Any], label_shape: Sequence[int], shapes: _Shapes,
 def _predict_probs(lm: Any, predictor: Any, head: str, part: list[Any],
                    label_shape: Sequence[int], shapes: _Shapes) -> np.ndarray:
     """One batch's class probabilities (b, positions, K)."""
-    try:
-        raw = np.asarray(predictor.run_batch(part)[0])
-    except (ValueError, TypeError) as exc:
-        text = str(exc).strip().splitlines()
-        raise InputError(f"MODEL: {lm.path} failed to run on the data: "
-                         f"{text[0] if text else type(exc).__name__}") from exc
+    from kerasdoctor.multilabel import run_batch
+
+    raw = run_batch(lm, predictor, part)
     if tuple(raw.shape[1:-1]) != tuple(label_shape[1:]) or raw.shape[-1] != shapes.k_out:
         raise InputError(f"MODEL: {lm.path} outputs {_fmt(raw.shape)} but the labels are "
                          f"{_fmt(label_shape)}")

@@ -207,14 +207,20 @@ def _predict(lm: Any, facts: Any, xs: list[Any], indices: np.ndarray | None, k: 
     return np.concatenate(out) if out else np.zeros((0, k))
 
 
-def predict_batch(lm: Any, predictor: Any, part: list[Any], k: int) -> np.ndarray:
-    """One batch's raw outputs (b, K) as float64."""
+def run_batch(lm: Any, predictor: Any, part: list[Any]) -> np.ndarray:
+    """The model's first output on one batch; a model that cannot run on the data is one
+    InputError line (the dense and multi-label passes share it)."""
     try:
-        raw = np.asarray(predictor.run_batch(part)[0])
+        return np.asarray(predictor.run_batch(part)[0])
     except (ValueError, TypeError) as exc:
         text = str(exc).strip().splitlines()
         raise InputError(f"MODEL: {lm.path} failed to run on the data: "
                          f"{text[0] if text else type(exc).__name__}") from exc
+
+
+def predict_batch(lm: Any, predictor: Any, part: list[Any], k: int) -> np.ndarray:
+    """One batch's raw outputs (b, K) as float64."""
+    raw = run_batch(lm, predictor, part)
     if raw.ndim != 2 or raw.shape[1] != k:
         shape = "(N, " + ", ".join(str(d) for d in raw.shape[1:]) + ")"
         raise InputError(f"MODEL: {lm.path} outputs {shape} but the multi-hot labels have "

@@ -22,7 +22,7 @@ import sys
 import tempfile
 import uuid
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -260,11 +260,13 @@ def plan(lm: Any, pattern: str, *, x_key: str | None = None, y_key: str = "y",
                        int(selected.size) if selected is not None else n_total)
 
 
-def run_probe_pipeline(
-    model: ModelSource, layout: ProbeLayout, data: ShardedData, *, seed: int = 0,
-    pipeline_args: Sequence[str] = (), n_classes_hint: int = 0,
-) -> Evidence:
-    """Run the pipeline and finish the merged probe state into the Evidence."""
+def run_to_result(build: Callable[[Any, str], None], pipeline_args: Sequence[str],
+                  prefix: str) -> tuple[Any, Any]:
+    """Run a pipeline whose last step writes one pickled result to the path it is given:
+    the options (the DirectRunner by default, no worker log chatter), a launcher-readable
+    temp location, a worker's InputError surfaced as one line (with the worker log when it
+    ran locally), the temp files removed. Returns (the result read back, the PipelineResult).
+    `build(pipeline, out_path)` adds the steps."""
     args = list(pipeline_args)
     if not any(a.startswith("--default_sdk_harness_log_level") for a in args):
         args.append("--default_sdk_harness_log_level=ERROR")  # workers: no log chatter
@@ -281,17 +283,10 @@ def run_probe_pipeline(
             )
         local_temp = tempfile.mkdtemp(prefix="kerasdoctor-beam-")
         temp = local_temp
-    out_path = FileSystems.join(temp, f"kerasdoctor-probe-{uuid.uuid4().hex}.pkl")
+    out_path = FileSystems.join(temp, f"kerasdoctor-{prefix}-{uuid.uuid4().hex}.pkl")
     try:
         p = beam.Pipeline(options=options)
-        _ = (
-            p
-            | "Shards" >> beam.Create(data.shards.shards)
-            | "Read" >> beam.ParDo(ReadShard(data.spec))
-            | "Predict" >> beam.ParDo(Predict(model, layout))
-            | "Probe" >> beam.CombineGlobally(ProbeCombineFn(layout, seed))
-            | "Write" >> beam.Map(_write_state, out_path)
-        )
+        build(p, out_path)
         with _local_worker_output(local_temp is not None) as worker_log:
             try:
                 result = p.run()
@@ -302,9 +297,8 @@ def run_probe_pipeline(
                     worker_log.keep = True
                     raise InputError(f"{err} (Beam's worker log: {worker_log.path})") from exc
                 raise
-        data.worker_rows = _worker_rows(result)
         with open_file(out_path) as f:
-            state: ProbeState = pickle.loads(f.read())
+            return pickle.loads(f.read()), result
     except InputError:
         raise
     except Exception as exc:
@@ -316,6 +310,27 @@ def run_probe_pipeline(
         _remove(out_path)
         if local_temp is not None:
             shutil.rmtree(local_temp, ignore_errors=True)
+
+
+def run_probe_pipeline(
+    model: ModelSource, layout: ProbeLayout, data: ShardedData, *, seed: int = 0,
+    pipeline_args: Sequence[str] = (), n_classes_hint: int = 0,
+) -> Evidence:
+    """Run the pipeline and finish the merged probe state into the Evidence."""
+
+    def build(p: Any, out_path: str) -> None:
+        _ = (
+            p
+            | "Shards" >> beam.Create(data.shards.shards)
+            | "Read" >> beam.ParDo(ReadShard(data.spec))
+            | "Predict" >> beam.ParDo(Predict(model, layout))
+            | "Probe" >> beam.CombineGlobally(ProbeCombineFn(layout, seed))
+            | "Write" >> beam.Map(_write_state, out_path)
+        )
+
+    state: ProbeState
+    state, result = run_to_result(build, pipeline_args, "probe")
+    data.worker_rows = _worker_rows(result)
     return state.finish(n_classes_hint, data.spec.batch_size)
 
 

@@ -16,9 +16,6 @@ from __future__ import annotations
 
 import io
 import pickle
-import shutil
-import tempfile
-import uuid
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -27,17 +24,9 @@ from typing import Any
 import apache_beam as beam
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions
 
 from kerasdoctor.beam.layout import NPZ, Shard, ShardSet, find_shards, open_file
-from kerasdoctor.beam.pipeline import (
-    DEFAULT_RUNNER,
-    ModelSource,
-    _local_worker_output,
-    _remove,
-    _worker_error,
-    bind_batch,
-)
+from kerasdoctor.beam.pipeline import ModelSource, bind_batch, run_to_result
 from kerasdoctor.beam.reader import ReadSpec, input_keys, read_batches
 from kerasdoctor.errors import InputError
 from kerasdoctor.metrics import names_for_classes
@@ -149,49 +138,14 @@ def _write(state: Any, path: str) -> None:
 def run_combine(shards: Sequence[Shard], fn: beam.DoFn, empty: Callable[[], Any],
                 pipeline_args: Sequence[str]) -> Any:
     """Create(shards) | ParDo(fn) | CombineGlobally(merge) -> the merged accumulator."""
-    args = list(pipeline_args)
-    if not any(a.startswith("--default_sdk_harness_log_level") for a in args):
-        args.append("--default_sdk_harness_log_level=ERROR")
-    options = PipelineOptions(args)
-    std = options.view_as(beam.options.pipeline_options.StandardOptions)
-    std.runner = std.runner or DEFAULT_RUNNER
-    temp = options.view_as(beam.options.pipeline_options.GoogleCloudOptions).temp_location
-    local_temp = None
-    if temp is None:
-        if "direct" not in str(std.runner).lower():
-            raise InputError(
-                f"the {std.runner} writes its result where the launcher can read it: pass "
-                "--pipeline-option temp_location=gs://bucket/tmp (or another shared path)")
-        local_temp = tempfile.mkdtemp(prefix="kerasdoctor-beam-")
-        temp = local_temp
-    out_path = FileSystems.join(temp, f"kerasdoctor-task-{uuid.uuid4().hex}.pkl")
-    try:
-        p = beam.Pipeline(options=options)
+
+    def build(p: Any, out_path: str) -> None:
         _ = (p | "Shards" >> beam.Create(list(shards)) | "Read" >> beam.ParDo(fn)
-             | "Merge" >> beam.CombineGlobally(_Merge(empty)) | "Write" >> beam.Map(_write,
-                                                                                  out_path))
-        with _local_worker_output(local_temp is not None) as worker_log:
-            try:
-                p.run().wait_until_finish()
-            except Exception as exc:
-                err = _worker_error(exc)
-                if isinstance(err, InputError) and worker_log is not None:
-                    worker_log.keep = True
-                    raise InputError(f"{err} (Beam's worker log: {worker_log.path})") from exc
-                raise
-        with open_file(out_path) as f:
-            return pickle.loads(f.read())
-    except InputError:
-        raise
-    except Exception as exc:
-        err = _worker_error(exc)
-        if err is exc:
-            raise
-        raise err from exc
-    finally:
-        _remove(out_path)
-        if local_temp is not None:
-            shutil.rmtree(local_temp, ignore_errors=True)
+             | "Merge" >> beam.CombineGlobally(_Merge(empty))
+             | "Write" >> beam.Map(_write, out_path))
+
+    merged, _ = run_to_result(build, pipeline_args, "task")
+    return merged
 
 
 class _Model(beam.DoFn):
