@@ -8,12 +8,13 @@ def main() -> None:
     as an entry point (`kerasdoctor.__main__:main`) it leaves a ^C only the interpreter's own
     start-up and the package's light __init__ to land in unhandled."""
     from kerasdoctor import _signals
+    from kerasdoctor.policy import EXIT_INTERRUPTED  # light: loaded by _signals already
 
     _signals.install()
     try:
         from kerasdoctor.cli import main as cli_main
     except KeyboardInterrupt:
-        _signals.finish(130)
+        _signals.finish(EXIT_INTERRUPTED)
     cli_main()
 
 

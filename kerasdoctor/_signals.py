@@ -39,6 +39,8 @@ import time
 from types import FrameType
 from typing import Any, NoReturn
 
+from kerasdoctor.policy import EXIT_INTERRUPTED
+
 RETRY_S = 0.5  # a ^C whose exception has not reached guard()/main() by then is delivered again
 DEADLINE_S = 15.0  # after the first ^C, the longest the process may go on living
 
@@ -142,7 +144,7 @@ def _watch(read_fd: int) -> None:
         time.sleep(RETRY_S)
         if time.monotonic() - _state.hit > DEADLINE_S:
             tell()
-            os._exit(130)
+            os._exit(EXIT_INTERRUPTED)
         if _state.settled:
             continue
         tries += 1
@@ -214,5 +216,5 @@ def finish(code: int) -> NoReturn:
     _state.settled = True
     if _state.hit is not None:
         tell()
-        code = 130
+        code = EXIT_INTERRUPTED
     sys.exit(code)

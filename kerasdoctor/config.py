@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from kerasdoctor.errors import InputError
+from kerasdoctor.policy import FAIL_ON
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-FAIL_ON = ("error", "warning", "info", "never")
 GATE_KEYS = ("min_recall", "min_balanced_accuracy")
 RUN_KEYS = ("batch_size", "sample", "seed", "output_name", "multi_label",
             "ignore_label")  # issue 16: ignore_label

@@ -15,7 +15,7 @@ import pytest
 from conftest import fixture_path, run_cli
 
 from kerasdoctor.beam import is_sharded
-from kerasdoctor.beam.command import pipeline_args
+from kerasdoctor.cli.shard import pipeline_args
 from kerasdoctor.errors import InputError
 
 MULTI = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]

@@ -66,3 +66,31 @@ def test_the_rules_see_what_they_forbid(tmp_path: Path) -> None:
             if (isinstance(n, ast.Attribute) and n.attr in PRIVATE_GRAPH)
             or (isinstance(n, ast.Constant) and n.value in PRIVATE_GRAPH)]
     assert len(hits) == 2
+
+
+def cli_imports(tree: ast.AST) -> set[str]:
+    """The command-line modules a module imports (`from kerasdoctor import cli` included)."""
+    names = {n for n in imported(tree) if n.split(".")[:2] == ["kerasdoctor", "cli"]}
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.ImportFrom) and node.module == "kerasdoctor"
+                and any(a.name == "cli" for a in node.names)):
+            names.add("kerasdoctor.cli")
+    return names
+
+
+@pytest.mark.unit
+def test_the_command_line_is_imported_by_nothing_it_calls() -> None:
+    """Data flows one way (issue 17): the CLI calls the core, never the reverse; inside cli/,
+    the command modules import common.py, never the package that registers them."""
+    found = []
+    for path in sources():
+        rel = path.relative_to(PACKAGE)
+        names = cli_imports(ast.parse(path.read_text(encoding="utf-8")))
+        if rel.parts[0] == "cli" and rel.name not in ("__init__.py", "__main__.py"):
+            names &= {"kerasdoctor.cli"}
+        elif rel.parts[0] == "cli" or rel == Path("__main__.py"):
+            continue
+        found += [f"{rel}: {n}" for n in sorted(names)]
+    assert not found, "imports of the command line from below it:\n" + "\n".join(found)
+    assert cli_imports(ast.parse("from kerasdoctor import cli\nimport kerasdoctor.cli.fix\n")) \
+        == {"kerasdoctor.cli", "kerasdoctor.cli.fix"}

@@ -82,7 +82,7 @@ def _normal(name: str, value: Any) -> Any:
 
 
 def _diagnose_params() -> list[Any]:
-    """The parameters of `kerasdoctor diagnose`, as Typer builds the command from cli.py."""
+    """The parameters of `kerasdoctor diagnose`, as Typer builds it from cli/diagnose.py."""
     group: Any = typer.main.get_command(app)
     return list(group.commands["diagnose"].params)
 

@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
-FORMATS = ("table", "json", "markdown", "junit", "html")
+from enum import Enum
+
+
+class Format(str, Enum):
+    """The report formats: the one list that --format, --report and render() share."""
+
+    table = "table"
+    json = "json"
+    markdown = "markdown"
+    junit = "junit"
+    html = "html"
+
+
+FORMATS = tuple(f.value for f in Format)
 
 
 def words(report: object) -> dict[str, str]:

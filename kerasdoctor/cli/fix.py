@@ -14,10 +14,14 @@ from typing import Any
 
 import typer
 
+from kerasdoctor.cli.common import guard, progress, progress_enabled, write_output
 from kerasdoctor.errors import InputError
+from kerasdoctor.policy import EXIT_FINDINGS
 
 
 class FixFormat(str, Enum):
+    """fix's report formats; MODE_FORMATS says which apply to each mode."""
+
     table = "table"
     json = "json"
     python = "python"
@@ -70,14 +74,15 @@ OPTION_MODES: dict[str, tuple[str, ...]] = {
     "--x-key": ("class-weights", "output-bias", "threshold", "oversample", "undersample",
                 "retrain", "repair"),
 }
-FORMATS: dict[str, tuple[str, ...]] = {
-    "class-weights": ("table", "json", "python"),
-    "output-bias": ("table", "json", "python"),
-    "threshold": ("table", "json"),
-    "oversample": ("table", "json"),
-    "undersample": ("table", "json"),
-    "retrain": ("table", "json"),
-    "repair": ("table", "json"),
+_ALL, _REPORTS = tuple(FixFormat), (FixFormat.table, FixFormat.json)  # python: a snippet
+MODE_FORMATS: dict[str, tuple[FixFormat, ...]] = {
+    "class-weights": _ALL,
+    "output-bias": _ALL,
+    "threshold": _REPORTS,
+    "oversample": _REPORTS,
+    "undersample": _REPORTS,
+    "retrain": _REPORTS,
+    "repair": _REPORTS,
 }
 WRITES_FILE = ("oversample", "undersample", "retrain", "repair")  # --output is the result, required
 TRAIN_NOTE = (
@@ -232,8 +237,6 @@ def fix(
     a seeded stratified part of TRAIN_DATA, never trains on it, and lists it in
     FIXED.heldout.json.
     """
-    from kerasdoctor.cli import guard
-
     with guard():
         flags = {
             "class-weights": class_weights,
@@ -302,10 +305,10 @@ def fix(
                 "--validation-split holds out part of TRAIN_DATA when there is no --eval; "
                 "with --eval EVAL_DATA all of TRAIN_DATA trains: drop one of them"
             )
-        if format.value not in FORMATS[mode]:
+        if format not in MODE_FORMATS[mode]:
             raise InputError(
                 f"--format {format.value} does not apply to --{mode} "
-                f"(choose {' or '.join(FORMATS[mode])})"
+                f"(choose {' or '.join(f.value for f in MODE_FORMATS[mode])})"
             )
         want, usage = MODES[mode]
         if len(paths) != len(want):
@@ -388,12 +391,6 @@ def fix(
                 "--threshold MODEL DATA (a threshold per label) or fix --repair") from exc
 
 
-def _emit(text: str, output: Path | None) -> None:
-    from kerasdoctor.cli import write_output
-
-    write_output(text, output)
-
-
 def _finite(value: Any) -> Any:
     """NaN/Inf become null: JSON has no spelling for them (json.dumps would write NaN)."""
     import math
@@ -437,7 +434,7 @@ def _class_weights(
         from kerasdoctor.render.simple import weights_table
 
         text = weights_table(result, raw.labels.class_names)
-    _emit(text, output)
+    write_output(text, output)
 
 
 def _output_bias(data: str, fmt: str, output: Path | None, data_opts: Any) -> None:
@@ -456,7 +453,7 @@ def _output_bias(data: str, fmt: str, output: Path | None, data_opts: Any) -> No
         from kerasdoctor.render.simple import bias_table
 
         text = bias_table(result)
-    _emit(text, output)
+    write_output(text, output)
 
 
 def _threshold(
@@ -481,7 +478,7 @@ def _threshold(
     table: Any
     if opts.multi_label:
         result, table = _threshold_multi(paths, None, objective, seed, unsafe, output_name, opts)
-        _emit(_json(result) if fmt == "json" else table(result), output)
+        write_output(_json(result) if fmt == "json" else table(result), output)
         return
     try:
         md = load_model_and_data(
@@ -496,7 +493,7 @@ def _threshold(
                              f"DATA {paths[1]} holds one label per sample")
         result = find_threshold(md, objective, seed)
         from kerasdoctor.render.simple import threshold_table as table
-    _emit(_json(result) if fmt == "json" else table(result), output)
+    write_output(_json(result) if fmt == "json" else table(result), output)
 
 
 def _threshold_multi(paths: list[str], exc: Exception | None, objective: str, seed: int,
@@ -546,7 +543,7 @@ def _resample(data: str, mode: str, seed: int, fmt: str, output: Path, data_opts
         from kerasdoctor.render.simple import resample_table
 
         text = resample_table(result)
-    _emit(text, None)  # --output is the data file: the report goes to stdout
+    write_output(text, None)  # --output is the data file: the report goes to stdout
 
 
 def _retrain(
@@ -569,7 +566,6 @@ def _retrain(
 ) -> None:
     from dataclasses import replace
 
-    from kerasdoctor.cli import _progress, _progress_enabled
     from kerasdoctor.fix.common import DataOptions, load_model_and_data, load_more_data
     from kerasdoctor.fix.retrain import DEFAULT_HELDOUT, check_output_name, retrain
 
@@ -598,7 +594,7 @@ def _retrain(
     )
     eval_opts = replace(opts, x_key=x_key, y_key=y_key, labels=eval_labels)
     eval_md = None if eval_data is None else load_more_data(md, eval_data, eval_opts)
-    with _progress(_progress_enabled(fmt), "fine-tuning") as progress:
+    with progress(progress_enabled(fmt), "fine-tuning") as update:
         result = retrain(
             md,
             output,
@@ -608,7 +604,7 @@ def _retrain(
             seed=seed,
             batch_size=batch_size,
             bias_reset=bias_reset,
-            progress=progress,
+            progress=update,
             eval_md=eval_md,
         )
     result.update(_follow_up(result, paths[1], output, eval_data, opts, eval_opts))
@@ -618,7 +614,7 @@ def _retrain(
         from kerasdoctor.render.simple import retrain_table
 
         text = retrain_table(result)
-    _emit(text, None)  # --output is the model file: the report goes to stdout
+    write_output(text, None)  # --output is the model file: the report goes to stdout
 
 
 def _repair(
@@ -643,10 +639,10 @@ def _repair(
         from kerasdoctor.render.simple import repair_table
 
         text = repair_table(result)
-    _emit(text, None)  # --output is the model file: the report goes to stdout
+    write_output(text, None)  # --output is the model file: the report goes to stdout
     healthy = result["cause"] is None and result["verdict_before"] == "healthy"
     if not result["repaired"] and not healthy:
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FINDINGS)  # not repaired: 1, as diagnose exits on the finding
 
 
 def _follow_up(

@@ -1,134 +1,20 @@
-"""The command line: parse, call the core, render, exit. Heavy imports happen inside commands."""
+"""`kerasdoctor diagnose`, and the catalogue: `checks`, `explain ID`. Heavy imports happen
+inside the commands."""
 
 from __future__ import annotations
 
-import os
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from enum import Enum
 from pathlib import Path
-from typing import TypeVar
 
 import typer
 
+from kerasdoctor.cli.common import guard, progress, progress_enabled, write_output
+from kerasdoctor.cli.shard import sharded_runner
 from kerasdoctor.errors import InputError
-from kerasdoctor.policy import (
-    EXIT_INTERNAL,
-    EXIT_INTERRUPTED,
-    EXIT_STDOUT_CLOSED,
-    EXIT_USAGE,
-)
-
-T = TypeVar("T")
-
-app = typer.Typer(
-    name="kerasdoctor",
-    help="Why does my Keras classifier predict only one class? Diagnose it, then fix it.",
-    add_completion=False,
-    no_args_is_help=True,
-    rich_markup_mode=None,
-    pretty_exceptions_enable=False,
-)
+from kerasdoctor.policy import FailOn, exit_code
+from kerasdoctor.render import FORMATS, Format, render
 
 
-class Format(str, Enum):
-    table = "table"
-    json = "json"
-    markdown = "markdown"
-    junit = "junit"
-    html = "html"
-
-
-class FailOn(str, Enum):
-    error = "error"
-    warning = "warning"
-    info = "info"
-    never = "never"
-
-
-def _err(msg: str) -> None:
-    sys.stderr.write(f"kerasdoctor: error: {msg}\n")
-    sys.stderr.flush()
-
-
-@contextmanager
-def guard() -> Iterator[None]:
-    """Map failures to the contract's exit codes: 2 unusable input, 3 our own crash, 130 ^C,
-    and a quiet 1 when stdout's reader has gone (`kerasdoctor checks | head -1`)."""
-    from kerasdoctor import _signals
-
-    try:
-        yield
-    except (typer.Exit, typer.Abort, SystemExit):
-        raise
-    except InputError as exc:
-        _err(str(exc))
-        raise typer.Exit(EXIT_USAGE) from None
-    except KeyboardInterrupt:
-        _signals.settle()  # reached: the watcher (see main) need not deliver it again
-        _signals.told()
-        sys.stderr.write(_signals.MESSAGE)
-        raise typer.Exit(EXIT_INTERRUPTED) from None
-    except MemoryError:
-        _err("out of memory; try a smaller --batch-size or --sample N")
-        raise typer.Exit(EXIT_USAGE) from None
-    except Exception as exc:
-        if isinstance(exc, BrokenPipeError) and _signals.stdout_is_broken():
-            # the reader read what it wanted (`| head`): no word, as Unix tools do; 1, not 0,
-            # so that `set -o pipefail` never takes a cut-off report for a passing one
-            _signals.quiet_stdout()
-            raise typer.Exit(EXIT_STDOUT_CLOSED) from None
-        if os.environ.get("KERASDOCTOR_DEBUG"):
-            raise
-        text = " ".join(str(exc).split())[:400]
-        sys.stderr.write(
-            f"kerasdoctor: internal error: {type(exc).__name__}: {text} "
-            "(set KERASDOCTOR_DEBUG=1 for the traceback)\n"
-        )
-        raise typer.Exit(EXIT_INTERNAL) from None
-
-
-def write_output(text: str, output: Path | None) -> None:
-    """Write to --output atomically (temp file + rename), or to stdout."""
-    if output is None:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-        return
-    from kerasdoctor.io import atomic_write_text
-
-    atomic_write_text(output, text)
-
-
-def _progress_enabled(fmt: str) -> bool:
-    return fmt == "table" and sys.stderr.isatty() and not os.environ.get("CI")
-
-
-@contextmanager
-def _progress(enabled: bool, label: str) -> Iterator[Callable[[int, int], None] | None]:
-    if not enabled:
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-    with Progress(
-        label,
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    ) as bar:
-        task = bar.add_task(label, total=None)
-
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        yield update
-
-
-@app.command(context_settings={"allow_extra_args": True})  # Beam options after `--`
 def diagnose(
     ctx: typer.Context,
     model: str = typer.Argument(..., help="A .keras, .h5 file or a SavedModel directory."),
@@ -234,8 +120,6 @@ def diagnose(
         from kerasdoctor.config import load_config
         from kerasdoctor.core import Options, diagnose_paths
         from kerasdoctor.load import load_custom_objects
-        from kerasdoctor.policy import exit_code
-        from kerasdoctor.render import render
 
         extra = parse_reports(reports)  # before the slow part: a typo fails at once
         cfg = load_config(config)
@@ -266,11 +150,9 @@ def diagnose(
             custom_objects=load_custom_objects(custom_objects) if custom_objects else None,
         )
         fail = opts.fail_on
-        from kerasdoctor.beam.command import sharded_runner
-
         sharded = sharded_runner(data, runner, pipeline_options, ctx.args, custom_objects)
-        with _progress(_progress_enabled(format.value), "diagnosing") as progress:
-            opts.progress = progress
+        with progress(progress_enabled(format.value), "diagnosing") as update:
+            opts.progress = update
             report = (sharded or diagnose_paths)(model, data, opts)
         color = output is None and sys.stdout.isatty()
         write_output(render(report, format.value, fail_on=fail, color=color), output)
@@ -279,19 +161,8 @@ def diagnose(
         raise typer.Exit(exit_code(report, fail))
 
 
-from kerasdoctor.fix.command import fix as _fix  # noqa: E402  (light: typer + stdlib only)
-
-app.command("fix")(_fix)
-
-from kerasdoctor.beam.command import shard as _shard  # noqa: E402  (light: typer + stdlib)
-
-app.command("shard")(_shard)
-
-
 def parse_reports(specs: list[str]) -> list[tuple[str, Path]]:
     """--report FORMAT=FILE values, validated."""
-    from kerasdoctor.render import FORMATS
-
     out = []
     for spec in specs:
         fmt, sep, path = spec.partition("=")
@@ -303,14 +174,16 @@ def parse_reports(specs: list[str]) -> list[tuple[str, Path]]:
     return out
 
 
-def _print_checks() -> None:
+def print_checks() -> None:
+    """The catalogue, one line a finding: id, kind, summary."""
     from kerasdoctor.checks import registry
 
     for c in registry():
         sys.stdout.write(f"{c.spec.id:<24} {c.spec.kind.value:<8} {c.spec.summary}\n")
 
 
-def _print_explain(finding_id: str) -> None:
+def print_explain(finding_id: str) -> None:
+    """One finding's explanation; an unknown id is an InputError naming the known ones."""
     from kerasdoctor.checks import get, registry
 
     check = get(finding_id)
@@ -320,82 +193,13 @@ def _print_explain(finding_id: str) -> None:
     sys.stdout.write(check.spec.explain() + "\n")
 
 
-def _print_version() -> None:
-    from kerasdoctor import __version__
-
-    sys.stdout.write(f"kerasdoctor {__version__}\n")
-
-
-@app.command()
 def checks() -> None:
     """List the catalogue of findings, one line each."""
     with guard():
-        _print_checks()
+        print_checks()
 
 
-@app.command()
 def explain(finding_id: str = typer.Argument(..., metavar="ID")) -> None:
     """What a finding means, how it is measured, and how to fix it."""
     with guard():
-        _print_explain(finding_id)
-
-
-@app.callback(invoke_without_command=True)
-def _root(
-    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
-) -> None:
-    if version:
-        _print_version()
-        raise typer.Exit(0)
-
-
-def _light_command(args: list[str]) -> Callable[[], None] | None:
-    """The commands that only print what kerasdoctor knows, when given in their plain form."""
-    if args == ["--version"]:
-        return _print_version
-    if args == ["checks"]:
-        return _print_checks
-    if len(args) == 2 and args[0] == "explain" and not args[1].startswith("-"):
-        return lambda: _print_explain(args[1])
-    return None
-
-
-def main() -> None:
-    """The console script. `checks`, `explain ID` and `--version` are answered here, the same
-    as the app answers them: Typer (0.2x) converts every option value, even the unset --help,
-    through a pydantic TypeAdapter, and importing pydantic would double their start-up time.
-    Anything else, their --help included, goes to the Typer app.
-
-    Ctrl-C anywhere ends with one line and exit 130 (kerasdoctor._signals says how); a reader
-    that closes stdout early (`| head -1`) ends it with a quiet 1."""
-    from kerasdoctor import _signals
-
-    _signals.install()  # first: a ^C in the imports below must find it
-    code = 0
-    try:
-        try:
-            light = _light_command(sys.argv[1:])
-            if light is None:
-                app()  # standalone: it ends in SystemExit
-            else:
-                with guard():
-                    light()
-        except typer.Exit as exc:
-            code = exc.exit_code
-        except SystemExit as exc:
-            if exc.code is None or isinstance(exc.code, int):
-                code = exc.code or 0
-            else:
-                sys.stderr.write(f"{exc.code}\n")
-                code = 1
-        sys.stdout.flush()  # here, not at shutdown, where a closed pipe is a traceback
-    except KeyboardInterrupt:
-        code = 130  # it did not pass through guard(): finish() writes the line
-    except BrokenPipeError:
-        _signals.quiet_stdout()
-        code = code or 1
-    _signals.finish(code)
-
-
-if __name__ == "__main__":
-    main()
+        print_explain(finding_id)

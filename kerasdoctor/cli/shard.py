@@ -1,4 +1,5 @@
-"""CLI pieces of the sharded path: `kerasdoctor shard`, and choosing the Beam path in diagnose.
+"""The sharded path on the command line: `kerasdoctor shard`, and choosing the Beam path in
+`diagnose` (--runner, --pipeline-option, options after `--`).
 
 Light to import (typer + stdlib): the CLI registers the command at import time; apache_beam
 and TensorFlow are imported only when a command runs.
@@ -16,6 +17,7 @@ from typing import Any
 
 import typer
 
+from kerasdoctor.cli.common import guard
 from kerasdoctor.errors import InputError
 
 
@@ -37,8 +39,6 @@ def shard(
     force: bool = typer.Option(False, "--force", help="Replace shards already in OUTDIR."),
 ) -> None:
     """Split an .npz into N shards for `kerasdoctor diagnose MODEL 'OUTDIR/shard-*.tfrecord'`."""
-    from kerasdoctor.cli import guard
-
     with guard():
         from kerasdoctor.beam.convert import convert_npz
 
