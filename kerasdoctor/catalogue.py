@@ -1,7 +1,33 @@
-"""The finding catalogue as markdown, generated from the registry: `python -m
-kerasdoctor.catalogue > docs/checks.md` (a test keeps the shipped file equal to this)."""
+"""The finding catalogue, generated from the registry: as markdown (`python -m
+kerasdoctor.catalogue > docs/checks.md`), as the one-line list of `kerasdoctor checks`, and as
+that list in the README (`python -m kerasdoctor.catalogue --readme` rewrites its block). Tests
+keep the shipped files equal to these, so adding a check means its module and its tests."""
 
 from __future__ import annotations
+
+from pathlib import Path
+
+# The README's catalogue: the fenced block after this sentence start.
+README_MARKER = "The catalogue (`kerasdoctor checks`)"
+
+
+def one_line_list() -> list[str]:
+    """`kerasdoctor checks`: id, kind and summary of every check, in catalogue order."""
+    from kerasdoctor.checks import registry
+
+    return [f"{c.spec.id:<24} {c.spec.kind.value:<8} {c.spec.summary}" for c in registry()]
+
+
+def readme_with_catalogue(text: str) -> str:
+    """The README text with its catalogue block replaced by one_line_list()."""
+    head, sep, rest = text.partition(README_MARKER)
+    if not sep:
+        raise ValueError(f"the README has no '{README_MARKER}' paragraph")
+    intro, fence, block = rest.partition("```text\n")
+    _, end, tail = block.partition("```")
+    if not fence or not end:
+        raise ValueError("the README's catalogue paragraph is not followed by a ```text block")
+    return head + sep + intro + fence + "\n".join(one_line_list()) + "\n" + end + tail
 
 
 def markdown() -> str:
@@ -46,7 +72,19 @@ def markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
+def main(args: list[str]) -> None:
+    """No argument: the markdown on stdout. --readme [PATH]: rewrite the README's block."""
+    import sys
+
+    if args[:1] == ["--readme"]:
+        path = Path(args[1]) if len(args) > 1 else Path(__file__).resolve().parent.parent \
+            / "README.md"
+        path.write_text(readme_with_catalogue(path.read_text()))
+        return
+    sys.stdout.write(markdown())
+
+
 if __name__ == "__main__":
     import sys
 
-    sys.stdout.write(markdown())
+    main(sys.argv[1:])

@@ -3,6 +3,7 @@ causal edges, fires on its worked example, and the README lists exactly the cata
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 from conftest import FIXTURES, HEALTHY_FIXTURES, diagnose_fixture, run_cli
 
 from kerasdoctor.checks import registry
-from kerasdoctor.checks.base import OUTPUT, PREDICTIONS
+from kerasdoctor.checks.base import OUTPUT, PREDICTIONS, CheckSpec, Threshold
 from kerasdoctor.findings import Kind, Severity
 
 CHECKS = {c.spec.id: c.spec for c in registry()}
@@ -24,30 +25,75 @@ def test_ids_and_orders_are_unique() -> None:
     assert all(re.fullmatch(r"[a-z]+(-[a-z]+)*", s.id) for s in specs)
 
 
+def threshold_problems(spec: CheckSpec) -> list[str]:
+    """What the contract rejects in a spec's documentation: a threshold not named where the
+    spec says what it measures, a threshold without a reason, a missing summary or fix."""
+    problems = []
+    for name, t in spec.thresholds.items():
+        if name not in spec.measures:
+            problems.append(f"{spec.id}: threshold {name} is not explained")
+        if len(t.why.strip()) < 20:
+            problems.append(f"{spec.id}: threshold {name} has no reason")
+    if not (spec.summary and spec.fix and spec.explain()):
+        problems.append(f"{spec.id}: no summary, fix or explanation")
+    return problems
+
+
+def edge_problems(spec: CheckSpec, registered: set[str]) -> list[str]:
+    """What the contract rejects in a spec's causal edges: a symptom with edges or no group,
+    a cause that explains nothing, an edge to an unknown id or to itself, unknown needs."""
+    problems = []
+    nodes = registered | {PREDICTIONS, OUTPUT}
+    if spec.kind is Kind.SYMPTOM:
+        if spec.explains or spec.subsumes:
+            problems.append(f"{spec.id}: a symptom has no causal edges")
+        if spec.group not in (PREDICTIONS, OUTPUT):
+            problems.append(f"{spec.id}: unknown symptom group {spec.group}")
+    else:
+        if not spec.explains:
+            problems.append(f"{spec.id}: a cause must explain something")
+        bad = (spec.explains | spec.subsumes) - (nodes - {spec.id})
+        if bad:
+            problems.append(f"{spec.id}: unknown or self edges {sorted(bad)}")
+    if not spec.needs <= {"symptoms", "experiments"}:
+        problems.append(f"{spec.id}: unknown needs {sorted(spec.needs)}")
+    return problems
+
+
 @pytest.mark.unit
 @pytest.mark.parametrize("check_id", sorted(CHECKS))
 def test_every_threshold_is_named_in_measures_with_a_reason(check_id: str) -> None:
-    spec = CHECKS[check_id]
-    for name, t in spec.thresholds.items():
-        assert name in spec.measures, f"{check_id}: threshold {name} is not explained"
-        assert len(t.why) >= 20, f"{check_id}: threshold {name} has no reason"
-    assert spec.summary and spec.fix and spec.explain()
+    assert threshold_problems(CHECKS[check_id]) == []
 
 
 @pytest.mark.unit
 @pytest.mark.parametrize("check_id", sorted(CHECKS))
 def test_causal_edges_point_at_registered_checks(check_id: str) -> None:
-    spec = CHECKS[check_id]
-    nodes = set(CHECKS) | {PREDICTIONS, OUTPUT}
-    if spec.kind is Kind.SYMPTOM:
-        assert not spec.explains and not spec.subsumes
-        assert spec.group in (PREDICTIONS, OUTPUT)
-    else:
-        assert spec.explains, f"{check_id}: a cause must explain something"
-        assert spec.explains | spec.subsumes <= nodes - {check_id}, (
-            f"{check_id}: unknown or self edges {sorted((spec.explains | spec.subsumes) - nodes)}"
-        )
-    assert spec.needs <= {"symptoms", "experiments"}
+    assert edge_problems(CHECKS[check_id], set(CHECKS)) == []
+
+
+def _cause_with_thresholds() -> CheckSpec:
+    """A real registered cause that has thresholds (padding-side when registered)."""
+    causes = [s for s in CHECKS.values() if s.kind is Kind.CAUSE and s.thresholds]
+    return CHECKS.get("padding-side") or causes[0]
+
+
+@pytest.mark.unit
+def test_contract_rejects_a_cause_whose_edges_are_removed() -> None:
+    spec = _cause_with_thresholds()
+    assert edge_problems(spec, set(CHECKS)) == []
+    cut = dataclasses.replace(spec, explains=frozenset())
+    assert edge_problems(cut, set(CHECKS)) == [f"{spec.id}: a cause must explain something"]
+
+
+@pytest.mark.unit
+def test_contract_rejects_a_threshold_whose_reason_is_removed() -> None:
+    spec = _cause_with_thresholds()
+    assert threshold_problems(spec) == []
+    name = next(iter(spec.thresholds))
+    blanked = dict(spec.thresholds, **{name: Threshold(spec.thresholds[name].value, "")})
+    cut = dataclasses.replace(spec, thresholds=blanked)
+    assert threshold_problems(cut) == [f"{spec.id}: threshold {name} has no reason"]
 
 
 @pytest.mark.parametrize("check_id", sorted(CHECKS))
@@ -74,7 +120,11 @@ def test_quiet_on_every_healthy_fixture(model: str, data: str) -> None:
 
 @pytest.mark.unit
 def test_readme_catalogue_is_the_registry() -> None:
+    from kerasdoctor.catalogue import readme_with_catalogue
+
     text = README.read_text()
+    assert readme_with_catalogue(text) == text, (
+        "regenerate: python -m kerasdoctor.catalogue --readme")
     block = text.split("The catalogue (`kerasdoctor checks`)", 1)[1]
     block = block.split("```text\n", 1)[1].split("```", 1)[0]
     out = run_cli("checks")

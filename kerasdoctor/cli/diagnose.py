@@ -176,10 +176,10 @@ def parse_reports(specs: list[str]) -> list[tuple[str, Path]]:
 
 def print_checks() -> None:
     """The catalogue, one line a finding: id, kind, summary."""
-    from kerasdoctor.checks import registry
+    from kerasdoctor.catalogue import one_line_list
 
-    for c in registry():
-        sys.stdout.write(f"{c.spec.id:<24} {c.spec.kind.value:<8} {c.spec.summary}\n")
+    for line in one_line_list():
+        sys.stdout.write(line + "\n")
 
 
 def print_explain(finding_id: str) -> None:
