@@ -57,6 +57,8 @@ HEALTHY_FIXTURES = [
     # 108 rows of a working model, and a mediocre but honest model (every class predicted)
     ("scn_dead_ok.keras", "scn_dead_ok.npz"),
     ("scn_mediocre.keras", "scn_mediocre.npz"),
+    # a GRU fed its sequences padded as trained (fixtures/recipes_padding.py)
+    ("seq_pad_ok.keras", "seq_pad_ok.npz"),
 ]
 
 
