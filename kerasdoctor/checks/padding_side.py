@@ -236,6 +236,10 @@ def run(ctx: Context) -> list[Finding]:
         "symptoms": symptoms,
         "cured": True,
     }
+    found = prediction_symptoms(ctx)
+    # the classes the quoted symptom titles name, so the text and the evidence agree
+    evidence["symptom_classes"] = _named_classes(found[s].evidence for s in symptoms
+                                                 if s in found)
     side = inputs[0]["side"]
     b0, b1 = float(exp["balanced_accuracy_before"]), float(exp["balanced_accuracy_after"])
     title = (
@@ -247,7 +251,6 @@ def run(ctx: Context) -> list[Finding]:
         f"input '{d['input']}': {d[d['side'] + '_rows']} of {d['rows']} rows padded "
         f"'{d['side']}' (median run {d[d['side'] + '_median_run']:.0f} of {d['length']} ids)"
         for d in inputs)
-    found = prediction_symptoms(ctx)
     detail = (
         f"{described}. Re-run on {exp['rows']} rows of the class-stratified sample with the "
         f"padding moved to the other side (same tokens, same order), the model's balanced "
@@ -293,3 +296,14 @@ def _pad_code(side: str, length: int) -> str:
 
 def _num(v: float) -> float | None:
     return float(v) if np.isfinite(v) else None
+
+
+def _named_classes(evidences: Any) -> list[int]:
+    """The class indices a symptom's title names: the collapsed-onto class, the missing ones."""
+    out: set[int] = set()
+    for ev in evidences:
+        for key in ("dominant_class", "predicted_class"):
+            if isinstance(ev.get(key), int):
+                out.add(int(ev[key]))
+        out |= {int(m["class"]) for m in ev.get("missing", ()) if isinstance(m, dict)}
+    return sorted(out)
