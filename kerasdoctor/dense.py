@@ -24,13 +24,17 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from kerasdoctor.errors import InputError
 from kerasdoctor.findings import Finding, Fix, Kind, Outcome, Report, Severity
 from kerasdoctor.task_causes import CAUSES, rank
+
+if TYPE_CHECKING:
+    from kerasdoctor.sections import DenseMetrics
+
 
 BINS = 256  # histogram bins of a class probability in [0, 1]
 MIN_SAMPLES = 10  # a class must appear in >= 10 samples before "never predicted" is judged
@@ -741,11 +745,12 @@ def dense_report(lm: Any, facts: Any, path: str, acc: _Acc, xs: Sequence[Any],
                  labels: _Labels, rows: np.ndarray, shapes: _Shapes, names: list[str],
                  prior: np.ndarray, opts: Any, *, sampled_from: int | None = None,
                  samples: tuple[MaskSample, ...] = (),
-                 data_extra: Mapping[str, Any] | None = None) -> DenseReport:
+                 shards: int | None = None) -> DenseReport:
     """The report from the pass's accumulator: the single run and the sharded (Beam) run
     both end here. `xs` and `labels` are indexed by the ids in `rows`; the experiments read
     only the bounded sample of them (task_causes.sample_rows)."""
     from kerasdoctor import __version__
+    from kerasdoctor.sections import DataSection, ModelInput, ModelSection, int_tuple
 
     k = shapes.k
     n = len(rows)
@@ -776,33 +781,53 @@ def dense_report(lm: Any, facts: Any, path: str, acc: _Acc, xs: Sequence[Any],
                         if "experiment" in f.evidence)
     logged = {e.get("key") for e in experiments}
     experiments += tuple(t for t in trials if t["key"] not in logged)  # the cures tried
-    model_info = {
-        "path": lm.path, "format": lm.format,
-        "inputs": [{"name": s.name, "shape": list(s.shape)} for s in lm.inputs],
-        "output": lm.output_name, "output_shape": list(lm.output_shape),
-        "n_outputs": facts.n_outputs, "head": facts.head, "loss": facts.loss,
-        "loss_from_logits": facts.loss_from_logits,
-        "optimizer_iterations": facts.optimizer_iterations, "notes": notes,
-    }
-    ignore_label = getattr(opts, "ignore_label", None)
-    data_info: dict[str, Any] = {
-        "path": path, "n_samples": n, "n_classes": k, "class_names": names,
-        "label_counts": [int(v) for v in acc.true_k.sum(axis=0)],
-        "label_encoding": "dense one-hot" if shapes.onehot else "dense index",
-        "label_shape": list(spatial),
-        "positions": int(acc.counted.sum()),
-        "positions_excluded": int(n * int(np.prod(spatial, dtype=np.int64))
-                                  - acc.counted.sum()),
-        "ignore_label": ignore_label,
-        "inputs": [m.info(spec.name, n) for spec, m in zip(lm.inputs, acc.inputs)],
-    }
-    if sampled_from is not None:
-        data_info.update({"sampled_from": int(sampled_from), "seed": opts.seed})
-    data_info.update(data_extra or {})
-    return DenseReport(model=model_info, data=data_info, metrics=metrics,
+    model_info = ModelSection(
+        path=lm.path, format=lm.format,
+        inputs=tuple(ModelInput(s.name, tuple(s.shape)) for s in lm.inputs),
+        output=lm.output_name, output_shape=tuple(lm.output_shape),
+        n_outputs=facts.n_outputs, head=facts.head, loss=facts.loss,
+        loss_from_logits=facts.loss_from_logits,
+        optimizer_iterations=facts.optimizer_iterations, notes=tuple(notes),
+    )
+    data_info = DataSection(
+        path=path, n_samples=n, n_classes=k, class_names=tuple(names),
+        label_counts=int_tuple(acc.true_k.sum(axis=0)),
+        label_encoding="dense one-hot" if shapes.onehot else "dense index",
+        label_shape=int_tuple(spatial),
+        positions=int(acc.counted.sum()),
+        positions_excluded=int(n * int(np.prod(spatial, dtype=np.int64))
+                               - acc.counted.sum()),
+        ignore_label=getattr(opts, "ignore_label", None),
+        inputs=tuple(m.info(spec.name, n) for spec, m in zip(lm.inputs, acc.inputs)),
+        sampled_from=None if sampled_from is None else int(sampled_from),
+        seed=None if sampled_from is None else opts.seed,
+        shards=shards,
+    )
+    return DenseReport(model=model_info, data=data_info, metrics=_typed_metrics(metrics),
                        findings=tuple(ordered), chain=tuple(chain), ignored=dict(opts.ignore),
                        version=__version__, experiments=experiments, outcomes=tuple(outcomes),
                        fail_on=opts.fail_on, samples=samples)
+
+
+def _typed_metrics(m: Mapping[str, Any]) -> DenseMetrics:
+    """dense_metrics' figures (what the checks above read) as the report's typed metrics."""
+    from kerasdoctor.sections import DenseClassMetrics, DenseMetrics, DenseSampleMetrics
+
+    ps = m["per_sample"]
+    return DenseMetrics(
+        accuracy=m["accuracy"], balanced_accuracy=m["balanced_accuracy"],
+        majority_baseline=m["majority_baseline"], majority_class=m["majority_class"],
+        confusion_matrix=tuple(tuple(int(v) for v in row) for row in m["confusion_matrix"]),
+        per_class=tuple(DenseClassMetrics(
+            index=r["class"], name=r["name"], support=r["support"], predicted=r["predicted"],
+            recall=r["recall"], precision=r["precision"], share=r["share"],
+            predicted_share=r["predicted_share"], samples=r["samples"], iou=r["iou"],
+            auc=r["auc"], max_score=r["max_score"]) for r in m["per_class"]),
+        decision_rule=m["decision_rule"], positions=m["positions"], mean_iou=m["mean_iou"],
+        per_sample=DenseSampleMetrics(
+            samples=ps["samples"], no_predicted_foreground=ps["no_predicted_foreground"],
+            no_true_foreground=ps["no_true_foreground"]),
+    )
 
 
 def dense_metrics(acc: _Acc, names: Sequence[str], shapes: _Shapes) -> dict[str, Any]:

@@ -13,13 +13,16 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from kerasdoctor.errors import InputError
 from kerasdoctor.findings import Finding, Fix, Kind, Outcome, Report, Severity
 from kerasdoctor.task_causes import CAUSES, rank
+
+if TYPE_CHECKING:
+    from kerasdoctor.sections import MultiLabelMetrics
 
 DECISION = 0.5  # the model's own rule: a label is predicted when its score is > 0.5
 MIN_SUPPORT = 10  # positives a label needs before its recall / ranking is judged at all
@@ -511,11 +514,12 @@ def _diagnose(lm: Any, path: str, xs: list[Any], y_all: np.ndarray, names: list[
 def multilabel_report(lm: Any, facts: Any, path: str, raw: np.ndarray, y_all: Any,
                       rows: np.ndarray, xs: Sequence[Any], names: list[str],
                       moments: Sequence[Any], opts: Any, *, sampled_from: int | None = None,
-                      data_extra: Mapping[str, Any] | None = None) -> Report:
+                      shards: int | None = None) -> Report:
     """The report from every diagnosed row's raw outputs (in the order of `rows`): the single
     run and the sharded (Beam) run both end here. `y_all` and `xs` are indexed by the ids in
     `rows`; the experiments read only their bounded sample (task_causes.sample_rows)."""
     from kerasdoctor import __version__
+    from kerasdoctor.sections import DataSection, ModelInput, ModelSection, int_tuple
 
     k = int(y_all.shape[1])
     y = np.asarray(y_all[rows])
@@ -552,24 +556,47 @@ def multilabel_report(lm: Any, facts: Any, path: str, raw: np.ndarray, y_all: An
                         if "experiment" in f.evidence)
     logged = {e.get("key") for e in experiments}
     experiments += tuple(t for t in trials if t["key"] not in logged)  # the cures tried
-    model_info = {
-        "path": lm.path, "format": lm.format,
-        "inputs": [{"name": s.name, "shape": list(s.shape)} for s in lm.inputs],
-        "output": lm.output_name, "n_outputs": facts.n_outputs, "head": head,
-        "loss": facts.loss, "loss_from_logits": facts.loss_from_logits,
-        "optimizer_iterations": facts.optimizer_iterations, "notes": notes,
-    }
-    data_info: dict[str, Any] = {
-        "path": path, "n_samples": int(y.shape[0]), "n_classes": k, "class_names": names,
-        "label_counts": [int(v) for v in y.sum(axis=0)], "label_encoding": "multi-hot",
-        "inputs": [m.info(spec.name, len(rows)) for spec, m in zip(lm.inputs, moments)],
-    }
-    if sampled_from is not None:
-        data_info.update({"sampled_from": int(sampled_from), "seed": opts.seed})
-    data_info.update(data_extra or {})
-    return Report(model=model_info, data=data_info, metrics=metrics, findings=tuple(ordered),
-                  chain=tuple(chain), ignored=dict(opts.ignore), version=__version__,
-                  experiments=experiments, outcomes=tuple(outcomes), fail_on=opts.fail_on)
+    model_info = ModelSection(
+        path=lm.path, format=lm.format,
+        inputs=tuple(ModelInput(s.name, tuple(s.shape)) for s in lm.inputs),
+        output=lm.output_name, n_outputs=facts.n_outputs, head=head,
+        loss=facts.loss, loss_from_logits=facts.loss_from_logits,
+        optimizer_iterations=facts.optimizer_iterations, notes=tuple(notes),
+    )
+    data_info = DataSection(
+        path=path, n_samples=int(y.shape[0]), n_classes=k, class_names=tuple(names),
+        label_counts=int_tuple(y.sum(axis=0)), label_encoding="multi-hot",
+        inputs=tuple(m.info(spec.name, len(rows)) for spec, m in zip(lm.inputs, moments)),
+        sampled_from=None if sampled_from is None else int(sampled_from),
+        seed=None if sampled_from is None else opts.seed,
+        shards=shards,
+    )
+    return Report(model=model_info, data=data_info, metrics=_typed_metrics(metrics),
+                  findings=tuple(ordered), chain=tuple(chain), ignored=dict(opts.ignore),
+                  version=__version__, experiments=experiments, outcomes=tuple(outcomes),
+                  fail_on=opts.fail_on)
+
+
+def _typed_metrics(m: Mapping[str, Any]) -> MultiLabelMetrics:
+    """label_metrics' figures (what the checks read) as the report's typed metrics."""
+    from kerasdoctor.sections import LabelMetrics, LabelSampleMetrics, MultiLabelMetrics
+
+    ps = m["per_sample"]
+    return MultiLabelMetrics(
+        accuracy=m["accuracy"], balanced_accuracy=m["balanced_accuracy"],
+        majority_baseline=m["majority_baseline"], majority_class=None, confusion_matrix=(),
+        per_class=tuple(LabelMetrics(
+            index=r["class"], name=r["name"], support=r["support"], predicted=r["predicted"],
+            recall=r["recall"], precision=r["precision"], prevalence=r["prevalence"],
+            predicted_rate=r["predicted_rate"], auc=r["auc"], auc_lower=r["auc_lower"],
+            max_score=r["max_score"]) for r in m["per_class"]),
+        decision_rule=m["decision_rule"], subset_accuracy=m["subset_accuracy"],
+        per_sample=LabelSampleMetrics(
+            no_true_label=ps["no_true_label"], no_predicted_label=ps["no_predicted_label"],
+            labelled_rows_predicted_empty=ps["labelled_rows_predicted_empty"],
+            mean_true_labels=ps["mean_true_labels"],
+            mean_predicted_labels=ps["mean_predicted_labels"]),
+    )
 
 
 def _model_causes(lm: Any, facts: Any, xs: list[Any], y_all: np.ndarray, rows: np.ndarray,
