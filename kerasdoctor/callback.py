@@ -363,7 +363,7 @@ class DoctorCallback(_base()):  # type: ignore[misc]
                      "train_labels=y_train to weight by the training labels)")
         from kerasdoctor.metrics import class_count
 
-        n_classes = class_count(int(report.data.get("n_classes", 0)), labels_max=int(y.max()))
+        n_classes = class_count(int(report.data.n_classes), labels_max=int(y.max()))
         result = class_weights(y, n_classes)
         self.class_weight = {int(k): float(v) for k, v in result["class_weight"].items()}
         self.class_weight_source = source
@@ -396,13 +396,13 @@ def _unhealthy(report: Report, fail_on: str) -> bool:
 
 def epoch_figures(report: Report, fail_on: str = "error") -> dict[str, float]:
     """The numbers the callback adds to `logs` (see LOG_KEYS and the class docstring)."""
-    per_class = report.metrics["per_class"]
-    missing = sum(1 for c in per_class if c["support"] > 0 and c["predicted"] == 0)
-    n = max(1, sum(c["predicted"] for c in per_class))
-    dominant = max(c["predicted"] for c in per_class) / n
+    per_class = report.metrics.per_class
+    missing = sum(1 for c in per_class if c.missing)
+    n = max(1, sum(c.predicted for c in per_class))
+    dominant = max(c.predicted for c in per_class) / n
     collapsed = report.finding(COLLAPSE_ID) is not None
     return {
-        "kd_balanced_accuracy": float(report.metrics["balanced_accuracy"] or 0.0),
+        "kd_balanced_accuracy": float(report.metrics.balanced_accuracy or 0.0),
         "kd_missing_classes": float(missing),
         "kd_dominant_share": float(dominant),
         "kd_collapsed": 1.0 if collapsed else 0.0,

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from kerasdoctor.errors import InputError
 from kerasdoctor.findings import Report
+
+if TYPE_CHECKING:
+    from kerasdoctor.sections import InputSummary
 
 # The quality gates (the quality-gate check) and the policy, named alike in the CLI
 # (--min-recall), [tool.kerasdoctor] (min_recall), diagnose() and assert_healthy() (min_recall=).
@@ -319,10 +322,10 @@ def _diagnose_quietly(lm: Any, raw: Any, opts: Options) -> Report:
     if ev.n_samples == 0:
         raise InputError(f"DATA: {bound.path} holds no samples")
     labels = bound.label_info()  # a streamed source knows its label encoding only now
-    extra = {"sampled_from": n_total, "seed": opts.seed} if indices is not None else None
     return build_report(lm, facts, predictor, ev, data_path=bound.path,
                         class_names=labels.class_names,
-                        label_encoding=labels.encoding, opts=opts, data_extra=extra)
+                        label_encoding=labels.encoding, opts=opts,
+                        sampled_from=n_total if indices is not None else None)
 
 
 def _npz_labels_fit(data_path: str | os.PathLike[str], y_key: str, lm: Any) -> bool:
@@ -358,15 +361,18 @@ def build_report(
     class_names: Sequence[str] | None,
     label_encoding: str,
     opts: Options,
-    data_extra: Mapping[str, Any] | None = None,
+    sampled_from: int | None = None,
+    shards: int | None = None,
 ) -> Report:
-    """Evidence -> checks -> ranking -> Report; shared by the .npz run and the Beam pipeline."""
+    """Evidence -> checks -> ranking -> Report; shared by the .npz run and the Beam pipeline
+    (`sampled_from`: the rows --sample drew from; `shards`: a sharded run's shard count)."""
     from kerasdoctor import __version__
     from kerasdoctor.checks import run_checks
     from kerasdoctor.checks.base import Context
     from kerasdoctor.diagnosis import rank
     from kerasdoctor.experiments import Experiments, results_dicts
     from kerasdoctor.metrics import class_names_for, compute_metrics
+    from kerasdoctor.sections import DataSection, ModelInput, ModelSection, int_tuple
 
     names = class_names_for(ev.n_classes, class_names)
     sample_inputs = ev.sample_inputs
@@ -389,41 +395,33 @@ def build_report(
     findings, errors = run.findings, run.errors
     ordered, chain = rank(findings)
     metrics = compute_metrics(ev.confusion, names)
-    model_info = {
-        "path": lm.path,
-        "format": lm.format,
-        "inputs": [{"name": s.name, "shape": list(s.shape)} for s in lm.inputs],
-        "output": lm.output_name,
-        "n_outputs": facts.n_outputs,
-        "head": ev.output.head_used if facts.head == "unknown" else facts.head,
-        "loss": facts.loss,
-        "loss_from_logits": facts.loss_from_logits,
-        "optimizer_iterations": facts.optimizer_iterations,
-        "notes": list(lm.notes) + list(ev.notes),
-    }
-    data_info = {
-        "path": data_path,
-        "n_samples": ev.n_samples,
-        "n_classes": ev.n_classes,
-        "class_names": names,
-        "label_counts": ev.label_counts.tolist(),
-        "label_encoding": label_encoding,
-        "inputs": [
-            {
-                "name": st.name,
-                "shape": list(st.shape),
-                "dtype": st.dtype,
-                "mean": st.moments.pooled()[0],
-                "std": st.moments.pooled()[1],
-                "min": st.moments.pooled()[2],
-                "max": st.moments.pooled()[3],
-            }
-            for st in ev.inputs
-        ],
-    }
-    for info, st, xs in zip(data_info["inputs"], ev.inputs, sample_inputs):
-        info.update(value_summary(st, xs))  # what the HTML report plots per input
-    data_info.update(data_extra or {})
+    model_info = ModelSection(
+        path=lm.path,
+        format=lm.format,
+        inputs=tuple(ModelInput(s.name, tuple(s.shape)) for s in lm.inputs),
+        output=lm.output_name,
+        n_outputs=facts.n_outputs,
+        head=ev.output.head_used if facts.head == "unknown" else facts.head,
+        loss=facts.loss,
+        loss_from_logits=facts.loss_from_logits,
+        optimizer_iterations=facts.optimizer_iterations,
+        notes=tuple(lm.notes) + tuple(ev.notes),
+    )
+    # what the HTML report plots per input: from the pass and its bounded sample
+    inputs = [value_summary(st, sample_inputs[i] if i < len(sample_inputs) else None)
+              for i, st in enumerate(ev.inputs)]
+    data_info = DataSection(
+        path=data_path,
+        n_samples=ev.n_samples,
+        n_classes=ev.n_classes,
+        class_names=tuple(names),
+        label_counts=int_tuple(ev.label_counts),
+        label_encoding=label_encoding,
+        inputs=tuple(inputs),
+        sampled_from=sampled_from,
+        seed=opts.seed if sampled_from is not None else None,
+        shards=shards,
+    )
     return Report(
         model=model_info,
         data=data_info,
@@ -462,19 +460,26 @@ HIST_MAX_VALUES = 4_000_000  # enough for a smooth histogram, bounded in time
 MAX_FEATURES_SHOWN = 256
 
 
-def value_summary(st: Any, values: np.ndarray) -> dict[str, Any]:
-    """A histogram of the bounded sample's values over the whole pass's [min, max], and each
+def value_summary(st: Any, values: np.ndarray | None) -> InputSummary:
+    """One input's statistics from the pass (`st`, an evidence.InputStats) with, given the
+    bounded sample's `values`, a histogram of them over the whole pass's [min, max] and each
     feature's typical magnitude (RMS) from the pass: what makes a scale problem visible."""
+    from kerasdoctor.sections import Histogram, InputSummary, int_tuple
+
+    mean, std, lo, hi = st.moments.pooled()
+    info = InputSummary(name=st.name, shape=tuple(st.shape), dtype=st.dtype, mean=mean,
+                        std=std, min=lo, max=hi)
+    if values is None:
+        return info
     m = st.moments
-    out: dict[str, Any] = {}
     with np.errstate(invalid="ignore", divide="ignore"):
         rms = np.sqrt(np.where(m.count > 0, m.m2 / np.maximum(m.count, 1), np.nan) + m.mean**2)
-    out["feature_rms"] = [float(v) for v in rms[:MAX_FEATURES_SHOWN]]
-    out["n_features"] = int(m.n_features)
+    info = replace(info, feature_rms=tuple(float(v) for v in rms[:MAX_FEATURES_SHOWN]),
+                   n_features=int(m.n_features))
     finite = np.isfinite(m.min) & np.isfinite(m.max)
     a = np.asarray(values)
     if not finite.any() or a.dtype.kind not in "biuf" or a.size == 0:
-        return out
+        return info
     lo, hi = float(m.min[finite].min()), float(m.max[finite].max())
     if hi <= lo:  # a constant input: one visible bar around its value
         lo, hi = lo - 0.5, hi + 0.5
@@ -483,5 +488,5 @@ def value_summary(st: Any, values: np.ndarray) -> dict[str, Any]:
     if rows < a.shape[0]:  # evenly spread rows: the sample is sorted by position in the data
         a = a[np.linspace(0, a.shape[0] - 1, rows).astype(np.int64)]
     counts, _ = np.histogram(a.astype(np.float64, copy=False), bins=HIST_BINS, range=(lo, hi))
-    out["histogram"] = {"lo": lo, "hi": hi, "counts": counts.tolist(), "n_rows": int(rows)}
-    return out
+    return replace(info, histogram=Histogram(lo=lo, hi=hi, counts=int_tuple(counts),
+                                             n_rows=int(rows)))

@@ -24,7 +24,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -32,6 +32,10 @@ from kerasdoctor.errors import InputError
 from kerasdoctor.findings import Finding, Fix, Kind, Outcome, Report, Severity
 from kerasdoctor.metrics import names_for_classes
 from kerasdoctor.task_causes import CAUSES, rank
+
+if TYPE_CHECKING:
+    from kerasdoctor.sections import ClassMetrics, DenseClassMetrics, DenseMetrics
+
 
 BINS = 256  # histogram bins of a class probability in [0, 1]
 MIN_SAMPLES = 10  # a class must appear in >= 10 samples before "never predicted" is judged
@@ -733,11 +737,12 @@ def dense_report(lm: Any, facts: Any, path: str, acc: _Acc, xs: Sequence[Any],
                  labels: _Labels, rows: np.ndarray, shapes: _Shapes, names: list[str],
                  prior: np.ndarray, opts: Any, *, sampled_from: int | None = None,
                  samples: tuple[MaskSample, ...] = (),
-                 data_extra: Mapping[str, Any] | None = None) -> DenseReport:
+                 shards: int | None = None) -> DenseReport:
     """The report from the pass's accumulator: the single run and the sharded (Beam) run
     both end here. `xs` and `labels` are indexed by the ids in `rows`; the experiments read
     only the bounded sample of them (task_causes.sample_rows)."""
     from kerasdoctor import __version__
+    from kerasdoctor.sections import DataSection, ModelInput, ModelSection, int_tuple
 
     k = shapes.k
     n = len(rows)
@@ -768,36 +773,37 @@ def dense_report(lm: Any, facts: Any, path: str, acc: _Acc, xs: Sequence[Any],
                         if "experiment" in f.evidence)
     logged = {e.get("key") for e in experiments}
     experiments += tuple(t for t in trials if t["key"] not in logged)  # the cures tried
-    model_info = {
-        "path": lm.path, "format": lm.format,
-        "inputs": [{"name": s.name, "shape": list(s.shape)} for s in lm.inputs],
-        "output": lm.output_name, "output_shape": list(lm.output_shape),
-        "n_outputs": facts.n_outputs, "head": facts.head, "loss": facts.loss,
-        "loss_from_logits": facts.loss_from_logits,
-        "optimizer_iterations": facts.optimizer_iterations, "notes": notes,
-    }
-    ignore_label = getattr(opts, "ignore_label", None)
-    data_info: dict[str, Any] = {
-        "path": path, "n_samples": n, "n_classes": k, "class_names": names,
-        "label_counts": [int(v) for v in acc.true_k.sum(axis=0)],
-        "label_encoding": "dense one-hot" if shapes.onehot else "dense index",
-        "label_shape": list(spatial),
-        "positions": int(acc.counted.sum()),
-        "positions_excluded": int(n * int(np.prod(spatial, dtype=np.int64))
-                                  - acc.counted.sum()),
-        "ignore_label": ignore_label,
-        "inputs": [m.info(spec.name, n) for spec, m in zip(lm.inputs, acc.inputs)],
-    }
-    if sampled_from is not None:
-        data_info.update({"sampled_from": int(sampled_from), "seed": opts.seed})
-    data_info.update(data_extra or {})
+    model_info = ModelSection(
+        path=lm.path, format=lm.format,
+        inputs=tuple(ModelInput(s.name, tuple(s.shape)) for s in lm.inputs),
+        output=lm.output_name, output_shape=tuple(lm.output_shape),
+        n_outputs=facts.n_outputs, head=facts.head, loss=facts.loss,
+        loss_from_logits=facts.loss_from_logits,
+        optimizer_iterations=facts.optimizer_iterations, notes=tuple(notes),
+    )
+    data_info = DataSection(
+        path=path, n_samples=n, n_classes=k, class_names=tuple(names),
+        label_counts=int_tuple(acc.true_k.sum(axis=0)),
+        label_encoding="dense one-hot" if shapes.onehot else "dense index",
+        label_shape=int_tuple(spatial),
+        positions=int(acc.counted.sum()),
+        positions_excluded=int(n * int(np.prod(spatial, dtype=np.int64))
+                               - acc.counted.sum()),
+        ignore_label=getattr(opts, "ignore_label", None),
+        inputs=tuple(m.info(spec.name, n) for spec, m in zip(lm.inputs, acc.inputs)),
+        sampled_from=None if sampled_from is None else int(sampled_from),
+        seed=None if sampled_from is None else opts.seed,
+        shards=shards,
+    )
     return DenseReport(model=model_info, data=data_info, metrics=metrics,
                        findings=tuple(ordered), chain=tuple(chain), ignored=dict(opts.ignore),
                        version=__version__, experiments=experiments, outcomes=tuple(outcomes),
                        fail_on=opts.fail_on, samples=samples)
 
 
-def dense_metrics(acc: _Acc, names: Sequence[str], shapes: _Shapes) -> dict[str, Any]:
+def dense_metrics(acc: _Acc, names: Sequence[str], shapes: _Shapes) -> DenseMetrics:
+    from kerasdoctor.sections import DenseClassMetrics, DenseMetrics, DenseSampleMetrics
+
     k = acc.k
     cm = acc.confusion.reshape(k, k)
     total = int(cm.sum())
@@ -809,46 +815,45 @@ def dense_metrics(acc: _Acc, names: Sequence[str], shapes: _Shapes) -> dict[str,
     for j in range(k):
         union = support[j] + predicted[j] - tp[j]
         auc = hist_auc(acc.hist[j, 0], acc.hist[j, 1])
-        per.append({
-            "class": j, "name": names[j], "support": int(support[j]),
-            "predicted": int(predicted[j]),
-            "share": float(support[j] / total) if total else 0.0,
-            "predicted_share": float(predicted[j] / total) if total else 0.0,
-            "samples": int((acc.true_k[:, j] > 0).sum()),
-            "recall": float(tp[j] / support[j]) if support[j] else None,
-            "precision": float(tp[j] / predicted[j]) if predicted[j] else None,
-            "iou": float(tp[j] / union) if union else None,
-            "auc": auc, "max_score": float(acc.max_score[j]),
-        })
+        per.append(DenseClassMetrics(
+            index=j, name=names[j], support=int(support[j]),
+            predicted=int(predicted[j]),
+            share=float(support[j] / total) if total else 0.0,
+            predicted_share=float(predicted[j] / total) if total else 0.0,
+            samples=int((acc.true_k[:, j] > 0).sum()),
+            recall=float(tp[j] / support[j]) if support[j] else None,
+            precision=float(tp[j] / predicted[j]) if predicted[j] else None,
+            iou=float(tp[j] / union) if union else None,
+            auc=auc, max_score=float(acc.max_score[j]),
+        ))
     recalls = [float(tp[j] / support[j]) for j in range(k) if support[j]]
-    ious = [float(r["iou"]) for r in per if r["iou"] is not None]  # type: ignore[arg-type]
+    ious = [float(r.iou) for r in per if r.iou is not None]
     has = acc.counted > 0
     fg_true = (acc.true_k.sum(axis=1) - acc.true_k[:, majority]) > 0
     fg_pred = (acc.pred_k.sum(axis=1) - acc.pred_k[:, majority]) > 0
-    return {
-        "task": "dense",
-        "decision_rule": "score > 0.5" if shapes.k_out == 1 else "argmax",
-        "positions": total,
-        "accuracy": float(tp.sum() / total) if total else None,  # over positions
-        "majority_baseline": float(support[majority] / total) if total else None,
-        "balanced_accuracy": float(np.mean(recalls)) if recalls else None,  # mean recall
-        "mean_iou": float(np.mean(ious)) if ious else None,
-        "majority_class": majority,
-        "confusion_matrix": cm.tolist(),
-        "per_class": per,
-        "per_sample": {
-            "samples": int(has.sum()),
-            "no_predicted_foreground": float((~fg_pred[has]).mean()) if has.any() else None,
-            "no_true_foreground": float((~fg_true[has]).mean()) if has.any() else None,
-        },
-    }
+    return DenseMetrics(
+        decision_rule="score > 0.5" if shapes.k_out == 1 else "argmax",
+        positions=total,
+        accuracy=float(tp.sum() / total) if total else None,  # over positions
+        majority_baseline=float(support[majority] / total) if total else None,
+        balanced_accuracy=float(np.mean(recalls)) if recalls else None,  # mean recall
+        mean_iou=float(np.mean(ious)) if ious else None,
+        majority_class=majority,
+        confusion_matrix=tuple(tuple(int(v) for v in row) for row in cm),
+        per_class=tuple(per),
+        per_sample=DenseSampleMetrics(
+            samples=int(has.sum()),
+            no_predicted_foreground=float((~fg_pred[has]).mean()) if has.any() else None,
+            no_true_foreground=float((~fg_true[has]).mean()) if has.any() else None,
+        ),
+    )
 
 
-def _names(rows: Sequence[Mapping[str, Any]]) -> str:
-    return ", ".join(str(r["name"]) for r in rows)
+def _names(rows: Sequence[ClassMetrics]) -> str:
+    return ", ".join(str(r.name) for r in rows)
 
 
-def _collapse(acc: _Acc, metrics: Mapping[str, Any]) -> Finding | None:
+def _collapse(acc: _Acc, metrics: DenseMetrics) -> Finding | None:
     """Positions of the other classes lost to one class: the majority (all background), or
     any other (a model fed unprepared inputs that paints every pixel 'disc', a one-unit
     softmax that calls everything foreground). For each class c the share of the positions
@@ -876,89 +881,89 @@ def _collapse(acc: _Acc, metrics: Mapping[str, Any]) -> Finding | None:
     excess, lower, c = best
     if excess < COLLAPSE_EXCESS or lower <= 0:
         return None
-    m = metrics["majority_class"]
-    per = metrics["per_class"][c]
-    ps = metrics["per_sample"]
+    m = metrics.majority_class
+    per = metrics.per_class[c]
+    ps = metrics.per_sample
     if c == m:
         lost = (f"{excess:.1%} of the foreground positions (99% lower bound {lower:.1%}) are "
                 "lost to it")
-        what = f"the majority class {per['name']}"
+        what = f"the majority class {per.name}"
     else:
         lost = (f"{excess:.1%} of the positions of the other classes (99% lower bound "
-                f"{lower:.1%}) are lost to it, the majority class {metrics['per_class'][m]['name']}"
+                f"{lower:.1%}) are lost to it, the majority class {metrics.per_class[m].name}"
                 " included")
-        what = f"{per['name']}, which is not the majority class,"
+        what = f"{per.name}, which is not the majority class,"
     return Finding(
         "prediction-collapse", Kind.SYMPTOM,
         Severity.ERROR if excess >= 0.5 else Severity.WARNING,
-        f"{per['predicted_share']:.1%} of the positions are predicted {per['name']}; "
-        f"{per['share']:.1%} are",
-        f"The model predicts {what} on {per['predicted_share']:.1%} "
-        f"of the {metrics['positions']} counted positions against a label share of "
-        f"{per['share']:.1%}: {lost}. {ps['no_predicted_foreground']:.1%} of the samples are "
-        f"predicted with no foreground at all ({ps['no_true_foreground']:.1%} truly have none).",
-        {"class": per["name"], "predicted_share": per["predicted_share"],
-         "label_share": per["share"], "foreground_lost" if c == m else "others_lost": excess,
+        f"{per.predicted_share:.1%} of the positions are predicted {per.name}; "
+        f"{per.share:.1%} are",
+        f"The model predicts {what} on {per.predicted_share:.1%} "
+        f"of the {metrics.positions} counted positions against a label share of "
+        f"{per.share:.1%}: {lost}. {ps.no_predicted_foreground:.1%} of the samples are "
+        f"predicted with no foreground at all ({ps.no_true_foreground:.1%} truly have none).",
+        {"class": per.name, "predicted_share": per.predicted_share,
+         "label_share": per.share, "foreground_lost" if c == m else "others_lost": excess,
          "foreground_lost_lower" if c == m else "others_lost_lower": lower,
-         "no_predicted_foreground": ps["no_predicted_foreground"],
-         "no_true_foreground": ps["no_true_foreground"],
-         "positions": metrics["positions"], "samples": n})
+         "no_predicted_foreground": ps.no_predicted_foreground,
+         "no_true_foreground": ps.no_true_foreground,
+         "positions": metrics.positions, "samples": n})
 
 
-def _chance(acc: _Acc, metrics: Mapping[str, Any]) -> Finding | None:
+def _chance(acc: _Acc, metrics: DenseMetrics) -> Finding | None:
     """chance-level over positions. Under a label-blind guesser class k's recall has mean q_k
     (its prediction share); its variance is taken over the samples that hold class k, not
     its positions (positions inside a sample move together), which only widens the bound."""
     from kerasdoctor.task_causes import chance_level
 
-    per = metrics["per_class"]
-    samples = np.array([r["samples"] for r in per], np.float64)
-    present = np.array([r["support"] > 0 for r in per]) & (samples > 0)
+    per = metrics.per_class
+    samples = np.array([r.samples for r in per], np.float64)
+    present = np.array([r.support > 0 for r in per]) & (samples > 0)
     kp = int(present.sum())
     if kp < 2 or int((acc.counted > 0).sum()) < MIN_SAMPLES:
         return None
-    q = np.array([r["predicted_share"] for r in per])[present]
+    q = np.array([r.predicted_share for r in per])[present]
     var = float(np.sum(q * (1 - q) / samples[present]) / kp**2)
-    return chance_level(metrics["balanced_accuracy"], 1.0 / kp, var, "samples",
+    return chance_level(metrics.balanced_accuracy, 1.0 / kp, var, "samples",
                         "balanced accuracy over positions",
                         {"n_classes_present": kp,
-                         "prediction_shares": [r["predicted_share"] for r in per]})
+                         "prediction_shares": [r.predicted_share for r in per]})
 
 
-def _findings(acc: _Acc, metrics: Mapping[str, Any], names: list[str], shapes: _Shapes,
+def _findings(acc: _Acc, metrics: DenseMetrics, names: list[str], shapes: _Shapes,
               prior: np.ndarray, fit: np.ndarray, test: np.ndarray, facts: Any,
               opts: Any, paths: tuple[str, str] = ("MODEL", "DATA")) -> list[Finding]:
     out: list[Finding] = []
-    per = metrics["per_class"]
+    per = metrics.per_class
     k = shapes.k
-    m = metrics["majority_class"]
+    m = metrics.majority_class
     collapse = _collapse(acc, metrics)
     if collapse is not None:
         out.append(collapse)
-    missing = [r for r in per if r["class"] != m and r["samples"] >= MIN_SAMPLES
-               and r["support"] >= MIN_POSITIONS and r["predicted"] == 0]
+    missing = [r for r in per if r.index != m and r.samples >= MIN_SAMPLES
+               and r.support >= MIN_POSITIONS and r.predicted == 0]
     if missing:
         out.append(Finding(
             "missing-classes", Kind.SYMPTOM, Severity.ERROR,
             f"{len(missing)} of {k} classes are never predicted",
             f"No position is predicted {_names(missing)}, although "
-            + ", ".join(f"{r['name']} covers {r['support']} positions in {r['samples']} "
-                        f"samples (max score {r['max_score']:.2f})" for r in missing) + ".",
-            {"classes": [r["name"] for r in missing],
-             "support": [r["support"] for r in missing],
-             "samples": [r["samples"] for r in missing],
-             "max_score": [r["max_score"] for r in missing]}))
+            + ", ".join(f"{r.name} covers {r.support} positions in {r.samples} "
+                        f"samples (max score {r.max_score:.2f})" for r in missing) + ".",
+            {"classes": [r.name for r in missing],
+             "support": [r.support for r in missing],
+             "samples": [r.samples for r in missing],
+             "max_score": [r.max_score for r in missing]}))
     chance = _chance(acc, metrics)
     if chance is not None:
         out.append(chance)
     gates = dict(getattr(opts, "gates", {}) or {})
     failed = []
     if "min_recall" in gates:
-        low = [r for r in per if r["recall"] is not None and r["recall"] < gates["min_recall"]]
+        low = [r for r in per if r.recall is not None and r.recall < gates["min_recall"]]
         if low:
             failed.append(f"recall below {gates['min_recall']:g} for " + ", ".join(
-                f"{r['name']} ({r['recall']:.2f})" for r in low))
-    ba = metrics["balanced_accuracy"]
+                f"{r.name} ({r.recall:.2f})" for r in low))
+    ba = metrics.balanced_accuracy
     if "min_balanced_accuracy" in gates and ba is not None and ba < gates["min_balanced_accuracy"]:
         failed.append(f"balanced accuracy over positions {ba:.3f} < "
                       f"{gates['min_balanced_accuracy']:g}")
@@ -966,24 +971,24 @@ def _findings(acc: _Acc, metrics: Mapping[str, Any], names: list[str], shapes: _
         out.append(Finding("quality-gate", Kind.SYMPTOM, Severity.ERROR,
                            "a quality gate is not met", "; ".join(failed) + ".",
                            {"gates": gates, "balanced_accuracy": ba}))
-    starved = [r for r in per if r["class"] != m and r["support"] >= MIN_POSITIONS
-               and r["samples"] >= MIN_SAMPLES
-               and r["predicted_share"] <= STARVED_RATE * r["share"]]
+    starved = [r for r in per if r.index != m and r.support >= MIN_POSITIONS
+               and r.samples >= MIN_SAMPLES
+               and r.predicted_share <= STARVED_RATE * r.share]
     if not starved:
         return out
     symptom = collapse is not None or bool(missing)
     if shapes.k_out == 1:
         thr = _threshold(acc, metrics, names, fit, test, symptom, opts, paths=paths)
         out.append(thr)
-        if starved[0]["share"] < RARE_SHARE:
+        if starved[0].share < RARE_SHARE:
             r = starved[0]
             out.append(Finding(
                 "class-imbalance", Kind.CAUSE, Severity.INFO,
-                f"{r['name']} covers {r['share']:.1%} of the positions",
-                f"{r['name']} is {r['share']:.1%} of the counted positions: binary "
+                f"{r.name} covers {r.share:.1%} of the positions",
+                f"{r.name} is {r.share:.1%} of the counted positions: binary "
                 "cross-entropy then keeps its scores below 0.5 early in training. The measured "
                 "cures are the threshold above, or a per-pixel sample_weight (code below).",
-                {"classes": [r["name"]], "share": [r["share"]]},
+                {"classes": [r.name], "share": [r.share]},
                 (_weight_fix(k, shapes),)))
         return out
     out.append(_imbalance(acc, metrics, names, shapes, prior, fit, test, starved, symptom,
@@ -998,15 +1003,15 @@ def _experiment_counts(acc: _Acc, rows: np.ndarray, adjusted: bool
     return acc.true_k[rows], acc.pred_k[rows], acc.hit_k[rows]
 
 
-def _imbalance(acc: _Acc, metrics: Mapping[str, Any], names: list[str], shapes: _Shapes,
+def _imbalance(acc: _Acc, metrics: DenseMetrics, names: list[str], shapes: _Shapes,
                prior: np.ndarray, fit: np.ndarray, test: np.ndarray,
-               starved: list[Mapping[str, Any]], symptom: bool, opts: Any,
+               starved: list[DenseClassMetrics], symptom: bool, opts: Any,
                paths: tuple[str, str] = ("MODEL", "DATA")) -> Finding:
     from kerasdoctor.multilabel import fix_commands
 
     k = shapes.k
-    m = metrics["majority_class"]
-    per = metrics["per_class"]
+    m = metrics.majority_class
+    per = metrics.per_class
     before = _experiment_counts(acc, test, False)
     after = _experiment_counts(acc, test, True)
     # `restores` (balanced accuracy up beyond noise) confirms the cause and sets the severity;
@@ -1030,16 +1035,16 @@ def _imbalance(acc: _Acc, metrics: Mapping[str, Any], names: list[str], shapes: 
         "validated": validated,
         "prior": [float(v) for v in prior],
     }
-    share = per[m]["share"]
+    share = per[m].share
     prior_txt = "[" + ", ".join(f"{v:.4f}" for v in prior) + "]"
     iou_noise = verdict["mean_iou_noise"]
     detail = (
-        f"{per[m]['name']} holds {share:.1%} of the counted positions; "
+        f"{per[m].name} holds {share:.1%} of the counted positions; "
         f"{_names(starved)} ("
-        + ", ".join(f"{r['share']:.1%}" for r in starved) + " of the positions) are predicted on "
-        + ", ".join(f"{r['predicted_share']:.2%}" for r in starved) + ", although "
+        + ", ".join(f"{r.share:.1%}" for r in starved) + " of the positions) are predicted on "
+        + ", ".join(f"{r.predicted_share:.2%}" for r in starved) + ", although "
         "their scores rank them (ROC AUC "
-        + ", ".join("n/a" if r["auc"] is None else f"{r['auc']:.2f}" for r in starved) + "). "
+        + ", ".join("n/a" if r.auc is None else f"{r.auc:.2f}" for r in starved) + "). "
         f"Dividing the scores by the position prior (logit adjustment, prior from one half of "
         f"the samples) takes the balanced accuracy over positions on the other half from "
         f"{b_ba:.3f} to {a_ba:.3f} "
@@ -1092,13 +1097,13 @@ def _imbalance(acc: _Acc, metrics: Mapping[str, Any], names: list[str], shapes: 
     ]
     return Finding(
         "class-imbalance", Kind.CAUSE, severity,
-        f"the position prior ({per[m]['name']} {share:.1%}) drowns {len(starved)} of {k} classes",
+        f"the position prior ({per[m].name} {share:.1%}) drowns {len(starved)} of {k} classes",
         detail,
-        {"majority_class": per[m]["name"], "majority_share": share,
-         "classes": [r["name"] for r in starved],
-         "share": [r["share"] for r in starved],
-         "predicted_share": [r["predicted_share"] for r in starved],
-         "auc": [r["auc"] for r in starved], "experiment": experiment},
+        {"majority_class": per[m].name, "majority_share": share,
+         "classes": [r.name for r in starved],
+         "share": [r.share for r in starved],
+         "predicted_share": [r.predicted_share for r in starved],
+         "auc": [r.auc for r in starved], "experiment": experiment},
         tuple(fixes) if restores else ())  # remedies only under the cause they cure
 
 
@@ -1158,14 +1163,14 @@ def cure_verdict(before: tuple[np.ndarray, ...], after: tuple[np.ndarray, ...],
             "validated": bool(restores and iou_gain > iou_noise)}
 
 
-def _threshold(acc: _Acc, metrics: Mapping[str, Any], names: list[str], fit: np.ndarray,
+def _threshold(acc: _Acc, metrics: DenseMetrics, names: list[str], fit: np.ndarray,
                test: np.ndarray, symptom: bool, opts: Any,
                paths: tuple[str, str] = ("MODEL", "DATA")) -> Finding:
     from kerasdoctor.multilabel import fix_commands
 
     assert acc.sample_hist is not None
     sample_hist = acc.sample_hist
-    per = metrics["per_class"]
+    per = metrics.per_class
     r = per[1]
     hf = acc.sample_hist[fit].sum(axis=0)
     b = youden_bin(hf[0], hf[1])
@@ -1194,7 +1199,7 @@ def _threshold(acc: _Acc, metrics: Mapping[str, Any], names: list[str], fit: np.
     severity = (Severity.ERROR if restores and symptom
                 else Severity.WARNING if restores else Severity.INFO)
     experiment = {
-        "what": f"a threshold on P({r['name']}) (Youden J on the histogram ROC) chosen on one "
+        "what": f"a threshold on P({r.name}) (Youden J on the histogram ROC) chosen on one "
                 f"seeded half of the samples ({len(fit)}), scored on the other half",
         "balanced_accuracy_before": b_ba, "balanced_accuracy_after": a_ba,
         "mean_iou_before": b_iou, "mean_iou_after": a_iou,
@@ -1203,11 +1208,11 @@ def _threshold(acc: _Acc, metrics: Mapping[str, Any], names: list[str], fit: np.
         "mean_iou_gain": verdict["mean_iou_gain"], "mean_iou_noise": verdict["mean_iou_noise"],
         "validated": validated,
     }
-    auc = "n/a" if r["auc"] is None else f"{r['auc']:.3f}"
+    auc = "n/a" if r.auc is None else f"{r.auc:.3f}"
     detail = (
-        f"P({r['name']}) ranks the positions well (ROC AUC {auc}) but never passes 0.5 where "
-        f"it should: {r['name']} is predicted on {r['predicted_share']:.2%} of the positions "
-        f"against {r['share']:.1%} (max score {r['max_score']:.2f}). A threshold of "
+        f"P({r.name}) ranks the positions well (ROC AUC {auc}) but never passes 0.5 where "
+        f"it should: {r.name} is predicted on {r.predicted_share:.2%} of the positions "
+        f"against {r.share:.1%} (max score {r.max_score:.2f}). A threshold of "
         f"{t_half:.3f} chosen on one half of the samples takes the balanced accuracy over "
         f"positions on the other half from {b_ba:.3f} to {a_ba:.3f} "
         + _versus_noise(restores, gain, noise)
@@ -1218,11 +1223,11 @@ def _threshold(acc: _Acc, metrics: Mapping[str, Any], names: list[str], fit: np.
         f"THRESHOLD = {t_all:.4f}  # Youden J on these positions; choose it on validation data\n"
         "probs = model.predict(x)[..., 0]  # (N, H, W)\n"
         "mask = probs > THRESHOLD")
-    p = min(max(float(r["share"]), 1e-6), 1 - 1e-6)
+    p = min(max(float(r.share), 1e-6), 1 - 1e-6)
     code_retrain = (
         "import keras\n"
         "import numpy as np\n"
-        f"P = {p:.4f}  # share of {r['name']} over the training positions\n"
+        f"P = {p:.4f}  # share of {r.name} over the training positions\n"
         "# the head, when you build it: its bias starts at the prior's log-odds (RetinaNet), so "
         "the\n"
         "# first steps are not spent pushing every position to background\n"
@@ -1244,10 +1249,10 @@ def _threshold(acc: _Acc, metrics: Mapping[str, Any], names: list[str], fit: np.
                      "trained; a trained head's bias has already moved).", code=code_retrain))
     return Finding(
         "decision-threshold", Kind.CAUSE, severity,
-        f"the 0.5 cut drops {r['name']}, which the scores rank well",
+        f"the 0.5 cut drops {r.name}, which the scores rank well",
         detail,
-        {"class": r["name"], "auc": r["auc"], "share": r["share"],
-         "predicted_share": r["predicted_share"], "max_score": r["max_score"],
+        {"class": r.name, "auc": r.auc, "share": r.share,
+         "predicted_share": r.predicted_share, "max_score": r.max_score,
          "threshold": t_all, "experiment": experiment},
         tuple(fixes))
 CAUSE_ORDER = ("decision-threshold", "class-imbalance")

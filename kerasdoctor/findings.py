@@ -6,7 +6,10 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kerasdoctor.sections import DataSection, Metrics, ModelSection
 
 SCHEMA_VERSION = 1
 
@@ -100,9 +103,9 @@ class CheckError:
 class Report:
     """Everything one diagnosis produced; renderers and the exit policy read only this."""
 
-    model: Mapping[str, Any]
-    data: Mapping[str, Any]
-    metrics: Mapping[str, Any]
+    model: ModelSection
+    data: DataSection
+    metrics: Metrics  # DenseMetrics / MultiLabelMetrics for those tasks
     findings: tuple[Finding, ...]
     errors: tuple[CheckError, ...] = ()
     chain: tuple[str, ...] = ()
@@ -150,9 +153,9 @@ class Report:
         out: dict[str, Any] = {
             "schema_version": SCHEMA_VERSION,
             "kerasdoctor_version": self.version,
-            "model": to_jsonable(dict(self.model)),
-            "data": to_jsonable(dict(self.data)),
-            "metrics": to_jsonable(dict(self.metrics)),
+            "model": to_jsonable(self.model.to_dict()),
+            "data": to_jsonable(self.data.to_dict()),
+            "metrics": to_jsonable(self.metrics.to_dict()),
             "findings": [f.to_dict() for f in self.findings],
             "verdict": self.verdict,
             "root_cause": self.root_cause.id if self.root_cause else None,

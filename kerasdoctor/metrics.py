@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from kerasdoctor.errors import InputError
+from kerasdoctor.sections import ClassMetrics, Metrics
 
 
 def class_count(width: int | None = None, class_names: Sequence[str] | None = None,
@@ -39,7 +40,7 @@ def class_names_for(k: int, names: Sequence[str] | None) -> list[str]:
     return [names[i] if i < len(names) else str(i) for i in range(k)]
 
 
-def compute_metrics(conf: np.ndarray, names: Sequence[str]) -> dict[str, Any]:
+def compute_metrics(conf: np.ndarray, names: Sequence[str]) -> Metrics:
     """Accuracy next to the majority baseline, balanced accuracy, per-class figures.
 
     Recall is undefined (None) for a class without support, precision for a class never
@@ -53,26 +54,26 @@ def compute_metrics(conf: np.ndarray, names: Sequence[str]) -> dict[str, Any]:
     present = support > 0
     recall = np.where(present, tp / np.maximum(support, 1), np.nan)
     precision = np.where(predicted > 0, tp / np.maximum(predicted, 1), np.nan)
-    per_class = [
-        {
-            "class": i,
-            "name": names[i],
-            "support": int(support[i]),
-            "predicted": int(predicted[i]),
-            "recall": _opt(recall[i]),
-            "precision": _opt(precision[i]),
-        }
+    per_class = tuple(
+        ClassMetrics(
+            index=i,
+            name=names[i],
+            support=int(support[i]),
+            predicted=int(predicted[i]),
+            recall=_opt(recall[i]),
+            precision=_opt(precision[i]),
+        )
         for i in range(conf.shape[0])
-    ]
+    )
     majority = int(np.argmax(support)) if n else 0
-    return {
-        "accuracy": float(tp.sum() / n) if n else None,
-        "balanced_accuracy": float(np.nanmean(recall[present])) if present.any() else None,
-        "majority_baseline": float(support[majority] / n) if n else None,
-        "majority_class": majority,
-        "confusion_matrix": conf.tolist(),
-        "per_class": per_class,
-    }
+    return Metrics(
+        accuracy=float(tp.sum() / n) if n else None,
+        balanced_accuracy=float(np.nanmean(recall[present])) if present.any() else None,
+        majority_baseline=float(support[majority] / n) if n else None,
+        majority_class=majority,
+        confusion_matrix=tuple(tuple(int(v) for v in row) for row in conf),
+        per_class=per_class,
+    )
 
 
 def recall_vector(conf: np.ndarray) -> np.ndarray:

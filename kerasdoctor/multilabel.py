@@ -13,7 +13,7 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,6 +21,9 @@ from kerasdoctor.errors import InputError
 from kerasdoctor.findings import Finding, Fix, Kind, Outcome, Report, Severity
 from kerasdoctor.metrics import names_for_classes
 from kerasdoctor.task_causes import CAUSES, rank
+
+if TYPE_CHECKING:
+    from kerasdoctor.sections import ClassMetrics, LabelMetrics, MultiLabelMetrics
 
 DECISION = 0.5  # the model's own rule: a label is predicted when its score is > 0.5
 MIN_SUPPORT = 10  # positives a label needs before its recall / ranking is judged at all
@@ -444,7 +447,9 @@ def split_halves(y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(np.concatenate(a)), np.sort(np.concatenate(b))
 
 
-def label_metrics(y: np.ndarray, probs: np.ndarray, names: Sequence[str]) -> dict[str, Any]:
+def label_metrics(y: np.ndarray, probs: np.ndarray, names: Sequence[str]) -> MultiLabelMetrics:
+    from kerasdoctor.sections import LabelMetrics, LabelSampleMetrics, MultiLabelMetrics
+
     n, k = y.shape
     pred = (probs > DECISION).astype(np.int8)
     per = []
@@ -453,38 +458,39 @@ def label_metrics(y: np.ndarray, probs: np.ndarray, names: Sequence[str]) -> dic
         npred = int(pred[:, j].sum())
         tp = int((pred[:, j] & y[:, j]).sum())
         auc = _auc(y[:, j], probs[:, j])
-        per.append({
-            "class": j, "name": names[j], "support": pos, "predicted": npred,
-            "prevalence": pos / n, "predicted_rate": npred / n,
-            "recall": tp / pos if pos else None, "precision": tp / npred if npred else None,
-            "auc": auc,
-            "auc_lower": hanley_mcneil_lower(auc, pos, n - pos) if auc is not None else None,
-            "max_score": float(probs[:, j].max()),
-        })
+        per.append(LabelMetrics(
+            index=j, name=names[j], support=pos, predicted=npred,
+            prevalence=pos / n, predicted_rate=npred / n,
+            recall=tp / pos if pos else None, precision=tp / npred if npred else None,
+            auc=auc,
+            auc_lower=hanley_mcneil_lower(auc, pos, n - pos) if auc is not None else None,
+            max_score=float(probs[:, j].max()),
+        ))
     correct = float((pred == y).mean())
-    baseline = float(np.mean([max(r["prevalence"], 1 - r["prevalence"]) for r in per]))
+    baseline = float(np.mean([max(r.prevalence, 1 - r.prevalence) for r in per]))
     ba, _ = macro_balanced(y, pred)
     no_true = float((y.sum(axis=1) == 0).mean())
     no_pred = float((pred.sum(axis=1) == 0).mean())
     labelled = y.sum(axis=1) > 0
-    return {
-        "task": "multilabel",
-        "decision_rule": f"score > {DECISION}",
+    return MultiLabelMetrics(
+        decision_rule=f"score > {DECISION}",
         # label-wise figures, so that the single-label renderers read them as they are
-        "accuracy": correct,  # share of (row, label) cells right (1 - Hamming loss)
-        "majority_baseline": baseline,  # predicting each label's majority value
-        "balanced_accuracy": None if math.isnan(ba) else ba,  # mean over labels
-        "subset_accuracy": float((pred == y).all(axis=1).mean()),
-        "per_class": per,
-        "per_sample": {
-            "no_true_label": no_true,
-            "no_predicted_label": no_pred,
-            "labelled_rows_predicted_empty": float((pred[labelled].sum(axis=1) == 0).mean())
+        accuracy=correct,  # share of (row, label) cells right (1 - Hamming loss)
+        majority_baseline=baseline,  # predicting each label's majority value
+        balanced_accuracy=None if math.isnan(ba) else ba,  # mean over labels
+        majority_class=None,  # no confusion matrix either: labels are not exclusive
+        confusion_matrix=(),
+        subset_accuracy=float((pred == y).all(axis=1).mean()),
+        per_class=tuple(per),
+        per_sample=LabelSampleMetrics(
+            no_true_label=no_true,
+            no_predicted_label=no_pred,
+            labelled_rows_predicted_empty=float((pred[labelled].sum(axis=1) == 0).mean())
             if labelled.any() else None,
-            "mean_true_labels": float(y.sum(axis=1).mean()),
-            "mean_predicted_labels": float(pred.sum(axis=1).mean()),
-        },
-    }
+            mean_true_labels=float(y.sum(axis=1).mean()),
+            mean_predicted_labels=float(pred.sum(axis=1).mean()),
+        ),
+    )
 
 
 # ------------------------------------------------------------------ the diagnosis
@@ -507,11 +513,12 @@ def _diagnose(lm: Any, path: str, xs: list[Any], y_all: np.ndarray, names: list[
 def multilabel_report(lm: Any, facts: Any, path: str, raw: np.ndarray, y_all: Any,
                       rows: np.ndarray, xs: Sequence[Any], names: list[str],
                       moments: Sequence[Any], opts: Any, *, sampled_from: int | None = None,
-                      data_extra: Mapping[str, Any] | None = None) -> Report:
+                      shards: int | None = None) -> Report:
     """The report from every diagnosed row's raw outputs (in the order of `rows`): the single
     run and the sharded (Beam) run both end here. `y_all` and `xs` are indexed by the ids in
     `rows`; the experiments read only their bounded sample (task_causes.sample_rows)."""
     from kerasdoctor import __version__
+    from kerasdoctor.sections import DataSection, ModelInput, ModelSection, int_tuple
 
     k = int(y_all.shape[1])
     y = np.asarray(y_all[rows])
@@ -548,24 +555,25 @@ def multilabel_report(lm: Any, facts: Any, path: str, raw: np.ndarray, y_all: An
                         if "experiment" in f.evidence)
     logged = {e.get("key") for e in experiments}
     experiments += tuple(t for t in trials if t["key"] not in logged)  # the cures tried
-    model_info = {
-        "path": lm.path, "format": lm.format,
-        "inputs": [{"name": s.name, "shape": list(s.shape)} for s in lm.inputs],
-        "output": lm.output_name, "n_outputs": facts.n_outputs, "head": head,
-        "loss": facts.loss, "loss_from_logits": facts.loss_from_logits,
-        "optimizer_iterations": facts.optimizer_iterations, "notes": notes,
-    }
-    data_info: dict[str, Any] = {
-        "path": path, "n_samples": int(y.shape[0]), "n_classes": k, "class_names": names,
-        "label_counts": [int(v) for v in y.sum(axis=0)], "label_encoding": "multi-hot",
-        "inputs": [m.info(spec.name, len(rows)) for spec, m in zip(lm.inputs, moments)],
-    }
-    if sampled_from is not None:
-        data_info.update({"sampled_from": int(sampled_from), "seed": opts.seed})
-    data_info.update(data_extra or {})
-    return Report(model=model_info, data=data_info, metrics=metrics, findings=tuple(ordered),
-                  chain=tuple(chain), ignored=dict(opts.ignore), version=__version__,
-                  experiments=experiments, outcomes=tuple(outcomes), fail_on=opts.fail_on)
+    model_info = ModelSection(
+        path=lm.path, format=lm.format,
+        inputs=tuple(ModelInput(s.name, tuple(s.shape)) for s in lm.inputs),
+        output=lm.output_name, n_outputs=facts.n_outputs, head=head,
+        loss=facts.loss, loss_from_logits=facts.loss_from_logits,
+        optimizer_iterations=facts.optimizer_iterations, notes=tuple(notes),
+    )
+    data_info = DataSection(
+        path=path, n_samples=int(y.shape[0]), n_classes=k, class_names=tuple(names),
+        label_counts=int_tuple(y.sum(axis=0)), label_encoding="multi-hot",
+        inputs=tuple(m.info(spec.name, len(rows)) for spec, m in zip(lm.inputs, moments)),
+        sampled_from=None if sampled_from is None else int(sampled_from),
+        seed=None if sampled_from is None else opts.seed,
+        shards=shards,
+    )
+    return Report(model=model_info, data=data_info, metrics=metrics,
+                  findings=tuple(ordered), chain=tuple(chain), ignored=dict(opts.ignore),
+                  version=__version__, experiments=experiments, outcomes=tuple(outcomes),
+                  fail_on=opts.fail_on)
 
 
 def _model_causes(lm: Any, facts: Any, xs: list[Any], y_all: np.ndarray, rows: np.ndarray,
@@ -591,31 +599,31 @@ def _model_causes(lm: Any, facts: Any, xs: list[Any], y_all: np.ndarray, rows: n
     return [f for f in found if f.id not in skip], trials
 
 
-def _names(rows: Sequence[Mapping[str, Any]]) -> str:
-    return ", ".join(str(r["name"]) for r in rows)
+def _names(rows: Sequence[ClassMetrics]) -> str:
+    return ", ".join(str(r.name) for r in rows)
 
 
 def _findings(facts: Any, y: np.ndarray, probs: np.ndarray, names: list[str],
-              metrics: Mapping[str, Any], opts: Any,
+              metrics: MultiLabelMetrics, opts: Any,
               paths: tuple[str, str] = ("MODEL", "DATA")) -> list[Finding]:
     out: list[Finding] = []
-    per = metrics["per_class"]
+    per = metrics.per_class
     n, k = y.shape
-    ps = metrics["per_sample"]
+    ps = metrics.per_sample
     # -- symptom: missing-classes (labels with support that the 0.5 rule never predicts)
-    missing = [r for r in per if r["support"] >= MIN_SUPPORT and r["predicted"] == 0]
+    missing = [r for r in per if r.support >= MIN_SUPPORT and r.predicted == 0]
     if missing:
         out.append(Finding(
             "missing-classes", Kind.SYMPTOM,
             Severity.ERROR, f"{len(missing)} of {k} labels are never predicted",
             f"At score > {DECISION}, no row is predicted {_names(missing)}, although "
-            + ", ".join(f"{r['name']} is on {r['support']} rows (max score "
-                        f"{r['max_score']:.2f})" for r in missing) + ".",
-            {"labels": [r["name"] for r in missing],
-             "support": [r["support"] for r in missing],
-             "max_score": [r["max_score"] for r in missing]}))
+            + ", ".join(f"{r.name} is on {r.support} rows (max score "
+                        f"{r.max_score:.2f})" for r in missing) + ".",
+            {"labels": [r.name for r in missing],
+             "support": [r.support for r in missing],
+             "max_score": [r.max_score for r in missing]}))
     # -- symptom: prediction-collapse (rows predicted with no label at all, far beyond truth)
-    empty_true, empty_pred = ps["no_true_label"], ps["no_predicted_label"]
+    empty_true, empty_pred = ps.no_true_label, ps.no_predicted_label
     n_empty_pred = int(round(empty_pred * n))
     lower = wilson_lower(n_empty_pred, n)
     # of the rows that truly carry a label, the share that lose every label beyond chance
@@ -628,10 +636,10 @@ def _findings(facts: Any, y: np.ndarray, probs: np.ndarray, names: list[str],
             "have none",
             f"The model predicts no label at all for {empty_pred:.1%} of the rows (99% lower "
             f"bound {lower:.1%}), while only {empty_true:.1%} of them carry no label: "
-            f"{ps['labelled_rows_predicted_empty']:.1%} of the labelled rows get nothing.",
+            f"{ps.labelled_rows_predicted_empty:.1%} of the labelled rows get nothing.",
             {"no_predicted_label": empty_pred, "no_true_label": empty_true,
              "no_predicted_label_lower": lower,
-             "labelled_rows_predicted_empty": ps["labelled_rows_predicted_empty"],
+             "labelled_rows_predicted_empty": ps.labelled_rows_predicted_empty,
              "rows": n}))
     # -- symptom: chance-level (macro balanced accuracy no better than a label-blind guesser
     # with the model's predicted rates: per label, recall ~ q and specificity ~ 1 - q)
@@ -641,10 +649,10 @@ def _findings(facts: Any, y: np.ndarray, probs: np.ndarray, names: list[str],
     neg = n - pos
     both = (pos > 0) & (neg > 0)
     if int(both.sum()) >= 1 and n >= MIN_CHANCE_ROWS:
-        q = np.array([r["predicted_rate"] for r in per], np.float64)[both]
+        q = np.array([r.predicted_rate for r in per], np.float64)[both]
         var = float(np.sum(q * (1 - q) * (1 / pos[both] + 1 / neg[both]) / 4)
                     / int(both.sum()) ** 2)
-        chance = chance_level(metrics["balanced_accuracy"], 0.5, var, "rows",
+        chance = chance_level(metrics.balanced_accuracy, 0.5, var, "rows",
                               "macro balanced accuracy",
                               {"labels": int(both.sum()), "rows": n})
         if chance is not None:
@@ -653,11 +661,11 @@ def _findings(facts: Any, y: np.ndarray, probs: np.ndarray, names: list[str],
     gates = dict(getattr(opts, "gates", {}) or {})
     failed = []
     if "min_recall" in gates:
-        low = [r for r in per if r["recall"] is not None and r["recall"] < gates["min_recall"]]
+        low = [r for r in per if r.recall is not None and r.recall < gates["min_recall"]]
         if low:
             failed.append(f"recall below {gates['min_recall']:g} for " + ", ".join(
-                f"{r['name']} ({r['recall']:.2f})" for r in low))
-    ba = metrics["balanced_accuracy"]
+                f"{r.name} ({r.recall:.2f})" for r in low))
+    ba = metrics.balanced_accuracy
     if "min_balanced_accuracy" in gates and ba is not None and ba < gates["min_balanced_accuracy"]:
         failed.append(f"macro balanced accuracy {ba:.3f} < {gates['min_balanced_accuracy']:g}")
     if failed:
@@ -675,14 +683,14 @@ def _findings(facts: Any, y: np.ndarray, probs: np.ndarray, names: list[str],
             f"The output is a softmax over the {k} labels, so each row's scores sum to 1 "
             f"(mean {row_sum:.2f}): labels compete instead of being judged one by one, a row "
             f"cannot hold two labels above 0.5 ({multi} rows carry 2 or more), and a row with no "
-            f"label still puts its mass on some label ({ps['no_predicted_label']:.1%} of rows "
-            f"predicted empty vs {ps['no_true_label']:.1%} truly empty)"
+            f"label still puts its mass on some label ({ps.no_predicted_label:.1%} of rows "
+            f"predicted empty vs {ps.no_true_label:.1%} truly empty)"
             + (f"; the loss is {facts.loss}, which rows without a label add nothing to"
                if "categorical" in loss else "") + ".",
             {"head": "softmax", "loss": facts.loss, "mean_row_score_sum": row_sum,
              "rows_with_several_labels": multi,
-             "no_predicted_label": ps["no_predicted_label"],
-             "no_true_label": ps["no_true_label"]},
+             "no_predicted_label": ps.no_predicted_label,
+             "no_true_label": ps.no_true_label},
             (Fix("Use one sigmoid unit per label and binary cross-entropy, then retrain.",
                  code=f"outputs = keras.layers.Dense({k}, activation=\"sigmoid\")(features)\n"
                       "model.compile(optimizer=\"adam\", loss=\"binary_crossentropy\",\n"
@@ -705,34 +713,34 @@ def _findings(facts: Any, y: np.ndarray, probs: np.ndarray, names: list[str],
     # labels may be dropped for another reason: saturated scores, unprepared inputs)
     dropped = set(thr_finding.evidence["labels"]) if thr_finding is not None else set()
     if thr_finding is not None:
-        dropped |= {r["name"] for r in missing}
-    rare = [r for r in per if r["name"] in dropped and r["prevalence"] < RARE_PREVALENCE]
+        dropped |= {r.name for r in missing}
+    rare = [r for r in per if r.name in dropped and r.prevalence < RARE_PREVALENCE]
     if rare:
         out.append(Finding(
             "class-imbalance", Kind.CAUSE, Severity.INFO,
             "the dropped labels are rare ("
-            + ", ".join(f"{r['prevalence']:.1%}" for r in rare) + ")",
+            + ", ".join(f"{r.prevalence:.1%}" for r in rare) + ")",
             f"{_names(rare)} are on fewer than {RARE_PREVALENCE:.0%} of the rows: binary "
             "cross-entropy then pushes their scores below 0.5 even when they rank well. "
             "Keras's class_weight does not apply to multi-label outputs; the measured cure is "
             "the per-label threshold above.",
-            {"labels": [r["name"] for r in rare],
-             "prevalence": [r["prevalence"] for r in rare]}))
+            {"labels": [r.name for r in rare],
+             "prevalence": [r.prevalence for r in rare]}))
     return out
 
 
-def _decision_threshold(y: np.ndarray, probs: np.ndarray, per: Sequence[Mapping[str, Any]],
+def _decision_threshold(y: np.ndarray, probs: np.ndarray, per: Sequence[LabelMetrics],
                         opts: Any, paths: tuple[str, str] = ("MODEL", "DATA")
                         ) -> Finding | None:
     n, k = y.shape
     flagged = [r for r in per
-               if r["support"] >= MIN_SUPPORT and r["support"] < n
-               and r["auc"] is not None and r["auc"] >= AUC_GOOD
-               and r["auc_lower"] > AUC_LOWER
-               and (r["recall"] or 0.0) < STARVED_RECALL]
+               if r.support >= MIN_SUPPORT and r.support < n
+               and r.auc is not None and r.auc >= AUC_GOOD
+               and r.auc_lower is not None and r.auc_lower > AUC_LOWER
+               and (r.recall or 0.0) < STARVED_RECALL]
     if not flagged:
         return None
-    idx = [int(r["class"]) for r in flagged]
+    idx = [int(r.index) for r in flagged]
     # experiment: per-label cuts (label_cut: Youden's J for the model's rule `score > t`)
     # chosen on one seeded stratified half, scored (macro balanced accuracy over every label;
     # unflagged labels keep 0.5) on the other half. The same cuts and halves as
@@ -752,14 +760,14 @@ def _decision_threshold(y: np.ndarray, probs: np.ndarray, per: Sequence[Mapping[
     gain = after - before
     noise = 2 * math.sqrt(se_a ** 2 + se_b ** 2)
     restores = gain > max(noise, MIN_GAIN)
-    validated = [per[j]["name"] for j in idx if rows[j]["validated"]]
+    validated = [per[j].name for j in idx if rows[j]["validated"]]
     empty_after = float((tuned[test].sum(axis=1) == 0).mean())
     empty_before = float((base[test].sum(axis=1) == 0).mean())
     # the thresholds of the code snippet: chosen the same way on every row given
     thr_all = [DECISION] * k
     for j in idx:
         thr_all[j] = round(label_cut(y[:, j], probs[:, j]), 4)
-    starved = [r for r in flagged if r["predicted_rate"] <= STARVED_RATE * r["prevalence"]]
+    starved = [r for r in flagged if r.predicted_rate <= STARVED_RATE * r.prevalence]
     severity = Severity.ERROR if restores and starved else Severity.WARNING
     experiment = {
         "what": f"per-label thresholds (Youden J of `score > t`) chosen on one seeded stratified "
@@ -776,12 +784,12 @@ def _decision_threshold(y: np.ndarray, probs: np.ndarray, per: Sequence[Mapping[
     }
     detail = (
         f"{_names(flagged)} rank well (ROC AUC "
-        + ", ".join(f"{r['auc']:.2f}" for r in flagged)
+        + ", ".join(f"{r.auc:.2f}" for r in flagged)
         + f") but the {DECISION} cut predicts them on "
-        + ", ".join(f"{r['predicted_rate']:.1%}" for r in flagged)
+        + ", ".join(f"{r.predicted_rate:.1%}" for r in flagged)
         + " of the rows against a prevalence of "
-        + ", ".join(f"{r['prevalence']:.1%}" for r in flagged)
-        + " (recall " + ", ".join(f"{(r['recall'] or 0):.2f}" for r in flagged) + "). "
+        + ", ".join(f"{r.prevalence:.1%}" for r in flagged)
+        + " (recall " + ", ".join(f"{(r.recall or 0):.2f}" for r in flagged) + "). "
         f"Per-label thresholds chosen on one half of the rows take the macro balanced accuracy "
         f"on the other half from {before:.3f} to {after:.3f} "
         + (f"(beyond noise, ±{noise:.3f})" if restores else f"(within noise, ±{noise:.3f})")
@@ -808,12 +816,12 @@ def _decision_threshold(y: np.ndarray, probs: np.ndarray, per: Sequence[Mapping[
         "decision-threshold", Kind.CAUSE, severity,
         f"the 0.5 cut starves {len(flagged)} of {k} labels that the scores rank well",
         detail,
-        {"labels": [r["name"] for r in flagged],
-         "auc": [r["auc"] for r in flagged],
-         "auc_lower": [r["auc_lower"] for r in flagged],
-         "prevalence": [r["prevalence"] for r in flagged],
-         "predicted_rate": [r["predicted_rate"] for r in flagged],
-         "recall": [r["recall"] for r in flagged],
+        {"labels": [r.name for r in flagged],
+         "auc": [r.auc for r in flagged],
+         "auc_lower": [r.auc_lower for r in flagged],
+         "prevalence": [r.prevalence for r in flagged],
+         "predicted_rate": [r.predicted_rate for r in flagged],
+         "recall": [r.recall for r in flagged],
          "thresholds": thr_all,
          "experiment": experiment},
         tuple(fixes))

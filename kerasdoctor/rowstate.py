@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from kerasdoctor.sections import InputSummary
 
 
 class Moments:
@@ -38,13 +41,15 @@ class Moments:
         self.tot, self.sq, self.cnt = self.tot + o.tot, self.sq + o.sq, self.cnt + o.cnt
         self.lo, self.hi = min(self.lo, o.lo), max(self.hi, o.hi)
 
-    def info(self, name: str, rows: int) -> dict[str, Any]:
+    def info(self, name: str, rows: int) -> InputSummary:
+        from kerasdoctor.sections import InputSummary
+
         cnt = self.cnt
         mean = self.tot / cnt if cnt else None
         std = math.sqrt(max(self.sq / cnt - mean * mean, 0.0)) if mean is not None else None
-        return {"name": name, "shape": [rows, *self.tail], "dtype": self.dtype,
-                "mean": mean, "std": std, "min": self.lo if cnt else None,
-                "max": self.hi if cnt else None}
+        return InputSummary(name=name, shape=(rows, *self.tail), dtype=self.dtype,
+                          mean=mean, std=std, min=self.lo if cnt else None,
+                          max=self.hi if cnt else None)
 
 
 def moments_of(xs: Sequence[Any]) -> list[Moments]:

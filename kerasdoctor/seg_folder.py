@@ -39,6 +39,7 @@ import numpy as np
 from kerasdoctor.errors import InputError
 from kerasdoctor.findings import Report
 from kerasdoctor.load import LoadedModel, _first_line, _fmt_shape, refuse_special_file
+from kerasdoctor.sections import MaskClass, MasksInfo, MaskValue
 from kerasdoctor.sources import (
     IMAGE_FORMATS,
     Bound,
@@ -306,7 +307,7 @@ def _values_text(values: Sequence[Any], family: str) -> str:
 class _Masks:
     y: np.ndarray  # (N, h, w) class indices; void positions hold `sentinel`
     valid: np.ndarray | None  # (N, h, w) True where the position counts; None: all do
-    info: dict[str, Any]
+    info: MasksInfo
 
 
 def read_masks(layout: Layout, rows: Sequence[int], size: tuple[int, int],
@@ -373,11 +374,26 @@ def read_masks(layout: Layout, rows: Sequence[int], size: tuple[int, int],
         pixels += np.bincount(t[t >= 0].ravel(), minlength=k)[:k]
     del raw
     valid = (y != sentinel) if void_pixels else None
-    info["pixels_total"] = int(pixels.sum())
-    for row in info["classes"]:
-        row["pixels"] = int(pixels[row["index"]])
-    info.update({"void_pixels": void_pixels, "size": [h, w], "resized": resized})
-    return _Masks(y, valid, info)
+    classes = tuple(MaskClass(
+        index=int(row["index"]), name=str(row["name"]), value=_mask_value(row["value"]),
+        pixels=int(pixels[row["index"]]),
+        color=None if row.get("color") is None else tuple(int(v) for v in row["color"]))
+        for row in info["classes"])
+    typed = MasksInfo(
+        dir=info["dir"], kind=info["kind"], mapping=info["mapping"], rule=info["rule"],
+        matched=info["matched"], pairs=info["pairs"], suffix=info["suffix"], classes=classes,
+        void=_mask_value(info["void"]), pixels_total=int(pixels.sum()),
+        void_pixels=void_pixels, size=(int(h), int(w)), resized=bool(resized))
+    return _Masks(y, valid, typed)
+
+
+def _mask_value(value: Any) -> MaskValue:
+    """A mask value as the report holds it: an int, an RGB tuple, or None."""
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        return tuple(int(v) for v in value)
+    return int(value)
 
 
 def _too_many(layout: Layout, rows: Sequence[int], family: str, union: Mapping[int, int],
@@ -554,24 +570,23 @@ class FolderData:
     y: np.ndarray  # (N, H, W) class indices at the model's output size
     valid: np.ndarray | None  # (N, H, W) bool: the positions that count; None: every one
     names: list[str]
-    info: dict[str, Any]  # how mask values became classes (report.data["masks"])
+    info: MasksInfo  # how mask values became classes (report.data.masks)
     indices: np.ndarray | None  # the rows --sample kept, None for all
 
 
 def diagnose_folder(lm: LoadedModel, src: SegFolderSource, opts: Any) -> Report:
     """The dense diagnosis of a per-pixel model on a segmentation folder, with the masks'
-    mapping in report.data["masks"]."""
+    mapping in report.data.masks."""
     from kerasdoctor.dense import diagnose_loaded
 
     fd = read_folder(lm, src, opts)
     inner = copy.copy(opts)  # the mapping has applied these already
     inner.sample, inner.class_names, inner.ignore_label = None, None, None
     report = diagnose_loaded(lm, src.path, fd.arrays, fd.y, fd.valid, fd.names, inner)
-    data = dict(report.data)
-    data["ignore_label"] = getattr(opts, "ignore_label", None)
+    data = replace(report.data, ignore_label=getattr(opts, "ignore_label", None),
+                   masks=fd.info)
     if fd.indices is not None:
-        data.update({"sampled_from": len(src.layout.images), "seed": opts.seed})
-    data["masks"] = fd.info
+        data = replace(data, sampled_from=len(src.layout.images), seed=opts.seed)
     return replace(report, data=data)
 
 
@@ -638,37 +653,37 @@ def read_folder(lm: LoadedModel, src: SegFolderSource, opts: Any) -> FolderData:
 # ------------------------------------------------------------------ rendering help
 
 
-def mask_lines(masks: Mapping[str, Any], limit: int = 20) -> list[str]:
-    """data["masks"] as text: a headline (the rule), the void value, then one line per class
+def mask_lines(masks: MasksInfo, limit: int = 20) -> list[str]:
+    """data.masks as text: a headline (the rule), the void value, then one line per class
     (up to `limit`; the rest in one line), for the table and Markdown reports."""
-    kind = masks.get("kind")
+    kind = masks.kind
     fam = {"palette": "palette masks", "grey": "grey masks", "rgb": "RGB masks"}.get(
         str(kind), str(kind))
-    suffix = f", mask names end in {masks['suffix']}" if masks.get("suffix") else ""
-    void = masks.get("void")
+    suffix = f", mask names end in {masks.suffix}" if masks.suffix else ""
+    void = masks.void
     void_txt = ("none" if void is None else
-                f"{_value_text(void, kind)} ({masks.get('void_pixels', 0):,} px, not counted)")
-    size = masks.get("size") or []
+                f"{_value_text(void, kind)} ({masks.void_pixels:,} px, not counted)")
+    size = masks.size
     at = f" at {size[0]}x{size[1]}" if len(size) == 2 else ""
-    matched, pairs = masks.get("matched"), masks.get("pairs")
-    of = f" (a sample of {pairs})" if pairs is not None and pairs != matched else ""
-    head = (f"masks: {masks.get('dir')}/ · {matched} matched to their images by name{of}"
-            f"{suffix} · {fam}: {masks.get('rule')}")
-    rows = list(masks.get("classes") or [])
+    matched, pairs = masks.matched, masks.pairs
+    of = f" (a sample of {pairs})" if pairs != matched else ""
+    head = (f"masks: {masks.dir}/ · {matched} matched to their images by name{of}"
+            f"{suffix} · {fam}: {masks.rule}")
+    rows = list(masks.classes)
     lines = [head, f"  void: {void_txt} · pixels counted{at}"]
 
-    def label(r: Mapping[str, Any]) -> str:
-        name = str(r.get("name"))
-        return f"class {r['index']}" + ("" if name == str(r["index"]) else f" {name}")
+    def label(r: MaskClass) -> str:
+        name = str(r.name)
+        return f"class {r.index}" + ("" if name == str(r.index) else f" {name}")
 
     width = max((len(label(r)) for r in rows), default=0)
-    values = [_value_text(r.get("value"), kind, r.get("color")) for r in rows]
+    values = [_value_text(r.value, kind, r.color) for r in rows]
     vwidth = max((len(v) for v in values[:limit]), default=0)
     for r, v in zip(rows[:limit], values):
-        lines.append(f"  {label(r):<{width}} ← {v:<{vwidth}}  {int(r.get('pixels', 0)):>9,} px")
+        lines.append(f"  {label(r):<{width}} ← {v:<{vwidth}}  {r.pixels:>9,} px")
     if len(rows) > limit:
         lines.append("  " + " · ".join(
-            f"{r['index']} ← {_value_text(r.get('value'), kind)}" for r in rows[limit:]))
+            f"{r.index} ← {_value_text(r.value, kind)}" for r in rows[limit:]))
     return lines
 
 

@@ -132,7 +132,7 @@ def test_stopping_restores_the_best_epochs_weights() -> None:
     for now, then in zip(model.get_weights(), weights.by_epoch[best], strict=True):
         np.testing.assert_array_equal(now, then)
     # the model scores what the best epoch scored, not what the last one did
-    after = kerasdoctor.diagnose(model, xv, yv).metrics["balanced_accuracy"]
+    after = kerasdoctor.diagnose(model, xv, yv).metrics.balanced_accuracy
     assert after == pytest.approx(bacc[best]) and after == pytest.approx(max(bacc))
     _, val_acc = model.evaluate(xv, yv, verbose=0)
     assert val_acc == pytest.approx(hist["val_accuracy"][best], abs=1e-6)

@@ -56,8 +56,8 @@ def test_a_collapsed_unet_is_caught_and_stopped() -> None:
     # one epoch of a U-Net on 90% background: everything is background
     report = cb.reports[0]
     assert cb.task == "dense"
-    assert report.metrics["task"] == "dense"
-    assert report.metrics["positions"] == 40 * 16 * 16
+    assert report.metrics.task == "dense"
+    assert report.metrics.positions == 40 * 16 * 16
     assert report.finding("prediction-collapse") is not None
     assert report.finding("missing-classes") is not None
     assert cb.stopped_epoch == 0 and len(history.history["loss"]) == 1
@@ -72,8 +72,8 @@ def test_a_collapsed_unet_is_caught_and_stopped() -> None:
     assert getattr(report, "samples", ()) == ()
     # kerasdoctor.diagnose on the same model and data: the full dense diagnosis
     full = kerasdoctor.diagnose(cb.model, xv, yv)
-    assert full.metrics["task"] == "dense" and not full.passed
-    assert full.metrics["confusion_matrix"] == report.metrics["confusion_matrix"]
+    assert full.metrics.task == "dense" and not full.passed
+    assert full.metrics.confusion_matrix == report.metrics.confusion_matrix
     assert len(getattr(full, "samples", ())) == 6
 
 
@@ -122,21 +122,21 @@ def test_a_tagger_with_a_padding_mask_counts_only_the_tokens() -> None:
                         epochs=2, batch_size=16, verbose=0, callbacks=[cb])
     assert cb.task == "dense"
     report = cb.reports[1]
-    assert report.metrics["task"] == "dense"
-    assert report.metrics["positions"] == int(mv.sum())  # padding left out
-    assert report.data["positions_excluded"] == int((~mv).sum())
+    assert report.metrics.task == "dense"
+    assert report.metrics.positions == int(mv.sum())  # padding left out
+    assert report.data.positions_excluded == int((~mv).sum())
     assert history.history["kd_balanced_accuracy"][1] > 0.9  # an easy task, learnt
     assert history.history["kd_unhealthy"] == [0.0, 0.0] and messages == []
     # a float sample_weight array of the labels' shape works as the mask (nonzero counts)
     cb2 = kerasdoctor.DoctorCallback((xv, yv, mv.astype("float32")), log=messages.append)
     model.fit(x[:10], y[:10], epochs=1, verbose=0, callbacks=[cb2])
-    assert cb2.reports[0].metrics["positions"] == int(mv.sum())
+    assert cb2.reports[0].metrics.positions == int(mv.sum())
     # the padding as --ignore-label instead of a mask: the same positions count
     void = np.where(mv, yv, 7)
     cb3 = kerasdoctor.DoctorCallback((xv, void), ignore_label=7, log=messages.append)
     model.fit(x[:10], y[:10], epochs=1, verbose=0, callbacks=[cb3])
-    assert cb3.reports[0].metrics["positions"] == int(mv.sum())
-    assert kerasdoctor.diagnose(model, xv, void, ignore_label=7).metrics["task"] == "dense"
+    assert cb3.reports[0].metrics.positions == int(mv.sum())
+    assert kerasdoctor.diagnose(model, xv, void, ignore_label=7).metrics.task == "dense"
 
 
 def test_a_multi_label_model_is_diagnosed_per_label() -> None:
@@ -156,8 +156,8 @@ def test_a_multi_label_model_is_diagnosed_per_label() -> None:
     history = model.fit(x[:300], y[:300], epochs=2, batch_size=32, verbose=0, callbacks=[cb])
     assert cb.task == "multilabel"
     report = cb.reports[1]
-    assert report.metrics["task"] == "multilabel"
-    assert [c["name"] for c in report.metrics["per_class"]] == ["a", "b", "c", "rare"]
+    assert report.metrics.task == "multilabel"
+    assert [c.name for c in report.metrics.per_class] == ["a", "b", "c", "rare"]
     for key in LOG_KEYS:
         assert len(history.history[key]) == 2, key
     assert 0.0 <= history.history["kd_balanced_accuracy"][1] <= 1.0
@@ -166,8 +166,8 @@ def test_a_multi_label_model_is_diagnosed_per_label() -> None:
         "prediction-collapse", "missing-classes", "class-imbalance", "decision-threshold",
         "output-activation", "loss-mismatch"}
     full = kerasdoctor.diagnose(model, x[300:], y[300:])
-    assert full.metrics["task"] == "multilabel"
-    assert full.metrics["per_class"][3]["support"] == int(y[300:, 3].sum())
+    assert full.metrics.task == "multilabel"
+    assert full.metrics.per_class[3].support == int(y[300:, 3].sum())
 
 
 def test_wrong_dense_data_fails_before_the_first_epoch() -> None:

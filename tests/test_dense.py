@@ -168,15 +168,15 @@ def test_api_with_dense_arrays() -> None:
     data = np.load(fixture_path("dense_unet_collapsed.npz"))
     model = keras.models.load_model(fixture_path("dense_unet_collapsed.keras"), compile=True)
     report = kerasdoctor.diagnose(model, data["x"], data["y"], sample=60, seed=1)
-    assert report.metrics["task"] == "dense"
-    assert report.data["n_samples"] == 60 and report.data["sampled_from"] == 100
+    assert report.metrics.task == "dense"
+    assert report.data.n_samples == 60 and report.data.sampled_from == 100
     assert report.root_cause is not None and report.root_cause.id == "class-imbalance"
     assert not report.passed
     # one-hot (N, H, W, K) labels read the same
     onehot = np.eye(4, dtype=np.float32)[data["y"][:30]]
     report = kerasdoctor.diagnose(model, data["x"][:30], onehot)
-    assert report.data["label_encoding"] == "dense one-hot"
-    assert report.metrics["positions"] == 30 * 32 * 32
+    assert report.data.label_encoding == "dense one-hot"
+    assert report.metrics.positions == 30 * 32 * 32
 
 
 def test_labels_of_the_wrong_shape_are_exit_2(tmp_path: Any) -> None:

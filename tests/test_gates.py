@@ -17,7 +17,7 @@ HEALTHY = (fixture_path("healthy.keras"), fixture_path("healthy.npz"))
 
 def recalls(model: str, data: str) -> dict[int, float]:
     r = diagnose_fixture(model, data)
-    return {c["class"]: c["recall"] for c in r.metrics["per_class"] if c["support"] > 0}
+    return {c.index: c.recall for c in r.metrics.per_class if c.support > 0}
 
 
 @pytest.mark.unit
@@ -36,7 +36,7 @@ def test_min_recall_on_the_collapsed_model_names_the_classes_and_exits_1() -> No
     below = sorted(k for k, v in rec.items() if v < 0.9)
     assert below, "the collapsed fixture has classes under 90% recall"
     assert sorted(c["class"] for c in gate["evidence"]["classes"]) == below
-    names = diagnose_fixture("collapsed.keras", "collapsed.npz").data["class_names"]
+    names = diagnose_fixture("collapsed.keras", "collapsed.npz").data.class_names
     for k in below:
         assert f"{k} ({names[k]})" in gate["title"]
     assert gate["evidence"]["min_recall"] == 0.9
@@ -65,7 +65,7 @@ def test_recall_gate_both_sides_of_the_boundary() -> None:
 
 def test_balanced_accuracy_gate_both_sides() -> None:
     r0 = diagnose_fixture("collapsed.keras", "collapsed.npz")
-    bacc = r0.metrics["balanced_accuracy"]
+    bacc = r0.metrics.balanced_accuracy
     above = diagnose_fixture(
         "collapsed.keras", "collapsed.npz", gates={"min_balanced_accuracy": bacc + 0.01}
     )

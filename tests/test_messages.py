@@ -30,7 +30,7 @@ def _ints(value: Any) -> set[int]:
 @pytest.mark.parametrize(("model", "data"), _pairs())
 def test_every_class_named_is_the_one_the_evidence_holds(model: str, data: str) -> None:
     report = diagnose_fixture(model, data)
-    names = report.data["class_names"]
+    names = report.data.class_names
     for f in report.findings:
         text = f"{f.title}\n{f.detail}"
         for idx, name in re.findall(r"\b(\d+) \(([^()]+)\)", text):

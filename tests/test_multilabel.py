@@ -102,9 +102,9 @@ def test_api_with_multi_hot_arrays() -> None:
     data = np.load(fixture_path("ml_collapsed.npz"))
     model = keras.models.load_model(fixture_path("ml_collapsed.keras"), compile=True)
     report = kerasdoctor.diagnose(model, data["x"], data["y"], sample=600, seed=1)
-    assert report.metrics["task"] == "multilabel"
-    assert report.data["n_samples"] == 600
-    assert report.data["sampled_from"] == 1000
+    assert report.metrics.task == "multilabel"
+    assert report.data.n_samples == 600
+    assert report.data.sampled_from == 1000
     assert report.root_cause is not None and report.root_cause.id == "decision-threshold"
     assert not report.passed
 

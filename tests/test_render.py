@@ -21,6 +21,7 @@ from kerasdoctor.render import render
 from kerasdoctor.render.html import render_html
 from kerasdoctor.render.junit import render_junit
 from kerasdoctor.render.markdown import code, esc, render_markdown
+from kerasdoctor.sections import DataSection, MaskClass, MasksInfo, ModelSection
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -47,14 +48,13 @@ def synthetic(
     conf[:, 1] = 0  # class 1 is never predicted
     names = names or [f"c{i}" for i in range(k)]
     return Report(
-        model={"path": "m.keras", "head": "softmax", "loss": "categorical_crossentropy"},
-        data={
-            "path": "d.npz",
-            "n_samples": int(conf.sum()),
-            "n_classes": k,
-            "class_names": names,
-            "inputs": [],
-        },
+        model=ModelSection(path="m.keras", format="keras", inputs=(), output="out",
+                           n_outputs=k, head="softmax", loss="categorical_crossentropy",
+                           loss_from_logits=False, optimizer_iterations=100),
+        data=DataSection(path="d.npz", n_samples=int(conf.sum()), n_classes=k,
+                         class_names=tuple(names),
+                         label_counts=tuple(int(v) for v in conf.sum(axis=1)),
+                         label_encoding="index", inputs=()),
         metrics=compute_metrics(conf, names),
         findings=findings,
         errors=errors,
@@ -84,10 +84,10 @@ def test_markdown_names_every_finding_id_and_the_missing_class() -> None:
     for f in r.findings:
         assert code(f.id) in md, f.id
     assert "SICK" in md
-    missing = [c for c in r.metrics["per_class"] if c["support"] > 0 and c["predicted"] == 0]
+    missing = [c for c in r.metrics.per_class if c.missing]
     assert missing
     for c in missing:
-        row = next(ln for ln in md.splitlines() if ln.startswith(f"| {c['class']} | "))
+        row = next(ln for ln in md.splitlines() if ln.startswith(f"| {c.index} | "))
         assert "never predicted" in row
     # the full evidence behind each finding is valid JSON
     blocks = re.findall(r"```json\n(.*?)\n```", md, re.S)
@@ -339,7 +339,7 @@ def test_html_is_one_self_contained_file_with_every_plot(tmp_path: Path) -> None
     html = out.read_text(encoding="utf-8")
     assert html.startswith("<!DOCTYPE html>")
     r = collapsed()
-    _assert_self_contained_with_plots(html, [i["name"] for i in r.data["inputs"]])
+    _assert_self_contained_with_plots(html, [i.name for i in r.data.inputs])
     assert "SICK" in html
     for f in r.findings:
         assert f'id="finding-{f.id}"' in html
@@ -351,20 +351,21 @@ def test_html_is_one_self_contained_file_with_every_plot(tmp_path: Path) -> None
 
 def test_html_multi_input_plots_one_histogram_per_input() -> None:
     r = diagnose_fixture("multi_input.keras", "multi_input.npz")
-    names = [i["name"] for i in r.data["inputs"]]
+    names = [i.name for i in r.data.inputs]
     assert len(names) == 2
     _assert_self_contained_with_plots(render_html(r), names)
-    for info in r.data["inputs"]:  # the histogram covers the input's whole range
-        hist = info["histogram"]
-        assert hist["lo"] == info["min"] and hist["hi"] == info["max"]
-        assert sum(hist["counts"]) > 0
+    for info in r.data.inputs:  # the histogram covers the input's whole range
+        hist = info.histogram
+        assert hist is not None
+        assert hist.lo == info.min and hist.hi == info.max
+        assert sum(hist.counts) > 0
 
 
 def test_html_fragment_for_jupyter() -> None:
     r = healthy()
     frag = render_html(r, standalone=False)
     assert frag.startswith('<div class="kd">') and "<html" not in frag and "<body" not in frag
-    _assert_self_contained_with_plots(frag, [i["name"] for i in r.data["inputs"]])
+    _assert_self_contained_with_plots(frag, [i.name for i in r.data.inputs])
     assert r._repr_html_() == frag
 
 
@@ -401,15 +402,16 @@ def test_value_summary_shows_the_scale_of_raw_pixels() -> None:
     m = Moments.empty(3)
     m.update(x.reshape(-1, 3))
     s = value_summary(InputStats("img", (4, 4, 3), "float32", m), x)
-    h = s["histogram"]
-    assert h["lo"] == float(np.nanmin(x)) and h["hi"] == float(np.nanmax(x)) > 200
-    assert len(h["counts"]) == HIST_BINS and sum(h["counts"]) == x.size - 1  # NaN left out
-    assert s["n_features"] == 3 and all(100 < v < 200 for v in s["feature_rms"])
+    h = s.histogram
+    assert h is not None and s.feature_rms is not None
+    assert h.lo == float(np.nanmin(x)) and h.hi == float(np.nanmax(x)) > 200
+    assert len(h.counts) == HIST_BINS and sum(h.counts) == x.size - 1  # NaN left out
+    assert s.n_features == 3 and all(100 < (v or 0) < 200 for v in s.feature_rms)
     const = np.full((10, 2), 5.0)
     m2 = Moments.empty(2)
     m2.update(const)
-    h2 = value_summary(InputStats("c", (2,), "float64", m2), const)["histogram"]
-    assert h2["lo"] < 5.0 < h2["hi"] and sum(h2["counts"]) == 20
+    h2 = value_summary(InputStats("c", (2,), "float64", m2), const).histogram
+    assert h2 is not None and h2.lo < 5.0 < h2.hi and sum(h2.counts) == 20
 
 
 @pytest.mark.parametrize(
@@ -424,7 +426,7 @@ def test_value_summary_shows_the_scale_of_raw_pixels() -> None:
 def test_every_format_renders_the_other_healthy_fixtures(model: str, data: str) -> None:
     r = diagnose_fixture(model, data)
     assert r.verdict == "healthy"
-    _assert_self_contained_with_plots(render_html(r), [i["name"] for i in r.data["inputs"]])
+    _assert_self_contained_with_plots(render_html(r), [i.name for i in r.data.inputs])
     root = _junit(render_junit(r, fail_on="warning"))
     assert not root.findall(".//failure") and not root.findall(".//error")
     md = render_markdown(r)
@@ -559,13 +561,13 @@ def test_taggers_and_single_label_reports_draw_no_samples() -> None:
 @pytest.mark.unit
 def test_the_mask_mapping_of_a_segmentation_folder_is_a_table() -> None:
     r = synthetic(k=3, names=["background", "road", "car"])
-    masks = {"dir": "masks", "kind": "rgb", "mapping": "voc", "matched": 12, "pairs": 12,
-             "rule": "the colours of the Pascal VOC colormap, class by class",
-             "classes": [{"index": 0, "name": "background", "value": [0, 0, 0], "pixels": 900},
-                         {"index": 1, "name": "road", "value": [128, 0, 0], "pixels": 80},
-                         {"index": 2, "name": "car", "value": None, "pixels": 0}],
-             "void": [224, 224, 192], "void_pixels": 20}
-    html = render_html(replace(r, data={**r.data, "masks": masks}))
+    masks = MasksInfo(
+        dir="masks", kind="rgb", mapping="voc", matched=12, pairs=12, suffix="",
+        rule="the colours of the Pascal VOC colormap, class by class",
+        classes=(MaskClass(0, "background", (0, 0, 0), 900), MaskClass(1, "road", (128, 0, 0), 80),
+                 MaskClass(2, "car", None, 0)),
+        void=(224, 224, 192), pixels_total=980, void_pixels=20, size=(32, 32), resized=False)
+    html = render_html(replace(r, data=replace(r.data, masks=masks)))
     _parse(html)
     section = html.split("<h2>Mask files</h2>", 1)[1].split("</table>", 1)[0]
     rows = re.findall(r"<tr>(.*?)</tr>", section)
@@ -574,10 +576,9 @@ def test_the_mask_mapping_of_a_segmentation_folder_is_a_table() -> None:
     assert "in no mask" in rows[3]
     assert "void" in rows[4] and "#e0e0c0" in rows[4] and "20" in rows[4]
     assert "12 mask(s) matched" in html and "Pascal VOC" in html
-    grey = {**masks, "kind": "grey", "void": 255,
-            "classes": [{"index": i, "name": n, "value": i * 100, "pixels": 5}
-                        for i, n in enumerate(["background", "road", "car"])]}
-    html = render_html(replace(r, data={**r.data, "masks": grey}))
+    grey = replace(masks, kind="grey", void=255, classes=tuple(
+        MaskClass(i, n, i * 100, 5) for i, n in enumerate(["background", "road", "car"])))
+    html = render_html(replace(r, data=replace(r.data, masks=grey)))
     assert "value <code>200</code>" in html and "value <code>255</code>" in html
     assert "Mask files" not in render_html(r)  # no mapping, no section
 

@@ -133,15 +133,15 @@ def test_library_api_reads_the_folder() -> None:
     import kerasdoctor
 
     report = kerasdoctor.diagnose(fixture_path(MODEL), fixture_path("seg_folder"))
-    assert report.metrics["task"] == "dense"
-    assert report.data["masks"]["kind"] == "palette"
-    assert report.metrics["positions"] == 12 * 32 * 32
+    assert report.metrics.task == "dense"
+    assert report.data.masks.kind == "palette"
+    assert report.metrics.positions == 12 * 32 * 32
     import keras  # a model in memory takes the same route
 
     model = keras.saving.load_model(fixture_path(MODEL))
     again = kerasdoctor.diagnose(model, fixture_path("seg_folder"))
     assert again.metrics == report.metrics
-    assert again.data["masks"] == report.data["masks"]
+    assert again.data.masks == report.data.masks
 
 
 @pytest.mark.unit

@@ -138,7 +138,7 @@ def test_healthy_models_get_no_warning(make: Callable[[], tuple[Any, ...]]) -> N
     report = kerasdoctor.diagnose(model, x, y)
     loud = [(f.id, f.severity.value) for f in report.findings if f.severity.value != "info"]
     assert loud == [], loud
-    assert report.metrics["balanced_accuracy"] > 0.8
+    assert report.metrics.balanced_accuracy > 0.8
 
 
 @pytest.mark.parametrize("make", list(SICK), ids=lambda f: f.__name__)

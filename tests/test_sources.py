@@ -29,13 +29,13 @@ from kerasdoctor.sources import (
 def _summary(report: Any) -> tuple[Any, ...]:
     return (
         [(f.id, f.severity.value) for f in report.findings],
-        report.metrics["confusion_matrix"],
-        report.data["n_samples"],
+        report.metrics.confusion_matrix,
+        report.data.n_samples,
     )
 
 
 def _input_stats(report: Any) -> list[tuple[float, ...]]:
-    return [(i["mean"], i["std"], i["min"], i["max"]) for i in report.data["inputs"]]
+    return [(i.mean, i.std, i.min, i.max) for i in report.data.inputs]
 
 
 def _same_diagnosis(a: Any, b: Any) -> None:
@@ -71,7 +71,7 @@ def test_npy_pair_gives_the_npz_diagnosis(tmp_path: Path, collapsed: dict[str, n
     b = diagnose_paths(fixture_path("collapsed.keras"), fixture_path("collapsed.npz"),
                        Options(sample=300, seed=4))
     _same_diagnosis(a, b)
-    assert a.data["sampled_from"] == 980
+    assert a.data.sampled_from == 980
 
 
 @pytest.mark.unit
@@ -155,7 +155,7 @@ def test_csv_gives_the_npz_diagnosis(tmp_path: Path, collapsed: dict[str, np.nda
     _write_csv(tmp_path / name, header, _table_rows(collapsed["x"], collapsed["y"]), delimiter)
     r = diagnose_paths(fixture_path("collapsed.keras"), tmp_path / name)
     _same_diagnosis(r, collapsed_npz_report)
-    assert r.data["label_encoding"] == "index"
+    assert r.data.label_encoding == "index"
 
 
 def test_csv_feature_columns_pick_and_order_the_inputs(
@@ -193,8 +193,8 @@ def test_csv_string_labels_decode_like_an_npz(tmp_path: Path,
     a = diagnose_paths(fixture_path("collapsed.keras"), tmp_path / "t.csv")
     b = diagnose_paths(fixture_path("collapsed.keras"), tmp_path / "s.npz")
     _same_diagnosis(a, b)
-    assert a.data["class_names"] == sorted(names.tolist()) == b.data["class_names"]
-    assert a.data["label_encoding"] == "string"
+    assert list(a.data.class_names) == sorted(names.tolist()) == list(b.data.class_names)
+    assert a.data.label_encoding == "string"
     # --class-names gives the model's class order: then it is the original .npz's diagnosis
     c = run_cli("diagnose", fixture_path("collapsed.keras"), str(tmp_path / "t.csv"),
                 "--class-names", ",".join(names), "--format", "json").json()
@@ -273,7 +273,7 @@ def test_parquet_gives_the_npz_diagnosis(tmp_path: Path, collapsed: dict[str, np
         "column 'text'", "numeric")
     r = diagnose_paths(fixture_path("collapsed.keras"), tmp_path / "s.parquet",
                        Options(feature_columns=[f"f{i}" for i in range(8)]))
-    assert r.data["class_names"] == sorted(collapsed["class_names"].tolist())
+    assert list(r.data.class_names) == sorted(collapsed["class_names"].tolist())
 
 
 # ------------------------------------------------------------------ tf.data
@@ -289,7 +289,7 @@ def test_saved_tf_dataset_gives_the_npz_diagnosis(tmp_path: Path, batched: bool,
     (ds.batch(100) if batched else ds).save(str(tmp_path / "ds"))
     r = diagnose_paths(fixture_path("collapsed.keras"), tmp_path / "ds")
     _same_diagnosis(r, collapsed_npz_report)
-    assert r.data["label_encoding"] == "index"
+    assert r.data.label_encoding == "index"
     sampled = run_cli("diagnose", fixture_path("collapsed.keras"), str(tmp_path / "ds"),
                       "--sample", "100", "--format", "json")
     if batched:  # the number of rows is not recorded for a batched dataset
@@ -308,12 +308,12 @@ def test_saved_tf_dataset_with_dict_inputs_one_hot_labels_and_weights(tmp_path: 
         ({"depth": depth, "rgb": rgb}, onehot, np.ones(len(y), np.float32)))
     ds.save(str(tmp_path / "ds"))
     base = diagnose_paths(fixture_path("multi_input.keras"), fixture_path("multi_input.npz"))
-    names = base.data["class_names"]
+    names = base.data.class_names
     r = diagnose_paths(fixture_path("multi_input.keras"), tmp_path / "ds",
                        Options(class_names=",".join(names)))
     assert _summary(r) == _summary(base)
-    assert r.data["label_encoding"] == "one-hot"
-    assert r.data["class_names"] == names
+    assert r.data.label_encoding == "one-hot"
+    assert r.data.class_names == names
 
 
 def test_saved_tf_dataset_errors(tmp_path: Path) -> None:
@@ -376,11 +376,11 @@ def test_image_folder_gives_the_npz_diagnosis(terrain_folder: Path) -> None:
                           fixture_path("data_raw_pixels.npz"))
     assert _summary(r) == _summary(base)
     assert "input-scale" in [f.id for f in r.findings]
-    assert r.data["class_names"] == ["grass", "road", "water"]
+    assert r.data.class_names == ("grass", "road", "water")
     # a model with Rescaling(1/255) inside, trained on 0-255 pixels: healthy on the folder
     ok = diagnose_paths(fixture_path("data_double_rescale.keras"), terrain_folder)
     assert [f for f in ok.findings if f.severity.value in ("error", "warning")] == []
-    assert ok.metrics["accuracy"] > 0.9
+    assert ok.metrics.accuracy > 0.9
 
 
 def test_image_folder_order_and_pixels_match_keras(tmp_path: Path) -> None:

@@ -362,7 +362,7 @@ def test_an_in_memory_model_reads_data_from_a_path(tmp_path: Path) -> None:
                                   drop_columns="id")
     arrays = kerasdoctor.diagnose(model, d["x"], d["y"])
     assert report.verdict == arrays.verdict == "healthy"
-    assert report.metrics["confusion_matrix"] == arrays.metrics["confusion_matrix"]
+    assert report.metrics.confusion_matrix == arrays.metrics.confusion_matrix
 
 
 def test_parquet_drop_columns(tmp_path: Path) -> None:

@@ -443,12 +443,11 @@ def diagnose_shards(
         predictor = Predictor(lm, facts)
         ev, data = probe_shards(source, lm, facts, predictor, pattern, opts,
                                 pipeline_args=pipeline_args)
-        extra: dict[str, Any] = {"shards": len(data.shards.shards)}
-        if data.spec.selected is not None:
-            extra.update(sampled_from=data.shards.n_samples, seed=opts.seed)
         return build_report(lm, facts, predictor, ev, data_path=pattern,
                             class_names=data.class_names, label_encoding=data.label_encoding,
-                            opts=opts, data_extra=extra)
+                            opts=opts, shards=len(data.shards.shards),
+                            sampled_from=data.shards.n_samples
+                            if data.spec.selected is not None else None)
 
 
 def probe_shards(source: ModelSource, lm: Any, facts: Any, predictor: Any, pattern: str,

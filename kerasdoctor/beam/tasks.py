@@ -320,11 +320,10 @@ def diagnose_dense(source: ModelSource, lm: Any, facts: Any, shards: ShardSet, o
     idx = RowsAt(ids, np.concatenate([r[2] for r in kept]), n)
     cnt = RowsAt(ids, np.concatenate([r[3] for r in kept]), n)
     labels = _Labels(idx, cnt, None)  # type: ignore[arg-type]
-    extra: dict[str, Any] = {"shards": len(shards.shards)}
     return dense_report(lm, facts, shards.pattern, acc, xs, labels, np.arange(n), shapes,
                         class_names, prior, opts,
                         sampled_from=shards.n_samples if plan.spec.selected is not None
-                        else None, data_extra=extra)
+                        else None, shards=len(shards.shards))
 
 
 # ------------------------------------------------------------------ multi-label
@@ -413,11 +412,10 @@ def diagnose_multilabel(source: ModelSource, lm: Any, facts: Any, shards: ShardS
            else np.zeros(0, np.int64))
     xs = [RowsAt(ids, np.concatenate([kept[1][i] for kept in state.kept]), n)
           for i in range(len(lm.inputs))] if state.kept else []
-    extra: dict[str, Any] = {"shards": len(shards.shards)}
     return multilabel_report(lm, facts, shards.pattern, raw, y, np.arange(n), xs, label_names,
                              state.inputs, opts,
                              sampled_from=shards.n_samples if plan.spec.selected is not None
-                             else None, data_extra=extra)
+                             else None, shards=len(shards.shards))
 
 
 def diagnose_task(source: ModelSource, lm: Any, facts: Any, pattern: str, opts: Any,

@@ -307,14 +307,15 @@ def summary(y: np.ndarray, pred: np.ndarray, names: Sequence[str]) -> dict[str, 
     ci = balanced_accuracy_interval(conf)
     return {
         "n_samples": int(y.shape[0]),
-        "accuracy": m["accuracy"],
-        "balanced_accuracy": m["balanced_accuracy"],
+        "accuracy": m.accuracy,
+        "balanced_accuracy": m.balanced_accuracy,
         "balanced_accuracy_ci95": None if ci is None else [ci[0], ci[1]],
         "effective_n": None if ci is None else ci[2],
-        "confusion_matrix": m["confusion_matrix"],
+        "confusion_matrix": [list(row) for row in m.confusion_matrix],
         "per_class": [
-            {k2: row[k2] for k2 in ("class", "name", "support", "predicted", "recall")}
-            for row in m["per_class"]
+            {"class": row.index, "name": row.name, "support": row.support,
+             "predicted": row.predicted, "recall": row.recall}
+            for row in m.per_class
         ],
     }
 

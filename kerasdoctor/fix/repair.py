@@ -120,7 +120,7 @@ def repair_paths(model_path: str, data_path: str, output: Path, *, cause: str | 
         drop_columns=opts.drop_columns, class_names=opts.class_names,
         image_size=opts.image_size, ignore_label=opts.ignore_label,
         multi_label=opts.multi_label))
-    task = report.metrics.get("task")
+    task = report.metrics.task
     if opts.ignore_label is not None and task != "dense":
         held = "multi-hot labels" if task == "multilabel" else "one label per sample"
         raise InputError(f"--ignore-label applies to dense labels (y (N, H, W) or (N, T)); "

@@ -25,11 +25,11 @@ def words(report: object) -> dict[str, str]:
     from kerasdoctor.findings import Report
 
     assert isinstance(report, Report)
-    if report.metrics.get("task") == "multilabel":
+    if report.metrics.task == "multilabel":
         return {"classes": "labels", "accuracy": "label-wise accuracy",
                 "baseline": "per-label majority baseline",
                 "balanced": "macro balanced accuracy"}
-    if report.metrics.get("task") == "dense":  # counted over pixel / token positions
+    if report.metrics.task == "dense":  # counted over pixel / token positions
         return {"classes": "classes", "accuracy": "position accuracy",
                 "baseline": "majority-class baseline (positions)",
                 "balanced": "balanced accuracy over positions"}

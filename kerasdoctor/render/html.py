@@ -20,6 +20,8 @@ from kerasdoctor.findings import Finding, Report, Severity, to_jsonable
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from kerasdoctor.sections import InputSummary
+
 SEVERITY_COLOR = {Severity.ERROR: "#c62828", Severity.WARNING: "#e08a00", Severity.INFO: "#0969da"}
 # Beyond these many classes, labels and per-cell numbers no longer fit a plot: draw without.
 MAX_TICK_CLASSES = 40
@@ -89,7 +91,7 @@ def _png(fig: Figure) -> str:
 
 
 def _names(r: Report, k: int) -> list[str]:
-    names = list(r.data.get("class_names") or [])
+    names = list(r.data.class_names)
     return [str(names[i]) if i < len(names) else str(i) for i in range(k)]
 
 
@@ -111,7 +113,7 @@ def plot_confusion(r: Report) -> str | None:
     import numpy as np
     from matplotlib.figure import Figure
 
-    cm = np.asarray(r.metrics.get("confusion_matrix") or [], dtype=np.float64)
+    cm = np.asarray(r.metrics.confusion_matrix, dtype=np.float64)
     if cm.ndim != 2 or cm.size == 0:
         return None
     k = cm.shape[0]
@@ -150,13 +152,13 @@ def plot_recall_support(r: Report) -> str | None:
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
 
-    per = list(r.metrics.get("per_class") or [])
+    per = list(r.metrics.per_class)
     if not per:
         return None
     k = len(per)
-    recall = np.array([np.nan if c["recall"] is None else c["recall"] for c in per], dtype=float)
-    support = np.array([c["support"] for c in per], dtype=float)
-    missing = np.array([c["support"] > 0 and c["predicted"] == 0 for c in per])
+    recall = np.array([np.nan if c.recall is None else c.recall for c in per], dtype=float)
+    support = np.array([c.support for c in per], dtype=float)
+    missing = np.array([c.missing for c in per])
     colors = np.where(missing, "#c62828", np.where(recall < 0.5, "#e08a00", "#2e7d32"))
     fig = Figure(figsize=(7.2, 4.4))
     ax = fig.add_subplot()
@@ -204,12 +206,12 @@ def plot_distributions(r: Report) -> str | None:
     import numpy as np
     from matplotlib.figure import Figure
 
-    per = list(r.metrics.get("per_class") or [])
+    per = list(r.metrics.per_class)
     if not per:
         return None
     k = len(per)
-    labels = np.array([c["support"] for c in per], dtype=float)
-    preds = np.array([c["predicted"] for c in per], dtype=float)
+    labels = np.array([c.support for c in per], dtype=float)
+    preds = np.array([c.predicted for c in per], dtype=float)
     n = max(labels.sum(), 1.0)
     fig = Figure(figsize=(7.2, 4.4))
     ax = fig.add_subplot()
@@ -231,27 +233,27 @@ def plot_distributions(r: Report) -> str | None:
     return _png(fig)
 
 
-def plot_input(info: Mapping[str, Any]) -> str | None:
+def plot_input(info: InputSummary) -> str | None:
     """The values of one input (histogram) and, per feature, its typical magnitude."""
     import numpy as np
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    hist = info.get("histogram")
-    rms = [np.nan if v is None else float(v) for v in info.get("feature_rms") or []]
+    hist = info.histogram
+    rms = [np.nan if v is None else float(v) for v in info.feature_rms or ()]
     if hist is None and not rms:
         return None
     two = len(rms) > 1
     fig = Figure(figsize=(9.0 if two else 6.0, 3.6))
     ax = fig.add_subplot(1, 2 if two else 1, 1)
-    name = str(info.get("name"))
+    name = str(info.name)
     if hist is not None:
-        counts = np.asarray(hist["counts"], dtype=float)
-        edges = np.linspace(hist["lo"], hist["hi"], counts.size + 1)
+        counts = np.asarray(hist.counts, dtype=float)
+        edges = np.linspace(hist.lo, hist.hi, counts.size + 1)
         ax.stairs(counts, edges, fill=True, color="#1565c0", alpha=0.8)
         if np.any(counts > 0):
             ax.set_yscale("log")
-        lo, hi = float(hist["lo"]), float(hist["hi"])
+        lo, hi = float(hist.lo), float(hist.hi)
         # the range a network expects: the eye compares it with the data's at once
         if hi > -1.0 and lo < 1.0:
             ax.axvspan(
@@ -264,7 +266,7 @@ def plot_input(info: Mapping[str, Any]) -> str | None:
             ax.legend(fontsize=8, loc="upper right")
         ax.set_xlabel(f"value (range {lo:.4g} … {hi:.4g})")
         ax.set_ylabel("count (log)")
-        mean, std = info.get("mean"), info.get("std")
+        mean, std = info.mean, info.std
         stats = (
             f"mean {mean:.3g}, std {std:.3g}"
             if isinstance(mean, (int, float)) and isinstance(std, (int, float))
@@ -289,7 +291,7 @@ def plot_input(info: Mapping[str, Any]) -> str | None:
             ax2.set_ylabel("RMS")
         ax2.axhline(1.0, color="#2e7d32", linestyle="--", linewidth=1, label="1: unit scale")
         ax2.legend(fontsize=8)
-        total = int(info.get("n_features") or arr.size)
+        total = int(info.n_features or arr.size)
         more = f" (first {arr.size} of {total})" if total > arr.size else ""
         ax2.set_xlabel(f"feature (last axis){more}")
         ax2.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -393,21 +395,21 @@ def _header(r: Report) -> str:
     w = words(r)
     m, d = r.metrics, r.data
     sick = r.verdict == "sick"
-    sampled = f" (sampled from {d['sampled_from']})" if d.get("sampled_from") else ""
+    sampled = f" (sampled from {d.sampled_from})" if d.sampled_from else ""
     parts = [
         f'<h1>kerasdoctor <span class="badge {"sick" if sick else "healthy"}">'
         f"{'SICK' if sick else 'HEALTHY'}</span></h1>",
-        f'<p class="meta"><code>{_e(r.model.get("path"))}</code> on '
-        f"<code>{_e(d.get('path'))}</code> · head <code>{_e(r.model.get('head'))}</code> · "
-        f"loss <code>{_e(r.model.get('loss'))}</code></p>",
+        f'<p class="meta"><code>{_e(r.model.path)}</code> on '
+        f"<code>{_e(d.path)}</code> · head <code>{_e(r.model.head)}</code> · "
+        f"loss <code>{_e(r.model.loss)}</code></p>",
         '<div class="cards">',
     ]
     for value, label in (
-        (_pct(m.get("accuracy")), w["accuracy"]),
-        (_pct(m.get("majority_baseline")), w["baseline"]),
-        (_pct(m.get("balanced_accuracy")), w["balanced"]),
-        (f"{d.get('n_samples')}{sampled}", "samples"),
-        (str(d.get("n_classes")), w["classes"]),
+        (_pct(m.accuracy), w["accuracy"]),
+        (_pct(m.majority_baseline), w["baseline"]),
+        (_pct(m.balanced_accuracy), w["balanced"]),
+        (f"{d.n_samples}{sampled}", "samples"),
+        (str(d.n_classes), w["classes"]),
     ):
         parts.append(
             f'<div class="card"><div class="v">{_e(value)}</div>'
@@ -450,13 +452,13 @@ def _header(r: Report) -> str:
 
 def _per_class_table(r: Report) -> str:
     rows = []
-    for c in r.metrics.get("per_class") or []:
-        missing = c["support"] > 0 and c["predicted"] == 0
+    for c in r.metrics.per_class:
+        missing = c.missing
         rows.append(
-            ("<tr class='missing'>" if missing else "<tr>") + f"<td>{c['class']}</td>"
-            f'<td class="l">{_e(c["name"])}</td><td>{c["support"]}</td>'
-            f"<td>{c['predicted']}{' (never)' if missing else ''}</td>"
-            f"<td>{_pct(c['recall'])}</td><td>{_pct(c['precision'])}</td></tr>"
+            ("<tr class='missing'>" if missing else "<tr>") + f"<td>{c.index}</td>"
+            f'<td class="l">{_e(c.name)}</td><td>{c.support}</td>'
+            f"<td>{c.predicted}{' (never)' if missing else ''}</td>"
+            f"<td>{_pct(c.recall)}</td><td>{_pct(c.precision)}</td></tr>"
         )
     head = (
         '<tr><th>class</th><th class="l">name</th><th>support</th><th>predicted</th>'
@@ -467,11 +469,11 @@ def _per_class_table(r: Report) -> str:
 
 def _inputs_table(r: Report) -> str:
     rows = []
-    for i in r.data.get("inputs") or []:
+    for i in r.data.inputs:
         rows.append(
-            f'<tr><td class="l"><code>{_e(i.get("name"))}</code></td>'
-            f'<td class="l">{_e(i.get("shape"))}</td><td class="l">{_e(i.get("dtype"))}</td>'
-            + "".join(f"<td>{_e(_fmt(i.get(k)))}</td>" for k in ("mean", "std", "min", "max"))
+            f'<tr><td class="l"><code>{_e(i.name)}</code></td>'
+            f'<td class="l">{_e(list(i.shape))}</td><td class="l">{_e(i.dtype)}</td>'
+            + "".join(f"<td>{_e(_fmt(v))}</td>" for v in (i.mean, i.std, i.min, i.max))
             + "</tr>"
         )
     head = (
@@ -526,16 +528,16 @@ def plots(r: Report) -> list[Plot]:
             "bars of a class should be about equal.",
         ),
     ]
-    for info in list(r.data.get("inputs") or [])[:MAX_INPUT_PLOTS]:
+    for info in r.data.inputs[:MAX_INPUT_PLOTS]:
         out.append(
             Plot(
-                f"input:{info.get('name')}",
+                f"input:{info.name}",
                 plot_input(info),
-                f"value histogram of input {info.get('name')}",
+                f"value histogram of input {info.name}",
                 "Values of this input (histogram over the whole data's range, from a bounded "
                 "sample) and each feature's typical magnitude; networks train best near unit "
                 "scale (green).",
-                wide=len(info.get("feature_rms") or []) > 1,
+                wide=len(info.feature_rms or ()) > 1,
             )
         )
     return out
@@ -611,10 +613,10 @@ def _samples_section(r: Report) -> str:
     samples = tuple(getattr(r, "samples", ()) or ())
     if not samples:
         return ""
-    k = int(r.data.get("n_classes") or 0)
+    k = int(r.data.n_classes or 0)
     names = _names(r, k)
     colors = mask_colors(k)
-    majority = r.metrics.get("majority_class")
+    majority = r.metrics.majority_class
     major = names[majority] if isinstance(majority, int) and 0 <= majority < k else "?"
     shown = set(range(k))
     if k > MAX_LEGEND:
@@ -661,7 +663,7 @@ def _samples_section(r: Report) -> str:
 
 
 def _mask_value(value: Any, color: Any, kind: Any) -> str:
-    """A mask value of data["masks"]: a colour with its swatch, a palette index, a grey value."""
+    """A mask value of data.masks: a colour with its swatch, a palette index, a grey value."""
     def hexed(v: Any) -> str | None:
         if isinstance(v, (list, tuple)) and len(v) == 3 and all(isinstance(c, int) for c in v):
             return _hex([max(0, min(255, c)) for c in v])
@@ -678,34 +680,30 @@ def _mask_value(value: Any, color: Any, kind: Any) -> str:
 
 
 def _masks_section(r: Report) -> str:
-    """How the segmentation folder's mask files became classes (data["masks"]); "" without."""
-    m = r.data.get("masks")
-    if not isinstance(m, Mapping):
+    """How the segmentation folder's mask files became classes (data.masks); "" without."""
+    m = r.data.masks
+    if m is None:
         return ""
-    kind = m.get("kind")
+    kind = m.kind
     rows = []
-    for c in m.get("classes") or []:
-        if not isinstance(c, Mapping):
-            continue
-        pixels = c.get("pixels")
+    for c in m.classes:
         rows.append(
-            f'<tr><td>{_e(c.get("index"))}</td><td class="l">{_e(c.get("name", ""))}</td>'
-            f'<td class="l">{_mask_value(c.get("value"), c.get("color"), kind)}</td>'
-            f"<td>{_e(f'{pixels:,}' if isinstance(pixels, int) else '—')}</td></tr>")
-    void = m.get("void")
+            f'<tr><td>{_e(c.index)}</td><td class="l">{_e(c.name)}</td>'
+            f'<td class="l">{_mask_value(c.value, c.color, kind)}</td>'
+            f"<td>{_e(f'{c.pixels:,}')}</td></tr>")
+    void = m.void
     if void is not None:
-        vp = m.get("void_pixels")
         rows.append(
             f'<tr><td>—</td><td class="l">void (not counted)</td>'
             f'<td class="l">{_mask_value(void, None, kind)}</td>'
-            f"<td>{_e(f'{vp:,}' if isinstance(vp, int) else '—')}</td></tr>")
-    matched, pairs = m.get("matched"), m.get("pairs")
-    of = f" (a sample of {pairs})" if pairs is not None and pairs != matched else ""
-    rule = f" · {_e(m.get('rule'))}" if m.get("rule") else ""
+            f"<td>{_e(f'{m.void_pixels:,}')}</td></tr>")
+    matched, pairs = m.matched, m.pairs
+    of = f" (a sample of {pairs})" if pairs != matched else ""
+    rule = f" · {_e(m.rule)}" if m.rule else ""
     head = ('<tr><th>class</th><th class="l">name</th><th class="l">mask value</th>'
             "<th>pixels</th></tr>")
     return (
-        f'<h2>Mask files</h2><p class="meta"><code>{_e(m.get("dir"))}/</code>: '
+        f'<h2>Mask files</h2><p class="meta"><code>{_e(m.dir)}/</code>: '
         f"{_e(matched)} mask(s) matched to their images{_e(of)} · {_e(kind)} masks{rule}</p>"
         f'<table data-masks="{_e(kind)}">{head}{"".join(rows)}</table>'
     )
@@ -736,13 +734,13 @@ def render_html(report: Report, *, standalone: bool = True) -> str:
         )
         body.append(f"<h2>Ignored checks</h2><ul>{items}</ul>")
     body.append("<h2>Inputs</h2>" + _inputs_table(r))
-    notes = r.model.get("notes") or []
+    notes = r.model.notes
     if notes:
         body.append(f'<p class="meta">Notes: {_e("; ".join(str(n) for n in notes))}</p>')
     body.append(f"<footer>kerasdoctor {_e(r.version)}</footer>")
     if not standalone:  # a notebook cell: the style travels inside the fragment
         return f'<div class="kd"><style>{CSS}</style>{"".join(body)}</div>'
-    title = f"kerasdoctor: {r.verdict} — {r.model.get('path')}"
+    title = f"kerasdoctor: {r.verdict} — {r.model.path}"
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en"><head><meta charset="utf-8">'

@@ -67,8 +67,8 @@ def render_junit(report: Report, *, fail_on: str = "error") -> str:
     that did not apply, was ignored or not selected is <skipped> with the reason; a crash is
     an <error>.
     """
-    model = str(report.model.get("path"))
-    data = str(report.data.get("path"))
+    model = str(report.model.path)
+    data = str(report.data.path)
     suite_name = f"kerasdoctor {model} on {data}"
     errors = {e.check_id: e for e in report.errors}
     by_id: dict[str, list[Finding]] = {}
@@ -86,9 +86,9 @@ def render_junit(report: Report, *, fail_on: str = "error") -> str:
         ("root_cause", report.root_cause.id if report.root_cause else ""),
         ("chain", " -> ".join(report.chain)),
         ("fail_on", fail_on),
-        ("n_samples", report.data.get("n_samples")),
-        ("accuracy", m.get("accuracy")),
-        ("balanced_accuracy", m.get("balanced_accuracy")),
+        ("n_samples", report.data.n_samples),
+        ("accuracy", m.accuracy),
+        ("balanced_accuracy", m.balanced_accuracy),
         ("kerasdoctor_version", report.version),
     ):
         ET.SubElement(props, "property", name=key, value=_clean("" if value is None else value))

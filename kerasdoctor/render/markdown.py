@@ -104,15 +104,15 @@ def _header(r: Report) -> list[str]:
     lines = [
         f"## kerasdoctor: {verdict}",
         "",
-        f"{code(str(r.model.get('path')))} on {code(str(d.get('path')))}: "
-        f"{d.get('n_samples')} samples"
-        + (f" (sampled from {d['sampled_from']})" if d.get("sampled_from") else "")
-        + f", {d.get('n_classes')} {w['classes']}, head {code(str(r.model.get('head')))}, "
-        f"loss {code(str(r.model.get('loss')))}",
+        f"{code(str(r.model.path))} on {code(str(d.path))}: "
+        f"{d.n_samples} samples"
+        + (f" (sampled from {d.sampled_from})" if d.sampled_from else "")
+        + f", {d.n_classes} {w['classes']}, head {code(str(r.model.head))}, "
+        f"loss {code(str(r.model.loss))}",
         "",
-        f"**{w['accuracy'].capitalize()} {pct(m.get('accuracy'))}** vs {w['baseline']} "
-        f"{pct(m.get('majority_baseline'))} · {w['balanced']} "
-        f"**{pct(m.get('balanced_accuracy'))}**",
+        f"**{w['accuracy'].capitalize()} {pct(m.accuracy)}** vs {w['baseline']} "
+        f"{pct(m.majority_baseline)} · {w['balanced']} "
+        f"**{pct(m.balanced_accuracy)}**",
         "",
     ]
     root = r.root_cause
@@ -145,16 +145,16 @@ def _header(r: Report) -> list[str]:
 
 
 def _per_class(r: Report) -> list[str]:
-    rows = list(r.metrics.get("per_class", []))
+    rows = list(r.metrics.per_class)
     if not rows:
         return []
     note: list[str] = []
     if len(rows) > MAX_CLASS_ROWS:
         rows.sort(
             key=lambda c: (
-                not (c["support"] > 0 and c["predicted"] == 0),
-                c["recall"] if c["recall"] is not None else 2.0,
-                c["class"],
+                not c.missing,
+                c.recall if c.recall is not None else 2.0,
+                c.index,
             )
         )
         note = [
@@ -162,7 +162,7 @@ def _per_class(r: Report) -> list[str]:
             f"_The {MAX_CLASS_ROWS} weakest of {len(rows)} classes; the full table is in the "
             "JSON and HTML reports._",
         ]
-        rows = sorted(rows[:MAX_CLASS_ROWS], key=lambda c: c["class"])
+        rows = sorted(rows[:MAX_CLASS_ROWS], key=lambda c: c.index)
     out = [
         "### Per class",
         "",
@@ -170,18 +170,17 @@ def _per_class(r: Report) -> list[str]:
         "|---:|---|---:|---:|---:|---:|",
     ]
     for c in rows:
-        missing = c["support"] > 0 and c["predicted"] == 0
-        predicted = "**0 — never predicted** ❌" if missing else str(c["predicted"])
+        predicted = "**0 — never predicted** ❌" if c.missing else str(c.predicted)
         out.append(
-            f"| {c['class']} | {esc(c['name'])} | {c['support']} | {predicted} | "
-            f"{pct(c['recall'])} | {pct(c['precision'])} |"
+            f"| {c.index} | {esc(c.name)} | {c.support} | {predicted} | "
+            f"{pct(c.recall)} | {pct(c.precision)} |"
         )
     return out + note
 
 
 def _masks(r: Report) -> list[str]:
-    """issue 16: how a segmentation folder's masks became classes (data["masks"])."""
-    masks = r.data.get("masks")
+    """issue 16: how a segmentation folder's masks became classes (data.masks)."""
+    masks = r.data.masks
     if not masks:
         return []
     from kerasdoctor.seg_folder import mask_lines
@@ -192,10 +191,10 @@ def _masks(r: Report) -> list[str]:
 
 
 def _confusion(r: Report) -> list[str]:
-    cm = r.metrics.get("confusion_matrix") or []
+    cm = r.metrics.confusion_matrix
     if not cm or len(cm) > MAX_CONFUSION:
         return []
-    names = r.data.get("class_names") or [str(i) for i in range(len(cm))]
+    names = r.data.class_names or [str(i) for i in range(len(cm))]
     head = "| label → predicted | " + " | ".join(esc(n) for n in names) + " |"
     sep = "|---|" + "---:|" * len(cm)
     body = [
@@ -267,7 +266,7 @@ def render_markdown(report: Report) -> str:
         lines += ["### Ignored checks", ""]
         lines += [f"- {code(cid)}: {esc(reason)}" for cid, reason in r.ignored.items()]
         lines.append("")
-    notes = r.model.get("notes") or []
+    notes = r.model.notes
     if notes:
         lines += ["_Notes: " + esc("; ".join(str(n) for n in notes)) + "_", ""]
     lines.append(f"<sub>kerasdoctor {esc(r.version)}</sub>")

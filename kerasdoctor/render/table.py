@@ -39,19 +39,19 @@ def _header(r: Report) -> Any:
     sick = r.verdict == "sick"
     lines = Text()
     lines.append("SICK" if sick else "HEALTHY", style="bold red" if sick else "bold green")
-    lines.append(f"  {r.model.get('path')}  on  {r.data.get('path')}\n")
-    n = r.data.get("n_samples")
-    k = r.data.get("n_classes")
-    sampled = r.data.get("sampled_from")
+    lines.append(f"  {r.model.path}  on  {r.data.path}\n")
+    n = r.data.n_samples
+    k = r.data.n_classes
+    sampled = r.data.sampled_from
     lines.append(f"{n} samples" + (f" (sampled from {sampled})" if sampled else ""))
     from kerasdoctor.render import words
 
     w = words(r)
-    lines.append(f", {k} {w['classes']} · head {r.model.get('head')} · loss "
-                 f"{r.model.get('loss')}\n")
-    acc, base = m.get("accuracy"), m.get("majority_baseline")
+    lines.append(f", {k} {w['classes']} · head {r.model.head} · loss "
+                 f"{r.model.loss}\n")
+    acc, base = m.accuracy, m.majority_baseline
     lines.append(f"{w['accuracy']} {_pct(acc)}  vs  {w['baseline']} {_pct(base)}")
-    lines.append(f"  ·  {w['balanced']} {_pct(m.get('balanced_accuracy'))}")
+    lines.append(f"  ·  {w['balanced']} {_pct(m.balanced_accuracy)}")
     root = r.root_cause
     if root is not None:
         lines.append("\n\nMost likely cause: ", style="bold")
@@ -87,26 +87,26 @@ def _per_class(r: Report) -> Table:
         ("precision", "right"),
     ):
         t.add_column(col, justify=just)  # type: ignore[arg-type]
-    for row in r.metrics.get("per_class", []):
-        missing = row["support"] > 0 and row["predicted"] == 0
+    for row in r.metrics.per_class:
+        missing = row.missing
         style = "bold red" if missing else None
         t.add_row(
-            str(row["class"]),
-            str(row["name"]),
-            str(row["support"]),
-            str(row["predicted"]) + (" (never)" if missing else ""),
-            _pct(row["recall"]),
-            _pct(row["precision"]),
+            str(row.index),
+            str(row.name),
+            str(row.support),
+            str(row.predicted) + (" (never)" if missing else ""),
+            _pct(row.recall),
+            _pct(row.precision),
             style=style,
         )
     return t
 
 
 def _confusion(r: Report) -> Table | None:
-    cm = r.metrics.get("confusion_matrix") or []
+    cm = r.metrics.confusion_matrix
     if not cm or len(cm) > MAX_CONFUSION:
         return None
-    names = r.data.get("class_names") or [str(i) for i in range(len(cm))]
+    names = r.data.class_names or [str(i) for i in range(len(cm))]
     t = Table(
         title="Confusion matrix (rows: labels → columns: predicted)",
         box=box.SIMPLE,
@@ -151,8 +151,8 @@ def _findings(r: Report) -> list[Any]:
 
 
 def _masks(r: Report) -> Text | None:
-    """issue 16: how a segmentation folder's masks became classes (data["masks"])."""
-    masks = r.data.get("masks")
+    """issue 16: how a segmentation folder's masks became classes (data.masks)."""
+    masks = r.data.masks
     if not masks:
         return None
     from kerasdoctor.seg_folder import mask_lines
@@ -169,7 +169,7 @@ def report_renderable(r: Report) -> Group:
     cm = _confusion(r)
     if cm is not None:
         parts.append(cm)
-    notes = r.model.get("notes") or []
+    notes = r.model.notes
     if notes:
         parts.append(Text("notes: " + "; ".join(notes), style="dim"))
     if r.findings or r.errors:

@@ -36,7 +36,7 @@ def test_entirely_dead_layer_is_an_error() -> None:
 
 
 def test_dead_units_needs_enough_samples() -> None:
-    n = model("dead_relu").data["n_samples"]
+    n = model("dead_relu").data.n_samples
     assert only(model("dead_relu", **override("dead-units", min_samples=n)), "dead-units")
     assert (
         only(model("dead_relu", **override("dead-units", min_samples=n + 1)), "dead-units") is None

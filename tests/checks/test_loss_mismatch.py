@@ -56,7 +56,7 @@ def test_unknown_loss_is_noted_not_reported(tmp_path: Path) -> None:
     path = tmp_path / "uncompiled.keras"
     src.save(path)
     report = diagnose_paths(str(path), fixture_path("healthy.npz"), Options())
-    assert report.model["loss"] is None
-    assert any("no compiled loss" in n for n in report.model["notes"])
+    assert report.model.loss is None
+    assert any("no compiled loss" in n for n in report.model.notes)
     assert only(report, "loss-mismatch") is None
-    assert report.model["optimizer_iterations"] is None
+    assert report.model.optimizer_iterations is None

@@ -26,6 +26,6 @@ def test_nan_weights_are_an_error_naming_the_layers() -> None:
     assert f is not None and f.severity.value == "error"
     assert {row["layer"] for row in f.evidence["layers"]} == {"hidden", "head"}
     assert f.evidence["n_nan"] > 0
-    assert f.evidence["nonfinite_output_rows"] == report.data["n_samples"]
+    assert f.evidence["nonfinite_output_rows"] == report.data.n_samples
     # NaN activations are never > 0, but they are not dead units
     assert only(report, "dead-units") is None

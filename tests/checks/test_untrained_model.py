@@ -28,7 +28,7 @@ def test_collapsed_fixture_blames_no_model_defect() -> None:
 
 def test_compiled_but_never_fitted_model_is_untrained() -> None:
     report = model("untrained")
-    assert report.model["optimizer_iterations"] == 0
+    assert report.model.optimizer_iterations == 0
     f = only(report, "untrained-model")
     assert f is not None and f.severity.value == "error"
     assert f.evidence["weights_at_initial_values"] is True
@@ -55,7 +55,7 @@ def test_trained_then_recompiled_model_is_not_untrained(tmp_path: Path) -> None:
     path = tmp_path / "recompiled.keras"
     m.save(path)
     report = diagnose_paths(str(path), fixture_path("healthy.npz"), Options())
-    assert report.model["optimizer_iterations"] == 0
+    assert report.model.optimizer_iterations == 0
     assert report.finding("untrained-model") is None
 
 
