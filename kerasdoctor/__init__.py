@@ -140,10 +140,12 @@ def _diagnose_path(model: Any, data: Any, opts: Any) -> Report:
     if isinstance(model, (str, os.PathLike)):
         return diagnose_paths(model, data, opts)
     from kerasdoctor.core import _diagnose as run
+    from kerasdoctor.dataspec import DataSpec
     from kerasdoctor.load import from_keras_model
     from kerasdoctor.sources import open_source
 
-    source = open_source(data, opts)  # cheap errors first, as diagnose_paths does
+    # cheap errors first, as diagnose_paths does
+    source = open_source(data, DataSpec.of(opts), seed=opts.seed)
     return run(from_keras_model(model, output_name=opts.output_name), source, opts)
 
 

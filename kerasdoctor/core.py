@@ -127,6 +127,7 @@ def diagnose_paths(
 ) -> Report:
     """Diagnose a saved model on DATA (what `kerasdoctor diagnose` runs): .npz, .npy with
     labels, .csv/.parquet, an image folder or a saved tf.data directory (kerasdoctor.sources)."""
+    from kerasdoctor.dataspec import DataSpec
     from kerasdoctor.load import load_model
     from kerasdoctor.sources import open_source
 
@@ -141,7 +142,8 @@ def diagnose_paths(
     dense_labels: InputError | None = None  # issue 16: labels a dense model may explain
     if not (opts.multi_label and is_npz_path(data_path)):
         try:
-            raw = open_source(data_path, opts)  # cheap errors first (labels read where cheap)
+            # cheap errors first (labels read where cheap)
+            raw = open_source(data_path, DataSpec.of(opts), seed=opts.seed)
         except DenseLabels as exc:  # issue 16: (N, H, W) / (N, T) labels in an .npz
             if opts.multi_label or not is_npz_path(data_path):
                 raise

@@ -138,7 +138,7 @@ def diagnose_npz(lm: Any, data_path: str | os.PathLike[str], opts: Any) -> Repor
 
 def is_npz_path(path: str | os.PathLike[str]) -> bool:
     """DATA that kerasdoctor reads as an .npz (by suffix, or a zip's first bytes)."""
-    from kerasdoctor.sources import _kind
+    from kerasdoctor.sources.interface import _kind
 
     p = Path(path)
     try:

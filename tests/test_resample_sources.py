@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from conftest import run_cli
 
+from kerasdoctor.dataspec import DataSpec
 from kerasdoctor.fix.common import DataOptions
 from kerasdoctor.sources import read_labels
 
@@ -58,7 +59,8 @@ def _photos(tmp_path: Path) -> Path:
 
 
 def _counts(path: Path, **opts: Any) -> list[int]:
-    return np.bincount(read_labels(path, DataOptions(**opts)).y).tolist()
+    data_opts = DataOptions(**opts)
+    return np.bincount(read_labels(path, DataSpec.of(data_opts), seed=data_opts.seed).y).tolist()
 
 
 # ---------------------------------------------------------------- image folders

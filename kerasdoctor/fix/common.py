@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from kerasdoctor.dataspec import DataSpec
 from kerasdoctor.errors import InputError
 from kerasdoctor.load import LoadedModel, RawData
 from kerasdoctor.model_facts import ModelFacts
@@ -77,7 +78,7 @@ def read_labels_raw(data_path: str, opts: DataOptions) -> RawData:
     from kerasdoctor.load import RawData
     from kerasdoctor.sources import read_labels
 
-    return RawData(str(data_path), {}, read_labels(data_path, opts))
+    return RawData(str(data_path), {}, read_labels(data_path, DataSpec.of(opts), seed=opts.seed))
 
 
 @dataclass
@@ -111,7 +112,7 @@ def load_model_and_data(
     from kerasdoctor.sources import open_source
 
     opts = replace(data_opts or DataOptions(), x_key=x_key, y_key=y_key)
-    src = open_source(data_path, opts)  # cheap errors first
+    src = open_source(data_path, DataSpec.of(opts), seed=opts.seed)  # cheap errors first
     lm = load_model(model_path, unsafe=unsafe, output_name=output_name)
     return _bind(src, lm, read_facts(lm), data_path)
 
@@ -130,7 +131,8 @@ def load_more_data(
     """Other data (e.g. EVAL_DATA) read for md's model, its class indices made md's."""
     from kerasdoctor.sources import open_source
 
-    other = _bind(open_source(data_path, opts), md.lm, md.facts, data_path)
+    other = _bind(open_source(data_path, DataSpec.of(opts), seed=opts.seed), md.lm, md.facts,
+                  data_path)
     other.raw.labels = _labels_as(md.raw, other.raw, what)
     return other
 
@@ -181,8 +183,6 @@ def data_arguments(path: str, opts: DataOptions, labels: str | None = None) -> s
     """DATA as a command line takes it: the path and every flag that reads it, shell-quoted
     (dataspec.DataSpec, shared with `diagnose`); `labels` stands for --labels."""
     from dataclasses import replace
-
-    from kerasdoctor.dataspec import DataSpec
 
     return replace(DataSpec.of(opts), labels=labels).to_args(str(path))
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from kerasdoctor.dataspec import DataSpec
 from kerasdoctor.errors import InputError
 
 METHODS = ("oversample", "undersample")
@@ -163,7 +164,8 @@ def resample_data(
     the same format; return the report. `opts` is a fix.common.DataOptions (the data flags)."""
     from kerasdoctor.fix.common import DataOptions, same_file
     from kerasdoctor.load import refuse_special_file
-    from kerasdoctor.sources import _kind, data_kind
+    from kerasdoctor.sources import data_kind, refuse_options
+    from kerasdoctor.sources.interface import _kind
 
     opts = opts or DataOptions(seed=seed)
     p = Path(data_path)
@@ -193,36 +195,16 @@ def resample_data(
     if same_file(output, p):
         raise InputError(f"--output {output} is the input TRAIN_DATA; kerasdoctor never "
                          "overwrites its inputs: choose a new name")
-    if kind in ("npz", "parquet"):  # read here, not through open_source: its checks
-        _refuse_flags(p, kind, opts)
+    spec = DataSpec.of(opts)
+    if kind in ("npz", "parquet"):  # read here, not through open_source: its refusal
+        refuse_options(p, kind, spec)
     if kind == "npz":
         return _resample_npz(data_path, output, method, seed, opts.y_key)
     if kind == "images":
-        return _resample_images(p, output, method, seed, opts)
+        return _resample_images(p, output, method, seed, spec, opts)
     if kind == "csv":
-        return _resample_csv(p, output, method, seed, opts)
-    return _resample_parquet(p, output, method, seed, opts)
-
-
-def _refuse_flags(p: Path, kind: str, opts: Any) -> None:
-    """open_source's refusal of the data flags that do not apply to this kind of data."""
-    from kerasdoctor.sources import _KIND_NAMES, OPTION_KINDS
-
-    given = {
-        "--labels": opts.labels is not None,
-        "--label-column": opts.label_column is not None,
-        "--feature-columns": opts.feature_columns is not None,
-        "--drop-columns": opts.drop_columns is not None,
-        "--image-size": opts.image_size is not None,
-        "--x-key": opts.x_key is not None,
-        "--y-key": opts.y_key != "y",
-        "--class-names": opts.class_names is not None,
-    }
-    for name, used in given.items():
-        kinds = OPTION_KINDS[name]
-        if used and kind not in kinds:
-            raise InputError(f"{name} does not apply to {p} ({_KIND_NAMES[kind]}); it is for "
-                             f"{' and '.join(_KIND_NAMES[k] for k in kinds)} data")
+        return _resample_csv(p, output, method, seed, spec, opts)
+    return _resample_parquet(p, output, method, seed, spec, opts)
 
 
 def _report(data_path: str | Path, output: Path, method: str, seed: int, fmt: str,
@@ -273,8 +255,8 @@ def _check_output_suffix(data: Path, output: Path, suffixes: tuple[str, ...], wh
 # -- a folder of class subfolders of images
 
 
-def _resample_images(data: Path, output: Path, method: str, seed: int, opts: Any
-                     ) -> dict[str, Any]:
+def _resample_images(data: Path, output: Path, method: str, seed: int, spec: DataSpec,
+                     opts: Any) -> dict[str, Any]:
     from kerasdoctor.sources import (
         IMAGE_FORMATS,
         PARQUET_SUFFIXES,
@@ -283,7 +265,8 @@ def _resample_images(data: Path, output: Path, method: str, seed: int, opts: Any
         open_source,
     )
 
-    src = open_source(data, opts)  # refuses the flags that are not for an image folder
+    # refuses the flags that are not for an image folder
+    src = open_source(data, spec, seed=opts.seed)
     assert isinstance(src, ImageFolderSource)
     if output.name.lower().endswith((".npz", ".npy", *TABLE_SUFFIXES, *PARQUET_SUFFIXES,
                                      *IMAGE_FORMATS)):
@@ -434,12 +417,13 @@ def _raw_rows(src: Any) -> tuple[str, list[str]]:
     return header or "", rows
 
 
-def _resample_csv(data: Path, output: Path, method: str, seed: int, opts: Any
-                  ) -> dict[str, Any]:
+def _resample_csv(data: Path, output: Path, method: str, seed: int, spec: DataSpec,
+                  opts: Any) -> dict[str, Any]:
     from kerasdoctor.io import atomic_write
     from kerasdoctor.sources import TABLE_SUFFIXES, TableSource, open_source
 
-    src = open_source(data, opts)  # the labels, found and decoded as `diagnose` does
+    # the labels, found and decoded as `diagnose` does
+    src = open_source(data, spec, seed=opts.seed)
     assert isinstance(src, TableSource)
     _check_output_suffix(data, output, TABLE_SUFFIXES, "a table of the same format")
     dialect: Any = src._dialect()
@@ -475,11 +459,11 @@ def _resample_csv(data: Path, output: Path, method: str, seed: int, opts: Any
 # -- .parquet
 
 
-def _parquet_labels(data: Path, opts: Any) -> tuple[Any, Any, str]:
+def _parquet_labels(data: Path, spec: DataSpec) -> tuple[Any, Any, str]:
     """(pyarrow ParquetFile, Labels, label column): the labels as ParquetSource reads them,
     without its check that the feature columns are numeric (every column is written back)."""
     from kerasdoctor.load import decode_labels
-    from kerasdoctor.sources import _choose_columns, _decode_label_values, parse_columns
+    from kerasdoctor.sources.table import _choose_columns, _decode_label_values
 
     try:
         import pyarrow.parquet as pq
@@ -488,17 +472,15 @@ def _parquet_labels(data: Path, opts: Any) -> tuple[Any, Any, str]:
             f"DATA: reading {data} needs pyarrow: pip install pyarrow "
             "(or pip install 'kerasdoctor[parquet]')"
         ) from None
-    names_opt = opts.class_names
-    class_names = parse_columns(names_opt, "--class-names") if names_opt is not None else None
+    class_names = None if spec.class_names is None else list(spec.class_names)
     try:
         pf = pq.ParquetFile(data)
         header = list(pf.schema_arrow.names)
     except Exception as exc:  # pyarrow raises its own ArrowInvalid/OSError family
         raise InputError(f"DATA: {data} is not a readable Parquet file ({_first_line(exc)})"
                          ) from exc
-    li, _ = _choose_columns(str(data), header, opts.label_column,
-                            parse_columns(opts.feature_columns),
-                            parse_columns(opts.drop_columns, "--drop-columns"))
+    li, _ = _choose_columns(str(data), header, spec.label_column, spec.feature_columns,
+                            spec.drop_columns)
     name = header[li]
     col = pf.read(columns=[name]).column(0)
     where = f"DATA: {data}: label column '{name}'"
@@ -516,12 +498,12 @@ def _parquet_labels(data: Path, opts: Any) -> tuple[Any, Any, str]:
     return pf, labels, name
 
 
-def _resample_parquet(data: Path, output: Path, method: str, seed: int, opts: Any
-                      ) -> dict[str, Any]:
+def _resample_parquet(data: Path, output: Path, method: str, seed: int, spec: DataSpec,
+                      opts: Any) -> dict[str, Any]:
     from kerasdoctor.io import atomic_write
     from kerasdoctor.sources import PARQUET_SUFFIXES
 
-    pf, labels, label_name = _parquet_labels(data, opts)
+    pf, labels, label_name = _parquet_labels(data, spec)
     _check_output_suffix(data, output, PARQUET_SUFFIXES, "a Parquet file")
     import pyarrow as pa
     import pyarrow.parquet as pq
