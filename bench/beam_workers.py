@@ -36,23 +36,26 @@ def build(workdir: Path, rows: int, shards: int) -> tuple[str, str, str]:
     x = rng.random((rows, 28, 28, 1), dtype=np.float32)
     y = rng.integers(0, 10, rows)
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([
-        keras.Input((28, 28, 1), name="image"),
-        keras.layers.Conv2D(16, 3, activation="relu"),
-        keras.layers.MaxPooling2D(),
-        keras.layers.Conv2D(32, 3, activation="relu"),
-        keras.layers.GlobalAveragePooling2D(),
-        keras.layers.Dense(32, activation="relu"),
-        keras.layers.Dense(10, activation="softmax"),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((28, 28, 1), name="image"),
+            keras.layers.Conv2D(16, 3, activation="relu"),
+            keras.layers.MaxPooling2D(),
+            keras.layers.Conv2D(32, 3, activation="relu"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(32, activation="relu"),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
     model.compile("adam", "sparse_categorical_crossentropy")
     model_path, npz = workdir / "model.keras", workdir / "data.npz"
     model.save(model_path)
     np.savez(npz, x=x, y=y)
     start = time.perf_counter()
     convert_npz(npz, workdir / "shards", shards=shards)
-    print(f"converter: {rows} rows -> {shards} TFRecord shards in "
-          f"{time.perf_counter() - start:.1f} s")
+    print(
+        f"converter: {rows} rows -> {shards} TFRecord shards in {time.perf_counter() - start:.1f} s"
+    )
     return str(model_path), str(npz), str(workdir / "shards" / "shard-*.tfrecord")
 
 
@@ -83,13 +86,14 @@ def main() -> None:
     runs: dict[str, Any] = {
         "single process, .npz": lambda: diagnose_paths(model, npz, Options()),
         "Beam DirectRunner, in-process": lambda: beam_pipeline.diagnose_shards(
-            model, pattern, Options()),
+            model, pattern, Options()
+        ),
     }
     for n in (1, 2):
         args_n = [f"--direct_num_workers={n}", "--direct_running_mode=multi_processing"]
-        runs[f"Beam DirectRunner, {n} worker process{'es' if n > 1 else ''}"] = (
-            lambda a=args_n: beam_pipeline.diagnose_shards(model, pattern, Options(),
-                                                           pipeline_args=a))
+        runs[f"Beam DirectRunner, {n} worker process{'es' if n > 1 else ''}"] = lambda a=args_n: (
+            beam_pipeline.diagnose_shards(model, pattern, Options(), pipeline_args=a)
+        )
     results: dict[str, list[float]] = {name: [] for name in runs}
     reports: dict[str, Any] = {}
     for _ in range(args.repeats):
@@ -98,15 +102,19 @@ def main() -> None:
             start = time.perf_counter()
             reports[name] = fn()
             results[name].append(time.perf_counter() - start)
-    print(f"{args.rows} rows, {args.shards} shards, small CNN (28x28x1, 10 classes), backend "
-          f"{keras.backend.backend()}, {os.cpu_count()} cores; median of {args.repeats}:")
+    print(
+        f"{args.rows} rows, {args.shards} shards, small CNN (28x28x1, 10 classes), backend "
+        f"{keras.backend.backend()}, {os.cpu_count()} cores; median of {args.repeats}:"
+    )
     base = statistics.median(results["single process, .npz"])
     for name, times in results.items():
         t = statistics.median(times)
         rows = seen_rows.get(name)
         extra = f"  rows per worker: {sorted(rows.values())}" if rows else ""
-        print(f"  {name:<40} {t:7.2f} s  (min {min(times):.2f}, max {max(times):.2f}; "
-              f"{t / base:4.2f}x single){extra}")
+        print(
+            f"  {name:<40} {t:7.2f} s  (min {min(times):.2f}, max {max(times):.2f}; "
+            f"{t / base:4.2f}x single){extra}"
+        )
     ref = reports["single process, .npz"].to_dict()
     same = all(
         [f["id"] for f in r.to_dict()["findings"]] == [f["id"] for f in ref["findings"]]

@@ -26,14 +26,16 @@ def main(n: int) -> None:
     rng = np.random.default_rng(0)
     x = rng.random((n, 28, 28, 1), dtype=np.float32)
     y = rng.integers(0, 10, n)
-    model = keras.Sequential([
-        keras.Input((28, 28, 1)),
-        keras.layers.Conv2D(16, 3, activation="relu"),
-        keras.layers.MaxPooling2D(),
-        keras.layers.Conv2D(32, 3, activation="relu"),
-        keras.layers.GlobalAveragePooling2D(),
-        keras.layers.Dense(10, activation="softmax"),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((28, 28, 1)),
+            keras.layers.Conv2D(16, 3, activation="relu"),
+            keras.layers.MaxPooling2D(),
+            keras.layers.Conv2D(32, 3, activation="relu"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
     model.compile("adam", "sparse_categorical_crossentropy")
 
     def plain() -> None:
@@ -46,8 +48,10 @@ def main(n: int) -> None:
         fn()
     t_plain = statistics.median(_time(plain) for _ in range(5))
     t_doc = statistics.median(_time(doctor) for _ in range(5))
-    print(f"validation samples: {n}, small CNN (28x28x1, 10 classes), backend "
-          f"{keras.backend.backend()}")
+    print(
+        f"validation samples: {n}, small CNN (28x28x1, 10 classes), backend "
+        f"{keras.backend.backend()}"
+    )
     print(f"model.predict:            {t_plain:.3f} s")
     print(f"DoctorCallback per epoch: {t_doc:.3f} s  ({t_doc / t_plain:.2f}x predict)")
 

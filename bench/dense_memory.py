@@ -77,18 +77,24 @@ def make_data(d: Path, n: int, size: int, k: int, seed: int) -> dict[str, Any]:
     keras.utils.set_random_seed(seed)
     bias = np.zeros(k, np.float32)
     bias[0] = BACKGROUND_BIAS
-    model = keras.Sequential([
-        keras.Input((size, size, 3), name="image"),
-        keras.layers.Rescaling(1.0 / 255),
-        keras.layers.Conv2D(8, 3, padding="same", activation="relu"),
-        keras.layers.Conv2D(8, 3, padding="same", activation="relu"),
-        keras.layers.Conv2D(k, 1, activation="softmax",
-                            bias_initializer=keras.initializers.Constant(bias)),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((size, size, 3), name="image"),
+            keras.layers.Rescaling(1.0 / 255),
+            keras.layers.Conv2D(8, 3, padding="same", activation="relu"),
+            keras.layers.Conv2D(8, 3, padding="same", activation="relu"),
+            keras.layers.Conv2D(
+                k, 1, activation="softmax", bias_initializer=keras.initializers.Constant(bias)
+            ),
+        ]
+    )
     model.compile("adam", "sparse_categorical_crossentropy")
     model.save(d / "model.keras")
-    meta = {**key, "params": int(model.count_params()),
-            "npz_mib": (d / "data.npz").stat().st_size / MiB}
+    meta = {
+        **key,
+        "params": int(model.count_params()),
+        "npz_mib": (d / "data.npz").stat().st_size / MiB,
+    }
     stamp.write_text(json.dumps(meta, indent=2) + "\n")
     return {**meta, "cached": False}
 
@@ -104,8 +110,7 @@ def _load(d: Path) -> tuple[Any, np.ndarray, np.ndarray]:
 def side_load(d: Path) -> None:
     t0 = time.perf_counter()
     _, x, y = _load(d)
-    print(json.dumps({"load_s": time.perf_counter() - t0,
-                      "data_mib": (x.nbytes + y.nbytes) / MiB}))
+    print(json.dumps({"load_s": time.perf_counter() - t0, "data_mib": (x.nbytes + y.nbytes) / MiB}))
 
 
 def side_user(d: Path) -> None:
@@ -115,15 +120,23 @@ def side_user(d: Path) -> None:
     k = int(model.output_shape[-1])
     cm = np.zeros(k * k, np.int64)
     for s in range(0, len(x), USER_BATCH):
-        pred = np.argmax(model.predict_on_batch(x[s:s + USER_BATCH]), axis=-1)
-        cm += np.bincount(y[s:s + USER_BATCH].astype(np.int64).ravel() * k + pred.ravel(),
-                          minlength=k * k)
+        pred = np.argmax(model.predict_on_batch(x[s : s + USER_BATCH]), axis=-1)
+        cm += np.bincount(
+            y[s : s + USER_BATCH].astype(np.int64).ravel() * k + pred.ravel(), minlength=k * k
+        )
     cm = cm.reshape(k, k)
     tp = np.diag(cm)
     union = cm.sum(axis=0) + cm.sum(axis=1) - tp
     iou = tp[union > 0] / union[union > 0]
-    print(json.dumps({"load_s": t1 - t0, "predict_s": time.perf_counter() - t1,
-                      "mean_iou": float(iou.mean())}))
+    print(
+        json.dumps(
+            {
+                "load_s": t1 - t0,
+                "predict_s": time.perf_counter() - t1,
+                "mean_iou": float(iou.mean()),
+            }
+        )
+    )
 
 
 def side_naive(d: Path) -> None:
@@ -132,9 +145,16 @@ def side_naive(d: Path) -> None:
     t1 = time.perf_counter()
     probs = model.predict(x, batch_size=USER_BATCH, verbose=0)
     pred = probs.argmax(axis=-1)
-    print(json.dumps({"load_s": t1 - t0, "predict_s": time.perf_counter() - t1,
-                      "accuracy": float((pred == y).mean()),
-                      "output_mib": probs.nbytes / MiB}))
+    print(
+        json.dumps(
+            {
+                "load_s": t1 - t0,
+                "predict_s": time.perf_counter() - t1,
+                "accuracy": float((pred == y).mean()),
+                "output_mib": probs.nbytes / MiB,
+            }
+        )
+    )
 
 
 def side_pass(d: Path, fmt: str) -> None:
@@ -146,9 +166,16 @@ def side_pass(d: Path, fmt: str) -> None:
     opts = Options(ignore={c: "bench: the streaming pass only" for c in CAUSES})
     report = diagnose_paths(d / "model.keras", d / "data.npz", opts)
     text = render(report, fmt)
-    print(json.dumps({"wall_in_s": time.perf_counter() - t0, "report_mib": len(text) / MiB,
-                      "findings": [f.id for f in report.findings],
-                      "samples": len(getattr(report, "samples", ()))}))
+    print(
+        json.dumps(
+            {
+                "wall_in_s": time.perf_counter() - t0,
+                "report_mib": len(text) / MiB,
+                "findings": [f.id for f in report.findings],
+                "samples": len(getattr(report, "samples", ())),
+            }
+        )
+    )
 
 
 def run_measured(argv: list[str]) -> dict[str, Any]:
@@ -171,22 +198,38 @@ def run_measured(argv: list[str]) -> dict[str, Any]:
     if code not in (0, 1):  # kerasdoctor exits 1 when it finds an error
         sys.stderr.write(out["stderr"].decode(errors="replace")[-3000:])
         raise SystemExit(f"{argv[:4]} failed with exit code {code}")
-    return {"wall_s": wall, "peak_rss_mib": usage.ru_maxrss / 1024,
-            "stdout": out["stdout"].decode(errors="replace"), "exit": code}
+    return {
+        "wall_s": wall,
+        "peak_rss_mib": usage.ru_maxrss / 1024,
+        "stdout": out["stdout"].decode(errors="replace"),
+        "exit": code,
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, nargs="+", default=[16, 64],
-                    help="sample counts to compare (default: 16 64)")
+    ap.add_argument(
+        "--n",
+        type=int,
+        nargs="+",
+        default=[16, 64],
+        help="sample counts to compare (default: 16 64)",
+    )
     ap.add_argument("--size", type=int, default=512, help="image and mask side (default 512)")
     ap.add_argument("--classes", type=int, default=21, help="K, classes of the model (21)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--dir", type=Path, default=Path("/tmp/kerasdoctor-dense-memory"))
-    ap.add_argument("--format", choices=["json", "html"], default="json",
-                    help="the doctor's report format (html also draws the sample masks)")
-    ap.add_argument("--naive", action="store_true",
-                    help="also time model.predict(x) holding the whole (N, S, S, K) output")
+    ap.add_argument(
+        "--format",
+        choices=["json", "html"],
+        default="json",
+        help="the doctor's report format (html also draws the sample masks)",
+    )
+    ap.add_argument(
+        "--naive",
+        action="store_true",
+        help="also time model.predict(x) holding the whole (N, S, S, K) output",
+    )
     ap.add_argument("--json", type=Path, help="also write the figures here")
     ap.add_argument("--side", choices=["load", "user", "naive", "pass"], help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -200,21 +243,47 @@ def main() -> None:
 
     sides = ["load", "user", *(["naive"] if args.naive else []), "pass", "doctor"]
     results: dict[int, dict[str, Any]] = {}
-    print(f"{args.size}x{args.size} masks, K={args.classes}, backend "
-          f"{keras.backend.backend()}, {os.cpu_count()} CPUs, doctor --format {args.format}")
+    print(
+        f"{args.size}x{args.size} masks, K={args.classes}, backend "
+        f"{keras.backend.backend()}, {os.cpu_count()} CPUs, doctor --format {args.format}"
+    )
     for n in args.n:
         d = args.dir / f"n{n}-s{args.size}-k{args.classes}"
         t = time.perf_counter()
         meta = make_data(d, n, args.size, args.classes, args.seed)
-        print(f"N={n}: data.npz {meta['npz_mib']:.0f} MiB, model {meta['params']:,} parameters, "
-              f"ready in {time.perf_counter() - t:.1f} s{' (cached)' if meta['cached'] else ''}")
+        print(
+            f"N={n}: data.npz {meta['npz_mib']:.0f} MiB, model {meta['params']:,} parameters, "
+            f"ready in {time.perf_counter() - t:.1f} s{' (cached)' if meta['cached'] else ''}"
+        )
         report = d / f"report.{args.format}"
-        doctor = [sys.executable, "-m", "kerasdoctor.cli", "diagnose", str(d / "model.keras"),
-                  str(d / "data.npz"), "--format", args.format, "--output", str(report)]
+        doctor = [
+            sys.executable,
+            "-m",
+            "kerasdoctor.cli",
+            "diagnose",
+            str(d / "model.keras"),
+            str(d / "data.npz"),
+            "--format",
+            args.format,
+            "--output",
+            str(report),
+        ]
         row: dict[str, Any] = {"data_mib": None}
         for side in sides:
-            argv = doctor if side == "doctor" else [sys.executable, __file__, "--side", side,
-                                                    "--dir", str(d), "--format", args.format]
+            argv = (
+                doctor
+                if side == "doctor"
+                else [
+                    sys.executable,
+                    __file__,
+                    "--side",
+                    side,
+                    "--dir",
+                    str(d),
+                    "--format",
+                    args.format,
+                ]
+            )
             got = run_measured(argv)
             if side != "doctor":
                 got.update(json.loads(got.pop("stdout")))
@@ -236,28 +305,34 @@ def main() -> None:
                 extra += f"  [{got['samples']} samples drawn, {got['report_mib']:.2f} MiB]"
             elif side == "doctor" and args.format == "html":
                 extra = f"  [report {got['html_mib']:.2f} MiB]"
-            print(f"  {side:<7} {got['wall_s']:7.1f} s {got['peak_rss_mib']:8.0f} MiB peak"
-                  f"{extra}")
-        print("  " + ";  ".join(
-            f"{side} - load: {row[side]['peak_rss_mib'] - row['load']['peak_rss_mib']:.0f} MiB"
-            for side in ("pass", "doctor")))
+            print(f"  {side:<7} {got['wall_s']:7.1f} s {got['peak_rss_mib']:8.0f} MiB peak{extra}")
+        print(
+            "  "
+            + ";  ".join(
+                f"{side} - load: {row[side]['peak_rss_mib'] - row['load']['peak_rss_mib']:.0f} MiB"
+                for side in ("pass", "doctor")
+            )
+        )
         results[n] = row
     if len(results) > 1:
         lo, hi = min(results), max(results)
         a, b = results[lo], results[hi]
         per = (b["data_mib"] - a["data_mib"]) / (hi - lo)
-        print(f"growth of peak RSS per added sample, N={lo} -> {hi} (the data itself: "
-              f"{per:.2f} MiB per sample):")
+        print(
+            f"growth of peak RSS per added sample, N={lo} -> {hi} (the data itself: "
+            f"{per:.2f} MiB per sample):"
+        )
         for side in sides:
             g = (b[side]["peak_rss_mib"] - a[side]["peak_rss_mib"]) / (hi - lo)
             print(f"  {side:<7} {g:6.2f} MiB per sample  ({g - per:+.2f} beyond the data)")
         for side in ("pass", "doctor"):
-            diff = [results[n][side]["peak_rss_mib"] - results[n]["load"]["peak_rss_mib"]
-                    for n in (lo, hi)]
+            diff = [
+                results[n][side]["peak_rss_mib"] - results[n]["load"]["peak_rss_mib"]
+                for n in (lo, hi)
+            ]
             print(f"{side} - load: {diff[0]:.0f} MiB at N={lo}, {diff[1]:.0f} MiB at N={hi}")
     if args.json:
-        args.json.write_text(json.dumps({str(k): v for k, v in results.items()}, indent=2)
-                             + "\n")
+        args.json.write_text(json.dumps({str(k): v for k, v in results.items()}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -36,8 +36,7 @@ COMMANDS = [
 
 def _time(argv: list[str], env: dict[str, str]) -> float:
     start = time.perf_counter()
-    subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True,
-                   env=env)
+    subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, env=env)
     return time.perf_counter() - start
 
 
@@ -45,8 +44,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--check", action="store_true", help=f"exit 1 above {TARGET}x")
-    parser.add_argument("--no-bytecode-cache", action="store_true",
-                        help="compile every module on every run (PYTHONDONTWRITEBYTECODE=1)")
+    parser.add_argument(
+        "--no-bytecode-cache",
+        action="store_true",
+        help="compile every module on every run (PYTHONDONTWRITEBYTECODE=1)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as cache:
         env = dict(os.environ)
@@ -59,8 +61,9 @@ def main() -> int:
 
 
 def _report(args: argparse.Namespace, env: dict[str, str]) -> int:
-    rows = [BASELINE] + [(name, [sys.executable, "-m", "kerasdoctor", *cli])
-                         for name, cli in COMMANDS]
+    rows = [BASELINE] + [
+        (name, [sys.executable, "-m", "kerasdoctor", *cli]) for name, cli in COMMANDS
+    ]
     times: dict[str, list[float]] = {name: [] for name, _ in rows}
     for _, argv in rows:  # warm the page cache and the bytecode cache once
         _time(argv, env)
@@ -75,11 +78,14 @@ def _report(args: argparse.Namespace, env: dict[str, str]) -> int:
         ratio = median / base
         if name != BASELINE[0]:
             worst = max(worst, ratio)
-        print(f"{name:<38} {median * 1000:>6.0f}ms {min(times[name]) * 1000:>6.0f}ms "
-              f"{ratio:>5.2f}x")
+        print(
+            f"{name:<38} {median * 1000:>6.0f}ms {min(times[name]) * 1000:>6.0f}ms {ratio:>5.2f}x"
+        )
     cached = "off" if args.no_bytecode_cache else "on"
-    print(f"target: {TARGET}x or less; worst {worst:.2f}x ({args.runs} runs each, "
-          f"Python {sys.version.split()[0]}, bytecode cache {cached})")
+    print(
+        f"target: {TARGET}x or less; worst {worst:.2f}x ({args.runs} runs each, "
+        f"Python {sys.version.split()[0]}, bytecode cache {cached})"
+    )
     return 1 if args.check and worst > TARGET else 0
 
 

@@ -75,8 +75,9 @@ def diagnose(model: Any, x: Any, y: np.ndarray | Any = None, **options: Any) -> 
     return _diagnose(model, x, y, options, "kerasdoctor.diagnose()")
 
 
-def repair(model: Any, x: Any, y: Any, *, cause: str | None = None, seed: int = 0,
-           **options: Any) -> tuple[Any, Any]:
+def repair(
+    model: Any, x: Any, y: Any, *, cause: str | None = None, seed: int = 0, **options: Any
+) -> tuple[Any, Any]:
     """Cure the diagnosed root cause inside the model, without retraining, as
     ``kerasdoctor fix --repair`` does: the repair is fitted on one seeded, stratified half of
     (x, y) and kept only when it beats sampling noise on the other half.
@@ -112,22 +113,30 @@ def _diagnose(model: Any, x: Any, y: Any, options: dict[str, Any], where: str) -
     is_path = isinstance(x, (str, os.PathLike))
     if y is None:
         if mask is not None:
-            raise TypeError(f"{where}: mask= goes with x and y given as arrays; an .npz "
-                            "given as DATA brings its own 'mask' array")
+            raise TypeError(
+                f"{where}: mask= goes with x and y given as arrays; an .npz "
+                "given as DATA brings its own 'mask' array"
+            )
         if not is_path:
-            raise TypeError(f"{where} needs y, the labels, unless x is DATA given as a path "
-                            "(an .npz, a .csv, ...) that holds them")
+            raise TypeError(
+                f"{where} needs y, the labels, unless x is DATA given as a path "
+                "(an .npz, a .csv, ...) that holds them"
+            )
         return _diagnose_path(model, x, opts)
     if is_path:
-        raise TypeError(f"{where}: x is a path ({x!s}); DATA read from a path brings its own "
-                        "labels, so leave y out (say which column holds them with "
-                        "label_column=..., or give labels='y.npy' for an x.npy)")
+        raise TypeError(
+            f"{where}: x is a path ({x!s}); DATA read from a path brings its own "
+            "labels, so leave y out (say which column holds them with "
+            "label_column=..., or give labels='y.npy' for an x.npy)"
+        )
     default = Options()
     given = [k for k in DATA_PATH_OPTIONS if getattr(opts, k) != getattr(default, k)]
     if given:
-        raise InputError(f"{given[0]} says how to read DATA from a path, not arrays: give x as "
-                         f"the path and leave y out, e.g. diagnose(model, 'data.csv', "
-                         f"{given[0]}=...)")
+        raise InputError(
+            f"{given[0]} says how to read DATA from a path, not arrays: give x as "
+            f"the path and leave y out, e.g. diagnose(model, 'data.csv', "
+            f"{given[0]}=...)"
+        )
     return diagnose_arrays(model, x, y, mask=mask, **options)
 
 

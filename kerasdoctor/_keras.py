@@ -66,4 +66,3 @@ def _tensorflow_installed() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("tensorflow") is not None
-

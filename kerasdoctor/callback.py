@@ -19,28 +19,50 @@ from kerasdoctor._keras import keras
 from kerasdoctor.findings import Finding, Report, Severity
 
 # Checks that need nothing beyond the single pass and the weights (no re-run on a sample).
-CHEAP_CHECKS = frozenset({
-    "prediction-collapse", "missing-classes", "low-recall", "constant-output",
-    "class-imbalance", "nonfinite-inputs", "nonfinite-weights", "single-unit-softmax",
-    "output-activation", "output-units-mismatch", "dead-units", "input-scale",
-    "input-scale-mismatch",
-})
+CHEAP_CHECKS = frozenset(
+    {
+        "prediction-collapse",
+        "missing-classes",
+        "low-recall",
+        "constant-output",
+        "class-imbalance",
+        "nonfinite-inputs",
+        "nonfinite-weights",
+        "single-unit-softmax",
+        "output-activation",
+        "output-units-mismatch",
+        "dead-units",
+        "input-scale",
+        "input-scale-mismatch",
+    }
+)
 # Dense (per-pixel, per-token) and multi-label models: every check of those diagnoses that
 # reads only the single pass (their thresholds and prior adjustments are computed from it) and
 # the model's configuration; their model-level causes re-run the model on a sample and wait
 # for `kerasdoctor.diagnose`.
-TASK_CHEAP_CHECKS = frozenset({
-    "prediction-collapse", "missing-classes", "class-imbalance", "decision-threshold",
-    "output-activation", "loss-mismatch",
-})
+TASK_CHEAP_CHECKS = frozenset(
+    {
+        "prediction-collapse",
+        "missing-classes",
+        "class-imbalance",
+        "decision-threshold",
+        "output-activation",
+        "loss-mismatch",
+    }
+)
 # The quality gates (min_recall, min_balanced_accuracy) run as this check when one is set.
 GATE_CHECK = "quality-gate"
 # kd_collapsed: the predictions collapsed onto one class. A class going missing alone is
 # counted by kd_missing_classes instead.
 COLLAPSE_ID = "prediction-collapse"
 # The logs keys the callback adds on every checked epoch.
-LOG_KEYS = ("kd_balanced_accuracy", "kd_missing_classes", "kd_dominant_share", "kd_collapsed",
-            "kd_unhealthy")
+LOG_KEYS = (
+    "kd_balanced_accuracy",
+    "kd_missing_classes",
+    "kd_dominant_share",
+    "kd_collapsed",
+    "kd_unhealthy",
+)
 # The monitored quantity that restore_best_weights ranks epochs by, unless told otherwise.
 DEFAULT_MONITOR = "kd_balanced_accuracy"
 # Commands of the report's fixes name the data by path; the callback holds arrays, so a
@@ -161,8 +183,10 @@ class DoctorCallback(_base()):  # type: ignore[misc]
         if fail_on not in FAIL_ON:
             raise ValueError(f"fail_on must be one of {', '.join(FAIL_ON)}")
         self.gates: dict[str, float] = {}
-        for name, value in (("min_recall", min_recall),
-                            ("min_balanced_accuracy", min_balanced_accuracy)):
+        for name, value in (
+            ("min_recall", min_recall),
+            ("min_balanced_accuracy", min_balanced_accuracy),
+        ):
             if value is not None:
                 if not 0.0 <= float(value) <= 1.0:
                     raise ValueError(f"{name} must be between 0 and 1, got {value}")
@@ -196,8 +220,9 @@ class DoctorCallback(_base()):  # type: ignore[misc]
         self._train_y = None
         if train_labels is not None:
             try:
-                self._train_y = decode_labels(np.asarray(train_labels), names,
-                                              where="train_labels").y
+                self._train_y = decode_labels(
+                    np.asarray(train_labels), names, where="train_labels"
+                ).y
             except (DenseLabels, MultiHotLabels):
                 if self._not_single is None:
                     raise
@@ -234,8 +259,11 @@ class DoctorCallback(_base()):  # type: ignore[misc]
         y = np.asarray(self.y)
         out = getattr(self.model, "output_shape", None)
         out = tuple(out) if isinstance(out, tuple) else None  # one output; lists: several
-        dense = out is not None and len(out) >= 3 and (
-            labels_fit(y, out) or (self._not_single is not None and not is_multi_hot(y)))
+        dense = (
+            out is not None
+            and len(out) >= 3
+            and (labels_fit(y, out) or (self._not_single is not None and not is_multi_hot(y)))
+        )
         if dense:
             assert out is not None
             check_labels(y, out, "validation y")  # labels of the wrong shape: say which
@@ -245,9 +273,11 @@ class DoctorCallback(_base()):  # type: ignore[misc]
                     self._mask = self._mask != 0
             return "dense"
         if self.mask is not None:
-            raise ValueError("validation_data (x, y, mask): the mask is for a dense model "
-                             "(output (N, H, W, K) or (N, T, K)) and its (N, H, W) / (N, T) "
-                             "labels; give (x, y) here")
+            raise ValueError(
+                "validation_data (x, y, mask): the mask is for a dense model "
+                "(output (N, H, W, K) or (N, T, K)) and its (N, H, W) / (N, T) "
+                "labels; give (x, y) here"
+            )
         if self.ignore_label is not None:
             raise ValueError("ignore_label is for a dense model's labels")
         if self._not_single is not None:
@@ -285,8 +315,10 @@ class DoctorCallback(_base()):  # type: ignore[misc]
         if self.on_collapse == "stop" and self.unhealthy_epochs >= self.patience:
             self.model.stop_training = True
             self.stopped_epoch = epoch
-            msg = (f"kerasdoctor: stopping training after {self.unhealthy_epochs} unhealthy "
-                   f"epoch(s) in a row (patience {self.patience})")
+            msg = (
+                f"kerasdoctor: stopping training after {self.unhealthy_epochs} unhealthy "
+                f"epoch(s) in a row (patience {self.patience})"
+            )
             if self.restore_best_weights:
                 msg += "; " + self._restore(epoch, {**(logs or {}), **figures})
             self.log(msg)
@@ -298,31 +330,47 @@ class DoctorCallback(_base()):  # type: ignore[misc]
         cheap = CHEAP_CHECKS if self.task == "single-label" else TASK_CHEAP_CHECKS
         only = cheap | {GATE_CHECK} if self.gates else cheap
         if self.task != "dense":
-            return diagnose_arrays(self.model, self.x, self.y, only=only, gates=self.gates,
-                                   class_names=self.class_names, batch_size=self.batch_size)
+            return diagnose_arrays(
+                self.model,
+                self.x,
+                self.y,
+                only=only,
+                gates=self.gates,
+                class_names=self.class_names,
+                batch_size=self.batch_size,
+            )
         from kerasdoctor.core import Options
         from kerasdoctor.dense import diagnose_arrays as diagnose_dense
         from kerasdoctor.load import from_keras_model
 
-        opts = Options(only=only, gates=self.gates, class_names=self.class_names,
-                       batch_size=self.batch_size, ignore_label=self.ignore_label)
+        opts = Options(
+            only=only,
+            gates=self.gates,
+            class_names=self.class_names,
+            batch_size=self.batch_size,
+            ignore_label=self.ignore_label,
+        )
         # no sample masks: the callback keeps a report per checked epoch
-        return diagnose_dense(from_keras_model(self.model), self.x, self.y, opts,
-                              mask=self._mask, samples=False)
+        return diagnose_dense(
+            from_keras_model(self.model), self.x, self.y, opts, mask=self._mask, samples=False
+        )
 
     def _track_best(self, epoch: int, logs: dict[str, Any]) -> None:
         value = logs.get(self.monitor)
         if value is None:
             if not self._warned_monitor:
                 self._warned_monitor = True
-                self.log(f"kerasdoctor: monitor {self.monitor!r} is not in the logs (they "
-                         f"have {', '.join(sorted(logs)) or 'nothing'}); no best epoch is kept")
+                self.log(
+                    f"kerasdoctor: monitor {self.monitor!r} is not in the logs (they "
+                    f"have {', '.join(sorted(logs)) or 'nothing'}); no best epoch is kept"
+                )
             return
         value = float(value)
         if math.isnan(value):
             return
-        better = self.best is None or (value > self.best if self.mode == "max"
-                                       else value < self.best)
+        better = self.best is None or (
+            value > self.best if self.mode == "max" else value < self.best
+        )
         if better:
             self.best, self.best_epoch = value, epoch
             # a copy is only worth its memory when the callback may put it back
@@ -333,12 +381,16 @@ class DoctorCallback(_base()):  # type: ignore[misc]
         now = logs.get(self.monitor)
         now_text = f"{float(now):.4g}" if now is not None else "n/a"
         if self.best_weights is None or self.best_epoch is None:
-            return ("no checked epoch was healthy, so the weights of this epoch stay "
-                    f"({self.monitor} {now_text})")
+            return (
+                "no checked epoch was healthy, so the weights of this epoch stay "
+                f"({self.monitor} {now_text})"
+            )
         self.model.set_weights(self.best_weights)
         self.restored_epoch = self.best_epoch
-        return (f"restored the weights of epoch {self.best_epoch + 1}, the best healthy one "
-                f"by {self.monitor} ({self.best:.4g}; epoch {epoch + 1}: {now_text})")
+        return (
+            f"restored the weights of epoch {self.best_epoch + 1}, the best healthy one "
+            f"by {self.monitor} ({self.best:.4g}; epoch {epoch + 1}: {now_text})"
+        )
 
     def message(self, epoch: int, report: Report) -> str:
         """The log message of a sick epoch: its symptoms, the cause, runnable advice."""
@@ -359,8 +411,10 @@ class DoctorCallback(_base()):  # type: ignore[misc]
         else:
             assert self._val_y is not None  # single-label: decoded in __init__
             y, source = self._val_y, "validation_labels"
-            where = (f"the validation labels ({y.shape[0]} samples; pass "
-                     "train_labels=y_train to weight by the training labels)")
+            where = (
+                f"the validation labels ({y.shape[0]} samples; pass "
+                "train_labels=y_train to weight by the training labels)"
+            )
         from kerasdoctor.metrics import class_count
 
         n_classes = class_count(int(report.data.n_classes), labels_max=int(y.max()))
@@ -384,8 +438,10 @@ def _mode(monitor: str, mode: str) -> str:
         return "min"
     if any(k in name for k in ("acc", "auc", "precision", "recall", "f1")):
         return "max"
-    raise ValueError(f"cannot tell whether monitor {monitor!r} should go up or down; "
-                     "pass mode='max' or mode='min'")
+    raise ValueError(
+        f"cannot tell whether monitor {monitor!r} should go up or down; "
+        "pass mode='max' or mode='min'"
+    )
 
 
 def _unhealthy(report: Report, fail_on: str) -> bool:
@@ -422,8 +478,10 @@ def describe(epoch: int, report: Report, fail_on: str = "error") -> str:
     if root is not None:
         parts.append(f"most likely cause: {root.id}: {root.title}")
     else:
-        parts.append("no cause found by the cheap checks (kerasdoctor.diagnose(model, "
-                     "x_val, y_val) runs them all)")
+        parts.append(
+            "no cause found by the cheap checks (kerasdoctor.diagnose(model, "
+            "x_val, y_val) runs them all)"
+        )
     return " ".join(parts)
 
 

@@ -51,11 +51,17 @@ def markdown() -> str:
         lines.append(f"| [`{c.spec.id}`](#{c.spec.id}) | {c.spec.kind.value} | {c.spec.summary} |")
     for c in checks:
         sp = c.spec
-        lines += ["", f"## {sp.id}", "", f"*{sp.kind.value}.* {sp.summary}", "",
-                  f"**How it is measured.** {sp.measures}", ""]
+        lines += [
+            "",
+            f"## {sp.id}",
+            "",
+            f"*{sp.kind.value}.* {sp.summary}",
+            "",
+            f"**How it is measured.** {sp.measures}",
+            "",
+        ]
         if sp.thresholds:
-            lines.append("**Thresholds** (override in `[tool.kerasdoctor.thresholds."
-                         f"{sp.id}]`):")
+            lines.append(f"**Thresholds** (override in `[tool.kerasdoctor.thresholds.{sp.id}]`):")
             lines.append("")
             lines += [f"- `{name} = {t.value:g}`: {t.why}" for name, t in sp.thresholds.items()]
             lines.append("")
@@ -67,8 +73,10 @@ def markdown() -> str:
             lines += [f"**Locates more precisely:** {located}.", ""]
         lines.append(f"**How to fix it.** {sp.fix}")
         if sp.repair:
-            lines += ["", f"**Repair without retraining** (`kerasdoctor fix --repair`): "
-                      f"{sp.repair}."]
+            lines += [
+                "",
+                f"**Repair without retraining** (`kerasdoctor fix --repair`): {sp.repair}.",
+            ]
     return "\n".join(lines) + "\n"
 
 
@@ -77,8 +85,9 @@ def main(args: list[str]) -> None:
     import sys
 
     if args[:1] == ["--readme"]:
-        path = Path(args[1]) if len(args) > 1 else Path(__file__).resolve().parent.parent \
-            / "README.md"
+        path = (
+            Path(args[1]) if len(args) > 1 else Path(__file__).resolve().parent.parent / "README.md"
+        )
         path.write_text(readme_with_catalogue(path.read_text()))
         return
     sys.stdout.write(markdown())

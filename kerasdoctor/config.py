@@ -20,12 +20,26 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 GATE_KEYS = ("min_recall", "min_balanced_accuracy")
-RUN_KEYS = ("batch_size", "sample", "seed", "output_name", "multi_label",
-            "ignore_label")  # issue 16: ignore_label
+RUN_KEYS = (
+    "batch_size",
+    "sample",
+    "seed",
+    "output_name",
+    "multi_label",
+    "ignore_label",
+)  # issue 16: ignore_label
 # how to read DATA; a data setting that does not apply to the DATA at hand (label_column for
 # an .npz) is left out for that run: the file describes the project, not one command
-DATA_KEYS = ("labels", "label_column", "feature_columns", "drop_columns", "image_size",
-             "class_names", "x_key", "y_key")
+DATA_KEYS = (
+    "labels",
+    "label_column",
+    "feature_columns",
+    "drop_columns",
+    "image_size",
+    "class_names",
+    "x_key",
+    "y_key",
+)
 KEYS = ("fail_on", "thresholds", "ignore", *GATE_KEYS, *RUN_KEYS, *DATA_KEYS)
 
 
@@ -199,7 +213,7 @@ def _parse(table: dict[str, Any], where: str) -> Config:
         seed=_opt_int(table, "seed", where, minimum=0),
         output_name=_opt_str(table, "output_name", where),
         multi_label=_opt_bool(table, "multi_label", where),
-        ignore_label=_opt_int(table, "ignore_label", where, minimum=-2**31),  # issue 16
+        ignore_label=_opt_int(table, "ignore_label", where, minimum=-(2**31)),  # issue 16
         labels=labels,
         label_column=_opt_str(table, "label_column", where),
         feature_columns=_opt_names(table, "feature_columns", where),
@@ -262,8 +276,7 @@ def _opt_names(table: dict[str, Any], key: str, where: str) -> tuple[str, ...] |
     names = tuple(p.strip() for p in parts if p.strip())
     if not names:
         raise InputError(
-            f'config {where}: {key} must be a list of names, e.g. {key} = ["a", "b"] '
-            '(or "a,b")'
+            f'config {where}: {key} must be a list of names, e.g. {key} = ["a", "b"] (or "a,b")'
         )
     return names
 

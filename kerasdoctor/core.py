@@ -22,8 +22,15 @@ GATES = ("min_recall", "min_balanced_accuracy")
 FAIL_ON_DEFAULT = "error"  # the CLI's --fail-on default, and everyone else's
 # Options that say how to read DATA from a path (the CLI's DATA, or diagnose(model, "data.csv")):
 # they have no meaning for arrays already in memory.
-DATA_PATH_OPTIONS = ("labels", "label_column", "feature_columns", "drop_columns", "image_size",
-                     "x_key", "y_key")
+DATA_PATH_OPTIONS = (
+    "labels",
+    "label_column",
+    "feature_columns",
+    "drop_columns",
+    "image_size",
+    "x_key",
+    "y_key",
+)
 
 
 @dataclass
@@ -72,13 +79,17 @@ class Options:
         merged = {str(k): v for k, v in dict(self.gates or {}).items()}
         unknown = sorted(set(merged) - set(GATES))
         if unknown:
-            raise InputError(f"gates: unknown gate '{unknown[0]}'; the gates are "
-                             f"{', '.join(GATES)} (also accepted as keywords of their own)")
+            raise InputError(
+                f"gates: unknown gate '{unknown[0]}'; the gates are "
+                f"{', '.join(GATES)} (also accepted as keywords of their own)"
+            )
         for name in GATES:
             value = getattr(self, name)
             if value is not None and name in merged and _number(merged[name]) != _number(value):
-                raise InputError(f"{name}={value!r} and gates={{'{name}': {merged[name]!r}}} "
-                                 "disagree; give it once")
+                raise InputError(
+                    f"{name}={value!r} and gates={{'{name}': {merged[name]!r}}} "
+                    "disagree; give it once"
+                )
             if value is None:
                 value = merged.get(name)
             if value is None:
@@ -93,8 +104,9 @@ class Options:
             raise InputError(f"fail_on must be one of {', '.join(FAIL_ON)}, got {self.fail_on!r}")
 
     @classmethod
-    def from_keywords(cls, keywords: Mapping[str, Any],
-                      where: str = "kerasdoctor.diagnose()") -> Options:
+    def from_keywords(
+        cls, keywords: Mapping[str, Any], where: str = "kerasdoctor.diagnose()"
+    ) -> Options:
         """Options from keyword arguments; an unknown one is a TypeError that names the
         accepted ones (and the closest, for a typo or a CLI spelling like 'min-recall')."""
         import difflib
@@ -105,8 +117,10 @@ class Options:
                 continue
             close = difflib.get_close_matches(str(key).replace("-", "_"), accepted, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise TypeError(f"{where} got an unexpected keyword argument '{key}'{hint}; "
-                            f"accepted: {', '.join(accepted)}")
+            raise TypeError(
+                f"{where} got an unexpected keyword argument '{key}'{hint}; "
+                f"accepted: {', '.join(accepted)}"
+            )
         return cls(**keywords)
 
 
@@ -155,8 +169,10 @@ def diagnose_paths(
                 raise
             dense_labels = exc.with_traceback(None)  # issue 16: or 0/1 tags (N, T) of a dense model
     if opts.multi_label and raw is not None:
-        raise InputError(f"--multi-label reads DATA from an .npz (x, y multi-hot (N, K)) or "
-                         f"in-memory arrays; {data_path} is not an .npz")
+        raise InputError(
+            f"--multi-label reads DATA from an .npz (x, y multi-hot (N, K)) or "
+            f"in-memory arrays; {data_path} is not an .npz"
+        )
     lm = load_model(
         model_path,
         unsafe=opts.unsafe,
@@ -190,21 +206,30 @@ MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 DATA_SUFFIXES = (".npz", ".npy", ".csv", ".parquet", ".pq")
 
 
-def refuse_swapped(model_path: str | os.PathLike[str], data_path: str | os.PathLike[str],
-                   command: str = "kerasdoctor diagnose MODEL DATA") -> None:
+def refuse_swapped(
+    model_path: str | os.PathLike[str],
+    data_path: str | os.PathLike[str],
+    command: str = "kerasdoctor diagnose MODEL DATA",
+) -> None:
     """A model given as DATA next to data given as MODEL: say so, instead of the error the
     data reader would give about a zip that holds config.json and model.weights.h5."""
     model_p, data_p = Path(model_path), Path(data_path)
 
     def is_model(p: Path) -> bool:
-        return p.suffix.lower() in MODEL_SUFFIXES or (p.is_dir()
-                                                      and (p / "saved_model.pb").exists())
+        return p.suffix.lower() in MODEL_SUFFIXES or (
+            p.is_dir() and (p / "saved_model.pb").exists()
+        )
 
     if is_model(data_p) and not is_model(model_p):
-        what = (f"a table or arrays ({model_p.suffix})" if model_p.suffix.lower()
-                in DATA_SUFFIXES else "not a model")
-        raise InputError(f"MODEL and DATA look swapped: DATA {str(data_p)!r} is a Keras model "
-                         f"and MODEL {str(model_p)!r} is {what}; the order is {command}")
+        what = (
+            f"a table or arrays ({model_p.suffix})"
+            if model_p.suffix.lower() in DATA_SUFFIXES
+            else "not a model"
+        )
+        raise InputError(
+            f"MODEL and DATA look swapped: DATA {str(data_p)!r} is a Keras model "
+            f"and MODEL {str(model_p)!r} is {what}; the order is {command}"
+        )
 
 
 def diagnose_arrays(model: Any, x: Any, y: Any, mask: Any = None, **kwargs: Any) -> Report:
@@ -232,9 +257,11 @@ def diagnose_arrays(model: Any, x: Any, y: Any, mask: Any = None, **kwargs: Any)
     if not opts.multi_label and labels_fit(y, tuple(lm.output_shape)):
         return diagnose_dense(lm, x, y, opts, mask=mask)
     if mask is not None:
-        raise InputError("mask marks the positions that count in a dense model's labels (y "
-                         "(N, H, W) or (N, T) for an output (N, H, W, K) or (N, T, K)); this "
-                         "model and these labels are not dense")
+        raise InputError(
+            "mask marks the positions that count in a dense model's labels (y "
+            "(N, H, W) or (N, T) for an output (N, H, W, K) or (N, T, K)); this "
+            "model and these labels are not dense"
+        )
     if opts.multi_label or (opts.multi_label is None and is_multi_hot(y)):
         return diagnose_multilabel(lm, x, y, opts)
     return _diagnose(lm, raw_arrays(x, y, opts), opts)
@@ -324,10 +351,17 @@ def _diagnose_quietly(lm: Any, raw: Any, opts: Options) -> Report:
     if ev.n_samples == 0:
         raise InputError(f"DATA: {bound.path} holds no samples")
     labels = bound.label_info()  # a streamed source knows its label encoding only now
-    return build_report(lm, facts, predictor, ev, data_path=bound.path,
-                        class_names=labels.class_names,
-                        label_encoding=labels.encoding, opts=opts,
-                        sampled_from=n_total if indices is not None else None)
+    return build_report(
+        lm,
+        facts,
+        predictor,
+        ev,
+        data_path=bound.path,
+        class_names=labels.class_names,
+        label_encoding=labels.encoding,
+        opts=opts,
+        sampled_from=n_total if indices is not None else None,
+    )
 
 
 def _npz_labels_fit(data_path: str | os.PathLike[str], y_key: str, lm: Any) -> bool:
@@ -410,8 +444,10 @@ def build_report(
         notes=tuple(lm.notes) + tuple(ev.notes),
     )
     # what the HTML report plots per input: from the pass and its bounded sample
-    inputs = [value_summary(st, sample_inputs[i] if i < len(sample_inputs) else None)
-              for i, st in enumerate(ev.inputs)]
+    inputs = [
+        value_summary(st, sample_inputs[i] if i < len(sample_inputs) else None)
+        for i, st in enumerate(ev.inputs)
+    ]
     data_info = DataSection(
         path=data_path,
         n_samples=ev.n_samples,
@@ -430,8 +466,7 @@ def build_report(
         metrics=metrics,
         findings=tuple(ordered),
         errors=tuple(errors),
-        experiments=tuple(results_dicts(ctx.experiments.results())) if ctx.experiments
-        else (),
+        experiments=tuple(results_dicts(ctx.experiments.results())) if ctx.experiments else (),
         chain=tuple(chain),
         outcomes=tuple(run.outcomes),
         ignored=dict(opts.ignore),
@@ -469,15 +504,19 @@ def value_summary(st: Any, values: np.ndarray | None) -> InputSummary:
     from kerasdoctor.sections import Histogram, InputSummary, int_tuple
 
     mean, std, lo, hi = st.moments.pooled()
-    info = InputSummary(name=st.name, shape=tuple(st.shape), dtype=st.dtype, mean=mean,
-                        std=std, min=lo, max=hi)
+    info = InputSummary(
+        name=st.name, shape=tuple(st.shape), dtype=st.dtype, mean=mean, std=std, min=lo, max=hi
+    )
     if values is None:
         return info
     m = st.moments
     with np.errstate(invalid="ignore", divide="ignore"):
         rms = np.sqrt(np.where(m.count > 0, m.m2 / np.maximum(m.count, 1), np.nan) + m.mean**2)
-    info = replace(info, feature_rms=tuple(float(v) for v in rms[:MAX_FEATURES_SHOWN]),
-                   n_features=int(m.n_features))
+    info = replace(
+        info,
+        feature_rms=tuple(float(v) for v in rms[:MAX_FEATURES_SHOWN]),
+        n_features=int(m.n_features),
+    )
     finite = np.isfinite(m.min) & np.isfinite(m.max)
     a = np.asarray(values)
     if not finite.any() or a.dtype.kind not in "biuf" or a.size == 0:
@@ -490,5 +529,6 @@ def value_summary(st: Any, values: np.ndarray | None) -> InputSummary:
     if rows < a.shape[0]:  # evenly spread rows: the sample is sorted by position in the data
         a = a[np.linspace(0, a.shape[0] - 1, rows).astype(np.int64)]
     counts, _ = np.histogram(a.astype(np.float64, copy=False), bins=HIST_BINS, range=(lo, hi))
-    return replace(info, histogram=Histogram(lo=lo, hi=hi, counts=int_tuple(counts),
-                                             n_rows=int(rows)))
+    return replace(
+        info, histogram=Histogram(lo=lo, hi=hi, counts=int_tuple(counts), n_rows=int(rows))
+    )

@@ -77,8 +77,10 @@ class DataSpec:
             ("--feature-columns", _joined(self.feature_columns)),
             ("--drop-columns", _joined(self.drop_columns)),
             ("--class-names", _joined(self.class_names)),
-            ("--image-size", None if self.image_size is None else
-             f"{self.image_size[0]}x{self.image_size[1]}"),
+            (
+                "--image-size",
+                None if self.image_size is None else f"{self.image_size[0]}x{self.image_size[1]}",
+            ),
             ("--x-key", self.x_key),
             ("--y-key", None if self.y_key == "y" else self.y_key),
             ("--ignore-label", None if self.ignore_label is None else str(self.ignore_label)),
@@ -99,14 +101,21 @@ class DataSpec:
         if kind is None and not path.startswith("<"):
             kind = data_kind(path) or _kind_by_name(path)
         flags = self.flags(kind)
-        return " ".join([shell_path(path)] + [
-            shell_path(a) if i and flags[i - 1] == "--labels" else shlex.quote(a)
-            for i, a in enumerate(flags)])
+        return " ".join(
+            [shell_path(path)]
+            + [
+                shell_path(a) if i and flags[i - 1] == "--labels" else shlex.quote(a)
+                for i, a in enumerate(flags)
+            ]
+        )
 
     def options(self) -> dict[str, Any]:
         """The spec as keyword options of kerasdoctor.diagnose() (only what is set)."""
-        return {f.name: getattr(self, f.name) for f in fields(self)
-                if getattr(self, f.name) not in (None, "y")}
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if getattr(self, f.name) not in (None, "y")
+        }
 
 
 def _joined(values: Sequence[str] | None) -> str | None:
@@ -116,9 +125,12 @@ def _joined(values: Sequence[str] | None) -> str | None:
 def _kind_by_name(path: str) -> str | None:
     """The kind of a path that does not exist (yet): by its suffix."""
     name = path.lower()
-    for kind, suffixes in (("npz", (".npz",)), ("npy", (".npy",)),
-                           ("csv", (".csv", ".tsv", ".csv.gz", ".tsv.gz")),
-                           ("parquet", (".parquet", ".pq"))):
+    for kind, suffixes in (
+        ("npz", (".npz",)),
+        ("npy", (".npy",)),
+        ("csv", (".csv", ".tsv", ".csv.gz", ".tsv.gz")),
+        ("parquet", (".parquet", ".pq")),
+    ):
         if name.endswith(suffixes):
             return kind
     return None

@@ -50,10 +50,13 @@ OUT_BYTES = 64 * 2**20  # bound on one batch's model output (float32)
 CHUNK = 2**21  # positions x classes handled at once within a batch
 
 CHECKS = (  # what this diagnosis runs (the JUnit report lists exactly these)
-    ("prediction-collapse", Kind.SYMPTOM), ("missing-classes", Kind.SYMPTOM),
-    ("chance-level", Kind.SYMPTOM), ("quality-gate", Kind.SYMPTOM),
+    ("prediction-collapse", Kind.SYMPTOM),
+    ("missing-classes", Kind.SYMPTOM),
+    ("chance-level", Kind.SYMPTOM),
+    ("quality-gate", Kind.SYMPTOM),
     *((c, Kind.CAUSE) for c in CAUSES),
-    ("decision-threshold", Kind.CAUSE), ("class-imbalance", Kind.CAUSE),
+    ("decision-threshold", Kind.CAUSE),
+    ("class-imbalance", Kind.CAUSE),
 )
 
 
@@ -83,15 +86,19 @@ def labels_fit(y: Any, out_shape: Sequence[int | None]) -> bool:
     def fits(a: Sequence[int], b: Sequence[int | None]) -> bool:
         return len(a) == len(b) and all(d is None or d == e for e, d in zip(a, b))
 
-    if (len(shape) == 2 and shape[1] == out_shape[-1] and out_shape[1] != shape[1]
-            and np.all(np.sum(y, axis=1) == 1)):
+    if (
+        len(shape) == 2
+        and shape[1] == out_shape[-1]
+        and out_shape[1] != shape[1]
+        and np.all(np.sum(y, axis=1) == 1)
+    ):
         return False  # one-hot (N, K) rows for an (N, ?, K) output: the single-label reading
     return fits(shape[1:], out_shape[1:-1]) or fits(shape[1:], out_shape[1:])
 
 
-def read_dense_npz(path: str | os.PathLike[str], x_key: str | None, y_key: str
-                   ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray | None,
-                              list[str] | None]:
+def read_dense_npz(
+    path: str | os.PathLike[str], x_key: str | None, y_key: str
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray | None, list[str] | None]:
     """Inputs, raw y, the optional `mask` and the class names of an .npz (the checks of
     multilabel.read_multilabel_npz: no pickle, damaged members refused)."""
     from kerasdoctor.multilabel import read_multilabel_npz
@@ -112,8 +119,9 @@ def diagnose_npz(lm: Any, data_path: str | os.PathLike[str], opts: Any) -> Repor
     return diagnose_loaded(lm, str(data_path), arrays, y, mask, names, opts)
 
 
-def diagnose_arrays(lm: Any, x: Any, y: Any, opts: Any, mask: Any = None,
-                    samples: bool = True) -> Report:
+def diagnose_arrays(
+    lm: Any, x: Any, y: Any, opts: Any, mask: Any = None, samples: bool = True
+) -> Report:
     """kerasdoctor.diagnose(model, x, y) with a model whose output has rank >= 3; `mask`
     (N, ...) marks the positions that count (the .npz's `mask`)."""
     if isinstance(x, Mapping):
@@ -122,8 +130,7 @@ def diagnose_arrays(lm: Any, x: Any, y: Any, opts: Any, mask: Any = None,
         arrays = {f"x{i}": np.asarray(v) for i, v in enumerate(x)}
     else:
         arrays = {"x": np.asarray(x)}
-    return diagnose_loaded(lm, "<arrays>", arrays, np.asarray(y), mask, None, opts,
-                           samples=samples)
+    return diagnose_loaded(lm, "<arrays>", arrays, np.asarray(y), mask, None, opts, samples=samples)
 
 
 def _fmt(shape: Sequence[Any]) -> str:
@@ -152,12 +159,20 @@ def check_labels(y: np.ndarray, out_shape: Sequence[int | None], where: str) -> 
         return _Shapes(int(k_out), True)
     raise InputError(
         f"{where} has shape {_fmt(y.shape)} but the model outputs {_fmt(out_shape)}; dense "
-        f"labels are class indices {_fmt(tuple(out_shape[:-1]))} or one-hot {_fmt(out_shape)}")
+        f"labels are class indices {_fmt(tuple(out_shape[:-1]))} or one-hot {_fmt(out_shape)}"
+    )
 
 
-def diagnose_loaded(lm: Any, path: str, arrays: Mapping[str, np.ndarray], y: np.ndarray,
-                    mask: Any, names: Sequence[str] | None, opts: Any,
-                    samples: bool = True) -> Report:
+def diagnose_loaded(
+    lm: Any,
+    path: str,
+    arrays: Mapping[str, np.ndarray],
+    y: np.ndarray,
+    mask: Any,
+    names: Sequence[str] | None,
+    opts: Any,
+    samples: bool = True,
+) -> Report:
     """The diagnosis of labels read whole (.npz or arrays). `samples`: pick the few samples
     the HTML report draws (DenseReport.samples; the callback, which keeps a report per
     epoch, does without)."""
@@ -171,21 +186,29 @@ def diagnose_loaded(lm: Any, path: str, arrays: Mapping[str, np.ndarray], y: np.
     if y.dtype.kind == "f" and not all(np.isfinite(y[s]).all() for s in _row_spans(y)):
         raise InputError(f"{where} has NaN/Inf labels")
     n = y.shape[0]
-    pos_shape = y.shape[:-1] if shapes.onehot or (shapes.k_out == 1 and y.ndim ==
-                                                  len(lm.output_shape)) else y.shape
+    pos_shape = (
+        y.shape[:-1]
+        if shapes.onehot or (shapes.k_out == 1 and y.ndim == len(lm.output_shape))
+        else y.shape
+    )
     if mask is not None:
         mask = np.asarray(mask)
         if mask.shape != pos_shape or mask.dtype.kind not in "biu":
-            raise InputError(f"DATA: {path}: 'mask' has shape {_fmt(mask.shape)} "
-                             f"({mask.dtype}); expected booleans {_fmt(pos_shape)} "
-                             "(True = the position counts)")
+            raise InputError(
+                f"DATA: {path}: 'mask' has shape {_fmt(mask.shape)} "
+                f"({mask.dtype}); expected booleans {_fmt(pos_shape)} "
+                "(True = the position counts)"
+            )
         if mask.dtype != bool:
             mask = mask != 0
     k = shapes.k
     class_names = names_for_classes(names, opts.class_names, k, where)
     ignore_label = getattr(opts, "ignore_label", None)
-    labels = _Labels(_label_indices(y, shapes, pos_shape), mask,
-                     None if ignore_label is None else int(ignore_label))
+    labels = _Labels(
+        _label_indices(y, shapes, pos_shape),
+        mask,
+        None if ignore_label is None else int(ignore_label),
+    )
     counts_any = False
     for s in _row_spans(labels.idx):
         yi, cb = labels.rows(s)
@@ -201,8 +224,9 @@ def diagnose_loaded(lm: Any, path: str, arrays: Mapping[str, np.ndarray], y: np.
         return _diagnose(lm, path, xs, labels, shapes, class_names, indices, opts, samples)
 
 
-def check_label_values(yi: np.ndarray, cb: np.ndarray, k: int, where: str, row0: int,
-                       ignore_label: int | None) -> None:
+def check_label_values(
+    yi: np.ndarray, cb: np.ndarray, k: int, where: str, row0: int, ignore_label: int | None
+) -> None:
     """Every counted label is a class of the model (rows row0.. of the data)."""
     bad = cb & ((yi < 0) | (yi >= k))
     if bad.any():
@@ -210,8 +234,11 @@ def check_label_values(yi: np.ndarray, cb: np.ndarray, k: int, where: str, row0:
         at = (int(first[0]) + row0, *(int(v) for v in first[1:]))
         raise InputError(
             f"{where} holds label {yi[tuple(first)]} at {at}; the model has {k} classes "
-            "(0.." + str(k - 1) + ")" + ("" if ignore_label is not None else
-                                         "; mark void labels with --ignore-label"))
+            "(0.."
+            + str(k - 1)
+            + ")"
+            + ("" if ignore_label is not None else "; mark void labels with --ignore-label")
+        )
 
 
 ROW_ELEMENTS = 2**20  # elements of the labels handled at once outside the pass
@@ -269,8 +296,9 @@ class _Labels:
     def rows(self, sel: slice | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(int64 class indices, counted) of these rows."""
         yi = np.asarray(self.idx[sel], dtype=np.int64)
-        cb = (np.ones(yi.shape, bool) if self.mask is None
-              else np.array(self.mask[sel], dtype=bool))  # a copy: &= below must not write back
+        cb = (
+            np.ones(yi.shape, bool) if self.mask is None else np.array(self.mask[sel], dtype=bool)
+        )  # a copy: &= below must not write back
         if self.ignore is not None:
             cb &= yi != self.ignore
         return yi, cb
@@ -314,8 +342,7 @@ class _Picker:
     the SAMPLE_WORST worst by share of foreground lost to the majority class, and seeded picks,
     so memory is a few masks whatever N."""
 
-    def __init__(self, n: int, majority: int, seed: int, spatial: tuple[int, ...],
-                 k: int) -> None:
+    def __init__(self, n: int, majority: int, seed: int, spatial: tuple[int, ...], k: int) -> None:
         self.majority = majority
         self.spatial = spatial
         self.stride = max(1, -(-max(spatial) // SAMPLE_SIDE))
@@ -333,8 +360,7 @@ class _Picker:
         s = self.stride
 
         def mask(j: int) -> np.ndarray:
-            return np.ascontiguousarray(
-                pred[j].reshape(self.spatial)[::s, ::s].astype(self.dtype))
+            return np.ascontiguousarray(pred[j].reshape(self.spatial)[::s, ::s].astype(self.dtype))
 
         seeded = set(self.seeded)
         for j in range(len(lost)):
@@ -394,8 +420,9 @@ def _rgb(v: np.ndarray) -> np.ndarray:
     return np.asarray(np.round(scaled * 255), dtype=np.uint8)
 
 
-def _mask_samples(picker: _Picker, acc: _Acc, xs: Sequence[Any], labels: _Labels,
-                  rows: np.ndarray) -> tuple[MaskSample, ...]:
+def _mask_samples(
+    picker: _Picker, acc: _Acc, xs: Sequence[Any], labels: _Labels, rows: np.ndarray
+) -> tuple[MaskSample, ...]:
     """The chosen samples, their labels and inputs read back from the data (one row each)."""
     s = picker.stride
     which = _image_input(xs, picker.spatial)
@@ -405,13 +432,23 @@ def _mask_samples(picker: _Picker, acc: _Acc, xs: Sequence[Any], labels: _Labels
         yi, cb = labels.rows(slice(row, row + 1))
         image = None
         if which is not None:
-            v = np.asarray(xs[which][row:row + 1])[0]
+            v = np.asarray(xs[which][row : row + 1])[0]
             image = _rgb(v[::s, ::s])
         counted = int(acc.counted[pos])
-        out.append(MaskSample(
-            row=row, why=why, true=yi[0][::s, ::s].astype(picker.dtype), pred=pred,
-            void=~cb[0][::s, ::s], image=image, stride=s, foreground=fg, lost=lost,
-            accuracy=float(acc.hit_k[pos].sum() / counted) if counted else None))
+        out.append(
+            MaskSample(
+                row=row,
+                why=why,
+                true=yi[0][::s, ::s].astype(picker.dtype),
+                pred=pred,
+                void=~cb[0][::s, ::s],
+                image=image,
+                stride=s,
+                foreground=fg,
+                lost=lost,
+                accuracy=float(acc.hit_k[pos].sum() / counted) if counted else None,
+            )
+        )
     return tuple(out)
 
 
@@ -450,8 +487,15 @@ class _Acc:
         self.kept: list[tuple[np.ndarray, list[np.ndarray], np.ndarray, np.ndarray]] = []
         # ^ (row ids, inputs, class indices, counted) of the rows the experiments re-run
 
-    def add(self, p: np.ndarray, yb: np.ndarray, cb: np.ndarray, log_prior: np.ndarray,
-            at: int, majority: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    def add(
+        self,
+        p: np.ndarray,
+        yb: np.ndarray,
+        cb: np.ndarray,
+        log_prior: np.ndarray,
+        at: int,
+        majority: int | None = None,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         """Fold in one batch: probabilities p (b, positions, K), class indices yb and counted
         cb (b, positions), for this block's rows at..at+b. Returns the batch's predicted
         classes (b, positions) and, given the majority class, each sample's foreground
@@ -465,8 +509,11 @@ class _Acc:
             self.dropped += int((cb & ~finite).sum())
             cb = cb & finite
         # the model's rule over the whole batch: (b, positions), kept for the picker's masks
-        pred_all = ((p[..., 1] > 0.5).astype(np.int64) if k == 2 and self.sample_hist is not None
-                    else np.argmax(p, axis=-1))
+        pred_all = (
+            (p[..., 1] > 0.5).astype(np.int64)
+            if k == 2 and self.sample_hist is not None
+            else np.argmax(p, axis=-1)
+        )
         if cb.all():  # views, no copy of the batch's outputs
             s_of = np.repeat(np.arange(b), cb.shape[1])
             pb, yb, predb = p.reshape(-1, k), yb.reshape(-1), pred_all.reshape(-1)
@@ -475,8 +522,12 @@ class _Acc:
             pb, yb, predb = p[cb], yb[cb], pred_all[cb]
         lost = np.zeros(b, np.int64) if majority is not None else None
         for c0 in range(0, len(yb), CHUNK // k):  # bounded temporaries: CHUNK elements
-            pc, yc, g = pb[c0:c0 + CHUNK // k], yb[c0:c0 + CHUNK // k], s_of[c0:c0 + CHUNK // k]
-            pred = predb[c0:c0 + CHUNK // k]
+            pc, yc, g = (
+                pb[c0 : c0 + CHUNK // k],
+                yb[c0 : c0 + CHUNK // k],
+                s_of[c0 : c0 + CHUNK // k],
+            )
+            pred = predb[c0 : c0 + CHUNK // k]
             if lost is not None:  # foreground predicted as majority
                 lost += np.bincount(g[(yc != majority) & (pred == majority)], minlength=b)
             adj = np.argmax(np.log(np.maximum(pc, 1e-12)) - log_prior, axis=1)
@@ -487,17 +538,22 @@ class _Acc:
             del key
             self.max_score = np.maximum(self.max_score, pc.max(axis=0))
             self.counted[start:stop] += np.bincount(g, minlength=b)
-            for target, cls, w in ((self.true_k, yc, None), (self.pred_k, pred, None),
-                                   (self.hit_k, yc, pred == yc), (self.adj_pred_k, adj, None),
-                                   (self.adj_hit_k, yc, adj == yc)):
+            for target, cls, w in (
+                (self.true_k, yc, None),
+                (self.pred_k, pred, None),
+                (self.hit_k, yc, pred == yc),
+                (self.adj_pred_k, adj, None),
+                (self.adj_hit_k, yc, adj == yc),
+            ):
                 keys = g * k + cls
                 if w is not None:
                     keys = keys[w]
                 target[start:stop] += np.bincount(keys, minlength=b * k).reshape(b, k)
             if self.sample_hist is not None:
                 key1 = (g * 2 + yc) * BINS + bins[:, 1]
-                self.sample_hist[start:stop] += np.bincount(
-                    key1, minlength=b * 2 * BINS).reshape(b, 2, BINS)
+                self.sample_hist[start:stop] += np.bincount(key1, minlength=b * 2 * BINS).reshape(
+                    b, 2, BINS
+                )
         return pred_all, lost
 
     def merge(self, other: _Acc) -> _Acc:
@@ -519,13 +575,15 @@ class _Acc:
     def finish(self, n: int) -> _Acc:
         """Join the per-sample blocks in global row order; they must cover rows 0..n-1."""
         mine = [(self.start, tuple(getattr(self, a) for a in PER_SAMPLE))]
-        blocks = sorted((b for b in [*mine, *self.blocks] if b[1][0].shape[0]),
-                        key=lambda b: b[0])
+        blocks = sorted((b for b in [*mine, *self.blocks] if b[1][0].shape[0]), key=lambda b: b[0])
         at = 0
         for start, arrays in blocks:
             if start != at:
-                raise RuntimeError(f"the merged state lacks rows {at}..{start - 1}"
-                                   if start > at else f"the merged state has row {start} twice")
+                raise RuntimeError(
+                    f"the merged state lacks rows {at}..{start - 1}"
+                    if start > at
+                    else f"the merged state has row {start} twice"
+                )
             at += int(arrays[0].shape[0])
         if at != n:
             raise RuntimeError(f"the merged state holds {at} rows, not {n}")
@@ -550,8 +608,9 @@ def _probs(raw: np.ndarray, head: str, k_out: int) -> np.ndarray:
     return p
 
 
-def pass_batch(xs: Sequence[Any], label_shape: Sequence[int], shapes: _Shapes,
-               batch_size: int | None) -> int:
+def pass_batch(
+    xs: Sequence[Any], label_shape: Sequence[int], shapes: _Shapes, batch_size: int | None
+) -> int:
     """Rows per batch: the probe's default, bounded so that the output (positions x K
     float32 per sample) stays under OUT_BYTES."""
     from kerasdoctor.probe import default_batch_size
@@ -564,21 +623,32 @@ def pass_batch(xs: Sequence[Any], label_shape: Sequence[int], shapes: _Shapes,
     return batch
 
 
-def _predict_probs(lm: Any, predictor: Any, head: str, part: list[Any],
-                   label_shape: Sequence[int], shapes: _Shapes) -> np.ndarray:
+def _predict_probs(
+    lm: Any, predictor: Any, head: str, part: list[Any], label_shape: Sequence[int], shapes: _Shapes
+) -> np.ndarray:
     """One batch's class probabilities (b, positions, K)."""
     from kerasdoctor.multilabel import run_batch
 
     raw = run_batch(lm, predictor, part)
     if tuple(raw.shape[1:-1]) != tuple(label_shape[1:]) or raw.shape[-1] != shapes.k_out:
-        raise InputError(f"MODEL: {lm.path} outputs {_fmt(raw.shape)} but the labels are "
-                         f"{_fmt(label_shape)}")
+        raise InputError(
+            f"MODEL: {lm.path} outputs {_fmt(raw.shape)} but the labels are {_fmt(label_shape)}"
+        )
     return _probs(raw, head, shapes.k_out).reshape(raw.shape[0], -1, shapes.k)
 
 
-def _pass(lm: Any, facts: Any, xs: list[Any], labels: _Labels, shapes: _Shapes,
-          prior: np.ndarray, rows: np.ndarray, opts: Any, notes: list[str],
-          picker: _Picker | None = None) -> _Acc:
+def _pass(
+    lm: Any,
+    facts: Any,
+    xs: list[Any],
+    labels: _Labels,
+    shapes: _Shapes,
+    prior: np.ndarray,
+    rows: np.ndarray,
+    opts: Any,
+    notes: list[str],
+    picker: _Picker | None = None,
+) -> _Acc:
     """One pass over the batches of `rows`: labels and outputs are read a batch at a time and
     only the accumulators (and the picker's few masks) outlive it."""
     from kerasdoctor.probe import Predictor
@@ -601,8 +671,9 @@ def _pass(lm: Any, facts: Any, xs: list[Any], labels: _Labels, shapes: _Shapes,
         p = _predict_probs(lm, predictor, facts.head, part, labels.shape, shapes)
         yb, cb = labels.rows(slice(start, stop) if contiguous else sel)
         yb, cb = yb.reshape(len(sel), -1), cb.reshape(len(sel), -1)
-        pred_all, lost = acc.add(p, yb, cb, log_prior, start,
-                                 picker.majority if picker is not None else None)
+        pred_all, lost = acc.add(
+            p, yb, cb, log_prior, start, picker.majority if picker is not None else None
+        )
         del p
         if lost is not None and picker is not None:
             fg = acc.counted[start:stop] - acc.true_k[start:stop, picker.majority]
@@ -613,26 +684,48 @@ def _pass(lm: Any, facts: Any, xs: list[Any], labels: _Labels, shapes: _Shapes,
     return acc
 
 
-def _model_causes(lm: Any, facts: Any, xs: list[Any], labels: _Labels,
-                  rows: np.ndarray, shapes: _Shapes, findings: Sequence[Finding], opts: Any,
-                  path: str | None = None) -> tuple[list[Finding], list[dict[str, Any]]]:
+def _model_causes(
+    lm: Any,
+    facts: Any,
+    xs: list[Any],
+    labels: _Labels,
+    rows: np.ndarray,
+    shapes: _Shapes,
+    findings: Sequence[Finding],
+    opts: Any,
+    path: str | None = None,
+) -> tuple[list[Finding], list[dict[str, Any]]]:
     """Input preparation, BatchNorm statistics, a one-unit softmax: the model-level causes,
     tried on a bounded sample of the samples and scored over positions (task_causes); with
     DATA's `path`, a repairable finding offers `fix --repair` first."""
     from kerasdoctor.task_causes import DenseTask, model_causes, sample_rows
 
-    symptoms = [f.id for f in findings if f.kind is Kind.SYMPTOM
-                and f.severity is not Severity.INFO and f.id != "quality-gate"]
-    skip = set(opts.ignore) | ({c for c in CAUSES if c not in opts.only}
-                               if getattr(opts, "only", None) is not None else set())
+    symptoms = [
+        f.id
+        for f in findings
+        if f.kind is Kind.SYMPTOM and f.severity is not Severity.INFO and f.id != "quality-gate"
+    ]
+    skip = set(opts.ignore) | (
+        {c for c in CAUSES if c not in opts.only}
+        if getattr(opts, "only", None) is not None
+        else set()
+    )
     if not symptoms or set(CAUSES) <= skip:
         return [], []
     per_row = int(np.prod(labels.shape[1:], dtype=np.int64)) * max(shapes.k_out, 2)
     pick = sample_rows(len(rows), per_row, opts.seed, dense=True)
     sample = [np.asarray(a[rows[pick]]) for a in xs]
     task = DenseTask(*labels.rows(rows[pick]), shapes.k, shapes.k_out, facts.head)
-    found, trials = model_causes(lm, facts, sample, task, symptoms=symptoms, seed=opts.seed,
-                                 paths=None if path is None else (lm.path, path), opts=opts)
+    found, trials = model_causes(
+        lm,
+        facts,
+        sample,
+        task,
+        symptoms=symptoms,
+        seed=opts.seed,
+        paths=None if path is None else (lm.path, path),
+        opts=opts,
+    )
     return [f for f in found if f.id not in skip], trials
 
 
@@ -658,11 +751,12 @@ def youden_bin(neg: np.ndarray, pos: np.ndarray) -> int:
 def split_samples(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     order = rng.permutation(n)
-    return np.sort(order[: n // 2]), np.sort(order[n // 2:])
+    return np.sort(order[: n // 2]), np.sort(order[n // 2 :])
 
 
-def _scores(true_k: np.ndarray, pred_k: np.ndarray, hit_k: np.ndarray
-            ) -> tuple[np.ndarray, np.ndarray]:
+def _scores(
+    true_k: np.ndarray, pred_k: np.ndarray, hit_k: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """(balanced accuracy, mean IoU) from summed counts; leading axes are replicates."""
     with np.errstate(invalid="ignore", divide="ignore"):
         present = true_k > 0
@@ -672,8 +766,9 @@ def _scores(true_k: np.ndarray, pred_k: np.ndarray, hit_k: np.ndarray
         return np.nanmean(recall, axis=-1), np.nanmean(iou, axis=-1)
 
 
-def paired_gain(before: tuple[np.ndarray, ...], after: tuple[np.ndarray, ...],
-                seed: int) -> tuple[float, float, float, float, float, float]:
+def paired_gain(
+    before: tuple[np.ndarray, ...], after: tuple[np.ndarray, ...], seed: int
+) -> tuple[float, float, float, float, float, float]:
     """(ba before, ba after, miou before, miou after, gain in ba, its bootstrap SE) over the
     samples given as per-sample (true, predicted, hit) class counts."""
     b_ba, b_iou = _scores(*(a.sum(axis=0) for a in before))
@@ -690,11 +785,11 @@ def paired_gain(before: tuple[np.ndarray, ...], after: tuple[np.ndarray, ...],
 # ------------------------------------------------------------------ the diagnosis
 
 
-def label_counts(yi: np.ndarray, cb: np.ndarray, in_fit: np.ndarray, k: int
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def label_counts(
+    yi: np.ndarray, cb: np.ndarray, in_fit: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Counted positions per class of some rows: (all of them, those of the fit half)."""
-    return (np.bincount(yi[cb], minlength=k),
-            np.bincount(yi[in_fit][cb[in_fit]], minlength=k))
+    return (np.bincount(yi[cb], minlength=k), np.bincount(yi[in_fit][cb[in_fit]], minlength=k))
 
 
 def position_prior(fit_counts: np.ndarray) -> np.ndarray:
@@ -703,10 +798,19 @@ def position_prior(fit_counts: np.ndarray) -> np.ndarray:
     return prior
 
 
-def _diagnose(lm: Any, path: str, xs: list[Any], labels: _Labels, shapes: _Shapes,
-              names: list[str], indices: np.ndarray | None, opts: Any,
-              samples: bool = True) -> Report:
+def _diagnose(
+    lm: Any,
+    path: str,
+    xs: list[Any],
+    labels: _Labels,
+    shapes: _Shapes,
+    names: list[str],
+    indices: np.ndarray | None,
+    opts: Any,
+    samples: bool = True,
+) -> Report:
     from kerasdoctor.model_facts import read_facts
+
     facts = read_facts(lm)
     k = shapes.k
     n_all = labels.shape[0]
@@ -725,19 +829,47 @@ def _diagnose(lm: Any, path: str, xs: list[Any], labels: _Labels, shapes: _Shape
         fit_counts += got_fit
     prior = position_prior(fit_counts)
     spatial = labels.shape[1:]
-    picker = (_Picker(n, int(np.argmax(all_counts)), opts.seed, spatial, k)
-              if samples and len(spatial) == 2 else None)  # (N, H, W): images, not tokens
+    picker = (
+        _Picker(n, int(np.argmax(all_counts)), opts.seed, spatial, k)
+        if samples and len(spatial) == 2
+        else None
+    )  # (N, H, W): images, not tokens
     acc = _pass(lm, facts, xs, labels, shapes, prior, rows, opts, [], picker)
     drawn = _mask_samples(picker, acc, xs, labels, rows) if picker is not None else ()
-    return dense_report(lm, facts, path, acc, xs, labels, rows, shapes, names, prior, opts,
-                        sampled_from=None if indices is None else int(n_all), samples=drawn)
+    return dense_report(
+        lm,
+        facts,
+        path,
+        acc,
+        xs,
+        labels,
+        rows,
+        shapes,
+        names,
+        prior,
+        opts,
+        sampled_from=None if indices is None else int(n_all),
+        samples=drawn,
+    )
 
 
-def dense_report(lm: Any, facts: Any, path: str, acc: _Acc, xs: Sequence[Any],
-                 labels: _Labels, rows: np.ndarray, shapes: _Shapes, names: list[str],
-                 prior: np.ndarray, opts: Any, *, sampled_from: int | None = None,
-                 samples: tuple[MaskSample, ...] = (),
-                 shards: int | None = None) -> DenseReport:
+def dense_report(
+    lm: Any,
+    facts: Any,
+    path: str,
+    acc: _Acc,
+    xs: Sequence[Any],
+    labels: _Labels,
+    rows: np.ndarray,
+    shapes: _Shapes,
+    names: list[str],
+    prior: np.ndarray,
+    opts: Any,
+    *,
+    sampled_from: int | None = None,
+    samples: tuple[MaskSample, ...] = (),
+    shards: int | None = None,
+) -> DenseReport:
     """The report from the pass's accumulator: the single run and the sharded (Beam) run
     both end here. `xs` and `labels` are indexed by the ids in `rows`; the experiments read
     only the bounded sample of them (task_causes.sample_rows)."""
@@ -752,10 +884,10 @@ def dense_report(lm: Any, facts: Any, path: str, acc: _Acc, xs: Sequence[Any],
         notes.append(f"{acc.dropped} positions with NaN/Inf outputs were left out")
     spatial = labels.shape[1:]
     metrics = dense_metrics(acc, names, shapes)
-    findings = _findings(acc, metrics, names, shapes, prior, fit, test, facts, opts,
-                         paths=(lm.path, path))
-    causes, trials = _model_causes(lm, facts, list(xs), labels, rows, shapes, findings, opts,
-                                   path)
+    findings = _findings(
+        acc, metrics, names, shapes, prior, fit, test, facts, opts, paths=(lm.path, path)
+    )
+    causes, trials = _model_causes(lm, facts, list(xs), labels, rows, shapes, findings, opts, path)
     findings += causes
     only = getattr(opts, "only", None)
     outcomes, kept = [], []
@@ -769,36 +901,53 @@ def dense_report(lm: Any, facts: Any, path: str, acc: _Acc, xs: Sequence[Any],
             outcomes.append(Outcome(check_id, kind, "found" if mine else "passed"))
             kept += mine
     ordered, chain = rank(kept)
-    experiments = tuple(dict(f.evidence["experiment"], finding=f.id) for f in ordered
-                        if "experiment" in f.evidence)
+    experiments = tuple(
+        dict(f.evidence["experiment"], finding=f.id) for f in ordered if "experiment" in f.evidence
+    )
     logged = {e.get("key") for e in experiments}
     experiments += tuple(t for t in trials if t["key"] not in logged)  # the cures tried
     model_info = ModelSection(
-        path=lm.path, format=lm.format,
+        path=lm.path,
+        format=lm.format,
         inputs=tuple(ModelInput(s.name, tuple(s.shape)) for s in lm.inputs),
-        output=lm.output_name, output_shape=tuple(lm.output_shape),
-        n_outputs=facts.n_outputs, head=facts.head, loss=facts.loss,
+        output=lm.output_name,
+        output_shape=tuple(lm.output_shape),
+        n_outputs=facts.n_outputs,
+        head=facts.head,
+        loss=facts.loss,
         loss_from_logits=facts.loss_from_logits,
-        optimizer_iterations=facts.optimizer_iterations, notes=tuple(notes),
+        optimizer_iterations=facts.optimizer_iterations,
+        notes=tuple(notes),
     )
     data_info = DataSection(
-        path=path, n_samples=n, n_classes=k, class_names=tuple(names),
+        path=path,
+        n_samples=n,
+        n_classes=k,
+        class_names=tuple(names),
         label_counts=int_tuple(acc.true_k.sum(axis=0)),
         label_encoding="dense one-hot" if shapes.onehot else "dense index",
         label_shape=int_tuple(spatial),
         positions=int(acc.counted.sum()),
-        positions_excluded=int(n * int(np.prod(spatial, dtype=np.int64))
-                               - acc.counted.sum()),
+        positions_excluded=int(n * int(np.prod(spatial, dtype=np.int64)) - acc.counted.sum()),
         ignore_label=getattr(opts, "ignore_label", None),
         inputs=tuple(m.info(spec.name, n) for spec, m in zip(lm.inputs, acc.inputs)),
         sampled_from=None if sampled_from is None else int(sampled_from),
         seed=None if sampled_from is None else opts.seed,
         shards=shards,
     )
-    return DenseReport(model=model_info, data=data_info, metrics=metrics,
-                       findings=tuple(ordered), chain=tuple(chain), ignored=dict(opts.ignore),
-                       version=__version__, experiments=experiments, outcomes=tuple(outcomes),
-                       fail_on=opts.fail_on, samples=samples)
+    return DenseReport(
+        model=model_info,
+        data=data_info,
+        metrics=metrics,
+        findings=tuple(ordered),
+        chain=tuple(chain),
+        ignored=dict(opts.ignore),
+        version=__version__,
+        experiments=experiments,
+        outcomes=tuple(outcomes),
+        fail_on=opts.fail_on,
+        samples=samples,
+    )
 
 
 def dense_metrics(acc: _Acc, names: Sequence[str], shapes: _Shapes) -> DenseMetrics:
@@ -815,17 +964,22 @@ def dense_metrics(acc: _Acc, names: Sequence[str], shapes: _Shapes) -> DenseMetr
     for j in range(k):
         union = support[j] + predicted[j] - tp[j]
         auc = hist_auc(acc.hist[j, 0], acc.hist[j, 1])
-        per.append(DenseClassMetrics(
-            index=j, name=names[j], support=int(support[j]),
-            predicted=int(predicted[j]),
-            share=float(support[j] / total) if total else 0.0,
-            predicted_share=float(predicted[j] / total) if total else 0.0,
-            samples=int((acc.true_k[:, j] > 0).sum()),
-            recall=float(tp[j] / support[j]) if support[j] else None,
-            precision=float(tp[j] / predicted[j]) if predicted[j] else None,
-            iou=float(tp[j] / union) if union else None,
-            auc=auc, max_score=float(acc.max_score[j]),
-        ))
+        per.append(
+            DenseClassMetrics(
+                index=j,
+                name=names[j],
+                support=int(support[j]),
+                predicted=int(predicted[j]),
+                share=float(support[j] / total) if total else 0.0,
+                predicted_share=float(predicted[j] / total) if total else 0.0,
+                samples=int((acc.true_k[:, j] > 0).sum()),
+                recall=float(tp[j] / support[j]) if support[j] else None,
+                precision=float(tp[j] / predicted[j]) if predicted[j] else None,
+                iou=float(tp[j] / union) if union else None,
+                auc=auc,
+                max_score=float(acc.max_score[j]),
+            )
+        )
     recalls = [float(tp[j] / support[j]) for j in range(k) if support[j]]
     ious = [float(r.iou) for r in per if r.iou is not None]
     has = acc.counted > 0
@@ -885,29 +1039,38 @@ def _collapse(acc: _Acc, metrics: DenseMetrics) -> Finding | None:
     per = metrics.per_class[c]
     ps = metrics.per_sample
     if c == m:
-        lost = (f"{excess:.1%} of the foreground positions (99% lower bound {lower:.1%}) are "
-                "lost to it")
+        lost = (
+            f"{excess:.1%} of the foreground positions (99% lower bound {lower:.1%}) are lost to it"
+        )
         what = f"the majority class {per.name}"
     else:
-        lost = (f"{excess:.1%} of the positions of the other classes (99% lower bound "
-                f"{lower:.1%}) are lost to it, the majority class {metrics.per_class[m].name}"
-                " included")
+        lost = (
+            f"{excess:.1%} of the positions of the other classes (99% lower bound "
+            f"{lower:.1%}) are lost to it, the majority class {metrics.per_class[m].name}"
+            " included"
+        )
         what = f"{per.name}, which is not the majority class,"
     return Finding(
-        "prediction-collapse", Kind.SYMPTOM,
+        "prediction-collapse",
+        Kind.SYMPTOM,
         Severity.ERROR if excess >= 0.5 else Severity.WARNING,
-        f"{per.predicted_share:.1%} of the positions are predicted {per.name}; "
-        f"{per.share:.1%} are",
+        f"{per.predicted_share:.1%} of the positions are predicted {per.name}; {per.share:.1%} are",
         f"The model predicts {what} on {per.predicted_share:.1%} "
         f"of the {metrics.positions} counted positions against a label share of "
         f"{per.share:.1%}: {lost}. {ps.no_predicted_foreground:.1%} of the samples are "
         f"predicted with no foreground at all ({ps.no_true_foreground:.1%} truly have none).",
-        {"class": per.name, "predicted_share": per.predicted_share,
-         "label_share": per.share, "foreground_lost" if c == m else "others_lost": excess,
-         "foreground_lost_lower" if c == m else "others_lost_lower": lower,
-         "no_predicted_foreground": ps.no_predicted_foreground,
-         "no_true_foreground": ps.no_true_foreground,
-         "positions": metrics.positions, "samples": n})
+        {
+            "class": per.name,
+            "predicted_share": per.predicted_share,
+            "label_share": per.share,
+            "foreground_lost" if c == m else "others_lost": excess,
+            "foreground_lost_lower" if c == m else "others_lost_lower": lower,
+            "no_predicted_foreground": ps.no_predicted_foreground,
+            "no_true_foreground": ps.no_true_foreground,
+            "positions": metrics.positions,
+            "samples": n,
+        },
+    )
 
 
 def _chance(acc: _Acc, metrics: DenseMetrics) -> Finding | None:
@@ -924,15 +1087,28 @@ def _chance(acc: _Acc, metrics: DenseMetrics) -> Finding | None:
         return None
     q = np.array([r.predicted_share for r in per])[present]
     var = float(np.sum(q * (1 - q) / samples[present]) / kp**2)
-    return chance_level(metrics.balanced_accuracy, 1.0 / kp, var, "samples",
-                        "balanced accuracy over positions",
-                        {"n_classes_present": kp,
-                         "prediction_shares": [r.predicted_share for r in per]})
+    return chance_level(
+        metrics.balanced_accuracy,
+        1.0 / kp,
+        var,
+        "samples",
+        "balanced accuracy over positions",
+        {"n_classes_present": kp, "prediction_shares": [r.predicted_share for r in per]},
+    )
 
 
-def _findings(acc: _Acc, metrics: DenseMetrics, names: list[str], shapes: _Shapes,
-              prior: np.ndarray, fit: np.ndarray, test: np.ndarray, facts: Any,
-              opts: Any, paths: tuple[str, str] = ("MODEL", "DATA")) -> list[Finding]:
+def _findings(
+    acc: _Acc,
+    metrics: DenseMetrics,
+    names: list[str],
+    shapes: _Shapes,
+    prior: np.ndarray,
+    fit: np.ndarray,
+    test: np.ndarray,
+    facts: Any,
+    opts: Any,
+    paths: tuple[str, str] = ("MODEL", "DATA"),
+) -> list[Finding]:
     out: list[Finding] = []
     per = metrics.per_class
     k = shapes.k
@@ -940,19 +1116,36 @@ def _findings(acc: _Acc, metrics: DenseMetrics, names: list[str], shapes: _Shape
     collapse = _collapse(acc, metrics)
     if collapse is not None:
         out.append(collapse)
-    missing = [r for r in per if r.index != m and r.samples >= MIN_SAMPLES
-               and r.support >= MIN_POSITIONS and r.predicted == 0]
+    missing = [
+        r
+        for r in per
+        if r.index != m
+        and r.samples >= MIN_SAMPLES
+        and r.support >= MIN_POSITIONS
+        and r.predicted == 0
+    ]
     if missing:
-        out.append(Finding(
-            "missing-classes", Kind.SYMPTOM, Severity.ERROR,
-            f"{len(missing)} of {k} classes are never predicted",
-            f"No position is predicted {_names(missing)}, although "
-            + ", ".join(f"{r.name} covers {r.support} positions in {r.samples} "
-                        f"samples (max score {r.max_score:.2f})" for r in missing) + ".",
-            {"classes": [r.name for r in missing],
-             "support": [r.support for r in missing],
-             "samples": [r.samples for r in missing],
-             "max_score": [r.max_score for r in missing]}))
+        out.append(
+            Finding(
+                "missing-classes",
+                Kind.SYMPTOM,
+                Severity.ERROR,
+                f"{len(missing)} of {k} classes are never predicted",
+                f"No position is predicted {_names(missing)}, although "
+                + ", ".join(
+                    f"{r.name} covers {r.support} positions in {r.samples} "
+                    f"samples (max score {r.max_score:.2f})"
+                    for r in missing
+                )
+                + ".",
+                {
+                    "classes": [r.name for r in missing],
+                    "support": [r.support for r in missing],
+                    "samples": [r.samples for r in missing],
+                    "max_score": [r.max_score for r in missing],
+                },
+            )
+        )
     chance = _chance(acc, metrics)
     if chance is not None:
         out.append(chance)
@@ -961,19 +1154,34 @@ def _findings(acc: _Acc, metrics: DenseMetrics, names: list[str], shapes: _Shape
     if "min_recall" in gates:
         low = [r for r in per if r.recall is not None and r.recall < gates["min_recall"]]
         if low:
-            failed.append(f"recall below {gates['min_recall']:g} for " + ", ".join(
-                f"{r.name} ({r.recall:.2f})" for r in low))
+            failed.append(
+                f"recall below {gates['min_recall']:g} for "
+                + ", ".join(f"{r.name} ({r.recall:.2f})" for r in low)
+            )
     ba = metrics.balanced_accuracy
     if "min_balanced_accuracy" in gates and ba is not None and ba < gates["min_balanced_accuracy"]:
-        failed.append(f"balanced accuracy over positions {ba:.3f} < "
-                      f"{gates['min_balanced_accuracy']:g}")
+        failed.append(
+            f"balanced accuracy over positions {ba:.3f} < {gates['min_balanced_accuracy']:g}"
+        )
     if failed:
-        out.append(Finding("quality-gate", Kind.SYMPTOM, Severity.ERROR,
-                           "a quality gate is not met", "; ".join(failed) + ".",
-                           {"gates": gates, "balanced_accuracy": ba}))
-    starved = [r for r in per if r.index != m and r.support >= MIN_POSITIONS
-               and r.samples >= MIN_SAMPLES
-               and r.predicted_share <= STARVED_RATE * r.share]
+        out.append(
+            Finding(
+                "quality-gate",
+                Kind.SYMPTOM,
+                Severity.ERROR,
+                "a quality gate is not met",
+                "; ".join(failed) + ".",
+                {"gates": gates, "balanced_accuracy": ba},
+            )
+        )
+    starved = [
+        r
+        for r in per
+        if r.index != m
+        and r.support >= MIN_POSITIONS
+        and r.samples >= MIN_SAMPLES
+        and r.predicted_share <= STARVED_RATE * r.share
+    ]
     if not starved:
         return out
     symptom = collapse is not None or bool(missing)
@@ -982,31 +1190,49 @@ def _findings(acc: _Acc, metrics: DenseMetrics, names: list[str], shapes: _Shape
         out.append(thr)
         if starved[0].share < RARE_SHARE:
             r = starved[0]
-            out.append(Finding(
-                "class-imbalance", Kind.CAUSE, Severity.INFO,
-                f"{r.name} covers {r.share:.1%} of the positions",
-                f"{r.name} is {r.share:.1%} of the counted positions: binary "
-                "cross-entropy then keeps its scores below 0.5 early in training. The measured "
-                "cures are the threshold above, or a per-pixel sample_weight (code below).",
-                {"classes": [r.name], "share": [r.share]},
-                (_weight_fix(k, shapes),)))
+            out.append(
+                Finding(
+                    "class-imbalance",
+                    Kind.CAUSE,
+                    Severity.INFO,
+                    f"{r.name} covers {r.share:.1%} of the positions",
+                    f"{r.name} is {r.share:.1%} of the counted positions: binary "
+                    "cross-entropy then keeps its scores below 0.5 early in training. The measured "
+                    "cures are the threshold above, or a per-pixel sample_weight (code below).",
+                    {"classes": [r.name], "share": [r.share]},
+                    (_weight_fix(k, shapes),),
+                )
+            )
         return out
-    out.append(_imbalance(acc, metrics, names, shapes, prior, fit, test, starved, symptom,
-                          opts, paths=paths))
+    out.append(
+        _imbalance(
+            acc, metrics, names, shapes, prior, fit, test, starved, symptom, opts, paths=paths
+        )
+    )
     return out
 
 
-def _experiment_counts(acc: _Acc, rows: np.ndarray, adjusted: bool
-                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _experiment_counts(
+    acc: _Acc, rows: np.ndarray, adjusted: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if adjusted:
         return acc.true_k[rows], acc.adj_pred_k[rows], acc.adj_hit_k[rows]
     return acc.true_k[rows], acc.pred_k[rows], acc.hit_k[rows]
 
 
-def _imbalance(acc: _Acc, metrics: DenseMetrics, names: list[str], shapes: _Shapes,
-               prior: np.ndarray, fit: np.ndarray, test: np.ndarray,
-               starved: list[DenseClassMetrics], symptom: bool, opts: Any,
-               paths: tuple[str, str] = ("MODEL", "DATA")) -> Finding:
+def _imbalance(
+    acc: _Acc,
+    metrics: DenseMetrics,
+    names: list[str],
+    shapes: _Shapes,
+    prior: np.ndarray,
+    fit: np.ndarray,
+    test: np.ndarray,
+    starved: list[DenseClassMetrics],
+    symptom: bool,
+    opts: Any,
+    paths: tuple[str, str] = ("MODEL", "DATA"),
+) -> Finding:
     from kerasdoctor.multilabel import fix_commands
 
     k = shapes.k
@@ -1021,17 +1247,24 @@ def _imbalance(acc: _Acc, metrics: DenseMetrics, names: list[str], shapes: _Shap
     b_iou, a_iou = verdict["mean_iou_before"], verdict["mean_iou_after"]
     gain, noise, restores = verdict["gain"], verdict["noise"], verdict["restores"]
     validated = verdict["validated"]
-    severity = (Severity.ERROR if restores and symptom
-                else Severity.WARNING if restores else Severity.INFO)
+    severity = (
+        Severity.ERROR if restores and symptom else Severity.WARNING if restores else Severity.INFO
+    )
     experiment = {
         "what": f"logit adjustment: log of the class prior over the positions of one seeded "
-                f"half of the samples ({len(fit)}) subtracted from the log-probabilities, "
-                f"argmax, scored on the other half ({len(test)} samples)",
-        "balanced_accuracy_before": b_ba, "balanced_accuracy_after": a_ba,
-        "mean_iou_before": b_iou, "mean_iou_after": a_iou,
-        "rows": int(len(test)), "positions": int(before[0].sum()),
-        "gain": gain, "noise": noise, "restores": restores,
-        "mean_iou_gain": verdict["mean_iou_gain"], "mean_iou_noise": verdict["mean_iou_noise"],
+        f"half of the samples ({len(fit)}) subtracted from the log-probabilities, "
+        f"argmax, scored on the other half ({len(test)} samples)",
+        "balanced_accuracy_before": b_ba,
+        "balanced_accuracy_after": a_ba,
+        "mean_iou_before": b_iou,
+        "mean_iou_after": a_iou,
+        "rows": int(len(test)),
+        "positions": int(before[0].sum()),
+        "gain": gain,
+        "noise": noise,
+        "restores": restores,
+        "mean_iou_gain": verdict["mean_iou_gain"],
+        "mean_iou_noise": verdict["mean_iou_noise"],
         "validated": validated,
         "prior": [float(v) for v in prior],
     }
@@ -1041,29 +1274,40 @@ def _imbalance(acc: _Acc, metrics: DenseMetrics, names: list[str], shapes: _Shap
     detail = (
         f"{per[m].name} holds {share:.1%} of the counted positions; "
         f"{_names(starved)} ("
-        + ", ".join(f"{r.share:.1%}" for r in starved) + " of the positions) are predicted on "
-        + ", ".join(f"{r.predicted_share:.2%}" for r in starved) + ", although "
+        + ", ".join(f"{r.share:.1%}" for r in starved)
+        + " of the positions) are predicted on "
+        + ", ".join(f"{r.predicted_share:.2%}" for r in starved)
+        + ", although "
         "their scores rank them (ROC AUC "
-        + ", ".join("n/a" if r.auc is None else f"{r.auc:.2f}" for r in starved) + "). "
+        + ", ".join("n/a" if r.auc is None else f"{r.auc:.2f}" for r in starved)
+        + "). "
         f"Dividing the scores by the position prior (logit adjustment, prior from one half of "
         f"the samples) takes the balanced accuracy over positions on the other half from "
         f"{b_ba:.3f} to {a_ba:.3f} "
         + _versus_noise(restores, gain, noise)
         + f" and the mean IoU from {b_iou:.3f} to {a_iou:.3f} (±{iou_noise:.3f})"
-        + ("; both rise beyond noise, so the prior can be moved into the output bias"
-           if validated else
-           ": the adjustment buys recall of the rare classes with positions painted wrongly "
-           "(mIoU does not rise beyond noise), so it is no repair to ship"
-           if restores else "")
-        + (". The network has learnt the prior of the positions; train with per-position "
-           "class weights (or longer)." if restores else
-           ". Correcting for the prior does not help: the rare classes are not what this "
-           "model gets wrong first; see the causes above."))
+        + (
+            "; both rise beyond noise, so the prior can be moved into the output bias"
+            if validated
+            else ": the adjustment buys recall of the rare classes with positions painted wrongly "
+            "(mIoU does not rise beyond noise), so it is no repair to ship"
+            if restores
+            else ""
+        )
+        + (
+            ". The network has learnt the prior of the positions; train with per-position "
+            "class weights (or longer)."
+            if restores
+            else ". Correcting for the prior does not help: the rare classes are not what this "
+            "model gets wrong first; see the causes above."
+        )
+    )
     code_adjust = (
         "import numpy as np\n"
         f"PRIOR = np.array({prior_txt})  # class shares over the positions (training labels)\n"
         "probs = model.predict(x)  # (N, ..., K)\n"
-        "pred = np.argmax(np.log(probs + 1e-12) - np.log(PRIOR), axis=-1)")
+        "pred = np.argmax(np.log(probs + 1e-12) - np.log(PRIOR), axis=-1)"
+    )
     code_losses = (
         "import keras\n"
         "import numpy as np\n"
@@ -1071,40 +1315,56 @@ def _imbalance(acc: _Acc, metrics: DenseMetrics, names: list[str], shapes: _Shap
         "# the head, when you build it: its bias starts at the log prior (RetinaNet), so the "
         "first\n"
         "# steps are not spent pushing the rare classes down from 1/K\n"
-        f"head = keras.layers.Conv2D({k}, 1, activation=\"softmax\",  # a tagger: "
+        f'head = keras.layers.Conv2D({k}, 1, activation="softmax",  # a tagger: '
         f"keras.layers.Dense({k}, ...)\n"
         "                           bias_initializer=keras.initializers.Constant(np.log(PRIOR)))\n"
         "outputs = head(features)\n"
         f"y_onehot = keras.utils.to_categorical(y_train, {k})  # these losses take one-hot\n"
-        "model.compile(optimizer=\"adam\", loss=keras.losses.CategoricalFocalCrossentropy())\n"
+        'model.compile(optimizer="adam", loss=keras.losses.CategoricalFocalCrossentropy())\n'
         "# or: loss=keras.losses.Dice()\n"
-        "model.fit(x_train, y_onehot, epochs=20)")
+        "model.fit(x_train, y_onehot, epochs=20)"
+    )
     fixes: list[Fix] = []
     if validated:  # only a cure validated on the held-out half is offered as a repair
-        fixes += fix_commands(paths[0], paths[1], opts, "class-imbalance", repair=True,
-                              threshold=False)
+        fixes += fix_commands(
+            paths[0], paths[1], opts, "class-imbalance", repair=True, threshold=False
+        )
     fixes += [
         _weight_fix(k, shapes),
-        Fix("Or, when you (re)build and train the head, a loss less driven by the majority "
+        Fix(
+            "Or, when you (re)build and train the head, a loss less driven by the majority "
             "class with the output bias initialised at the position prior (for a head about "
             "to be trained: a trained head's bias has already moved; measured on the U-Net "
             "fixture, the loss alone was not enough in a short training, class weights were).",
-            code=code_losses),
-        Fix("Meanwhile, adjust the predictions by the position prior (the experiment above)"
-            + ("." if validated else "; it raises recall but not mIoU here, so check it on "
-                                    "your metric."),
-            code=code_adjust),
+            code=code_losses,
+        ),
+        Fix(
+            "Meanwhile, adjust the predictions by the position prior (the experiment above)"
+            + (
+                "."
+                if validated
+                else "; it raises recall but not mIoU here, so check it on your metric."
+            ),
+            code=code_adjust,
+        ),
     ]
     return Finding(
-        "class-imbalance", Kind.CAUSE, severity,
+        "class-imbalance",
+        Kind.CAUSE,
+        severity,
         f"the position prior ({per[m].name} {share:.1%}) drowns {len(starved)} of {k} classes",
         detail,
-        {"majority_class": per[m].name, "majority_share": share,
-         "classes": [r.name for r in starved],
-         "share": [r.share for r in starved],
-         "predicted_share": [r.predicted_share for r in starved],
-         "auc": [r.auc for r in starved], "experiment": experiment},
-        tuple(fixes) if restores else ())  # remedies only under the cause they cure
+        {
+            "majority_class": per[m].name,
+            "majority_share": share,
+            "classes": [r.name for r in starved],
+            "share": [r.share for r in starved],
+            "predicted_share": [r.predicted_share for r in starved],
+            "auc": [r.auc for r in starved],
+            "experiment": experiment,
+        },
+        tuple(fixes) if restores else (),
+    )  # remedies only under the cause they cure
 
 
 def _versus_noise(restores: bool, gain: float, noise: float) -> str:
@@ -1122,15 +1382,20 @@ def _weight_fix(k: int, shapes: _Shapes) -> Fix:
         "# y_train: (N, H, W) (or (N, T)) class indices; one weight per position\n"
         f"counts = np.bincount(y_train.ravel(), minlength={k})\n"
         f"class_weight = counts.sum() / ({k} * np.maximum(counts, 1))  # 'balanced'\n"
-        "sample_weight = class_weight[y_train].astype(\"float32\")  # same shape as y_train\n"
+        'sample_weight = class_weight[y_train].astype("float32")  # same shape as y_train\n'
         "# sample_weight *= mask  # padding / void positions: weight 0\n"
-        "model.fit(x_train, y_train, sample_weight=sample_weight, epochs=10)")
-    return Fix("Retrain with per-position class weights: Keras's class_weight does not take "
-               "dense targets, a sample_weight array of the labels' shape does.", code=code)
+        "model.fit(x_train, y_train, sample_weight=sample_weight, epochs=10)"
+    )
+    return Fix(
+        "Retrain with per-position class weights: Keras's class_weight does not take "
+        "dense targets, a sample_weight array of the labels' shape does.",
+        code=code,
+    )
 
 
-def cure_verdict(before: tuple[np.ndarray, ...], after: tuple[np.ndarray, ...],
-                 seed: int) -> dict[str, Any]:
+def cure_verdict(
+    before: tuple[np.ndarray, ...], after: tuple[np.ndarray, ...], seed: int
+) -> dict[str, Any]:
     """Whether a cure measured on held-out samples (per-sample (true, predicted, hit) class
     counts before and after) is validated: the rule by which `fix --repair` writes a dense
     model and the findings offer that command (issue 16).
@@ -1157,15 +1422,30 @@ def cure_verdict(before: tuple[np.ndarray, ...], after: tuple[np.ndarray, ...],
     noise = 2 * se
     restores = gain > max(noise, MIN_GAIN)
     iou_gain = a_iou - b_iou
-    return {"balanced_accuracy_before": b_ba, "balanced_accuracy_after": a_ba,
-            "mean_iou_before": b_iou, "mean_iou_after": a_iou, "gain": gain, "noise": noise,
-            "restores": restores, "mean_iou_gain": iou_gain, "mean_iou_noise": iou_noise,
-            "validated": bool(restores and iou_gain > iou_noise)}
+    return {
+        "balanced_accuracy_before": b_ba,
+        "balanced_accuracy_after": a_ba,
+        "mean_iou_before": b_iou,
+        "mean_iou_after": a_iou,
+        "gain": gain,
+        "noise": noise,
+        "restores": restores,
+        "mean_iou_gain": iou_gain,
+        "mean_iou_noise": iou_noise,
+        "validated": bool(restores and iou_gain > iou_noise),
+    }
 
 
-def _threshold(acc: _Acc, metrics: DenseMetrics, names: list[str], fit: np.ndarray,
-               test: np.ndarray, symptom: bool, opts: Any,
-               paths: tuple[str, str] = ("MODEL", "DATA")) -> Finding:
+def _threshold(
+    acc: _Acc,
+    metrics: DenseMetrics,
+    names: list[str],
+    fit: np.ndarray,
+    test: np.ndarray,
+    symptom: bool,
+    opts: Any,
+    paths: tuple[str, str] = ("MODEL", "DATA"),
+) -> Finding:
     from kerasdoctor.multilabel import fix_commands
 
     assert acc.sample_hist is not None
@@ -1196,16 +1476,24 @@ def _threshold(acc: _Acc, metrics: DenseMetrics, names: list[str], fit: np.ndarr
     validated = verdict["validated"]
     hall = acc.sample_hist.sum(axis=0)
     t_all = youden_bin(hall[0], hall[1]) / BINS
-    severity = (Severity.ERROR if restores and symptom
-                else Severity.WARNING if restores else Severity.INFO)
+    severity = (
+        Severity.ERROR if restores and symptom else Severity.WARNING if restores else Severity.INFO
+    )
     experiment = {
         "what": f"a threshold on P({r.name}) (Youden J on the histogram ROC) chosen on one "
-                f"seeded half of the samples ({len(fit)}), scored on the other half",
-        "balanced_accuracy_before": b_ba, "balanced_accuracy_after": a_ba,
-        "mean_iou_before": b_iou, "mean_iou_after": a_iou,
-        "rows": int(len(test)), "positions": int(before[0].sum()),
-        "gain": gain, "noise": noise, "restores": restores, "threshold": t_half,
-        "mean_iou_gain": verdict["mean_iou_gain"], "mean_iou_noise": verdict["mean_iou_noise"],
+        f"seeded half of the samples ({len(fit)}), scored on the other half",
+        "balanced_accuracy_before": b_ba,
+        "balanced_accuracy_after": a_ba,
+        "mean_iou_before": b_iou,
+        "mean_iou_after": a_iou,
+        "rows": int(len(test)),
+        "positions": int(before[0].sum()),
+        "gain": gain,
+        "noise": noise,
+        "restores": restores,
+        "threshold": t_half,
+        "mean_iou_gain": verdict["mean_iou_gain"],
+        "mean_iou_noise": verdict["mean_iou_noise"],
         "validated": validated,
     }
     auc = "n/a" if r.auc is None else f"{r.auc:.3f}"
@@ -1217,12 +1505,17 @@ def _threshold(acc: _Acc, metrics: DenseMetrics, names: list[str], fit: np.ndarr
         f"positions on the other half from {b_ba:.3f} to {a_ba:.3f} "
         + _versus_noise(restores, gain, noise)
         + f" and the mean IoU from {b_iou:.3f} to {a_iou:.3f} "
-        + (f"(beyond noise, ±{verdict['mean_iou_noise']:.3f})." if validated else
-           f"(±{verdict['mean_iou_noise']:.3f}: not a gain beyond noise)."))
+        + (
+            f"(beyond noise, ±{verdict['mean_iou_noise']:.3f})."
+            if validated
+            else f"(±{verdict['mean_iou_noise']:.3f}: not a gain beyond noise)."
+        )
+    )
     code = (
         f"THRESHOLD = {t_all:.4f}  # Youden J on these positions; choose it on validation data\n"
         "probs = model.predict(x)[..., 0]  # (N, H, W)\n"
-        "mask = probs > THRESHOLD")
+        "mask = probs > THRESHOLD"
+    )
     p = min(max(float(r.share), 1e-6), 1 - 1e-6)
     code_retrain = (
         "import keras\n"
@@ -1231,29 +1524,48 @@ def _threshold(acc: _Acc, metrics: DenseMetrics, names: list[str], fit: np.ndarr
         "# the head, when you build it: its bias starts at the prior's log-odds (RetinaNet), so "
         "the\n"
         "# first steps are not spent pushing every position to background\n"
-        "head = keras.layers.Conv2D(1, 1, activation=\"sigmoid\",  # a tagger: Dense(1, ...)\n"
+        'head = keras.layers.Conv2D(1, 1, activation="sigmoid",  # a tagger: Dense(1, ...)\n'
         "                           bias_initializer=keras.initializers.Constant(np.log(P / (1 - "
         "P))))\n"
         "outputs = head(features)\n"
-        "model.compile(optimizer=\"adam\", loss=keras.losses.BinaryFocalCrossentropy())\n"
-        "model.fit(x_train, y_train[..., None], epochs=20)  # y_train: (N, H, W) 0/1")
+        'model.compile(optimizer="adam", loss=keras.losses.BinaryFocalCrossentropy())\n'
+        "model.fit(x_train, y_train[..., None], epochs=20)  # y_train: (N, H, W) 0/1"
+    )
     fixes: list[Fix] = []
-    commands = fix_commands(paths[0], paths[1], opts, "decision-threshold", repair=validated,
-                            threshold=True)
+    commands = fix_commands(
+        paths[0], paths[1], opts, "decision-threshold", repair=validated, threshold=True
+    )
     fixes += [f for f in commands if f.command and "--repair" in f.command]  # validated only
-    fixes.append(Fix("Threshold the mask below 0.5 (or retrain with per-pixel weights).",
-                     code=code))
+    fixes.append(
+        Fix("Threshold the mask below 0.5 (or retrain with per-pixel weights).", code=code)
+    )
     fixes += [f for f in commands if f.command and "--threshold" in f.command]
-    fixes.append(Fix("When you (re)build and train the head: a focal loss, with the output "
-                     "bias initialised at the prior of the positions (for a head about to be "
-                     "trained; a trained head's bias has already moved).", code=code_retrain))
+    fixes.append(
+        Fix(
+            "When you (re)build and train the head: a focal loss, with the output "
+            "bias initialised at the prior of the positions (for a head about to be "
+            "trained; a trained head's bias has already moved).",
+            code=code_retrain,
+        )
+    )
     return Finding(
-        "decision-threshold", Kind.CAUSE, severity,
+        "decision-threshold",
+        Kind.CAUSE,
+        severity,
         f"the 0.5 cut drops {r.name}, which the scores rank well",
         detail,
-        {"class": r.name, "auc": r.auc, "share": r.share,
-         "predicted_share": r.predicted_share, "max_score": r.max_score,
-         "threshold": t_all, "experiment": experiment},
-        tuple(fixes))
+        {
+            "class": r.name,
+            "auc": r.auc,
+            "share": r.share,
+            "predicted_share": r.predicted_share,
+            "max_score": r.max_score,
+            "threshold": t_all,
+            "experiment": experiment,
+        },
+        tuple(fixes),
+    )
+
+
 CAUSE_ORDER = ("decision-threshold", "class-imbalance")
 SYMPTOM_ORDER = ("prediction-collapse", "missing-classes", "quality-gate")

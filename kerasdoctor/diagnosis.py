@@ -49,8 +49,10 @@ def graph() -> Graph:
             for node in sp.explains:
                 ids |= groups.get(node, {node})
             explains_[sp.id] = frozenset(ids)
-    symptoms = sorted((sp for sp in specs if sp.kind is Kind.SYMPTOM),
-                      key=lambda sp: (sp.group != OUTPUT, sp.order))
+    symptoms = sorted(
+        (sp for sp in specs if sp.kind is Kind.SYMPTOM),
+        key=lambda sp: (sp.group != OUTPUT, sp.order),
+    )
     return Graph(
         explains=explains_,
         subsumes={sp.id: sp.subsumes for sp in specs if sp.subsumes},
@@ -129,8 +131,11 @@ def rank(findings: Sequence[Finding]) -> tuple[list[Finding], list[str]]:
             theirs = gains[other]
             return mine is not None and (theirs is None or theirs < mine)
 
-        return any(_outranks(other, f.id) for other in active_ids
-                   if other != f.id and not measured_less(other))
+        return any(
+            _outranks(other, f.id)
+            for other in active_ids
+            if other != f.id and not measured_less(other)
+        )
 
     roots = [f for f in active if not explained(f)]
     if not roots and active:  # a cycle among the findings: judge them all as roots
@@ -149,8 +154,15 @@ def rank(findings: Sequence[Finding]) -> tuple[list[Finding], list[str]]:
         silent = int(bool(seen_symptoms) and coverage(f) == 0 and tier > 0)
         gain = gains[f.id]
         # causes with a measured cure first, by measured effect; then suspicions by tier
-        return (-f.severity.rank, int(gain is None), -(gain or 0.0), silent, tier,
-                -coverage(f), position[id(f)])
+        return (
+            -f.severity.rank,
+            int(gain is None),
+            -(gain or 0.0),
+            silent,
+            tier,
+            -coverage(f),
+            position[id(f)],
+        )
 
     def other_key(f: Finding) -> tuple[int, int, int]:
         return (-f.severity.rank, tiers.get(f.id, DEFAULT_TIER), position[id(f)])

@@ -171,8 +171,9 @@ def noise_bound(support: np.ndarray) -> float:
     return float(np.sqrt(2.0) * 0.5 * np.sqrt(np.sum(1.0 / s)) / s.size)
 
 
-def chance_margin(support: np.ndarray, predicted_share: np.ndarray | None = None,
-                  z: float = Z_95) -> float:
+def chance_margin(
+    support: np.ndarray, predicted_share: np.ndarray | None = None, z: float = Z_95
+) -> float:
     """How far above chance (1/K) balanced accuracy must be to beat it at one-sided 95%.
 
     Under chance the predictions are independent of the labels: class k's recall is a
@@ -259,8 +260,13 @@ class Experiments:
         """Whether the sample can judge anything: rows of at least two classes."""
         return self.rows > 0 and int((self.support > 0).sum()) >= 2
 
-    def restores(self, r: ExperimentResult, min_gain: float = 0.10, noise_z: float = 3.0,
-                 min_error_removed: float = 0.5) -> bool:
+    def restores(
+        self,
+        r: ExperimentResult,
+        min_gain: float = 0.10,
+        noise_z: float = 3.0,
+        min_error_removed: float = 0.5,
+    ) -> bool:
         """A cure restores the model when it gains more than min_gain and noise_z x the
         sampling noise of a difference, and removes at least min_error_removed of the
         balanced error: a cure gives back the trained model, a perturbation only nudges it."""
@@ -306,8 +312,15 @@ class Experiments:
             self.log.append(result)
         return result
 
-    def scored(self, key: str, what: str, pred: np.ndarray, *, rows: np.ndarray | None = None,
-               validated: str | None = None) -> ExperimentResult:
+    def scored(
+        self,
+        key: str,
+        what: str,
+        pred: np.ndarray,
+        *,
+        rows: np.ndarray | None = None,
+        validated: str | None = None,
+    ) -> ExperimentResult:
         """Record a cure computed without re-running the model (a prior correction, a
         permutation, a threshold): its predictions `pred` on `rows` of the sample."""
 
@@ -316,8 +329,12 @@ class Experiments:
             base = self.base_pred if rows is None else self.base_pred[rows]
             p = np.asarray(pred, np.int64)
             return ExperimentResult(
-                key, what, balanced_accuracy(y, base, self.k), balanced_accuracy(y, p, self.k),
-                int(y.size), validated=validated,
+                key,
+                what,
+                balanced_accuracy(y, base, self.k),
+                balanced_accuracy(y, p, self.k),
+                int(y.size),
+                validated=validated,
                 predicted_counts=tuple(np.bincount(p, minlength=self.k)[: self.k].tolist()),
                 recall_after=tuple(recalls(y, p, self.k).tolist()),
             )
@@ -332,8 +349,9 @@ class Experiments:
         _, pred = self.predictor.predict(list(arrays), self.evidence.output.head_used)
         return pred
 
-    def inputs(self, key: str, what: str,
-               transform: Callable[[list[np.ndarray]], list[np.ndarray]]) -> ExperimentResult:
+    def inputs(
+        self, key: str, what: str, transform: Callable[[list[np.ndarray]], list[np.ndarray]]
+    ) -> ExperimentResult:
         """The model on transformed sample inputs (a preprocessing cure)."""
 
         def compute() -> ExperimentResult:
@@ -347,11 +365,17 @@ class Experiments:
                 after = balanced_accuracy(y, pred, self.k)
                 if not after - before >= SCREEN_GAIN:
                     return ExperimentResult(
-                        key, what, before, after, int(screen.size),
+                        key,
+                        what,
+                        before,
+                        after,
+                        int(screen.size),
                         validated=f"screened on {screen.size} stratified rows",
-                        predicted_counts=tuple(np.bincount(pred, minlength=self.k)[: self.k]
-                                               .tolist()),
-                        recall_after=tuple(recalls(y, pred, self.k).tolist()))
+                        predicted_counts=tuple(
+                            np.bincount(pred, minlength=self.k)[: self.k].tolist()
+                        ),
+                        recall_after=tuple(recalls(y, pred, self.k).tolist()),
+                    )
             with np.errstate(all="ignore"):
                 arrays = transform(self.xs)
             pred = self._predict(arrays)
@@ -375,10 +399,15 @@ class Experiments:
         out: np.ndarray = self._cache["screen"]
         return out
 
-    def _result(self, key: str, what: str, pred: np.ndarray,
-                validated: str | None = None) -> ExperimentResult:
+    def _result(
+        self, key: str, what: str, pred: np.ndarray, validated: str | None = None
+    ) -> ExperimentResult:
         return ExperimentResult(
-            key, what, self.before, balanced_accuracy(self.y, pred, self.k), self.rows,
+            key,
+            what,
+            self.before,
+            balanced_accuracy(self.y, pred, self.k),
+            self.rows,
             validated=validated,
             predicted_counts=tuple(np.bincount(pred, minlength=self.k)[: self.k].tolist()),
             recall_after=tuple(recalls(self.y, pred, self.k).tolist()),
@@ -399,10 +428,15 @@ class Experiments:
 
         if self.predictor is None or self.predictor.lm.keras_model is None:
             return self._failed("bn", what, "the model has no Keras layers to re-run")
-        pred = batchnorm_run(self.predictor, self.xs, reestimate=reestimate, seed=self.seed,
-                             batch=BN_BATCH)
-        return self._result("bn-reestimated" if reestimate else "bn-training-mode", what, pred,
-                            validated="label-free: statistics only" if reestimate else None)
+        pred = batchnorm_run(
+            self.predictor, self.xs, reestimate=reestimate, seed=self.seed, batch=BN_BATCH
+        )
+        return self._result(
+            "bn-reestimated" if reestimate else "bn-training-mode",
+            what,
+            pred,
+            validated="label-free: statistics only" if reestimate else None,
+        )
 
     def head(self) -> HeadTap | str:
         """The penultimate features and the output pre-activations, or why not."""
@@ -411,8 +445,9 @@ class Experiments:
 
             t0 = time.perf_counter()
             try:
-                self._cache["head"] = head_tap(self.predictor, self.xs) if self.predictor \
-                    else "no model"
+                self._cache["head"] = (
+                    head_tap(self.predictor, self.xs) if self.predictor else "no model"
+                )
             except Exception as exc:
                 self._cache["head"] = f"{type(exc).__name__}: {exc}"[:300]
             self.spent_s += time.perf_counter() - t0
@@ -426,11 +461,18 @@ class Experiments:
         if "logits" not in self._cache:
             tap = self.head()
             k = self.k
-            if (not isinstance(tap, str) and tap.activation in ("softmax", "linear")
-                    and tap.preacts.shape[1] == k):
+            if (
+                not isinstance(tap, str)
+                and tap.activation in ("softmax", "linear")
+                and tap.preacts.shape[1] == k
+            ):
                 z = np.asarray(tap.preacts, np.float64)
-            elif not isinstance(tap, str) and tap.activation == "sigmoid" \
-                    and tap.preacts.shape[1] == 1 and k == 2:
+            elif (
+                not isinstance(tap, str)
+                and tap.activation == "sigmoid"
+                and tap.preacts.shape[1] == 1
+                and k == 2
+            ):
                 z = np.concatenate([np.zeros_like(tap.preacts), tap.preacts], axis=1)
             else:
                 p = self.evidence.sample_probs
@@ -459,8 +501,12 @@ class Experiments:
             pred = np.argmax(z[b] - np.log(prior), axis=1).astype(np.int64)
             y, base = self.y[b], self.base_pred[b]
             return ExperimentResult(
-                key, what, balanced_accuracy(y, base, self.k), balanced_accuracy(y, pred, self.k),
-                int(b.size), validated="prior counted on one seeded half, scored on the other",
+                key,
+                what,
+                balanced_accuracy(y, base, self.k),
+                balanced_accuracy(y, pred, self.k),
+                int(b.size),
+                validated="prior counted on one seeded half, scored on the other",
                 predicted_counts=tuple(np.bincount(pred, minlength=self.k)[: self.k].tolist()),
                 recall_after=tuple(recalls(y, pred, self.k).tolist()),
             )
@@ -500,8 +546,7 @@ class Experiments:
                 self._cache[key] = ProbeResult(key, what, None, error="no numeric input")
             else:
                 extra = np.concatenate(pooled, axis=1) if pooled else None
-                self._cache[key] = self._probe(key, what, np.concatenate(parts, axis=1),
-                                               extra)
+                self._cache[key] = self._probe(key, what, np.concatenate(parts, axis=1), extra)
             self.log.append(self._cache[key])
         res: ProbeResult = self._cache[key]
         return res
@@ -523,11 +568,17 @@ class Experiments:
         # is at chance too, there is nothing to lose (that is no-signal's finding)
         inputs_carry = not (inputs.ok and inputs.at_chance)
         lost = inputs_carry and (feats.at_chance or (ib is not None and ib - fb > bar))
-        return {"feature_probe": fb, "input_probe": ib, "gap_bar": bar,
-                "inputs_carry_signal": inputs_carry, "features_fail": bool(lost)}
+        return {
+            "feature_probe": fb,
+            "input_probe": ib,
+            "gap_bar": bar,
+            "inputs_carry_signal": inputs_carry,
+            "features_fail": bool(lost),
+        }
 
-    def _probe(self, key: str, what: str, feats: np.ndarray,
-               extra: np.ndarray | None = None) -> ProbeResult:
+    def _probe(
+        self, key: str, what: str, feats: np.ndarray, extra: np.ndarray | None = None
+    ) -> ProbeResult:
         t0 = time.perf_counter()
         y, k = self.y, self.k
         support = np.bincount(y, minlength=k)[:k]
@@ -541,11 +592,25 @@ class Experiments:
             # the probe is at chance when its predictions could come from label-blind guesses
             share = np.bincount(pred, minlength=k)[:k] / max(pred.size, 1)
             bound = chance_margin(support, share)
-            res = ProbeResult(key, what, bal, tuple(recalls(y, pred, k).tolist()), chance,
-                              bound, int(y.size), dims)
+            res = ProbeResult(
+                key,
+                what,
+                bal,
+                tuple(recalls(y, pred, k).tolist()),
+                chance,
+                bound,
+                int(y.size),
+                dims,
+            )
         except Exception as exc:
-            res = ProbeResult(key, what, None, chance=chance, rows=int(y.size),
-                              error=f"{type(exc).__name__}: {exc}"[:300])
+            res = ProbeResult(
+                key,
+                what,
+                None,
+                chance=chance,
+                rows=int(y.size),
+                error=f"{type(exc).__name__}: {exc}"[:300],
+            )
         dt = time.perf_counter() - t0
         self.spent_s += dt
         return ProbeResult(**{**res.__dict__, "seconds": dt})
@@ -584,9 +649,13 @@ def pooled_image_features(a: np.ndarray, grid: int = 4) -> np.ndarray:
     return np.concatenate([*cells, x.std(axis=(1, 2))], axis=1).reshape(n, -1)
 
 
-def cross_validated_probe(feats: np.ndarray, y: np.ndarray, seed: int = 0,
-                          max_dims: int = PROBE_MAX_DIMS,
-                          extra: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+def cross_validated_probe(
+    feats: np.ndarray,
+    y: np.ndarray,
+    seed: int = 0,
+    max_dims: int = PROBE_MAX_DIMS,
+    extra: np.ndarray | None = None,
+) -> tuple[np.ndarray, int]:
     """Out-of-fold predictions of a class-balanced linear classifier (stratified k-fold).
 
     Features are standardised; wide ones are reduced to their first max_dims principal
@@ -613,8 +682,9 @@ def cross_validated_probe(feats: np.ndarray, y: np.ndarray, seed: int = 0,
         # than per fold) leaks nothing into the scored folds; the leading max_dims directions
         # of a few hundred rows are as good as those of all of them, at a fraction the cost
         fit_rows = np.random.default_rng(seed).permutation(x.shape[0])[:PCA_FIT_ROWS]
-        pca = PCA(n_components=min(max_dims, fit_rows.size), svd_solver="randomized",
-                  random_state=seed).fit(x[np.sort(fit_rows)])
+        pca = PCA(
+            n_components=min(max_dims, fit_rows.size), svd_solver="randomized", random_state=seed
+        ).fit(x[np.sort(fit_rows)])
         x = pca.transform(x)
     if extra is not None:
         x = np.concatenate([x, standardised(extra)], axis=1)

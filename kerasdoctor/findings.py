@@ -57,8 +57,7 @@ class Outcome:
     reason: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"id": self.check_id, "kind": self.kind.value,
-                               "status": self.status}
+        out: dict[str, Any] = {"id": self.check_id, "kind": self.kind.value, "status": self.status}
         if self.reason:
             out["reason"] = self.reason
         return out
@@ -166,8 +165,10 @@ class Report:
             out["checks"] = [o.to_dict() for o in self.outcomes]
         if self.experiments:
             # seconds stay out of the JSON: the same command gives byte-identical output
-            out["experiments"] = [to_jsonable({k: v for k, v in e.items() if k != "seconds"})
-                                  for e in self.experiments]
+            out["experiments"] = [
+                to_jsonable({k: v for k, v in e.items() if k != "seconds"})
+                for e in self.experiments
+            ]
         if self.ignored:
             out["ignored"] = dict(self.ignored)
         return out

@@ -45,9 +45,11 @@ def refuse_special_file(path: str | os.PathLike[str], role: str) -> None:
         return
     what = next((name for test, name in _SPECIAL_KINDS if test(mode)), "a special file")
     link = f" (a symbolic link to {os.path.realpath(p)})" if p.is_symlink() else ""
-    raise InputError(f"{role}: {p}{link} is {what}, not a regular file or a directory; "
-                     f"kerasdoctor reads {role} from files and directories only: save it to a "
-                     "file first")
+    raise InputError(
+        f"{role}: {p}{link} is {what}, not a regular file or a directory; "
+        f"kerasdoctor reads {role} from files and directories only: save it to a "
+        "file first"
+    )
 
 
 # --------------------------------------------------------------------------- data
@@ -152,8 +154,10 @@ def _npz_member_damage(npz: Any, key: str) -> str | None:
             version = npy_format.read_magic(fh)
         except ValueError:
             return None  # not an .npy member: numpy hands back its bytes, as before
-        readers = {(1, 0): npy_format.read_array_header_1_0,
-                   (2, 0): npy_format.read_array_header_2_0}
+        readers = {
+            (1, 0): npy_format.read_array_header_1_0,
+            (2, 0): npy_format.read_array_header_2_0,
+        }
         if version not in readers:
             return None
         try:
@@ -405,8 +409,10 @@ def _raise_if_corrupt(p: Path, fmt: str, exc: BaseException) -> None:
             r"Bad CRC-32|truncated file|File not found: filepath", str(cur)
         ):
             kind = ".keras archive" if fmt == "keras" else "HDF5 file"
-            raise InputError(f"MODEL: {p} is not a complete {kind} (truncated or corrupt; "
-                             f"{p.stat().st_size:,} bytes): {_first_line(cur)}") from exc
+            raise InputError(
+                f"MODEL: {p} is not a complete {kind} (truncated or corrupt; "
+                f"{p.stat().st_size:,} bytes): {_first_line(cur)}"
+            ) from exc
         cur = cur.__cause__ or cur.__context__
 
 
@@ -450,13 +456,20 @@ def _sniff_model_file(p: Path, fmt: str) -> None:
         raise InputError(f"MODEL: cannot read {p}: {_first_line(exc)}") from exc
     if fmt == "keras" and not head.startswith(ZIP_MAGIC):
         hint = "; it is an HDF5 file: name it .h5" if head == HDF5_MAGIC else ""
-        raise InputError(f"MODEL: {p} is not a .keras archive: it does not start as a zip file "
-                         f"does (first bytes {_show_bytes(head)}; {size:,} bytes){hint}")
+        raise InputError(
+            f"MODEL: {p} is not a .keras archive: it does not start as a zip file "
+            f"does (first bytes {_show_bytes(head)}; {size:,} bytes){hint}"
+        )
     if fmt == "h5" and head != HDF5_MAGIC:
-        hint = "; it is a zip file, as .keras models are: name it .keras" if head.startswith(
-            ZIP_MAGIC) else ""
-        raise InputError(f"MODEL: {p} is not an HDF5 file: it does not start as one does "
-                         f"(first bytes {_show_bytes(head)}; {size:,} bytes){hint}")
+        hint = (
+            "; it is a zip file, as .keras models are: name it .keras"
+            if head.startswith(ZIP_MAGIC)
+            else ""
+        )
+        raise InputError(
+            f"MODEL: {p} is not an HDF5 file: it does not start as one does "
+            f"(first bytes {_show_bytes(head)}; {size:,} bytes){hint}"
+        )
     config = _read_keras_config(p, size) if fmt == "keras" else _read_h5_config(p, size)
     if config is not None:
         _refuse_foreign_callables(p, config)
@@ -473,17 +486,23 @@ def _read_keras_config(p: Path, size: int) -> Any:
     try:
         with zipfile.ZipFile(p) as zf:
             if "config.json" not in zf.namelist():
-                raise InputError(f"MODEL: cannot load {p}: it is a zip archive without "
-                                 "config.json, so not a .keras model")
+                raise InputError(
+                    f"MODEL: cannot load {p}: it is a zip archive without "
+                    "config.json, so not a .keras model"
+                )
             text = zf.read("config.json")
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, NotImplementedError) as exc:
-        raise InputError(f"MODEL: {p} is not a complete .keras archive (truncated or corrupt; "
-                         f"{size:,} bytes): {_first_line(exc)}") from exc
+        raise InputError(
+            f"MODEL: {p} is not a complete .keras archive (truncated or corrupt; "
+            f"{size:,} bytes): {_first_line(exc)}"
+        ) from exc
     try:
         return json.loads(text)
     except (ValueError, RecursionError) as exc:
-        raise InputError(f"MODEL: {p} is not a valid .keras archive: its config.json is not "
-                         f"JSON ({_first_line(exc)})") from exc
+        raise InputError(
+            f"MODEL: {p} is not a valid .keras archive: its config.json is not "
+            f"JSON ({_first_line(exc)})"
+        ) from exc
 
 
 def _read_h5_config(p: Path, size: int) -> Any:
@@ -499,17 +518,20 @@ def _read_h5_config(p: Path, size: int) -> Any:
             raw = f.attrs.get("model_config")
     except OSError as exc:
         claimed = re.search(r"stored_eof = (\d+)", str(exc))
-        detail = (f"; its header says {int(claimed.group(1)):,} bytes" if claimed
-                  else f": {_first_line(exc)}")
-        raise InputError(f"MODEL: {p} is not a complete HDF5 file (truncated or corrupt; "
-                         f"{size:,} bytes{detail})") from exc
+        detail = (
+            f"; its header says {int(claimed.group(1)):,} bytes"
+            if claimed
+            else f": {_first_line(exc)}"
+        )
+        raise InputError(
+            f"MODEL: {p} is not a complete HDF5 file (truncated or corrupt; {size:,} bytes{detail})"
+        ) from exc
     if raw is None:
         return None
     try:
         return json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else str(raw))
     except (ValueError, RecursionError) as exc:
-        raise InputError(f"MODEL: {p}: its model_config is not JSON ({_first_line(exc)})"
-                         ) from exc
+        raise InputError(f"MODEL: {p}: its model_config is not JSON ({_first_line(exc)})") from exc
 
 
 # Modules that never define Keras layers: Python's standard library (os, subprocess,
@@ -714,8 +736,9 @@ def _load_savedmodel(p: Path, output_name: str | None) -> LoadedModel:
 # ------------------------------------------------------------------ binding inputs
 
 
-def input_keys(available: Sequence[str], specs: Sequence[InputSpec], where: str,
-               noun: str = "array") -> list[str]:
+def input_keys(
+    available: Sequence[str], specs: Sequence[InputSpec], where: str, noun: str = "array"
+) -> list[str]:
     """Which stored arrays feed the model inputs, one key per input: `x` (or the input's name,
     or `x0`, or the only array) for one input; the input's name or `x0, x1, ...` for several.
     The .npz, tf.data and sharded sources all choose this way."""
@@ -727,8 +750,10 @@ def input_keys(available: Sequence[str], specs: Sequence[InputSpec], where: str,
                 return [key]
         if len(have) == 1:
             return [have[0]]
-        raise InputError(f"DATA: {where} has no 'x' {noun} for the model's input "
-                         f"'{spec.name}' (found: {', '.join(map(str, have)) or 'nothing'})")
+        raise InputError(
+            f"DATA: {where} has no 'x' {noun} for the model's input "
+            f"'{spec.name}' (found: {', '.join(map(str, have)) or 'nothing'})"
+        )
     keys = []
     for i, spec in enumerate(specs):
         for key in (spec.name, spec.alias or spec.name, f"x{i}"):
@@ -830,6 +855,7 @@ def load_custom_objects(path: str | os.PathLike[str]) -> dict[str, Any]:
     return {
         name: obj
         for name, obj in vars(module).items()
-        if not name.startswith("_") and (inspect.isclass(obj) or inspect.isfunction(obj))
+        if not name.startswith("_")
+        and (inspect.isclass(obj) or inspect.isfunction(obj))
         and getattr(obj, "__module__", None) == module.__name__
     }

@@ -11,18 +11,32 @@ from kerasdoctor.errors import InputError
 from kerasdoctor.sections import ClassMetrics, Metrics
 
 
-def class_count(width: int | None = None, class_names: Sequence[str] | None = None,
-                n_outputs: int | None = None, labels_max: int | None = None) -> int:
+def class_count(
+    width: int | None = None,
+    class_names: Sequence[str] | None = None,
+    n_outputs: int | None = None,
+    labels_max: int | None = None,
+) -> int:
     """K, the one rule (issue 17, item 7): the widest of the one-hot width, the class names,
     the model's output units (one unit scores two classes) and the largest label + 1; two at
     least, since a classifier tells two classes apart at least."""
-    return int(max(width or 0, len(class_names or ()),
-                   n_outputs if n_outputs is not None and n_outputs > 1 else 2,
-                   labels_max + 1 if labels_max is not None else 0))
+    return int(
+        max(
+            width or 0,
+            len(class_names or ()),
+            n_outputs if n_outputs is not None and n_outputs > 1 else 2,
+            labels_max + 1 if labels_max is not None else 0,
+        )
+    )
 
 
-def names_for_classes(names: Sequence[Any] | None, given: Sequence[Any] | None, k: int,
-                      where: str, noun: str = "classes") -> list[str]:
+def names_for_classes(
+    names: Sequence[Any] | None,
+    given: Sequence[Any] | None,
+    k: int,
+    where: str,
+    noun: str = "classes",
+) -> list[str]:
     """The names of K classes (or labels): `given` (class_names=, --class-names) over the data's
     own `names`; each must name exactly K; the index where neither does."""
     if names is not None and len(names) != k:

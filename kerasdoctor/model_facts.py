@@ -146,7 +146,6 @@ class ModelFacts:
     regularizers: tuple[RegularizerInfo, ...] = ()  # weight penalties and dropout, per layer
 
 
-
 def activation_name(value: Any) -> str | None:
     """The activation's name from a layer config value (a string or a serialised dict)."""
     if value is None:
@@ -322,10 +321,17 @@ def _regularizers(model: Any) -> tuple[RegularizerInfo, ...]:
     """Weight penalties (from each layer's regularizer objects) and dropout rates."""
     out: list[RegularizerInfo] = []
     for layer in _walk_layers(model):
-        if type(layer).__name__ in ("Dropout", "SpatialDropout1D", "SpatialDropout2D",
-                                    "SpatialDropout3D", "AlphaDropout", "GaussianDropout"):
-            out.append(RegularizerInfo(layer.name, "dropout", rate=float(getattr(layer, "rate",
-                                                                                  0.0))))
+        if type(layer).__name__ in (
+            "Dropout",
+            "SpatialDropout1D",
+            "SpatialDropout2D",
+            "SpatialDropout3D",
+            "AlphaDropout",
+            "GaussianDropout",
+        ):
+            out.append(
+                RegularizerInfo(layer.name, "dropout", rate=float(getattr(layer, "rate", 0.0)))
+            )
             continue
         for kind in ("kernel", "bias", "activity"):
             reg = getattr(layer, f"{kind}_regularizer", None)

@@ -41,15 +41,22 @@ COLLAPSE_EXCESS = 0.25  # a quarter of the labelled rows lose every label: a col
 MIN_GAIN = 0.02  # a threshold experiment's gain must also clear this (besides 2 SE)
 
 CHECKS = (  # what this diagnosis runs (the JUnit report lists exactly these)
-    ("prediction-collapse", Kind.SYMPTOM), ("missing-classes", Kind.SYMPTOM),
-    ("chance-level", Kind.SYMPTOM), ("quality-gate", Kind.SYMPTOM),
+    ("prediction-collapse", Kind.SYMPTOM),
+    ("missing-classes", Kind.SYMPTOM),
+    ("chance-level", Kind.SYMPTOM),
+    ("quality-gate", Kind.SYMPTOM),
     *((c, Kind.CAUSE) for c in CAUSES),
     ("output-activation", Kind.CAUSE),
-    ("loss-mismatch", Kind.CAUSE), ("decision-threshold", Kind.CAUSE),
+    ("loss-mismatch", Kind.CAUSE),
+    ("decision-threshold", Kind.CAUSE),
     ("class-imbalance", Kind.CAUSE),
 )
-CATEGORICAL_LOSSES = ("categorical_crossentropy", "sparse_categorical_crossentropy",
-                      "categorical_focal_crossentropy", "kl_divergence")
+CATEGORICAL_LOSSES = (
+    "categorical_crossentropy",
+    "sparse_categorical_crossentropy",
+    "categorical_focal_crossentropy",
+    "kl_divergence",
+)
 
 
 # ------------------------------------------------------------------ detection and reading
@@ -62,8 +69,9 @@ def is_multi_hot(y: Any) -> bool:
     return _is(np.asarray(y))
 
 
-def read_multilabel_npz(path: str | os.PathLike[str], x_key: str | None,
-                        y_key: str) -> tuple[dict[str, np.ndarray], np.ndarray, list[str] | None]:
+def read_multilabel_npz(
+    path: str | os.PathLike[str], x_key: str | None, y_key: str
+) -> tuple[dict[str, np.ndarray], np.ndarray, list[str] | None]:
     """The .npz's input arrays, its raw `y` and its class names: the checks of
     load.read_npz (path, special files, damaged members, no pickle) without decoding y."""
     import zipfile
@@ -89,13 +97,17 @@ def read_multilabel_npz(path: str | os.PathLike[str], x_key: str | None,
                 try:
                     arrays[k] = npz[k]
                 except ValueError as exc:
-                    raise InputError(f"DATA: {p}: array '{k}' holds Python objects, which "
-                                     "kerasdoctor does not unpickle") from exc
+                    raise InputError(
+                        f"DATA: {p}: array '{k}' holds Python objects, which "
+                        "kerasdoctor does not unpickle"
+                    ) from exc
     except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as exc:
         raise InputError(f"DATA: {p} is not a readable .npz archive ({_first_line(exc)})") from exc
     if y_key not in arrays:
-        raise InputError(f"DATA: {p} has no '{y_key}' array for the labels "
-                         f"(found: {', '.join(keys) or 'nothing'})")
+        raise InputError(
+            f"DATA: {p} has no '{y_key}' array for the labels "
+            f"(found: {', '.join(keys) or 'nothing'})"
+        )
     y = arrays.pop(y_key)
     names_arr = arrays.pop("class_names", None)
     names = [str(n) for n in names_arr.tolist()] if names_arr is not None else None
@@ -111,8 +123,9 @@ def check_multi_hot(y: Any, where: str) -> np.ndarray:
     """`y` as a float (N, K) 0/1 matrix, or an InputError that says why it is not one."""
     y = np.asarray(y)
     if y.ndim != 2 or y.shape[1] < 2:
-        raise InputError(f"{where} has shape {y.shape}; multi-label targets are multi-hot "
-                         "(N, K) with K >= 2")
+        raise InputError(
+            f"{where} has shape {y.shape}; multi-label targets are multi-hot (N, K) with K >= 2"
+        )
     if y.dtype.kind not in "biuf":
         raise InputError(f"{where} has dtype {y.dtype}; multi-hot labels must be 0/1 numbers")
     if y.shape[0] == 0:
@@ -121,8 +134,10 @@ def check_multi_hot(y: Any, where: str) -> np.ndarray:
         raise InputError(f"{where} has NaN/Inf labels")
     if not np.isin(y, (0, 1)).all():
         bad = np.argwhere(~np.isin(y, (0, 1)))[0]
-        raise InputError(f"{where} is not multi-hot: value {y[tuple(bad)]!r} at row "
-                         f"{int(bad[0])}, label {int(bad[1])} (expected 0 or 1)")
+        raise InputError(
+            f"{where} is not multi-hot: value {y[tuple(bad)]!r} at row "
+            f"{int(bad[0])}, label {int(bad[1])} (expected 0 or 1)"
+        )
     out: np.ndarray = y.astype(np.int8)
     return out
 
@@ -158,8 +173,14 @@ def diagnose_arrays(lm: Any, x: Any, y: Any, opts: Any) -> Report:
     return diagnose_loaded(lm, "<arrays>", arrays, y, None, opts)
 
 
-def diagnose_loaded(lm: Any, path: str, arrays: Mapping[str, np.ndarray], y: Any,
-                    names: Sequence[str] | None, opts: Any) -> Report:
+def diagnose_loaded(
+    lm: Any,
+    path: str,
+    arrays: Mapping[str, np.ndarray],
+    y: Any,
+    names: Sequence[str] | None,
+    opts: Any,
+) -> Report:
     """Bind the inputs, predict once, judge. `arrays` by key, as an .npz holds them."""
     import warnings
 
@@ -187,8 +208,15 @@ def _sample_indices(n: int, opts: Any) -> np.ndarray | None:
     return sample_indices(n, opts.sample, opts.seed)
 
 
-def _predict(lm: Any, facts: Any, xs: list[Any], indices: np.ndarray | None, k: int,
-             opts: Any, moments: list[Any] | None = None) -> np.ndarray:
+def _predict(
+    lm: Any,
+    facts: Any,
+    xs: list[Any],
+    indices: np.ndarray | None,
+    k: int,
+    opts: Any,
+    moments: list[Any] | None = None,
+) -> np.ndarray:
     """Every row's raw outputs (float64); `moments` (rowstate.Moments per input) are fed the
     batches' inputs on the way."""
     from kerasdoctor.probe import Predictor, default_batch_size
@@ -200,8 +228,9 @@ def _predict(lm: Any, facts: Any, xs: list[Any], indices: np.ndarray | None, k: 
     out = []
     for start in range(0, n, batch):
         stop = min(n, start + batch)
-        part = ([a[start:stop] for a in xs] if indices is None
-                else [a[indices[start:stop]] for a in xs])
+        part = (
+            [a[start:stop] for a in xs] if indices is None else [a[indices[start:stop]] for a in xs]
+        )
         for m, a in zip(moments or [], part):
             m.update(a)
         out.append(predict_batch(lm, predictor, part, k))
@@ -217,8 +246,9 @@ def run_batch(lm: Any, predictor: Any, part: list[Any]) -> np.ndarray:
         return np.asarray(predictor.run_batch(part)[0])
     except (ValueError, TypeError) as exc:
         text = str(exc).strip().splitlines()
-        raise InputError(f"MODEL: {lm.path} failed to run on the data: "
-                         f"{text[0] if text else type(exc).__name__}") from exc
+        raise InputError(
+            f"MODEL: {lm.path} failed to run on the data: {text[0] if text else type(exc).__name__}"
+        ) from exc
 
 
 def predict_batch(lm: Any, predictor: Any, part: list[Any], k: int) -> np.ndarray:
@@ -226,8 +256,10 @@ def predict_batch(lm: Any, predictor: Any, part: list[Any], k: int) -> np.ndarra
     raw = run_batch(lm, predictor, part)
     if raw.ndim != 2 or raw.shape[1] != k:
         shape = "(N, " + ", ".join(str(d) for d in raw.shape[1:]) + ")"
-        raise InputError(f"MODEL: {lm.path} outputs {shape} but the multi-hot labels have "
-                         f"{k} columns; a multi-label model needs {k} output units (N, {k})")
+        raise InputError(
+            f"MODEL: {lm.path} outputs {shape} but the multi-hot labels have "
+            f"{k} columns; a multi-label model needs {k} output units (N, {k})"
+        )
     out: np.ndarray = raw.astype(np.float64)
     return out
 
@@ -246,8 +278,9 @@ def _auc(y: np.ndarray, s: np.ndarray) -> float | None:
 def hanley_mcneil_lower(auc: float, n_pos: int, n_neg: int, z: float = 1.96) -> float:
     """Lower end of the AUC's normal interval with Hanley & McNeil's (1982) standard error."""
     q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
-    var = (auc * (1 - auc) + (n_pos - 1) * (q1 - auc * auc)
-           + (n_neg - 1) * (q2 - auc * auc)) / max(n_pos * n_neg, 1)
+    var = (auc * (1 - auc) + (n_pos - 1) * (q1 - auc * auc) + (n_neg - 1) * (q2 - auc * auc)) / max(
+        n_pos * n_neg, 1
+    )
     return auc - z * math.sqrt(max(var, 0.0))
 
 
@@ -325,15 +358,22 @@ def _rates(y: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
     neg = int(y.shape[0] - pos)
     tnr = (neg - (npred - tp)) / neg if neg else None
     recall = tp / pos if pos else None
-    return {"support": pos, "predicted": npred, "recall": recall,
-            "precision": tp / npred if npred else None,
-            "balanced_accuracy": (recall + tnr) / 2
-            if recall is not None and tnr is not None else None}
+    return {
+        "support": pos,
+        "predicted": npred,
+        "recall": recall,
+        "precision": tp / npred if npred else None,
+        "balanced_accuracy": (recall + tnr) / 2 if recall is not None and tnr is not None else None,
+    }
 
 
-def validate_label_thresholds(y: np.ndarray, probs: np.ndarray, fit: np.ndarray,
-                              test: np.ndarray, labels: Sequence[int] | None = None
-                              ) -> list[dict[str, Any]]:
+def validate_label_thresholds(
+    y: np.ndarray,
+    probs: np.ndarray,
+    fit: np.ndarray,
+    test: np.ndarray,
+    labels: Sequence[int] | None = None,
+) -> list[dict[str, Any]]:
     """Per label: the cut chosen on the `fit` rows (label_cut) and whether it beats the
     model's 0.5 on the `test` rows beyond noise. A label keeps 0.5 unless it does.
 
@@ -348,16 +388,24 @@ def validate_label_thresholds(y: np.ndarray, probs: np.ndarray, fit: np.ndarray,
         yt = y[test, j].astype(bool)
         st = probs[test, j]
         base = st > DECISION
-        row: dict[str, Any] = {"label": j, "threshold": DECISION, "threshold_fitted": None,
-                               "validated": False, "gain": None, "noise": None, "note": None,
-                               "before": _rates(yt, base)}
+        row: dict[str, Any] = {
+            "label": j,
+            "threshold": DECISION,
+            "threshold_fitted": None,
+            "validated": False,
+            "gain": None,
+            "noise": None,
+            "note": None,
+            "before": _rates(yt, base),
+        }
         row["after"] = row["before"]
         yf = y[fit, j]
         if labels is not None and j not in labels:
             row["note"] = "not tried"
         elif yf.min() == yf.max() or yt.min() == yt.max():
-            row["note"] = ("no positives" if min(yf.max(), yt.max()) == 0 else
-                           "no negatives") + " in one half: no cut can be chosen or checked"
+            row["note"] = (
+                "no positives" if min(yf.max(), yt.max()) == 0 else "no negatives"
+            ) + " in one half: no cut can be chosen or checked"
         else:
             t = label_cut(yf, probs[fit, j])
             cand = st > t
@@ -368,14 +416,23 @@ def validate_label_thresholds(y: np.ndarray, probs: np.ndarray, fit: np.ndarray,
             gain = float(tried["balanced_accuracy"] - row["before"]["balanced_accuracy"])
             noise = 2 * se
             ok = gain > max(noise, MIN_GAIN)
-            row.update({"threshold_fitted": t, "gain": gain, "noise": noise, "validated": ok,
-                        "tried": tried})
+            row.update(
+                {
+                    "threshold_fitted": t,
+                    "gain": gain,
+                    "noise": noise,
+                    "validated": ok,
+                    "tried": tried,
+                }
+            )
             if ok:
                 row["threshold"], row["after"] = t, tried
             else:
-                row["note"] = (f"the cut {t:.4g} chosen on one half moves its balanced "
-                               f"accuracy on the other by {gain:+.3f}, not beyond noise "
-                               f"(±{noise:.3f}) and {MIN_GAIN}: keeps {DECISION}")
+                row["note"] = (
+                    f"the cut {t:.4g} chosen on one half moves its balanced "
+                    f"accuracy on the other by {gain:+.3f}, not beyond noise "
+                    f"(±{noise:.3f}) and {MIN_GAIN}: keeps {DECISION}"
+                )
         out.append(row)
     return out
 
@@ -389,16 +446,19 @@ def label_summary(y: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
     rates = [_rates(y[:, j].astype(bool), pred[:, j].astype(bool)) for j in range(k)]
     recalls = [r["recall"] for r in rates if r["recall"] is not None]
     precisions = [r["precision"] or 0.0 for r in rates if r["support"]]
-    return {"rows": int(y.shape[0]),
-            "macro_balanced_accuracy": None if math.isnan(ba) else ba,
-            "macro_recall": float(np.mean(recalls)) if recalls else None,
-            "macro_precision": float(np.mean(precisions)) if precisions else None,
-            "no_predicted_label": float((pred.sum(axis=1) == 0).mean()),
-            "no_true_label": float((y.sum(axis=1) == 0).mean())}
+    return {
+        "rows": int(y.shape[0]),
+        "macro_balanced_accuracy": None if math.isnan(ba) else ba,
+        "macro_recall": float(np.mean(recalls)) if recalls else None,
+        "macro_precision": float(np.mean(precisions)) if precisions else None,
+        "no_predicted_label": float((pred.sum(axis=1) == 0).mean()),
+        "no_true_label": float((y.sum(axis=1) == 0).mean()),
+    }
 
 
-def fix_commands(model_path: str, data_path: str, opts: Any, cause: str, *,
-                 repair: bool, threshold: bool) -> list[Fix]:
+def fix_commands(
+    model_path: str, data_path: str, opts: Any, cause: str, *, repair: bool, threshold: bool
+) -> list[Fix]:
     """`kerasdoctor fix --repair ... --cause CAUSE` (only where the experiment validated the
     cure) and `kerasdoctor fix --threshold` (where thresholds are the cure), with every flag
     that read DATA, as checks.base.repair_fix writes them for single-label models."""
@@ -410,20 +470,28 @@ def fix_commands(model_path: str, data_path: str, opts: Any, cause: str, *,
     args = data_arguments(data_path, opts)  # --ignore-label, --multi-label included
     stem = "model" if model_path.startswith("<") else Path(model_path.rstrip("/")).stem
     out = shlex.quote(f"{stem or 'model'}_repaired.keras")
-    how = ("the log prior of the positions, validated on a held-out half, is subtracted from "
-           "the output bias (logit adjustment), so the model's own argmax applies it"
-           if cause == "class-imbalance" else
-           "the cut validated on a held-out half is moved into the output bias (bias -= "
-           "logit(threshold)), so the model's own 0.5 rule applies it")
+    how = (
+        "the log prior of the positions, validated on a held-out half, is subtracted from "
+        "the output bias (logit adjustment), so the model's own argmax applies it"
+        if cause == "class-imbalance"
+        else "the cut validated on a held-out half is moved into the output bias (bias -= "
+        "logit(threshold)), so the model's own 0.5 rule applies it"
+    )
     fixes = []
     if repair:
-        fixes.append(Fix(
-            f"Repair it inside the model, without retraining: {how}",
-            command=f"kerasdoctor fix --repair {model} {args} --cause {cause} --output {out}"))
+        fixes.append(
+            Fix(
+                f"Repair it inside the model, without retraining: {how}",
+                command=f"kerasdoctor fix --repair {model} {args} --cause {cause} --output {out}",
+            )
+        )
     if threshold:
-        fixes.append(Fix(
-            "See the thresholds, chosen on one seeded half of DATA and checked on the other",
-            command=f"kerasdoctor fix --threshold {model} {args}"))
+        fixes.append(
+            Fix(
+                "See the thresholds, chosen on one seeded half of DATA and checked on the other",
+                command=f"kerasdoctor fix --threshold {model} {args}",
+            )
+        )
     return fixes
 
 
@@ -458,14 +526,21 @@ def label_metrics(y: np.ndarray, probs: np.ndarray, names: Sequence[str]) -> Mul
         npred = int(pred[:, j].sum())
         tp = int((pred[:, j] & y[:, j]).sum())
         auc = _auc(y[:, j], probs[:, j])
-        per.append(LabelMetrics(
-            index=j, name=names[j], support=pos, predicted=npred,
-            prevalence=pos / n, predicted_rate=npred / n,
-            recall=tp / pos if pos else None, precision=tp / npred if npred else None,
-            auc=auc,
-            auc_lower=hanley_mcneil_lower(auc, pos, n - pos) if auc is not None else None,
-            max_score=float(probs[:, j].max()),
-        ))
+        per.append(
+            LabelMetrics(
+                index=j,
+                name=names[j],
+                support=pos,
+                predicted=npred,
+                prevalence=pos / n,
+                predicted_rate=npred / n,
+                recall=tp / pos if pos else None,
+                precision=tp / npred if npred else None,
+                auc=auc,
+                auc_lower=hanley_mcneil_lower(auc, pos, n - pos) if auc is not None else None,
+                max_score=float(probs[:, j].max()),
+            )
+        )
     correct = float((pred == y).mean())
     baseline = float(np.mean([max(r.prevalence, 1 - r.prevalence) for r in per]))
     ba, _ = macro_balanced(y, pred)
@@ -486,7 +561,8 @@ def label_metrics(y: np.ndarray, probs: np.ndarray, names: Sequence[str]) -> Mul
             no_true_label=no_true,
             no_predicted_label=no_pred,
             labelled_rows_predicted_empty=float((pred[labelled].sum(axis=1) == 0).mean())
-            if labelled.any() else None,
+            if labelled.any()
+            else None,
             mean_true_labels=float(y.sum(axis=1).mean()),
             mean_predicted_labels=float(pred.sum(axis=1).mean()),
         ),
@@ -496,8 +572,15 @@ def label_metrics(y: np.ndarray, probs: np.ndarray, names: Sequence[str]) -> Mul
 # ------------------------------------------------------------------ the diagnosis
 
 
-def _diagnose(lm: Any, path: str, xs: list[Any], y_all: np.ndarray, names: list[str],
-              indices: np.ndarray | None, opts: Any) -> Report:
+def _diagnose(
+    lm: Any,
+    path: str,
+    xs: list[Any],
+    y_all: np.ndarray,
+    names: list[str],
+    indices: np.ndarray | None,
+    opts: Any,
+) -> Report:
     from kerasdoctor.model_facts import read_facts
     from kerasdoctor.rowstate import moments_of
 
@@ -506,14 +589,36 @@ def _diagnose(lm: Any, path: str, xs: list[Any], y_all: np.ndarray, names: list[
     moments = moments_of(xs)
     raw = _predict(lm, facts, xs, indices, k, opts, moments)
     rows = np.arange(y_all.shape[0]) if indices is None else indices
-    return multilabel_report(lm, facts, path, raw, y_all, rows, xs, names, moments, opts,
-                             sampled_from=None if indices is None else int(y_all.shape[0]))
+    return multilabel_report(
+        lm,
+        facts,
+        path,
+        raw,
+        y_all,
+        rows,
+        xs,
+        names,
+        moments,
+        opts,
+        sampled_from=None if indices is None else int(y_all.shape[0]),
+    )
 
 
-def multilabel_report(lm: Any, facts: Any, path: str, raw: np.ndarray, y_all: Any,
-                      rows: np.ndarray, xs: Sequence[Any], names: list[str],
-                      moments: Sequence[Any], opts: Any, *, sampled_from: int | None = None,
-                      shards: int | None = None) -> Report:
+def multilabel_report(
+    lm: Any,
+    facts: Any,
+    path: str,
+    raw: np.ndarray,
+    y_all: Any,
+    rows: np.ndarray,
+    xs: Sequence[Any],
+    names: list[str],
+    moments: Sequence[Any],
+    opts: Any,
+    *,
+    sampled_from: int | None = None,
+    shards: int | None = None,
+) -> Report:
     """The report from every diagnosed row's raw outputs (in the order of `rows`): the single
     run and the sharded (Beam) run both end here. `y_all` and `xs` are indexed by the ids in
     `rows`; the experiments read only their bounded sample (task_causes.sample_rows)."""
@@ -531,7 +636,7 @@ def multilabel_report(lm: Any, facts: Any, path: str, raw: np.ndarray, y_all: An
         probs, y = raw[finite], y[finite]
         if y.shape[0] == 0:
             raise InputError(f"MODEL: {lm.path} gives NaN/Inf for every row of {path}")
-    if (head not in ("sigmoid", "softmax") and (probs.min() < 0 or probs.max() > 1)):
+    if head not in ("sigmoid", "softmax") and (probs.min() < 0 or probs.max() > 1):
         probs = 1.0 / (1.0 + np.exp(-np.clip(probs, -80, 80)))
         notes.append(f"the {head} outputs were read as logits (sigmoid applied)")
     metrics = label_metrics(y, probs, names)
@@ -551,51 +656,90 @@ def multilabel_report(lm: Any, facts: Any, path: str, raw: np.ndarray, y_all: An
             outcomes.append(Outcome(check_id, kind, "found" if mine else "passed"))
             kept += mine
     ordered, chain = rank(kept)
-    experiments = tuple(dict(f.evidence["experiment"], finding=f.id) for f in ordered
-                        if "experiment" in f.evidence)
+    experiments = tuple(
+        dict(f.evidence["experiment"], finding=f.id) for f in ordered if "experiment" in f.evidence
+    )
     logged = {e.get("key") for e in experiments}
     experiments += tuple(t for t in trials if t["key"] not in logged)  # the cures tried
     model_info = ModelSection(
-        path=lm.path, format=lm.format,
+        path=lm.path,
+        format=lm.format,
         inputs=tuple(ModelInput(s.name, tuple(s.shape)) for s in lm.inputs),
-        output=lm.output_name, n_outputs=facts.n_outputs, head=head,
-        loss=facts.loss, loss_from_logits=facts.loss_from_logits,
-        optimizer_iterations=facts.optimizer_iterations, notes=tuple(notes),
+        output=lm.output_name,
+        n_outputs=facts.n_outputs,
+        head=head,
+        loss=facts.loss,
+        loss_from_logits=facts.loss_from_logits,
+        optimizer_iterations=facts.optimizer_iterations,
+        notes=tuple(notes),
     )
     data_info = DataSection(
-        path=path, n_samples=int(y.shape[0]), n_classes=k, class_names=tuple(names),
-        label_counts=int_tuple(y.sum(axis=0)), label_encoding="multi-hot",
+        path=path,
+        n_samples=int(y.shape[0]),
+        n_classes=k,
+        class_names=tuple(names),
+        label_counts=int_tuple(y.sum(axis=0)),
+        label_encoding="multi-hot",
         inputs=tuple(m.info(spec.name, len(rows)) for spec, m in zip(lm.inputs, moments)),
         sampled_from=None if sampled_from is None else int(sampled_from),
         seed=None if sampled_from is None else opts.seed,
         shards=shards,
     )
-    return Report(model=model_info, data=data_info, metrics=metrics,
-                  findings=tuple(ordered), chain=tuple(chain), ignored=dict(opts.ignore),
-                  version=__version__, experiments=experiments, outcomes=tuple(outcomes),
-                  fail_on=opts.fail_on)
+    return Report(
+        model=model_info,
+        data=data_info,
+        metrics=metrics,
+        findings=tuple(ordered),
+        chain=tuple(chain),
+        ignored=dict(opts.ignore),
+        version=__version__,
+        experiments=experiments,
+        outcomes=tuple(outcomes),
+        fail_on=opts.fail_on,
+    )
 
 
-def _model_causes(lm: Any, facts: Any, xs: list[Any], y_all: np.ndarray, rows: np.ndarray,
-                  findings: Sequence[Finding], opts: Any, path: str | None = None
-                  ) -> tuple[list[Finding], list[dict[str, Any]]]:
+def _model_causes(
+    lm: Any,
+    facts: Any,
+    xs: list[Any],
+    y_all: np.ndarray,
+    rows: np.ndarray,
+    findings: Sequence[Finding],
+    opts: Any,
+    path: str | None = None,
+) -> tuple[list[Finding], list[dict[str, Any]]]:
     """Input preparation and BatchNorm statistics: the model-level causes, tried on a bounded
     sample of the rows and scored by macro balanced accuracy (task_causes); with DATA's
     `path`, a repairable finding offers `fix --repair` first."""
     from kerasdoctor.task_causes import MultiLabelTask, model_causes, sample_rows
 
-    symptoms = [f.id for f in findings if f.kind is Kind.SYMPTOM
-                and f.severity is not Severity.INFO and f.id != "quality-gate"]
-    skip = set(opts.ignore) | ({c for c in CAUSES if c not in opts.only}
-                               if getattr(opts, "only", None) is not None else set())
+    symptoms = [
+        f.id
+        for f in findings
+        if f.kind is Kind.SYMPTOM and f.severity is not Severity.INFO and f.id != "quality-gate"
+    ]
+    skip = set(opts.ignore) | (
+        {c for c in CAUSES if c not in opts.only}
+        if getattr(opts, "only", None) is not None
+        else set()
+    )
     if not symptoms or set(CAUSES) <= skip:
         return [], []
     pick = rows[sample_rows(len(rows), int(y_all.shape[1]), opts.seed, dense=False)]
     sample = [np.asarray(a[pick]) for a in xs]
     task = MultiLabelTask(np.asarray(y_all[pick], np.float32), facts.head)
-    found, trials = model_causes(lm, facts, sample, task, symptoms=symptoms, seed=opts.seed,
-                                 dense=False, paths=None if path is None else (lm.path, path),
-                                 opts=opts)
+    found, trials = model_causes(
+        lm,
+        facts,
+        sample,
+        task,
+        symptoms=symptoms,
+        seed=opts.seed,
+        dense=False,
+        paths=None if path is None else (lm.path, path),
+        opts=opts,
+    )
     return [f for f in found if f.id not in skip], trials
 
 
@@ -603,9 +747,15 @@ def _names(rows: Sequence[ClassMetrics]) -> str:
     return ", ".join(str(r.name) for r in rows)
 
 
-def _findings(facts: Any, y: np.ndarray, probs: np.ndarray, names: list[str],
-              metrics: MultiLabelMetrics, opts: Any,
-              paths: tuple[str, str] = ("MODEL", "DATA")) -> list[Finding]:
+def _findings(
+    facts: Any,
+    y: np.ndarray,
+    probs: np.ndarray,
+    names: list[str],
+    metrics: MultiLabelMetrics,
+    opts: Any,
+    paths: tuple[str, str] = ("MODEL", "DATA"),
+) -> list[Finding]:
     out: list[Finding] = []
     per = metrics.per_class
     n, k = y.shape
@@ -613,15 +763,25 @@ def _findings(facts: Any, y: np.ndarray, probs: np.ndarray, names: list[str],
     # -- symptom: missing-classes (labels with support that the 0.5 rule never predicts)
     missing = [r for r in per if r.support >= MIN_SUPPORT and r.predicted == 0]
     if missing:
-        out.append(Finding(
-            "missing-classes", Kind.SYMPTOM,
-            Severity.ERROR, f"{len(missing)} of {k} labels are never predicted",
-            f"At score > {DECISION}, no row is predicted {_names(missing)}, although "
-            + ", ".join(f"{r.name} is on {r.support} rows (max score "
-                        f"{r.max_score:.2f})" for r in missing) + ".",
-            {"labels": [r.name for r in missing],
-             "support": [r.support for r in missing],
-             "max_score": [r.max_score for r in missing]}))
+        out.append(
+            Finding(
+                "missing-classes",
+                Kind.SYMPTOM,
+                Severity.ERROR,
+                f"{len(missing)} of {k} labels are never predicted",
+                f"At score > {DECISION}, no row is predicted {_names(missing)}, although "
+                + ", ".join(
+                    f"{r.name} is on {r.support} rows (max score {r.max_score:.2f})"
+                    for r in missing
+                )
+                + ".",
+                {
+                    "labels": [r.name for r in missing],
+                    "support": [r.support for r in missing],
+                    "max_score": [r.max_score for r in missing],
+                },
+            )
+        )
     # -- symptom: prediction-collapse (rows predicted with no label at all, far beyond truth)
     empty_true, empty_pred = ps.no_true_label, ps.no_predicted_label
     n_empty_pred = int(round(empty_pred * n))
@@ -629,18 +789,25 @@ def _findings(facts: Any, y: np.ndarray, probs: np.ndarray, names: list[str],
     # of the rows that truly carry a label, the share that lose every label beyond chance
     excess = (empty_pred - empty_true) / max(1 - empty_true, 1e-9)
     if lower > empty_true and excess >= COLLAPSE_EXCESS:
-        out.append(Finding(
-            "prediction-collapse", Kind.SYMPTOM,
-            Severity.ERROR if excess >= 0.5 else Severity.WARNING,
-            f"{empty_pred:.1%} of the rows are predicted with no label; {empty_true:.1%} "
-            "have none",
-            f"The model predicts no label at all for {empty_pred:.1%} of the rows (99% lower "
-            f"bound {lower:.1%}), while only {empty_true:.1%} of them carry no label: "
-            f"{ps.labelled_rows_predicted_empty:.1%} of the labelled rows get nothing.",
-            {"no_predicted_label": empty_pred, "no_true_label": empty_true,
-             "no_predicted_label_lower": lower,
-             "labelled_rows_predicted_empty": ps.labelled_rows_predicted_empty,
-             "rows": n}))
+        out.append(
+            Finding(
+                "prediction-collapse",
+                Kind.SYMPTOM,
+                Severity.ERROR if excess >= 0.5 else Severity.WARNING,
+                f"{empty_pred:.1%} of the rows are predicted with no label; {empty_true:.1%} "
+                "have none",
+                f"The model predicts no label at all for {empty_pred:.1%} of the rows (99% lower "
+                f"bound {lower:.1%}), while only {empty_true:.1%} of them carry no label: "
+                f"{ps.labelled_rows_predicted_empty:.1%} of the labelled rows get nothing.",
+                {
+                    "no_predicted_label": empty_pred,
+                    "no_true_label": empty_true,
+                    "no_predicted_label_lower": lower,
+                    "labelled_rows_predicted_empty": ps.labelled_rows_predicted_empty,
+                    "rows": n,
+                },
+            )
+        )
     # -- symptom: chance-level (macro balanced accuracy no better than a label-blind guesser
     # with the model's predicted rates: per label, recall ~ q and specificity ~ 1 - q)
     from kerasdoctor.task_causes import chance_level
@@ -650,11 +817,17 @@ def _findings(facts: Any, y: np.ndarray, probs: np.ndarray, names: list[str],
     both = (pos > 0) & (neg > 0)
     if int(both.sum()) >= 1 and n >= MIN_CHANCE_ROWS:
         q = np.array([r.predicted_rate for r in per], np.float64)[both]
-        var = float(np.sum(q * (1 - q) * (1 / pos[both] + 1 / neg[both]) / 4)
-                    / int(both.sum()) ** 2)
-        chance = chance_level(metrics.balanced_accuracy, 0.5, var, "rows",
-                              "macro balanced accuracy",
-                              {"labels": int(both.sum()), "rows": n})
+        var = float(
+            np.sum(q * (1 - q) * (1 / pos[both] + 1 / neg[both]) / 4) / int(both.sum()) ** 2
+        )
+        chance = chance_level(
+            metrics.balanced_accuracy,
+            0.5,
+            var,
+            "rows",
+            "macro balanced accuracy",
+            {"labels": int(both.sum()), "rows": n},
+        )
         if chance is not None:
             out.append(chance)
     # -- quality gates (--min-recall per label, --min-balanced-accuracy macro)
@@ -663,47 +836,83 @@ def _findings(facts: Any, y: np.ndarray, probs: np.ndarray, names: list[str],
     if "min_recall" in gates:
         low = [r for r in per if r.recall is not None and r.recall < gates["min_recall"]]
         if low:
-            failed.append(f"recall below {gates['min_recall']:g} for " + ", ".join(
-                f"{r.name} ({r.recall:.2f})" for r in low))
+            failed.append(
+                f"recall below {gates['min_recall']:g} for "
+                + ", ".join(f"{r.name} ({r.recall:.2f})" for r in low)
+            )
     ba = metrics.balanced_accuracy
     if "min_balanced_accuracy" in gates and ba is not None and ba < gates["min_balanced_accuracy"]:
         failed.append(f"macro balanced accuracy {ba:.3f} < {gates['min_balanced_accuracy']:g}")
     if failed:
-        out.append(Finding("quality-gate", Kind.SYMPTOM, Severity.ERROR,
-                           "a quality gate is not met", "; ".join(failed) + ".",
-                           {"gates": gates, "balanced_accuracy": ba}))
+        out.append(
+            Finding(
+                "quality-gate",
+                Kind.SYMPTOM,
+                Severity.ERROR,
+                "a quality gate is not met",
+                "; ".join(failed) + ".",
+                {"gates": gates, "balanced_accuracy": ba},
+            )
+        )
     # -- causes: the head / loss
     multi = int((y.sum(axis=1) > 1).sum())
     loss = (facts.loss or "").lower()
     if facts.head == "softmax":
         row_sum = float(probs.sum(axis=1).mean())
-        out.append(Finding(
-            "output-activation", Kind.CAUSE, Severity.ERROR,
-            "softmax head on multi-label targets: the labels compete",
-            f"The output is a softmax over the {k} labels, so each row's scores sum to 1 "
-            f"(mean {row_sum:.2f}): labels compete instead of being judged one by one, a row "
-            f"cannot hold two labels above 0.5 ({multi} rows carry 2 or more), and a row with no "
-            f"label still puts its mass on some label ({ps.no_predicted_label:.1%} of rows "
-            f"predicted empty vs {ps.no_true_label:.1%} truly empty)"
-            + (f"; the loss is {facts.loss}, which rows without a label add nothing to"
-               if "categorical" in loss else "") + ".",
-            {"head": "softmax", "loss": facts.loss, "mean_row_score_sum": row_sum,
-             "rows_with_several_labels": multi,
-             "no_predicted_label": ps.no_predicted_label,
-             "no_true_label": ps.no_true_label},
-            (Fix("Use one sigmoid unit per label and binary cross-entropy, then retrain.",
-                 code=f"outputs = keras.layers.Dense({k}, activation=\"sigmoid\")(features)\n"
-                      "model.compile(optimizer=\"adam\", loss=\"binary_crossentropy\",\n"
-                      "              metrics=[keras.metrics.AUC(multi_label=True)])"),)))
+        out.append(
+            Finding(
+                "output-activation",
+                Kind.CAUSE,
+                Severity.ERROR,
+                "softmax head on multi-label targets: the labels compete",
+                f"The output is a softmax over the {k} labels, so each row's scores sum to 1 "
+                f"(mean {row_sum:.2f}): labels compete instead of being judged one by one, a "
+                f"row cannot hold two labels above 0.5 ({multi} rows carry 2 or more), and a row "
+                f"with no label still puts its mass on some label "
+                f"({ps.no_predicted_label:.1%} of rows predicted empty vs "
+                f"{ps.no_true_label:.1%} truly empty)"
+                + (
+                    f"; the loss is {facts.loss}, which rows without a label add nothing to"
+                    if "categorical" in loss
+                    else ""
+                )
+                + ".",
+                {
+                    "head": "softmax",
+                    "loss": facts.loss,
+                    "mean_row_score_sum": row_sum,
+                    "rows_with_several_labels": multi,
+                    "no_predicted_label": ps.no_predicted_label,
+                    "no_true_label": ps.no_true_label,
+                },
+                (
+                    Fix(
+                        "Use one sigmoid unit per label and binary cross-entropy, then retrain.",
+                        code=f'outputs = keras.layers.Dense({k}, activation="sigmoid")(features)\n'
+                        'model.compile(optimizer="adam", loss="binary_crossentropy",\n'
+                        "              metrics=[keras.metrics.AUC(multi_label=True)])",
+                    ),
+                ),
+            )
+        )
     elif any(name in loss for name in CATEGORICAL_LOSSES):
-        out.append(Finding(
-            "loss-mismatch", Kind.CAUSE, Severity.ERROR,
-            f"{facts.loss} on multi-label targets",
-            f"The loss {facts.loss} treats the {k} labels as one choice among {k}; multi-hot "
-            "targets need a per-label loss (binary cross-entropy).",
-            {"loss": facts.loss, "head": facts.head},
-            (Fix("Compile with binary cross-entropy and retrain.",
-                 code="model.compile(optimizer=\"adam\", loss=\"binary_crossentropy\")"),)))
+        out.append(
+            Finding(
+                "loss-mismatch",
+                Kind.CAUSE,
+                Severity.ERROR,
+                f"{facts.loss} on multi-label targets",
+                f"The loss {facts.loss} treats the {k} labels as one choice among {k}; multi-hot "
+                "targets need a per-label loss (binary cross-entropy).",
+                {"loss": facts.loss, "head": facts.head},
+                (
+                    Fix(
+                        "Compile with binary cross-entropy and retrain.",
+                        code='model.compile(optimizer="adam", loss="binary_crossentropy")',
+                    ),
+                ),
+            )
+        )
     # -- cause: decision-threshold (ranks well, the 0.5 cut starves the label)
     thr_finding = _decision_threshold(y, probs, per, opts, paths)
     if thr_finding is not None:
@@ -716,28 +925,43 @@ def _findings(facts: Any, y: np.ndarray, probs: np.ndarray, names: list[str],
         dropped |= {r.name for r in missing}
     rare = [r for r in per if r.name in dropped and r.prevalence < RARE_PREVALENCE]
     if rare:
-        out.append(Finding(
-            "class-imbalance", Kind.CAUSE, Severity.INFO,
-            "the dropped labels are rare ("
-            + ", ".join(f"{r.prevalence:.1%}" for r in rare) + ")",
-            f"{_names(rare)} are on fewer than {RARE_PREVALENCE:.0%} of the rows: binary "
-            "cross-entropy then pushes their scores below 0.5 even when they rank well. "
-            "Keras's class_weight does not apply to multi-label outputs; the measured cure is "
-            "the per-label threshold above.",
-            {"labels": [r.name for r in rare],
-             "prevalence": [r.prevalence for r in rare]}))
+        out.append(
+            Finding(
+                "class-imbalance",
+                Kind.CAUSE,
+                Severity.INFO,
+                "the dropped labels are rare ("
+                + ", ".join(f"{r.prevalence:.1%}" for r in rare)
+                + ")",
+                f"{_names(rare)} are on fewer than {RARE_PREVALENCE:.0%} of the rows: binary "
+                "cross-entropy then pushes their scores below 0.5 even when they rank well. "
+                "Keras's class_weight does not apply to multi-label outputs; the measured cure is "
+                "the per-label threshold above.",
+                {"labels": [r.name for r in rare], "prevalence": [r.prevalence for r in rare]},
+            )
+        )
     return out
 
 
-def _decision_threshold(y: np.ndarray, probs: np.ndarray, per: Sequence[LabelMetrics],
-                        opts: Any, paths: tuple[str, str] = ("MODEL", "DATA")
-                        ) -> Finding | None:
+def _decision_threshold(
+    y: np.ndarray,
+    probs: np.ndarray,
+    per: Sequence[LabelMetrics],
+    opts: Any,
+    paths: tuple[str, str] = ("MODEL", "DATA"),
+) -> Finding | None:
     n, k = y.shape
-    flagged = [r for r in per
-               if r.support >= MIN_SUPPORT and r.support < n
-               and r.auc is not None and r.auc >= AUC_GOOD
-               and r.auc_lower is not None and r.auc_lower > AUC_LOWER
-               and (r.recall or 0.0) < STARVED_RECALL]
+    flagged = [
+        r
+        for r in per
+        if r.support >= MIN_SUPPORT
+        and r.support < n
+        and r.auc is not None
+        and r.auc >= AUC_GOOD
+        and r.auc_lower is not None
+        and r.auc_lower > AUC_LOWER
+        and (r.recall or 0.0) < STARVED_RECALL
+    ]
     if not flagged:
         return None
     idx = [int(r.index) for r in flagged]
@@ -758,7 +982,7 @@ def _decision_threshold(y: np.ndarray, probs: np.ndarray, per: Sequence[LabelMet
     before, se_b = macro_balanced(y[test], base[test])
     after, se_a = macro_balanced(y[test], tuned[test])
     gain = after - before
-    noise = 2 * math.sqrt(se_a ** 2 + se_b ** 2)
+    noise = 2 * math.sqrt(se_a**2 + se_b**2)
     restores = gain > max(noise, MIN_GAIN)
     validated = [per[j].name for j in idx if rows[j]["validated"]]
     empty_after = float((tuned[test].sum(axis=1) == 0).mean())
@@ -771,11 +995,16 @@ def _decision_threshold(y: np.ndarray, probs: np.ndarray, per: Sequence[LabelMet
     severity = Severity.ERROR if restores and starved else Severity.WARNING
     experiment = {
         "what": f"per-label thresholds (Youden J of `score > t`) chosen on one seeded stratified "
-                f"half ({len(fit)} rows) for {len(idx)} labels, scored on the other half",
-        "balanced_accuracy_before": before, "balanced_accuracy_after": after,
-        "rows": int(len(test)), "gain": gain, "noise": noise, "restores": restores,
+        f"half ({len(fit)} rows) for {len(idx)} labels, scored on the other half",
+        "balanced_accuracy_before": before,
+        "balanced_accuracy_after": after,
+        "rows": int(len(test)),
+        "gain": gain,
+        "noise": noise,
+        "restores": restores,
         "thresholds": [float(v) for v in thr_half],
-        "no_predicted_label_before": empty_before, "no_predicted_label_after": empty_after,
+        "no_predicted_label_before": empty_before,
+        "no_predicted_label_after": empty_after,
         # per label, the cut's own paired gain on the held-out half against its noise: the
         # labels whose cut `fix --repair` would move into the model
         "validated_labels": validated,
@@ -789,14 +1018,19 @@ def _decision_threshold(y: np.ndarray, probs: np.ndarray, per: Sequence[LabelMet
         + ", ".join(f"{r.predicted_rate:.1%}" for r in flagged)
         + " of the rows against a prevalence of "
         + ", ".join(f"{r.prevalence:.1%}" for r in flagged)
-        + " (recall " + ", ".join(f"{(r.recall or 0):.2f}" for r in flagged) + "). "
+        + " (recall "
+        + ", ".join(f"{(r.recall or 0):.2f}" for r in flagged)
+        + "). "
         f"Per-label thresholds chosen on one half of the rows take the macro balanced accuracy "
         f"on the other half from {before:.3f} to {after:.3f} "
         + (f"(beyond noise, ±{noise:.3f})" if restores else f"(within noise, ±{noise:.3f})")
         + f", and the rows predicted with no label from {empty_before:.1%} to {empty_after:.1%}"
-        + (f"; each label's own cut beats 0.5 beyond noise for {len(validated)} of "
-           f"{len(idx)} ({', '.join(validated)})." if validated else
-           "; no label's own cut beats 0.5 beyond noise on the held-out half.")
+        + (
+            f"; each label's own cut beats 0.5 beyond noise for {len(validated)} of "
+            f"{len(idx)} ({', '.join(validated)})."
+            if validated
+            else "; no label's own cut beats 0.5 beyond noise on the held-out half."
+        )
     )
     code = (
         "import numpy as np\n"
@@ -807,24 +1041,35 @@ def _decision_threshold(y: np.ndarray, probs: np.ndarray, per: Sequence[LabelMet
     )
     # the repair is offered only where the experiment validated the cure: the macro gain
     # beyond noise and at least one label's own cut beyond its noise (what it moves)
-    commands = fix_commands(paths[0], paths[1], opts, "decision-threshold",
-                            repair=restores and bool(validated), threshold=True)
+    commands = fix_commands(
+        paths[0],
+        paths[1],
+        opts,
+        "decision-threshold",
+        repair=restores and bool(validated),
+        threshold=True,
+    )
     fixes = [f for f in commands if f.command and "--repair" in f.command]
     fixes.append(Fix("Predict each label with its own threshold instead of 0.5.", code=code))
     fixes += [f for f in commands if f.command and "--threshold" in f.command]
     return Finding(
-        "decision-threshold", Kind.CAUSE, severity,
+        "decision-threshold",
+        Kind.CAUSE,
+        severity,
         f"the 0.5 cut starves {len(flagged)} of {k} labels that the scores rank well",
         detail,
-        {"labels": [r.name for r in flagged],
-         "auc": [r.auc for r in flagged],
-         "auc_lower": [r.auc_lower for r in flagged],
-         "prevalence": [r.prevalence for r in flagged],
-         "predicted_rate": [r.predicted_rate for r in flagged],
-         "recall": [r.recall for r in flagged],
-         "thresholds": thr_all,
-         "experiment": experiment},
-        tuple(fixes))
+        {
+            "labels": [r.name for r in flagged],
+            "auc": [r.auc for r in flagged],
+            "auc_lower": [r.auc_lower for r in flagged],
+            "prevalence": [r.prevalence for r in flagged],
+            "predicted_rate": [r.predicted_rate for r in flagged],
+            "recall": [r.recall for r in flagged],
+            "thresholds": thr_all,
+            "experiment": experiment,
+        },
+        tuple(fixes),
+    )
 
 
 # order of causes when several are above info: a head/loss defect decides the scores by

@@ -93,8 +93,7 @@ def reduction_layers() -> dict[str, Any]:
     return _REDUCTION_LAYERS
 
 
-def probe_taps(model: Any, facts: ModelFacts) -> tuple[list[Any], list[tuple[str, str]],
-                                                       list[str]]:
+def probe_taps(model: Any, facts: ModelFacts) -> tuple[list[Any], list[tuple[str, str]], list[str]]:
     """Per-sample reductions of ReLU outputs and BatchNorm inputs, as extra output tensors.
 
     Returns (tensors, ReLU layers as (name, activation), BatchNorm layer names). All ReLU taps
@@ -157,8 +156,15 @@ def _bn_layers(model: Any) -> list[Any]:
     return [layer for layer in all_layers(model) if type(layer).__name__ == "BatchNormalization"]
 
 
-def batchnorm_run(predictor: Predictor, xs: Sequence[np.ndarray], *, reestimate: bool,
-                  seed: int = 0, batch: int = 256, outputs: bool = False) -> np.ndarray:
+def batchnorm_run(
+    predictor: Predictor,
+    xs: Sequence[np.ndarray],
+    *,
+    reestimate: bool,
+    seed: int = 0,
+    batch: int = 256,
+    outputs: bool = False,
+) -> np.ndarray:
     """Predicted classes on the sample with BatchNorm using batch statistics (reestimate=False)
     or with its moving statistics re-estimated from the sample as a cumulative average over
     shuffled batches (AdaBN) and then inference. Runs on a copy of the model. outputs=True
@@ -203,8 +209,9 @@ def batchnorm_run(predictor: Predictor, xs: Sequence[np.ndarray], *, reestimate:
     if outputs:  # the raw outputs, flattened per row (dense and multi-label callers score them)
         return raw
     with np.errstate(all="ignore"):
-        probs = probability_fn(predictor.facts.head if predictor.facts.head != "unknown"
-                               else "linear", raw.shape[1])(raw)
+        probs = probability_fn(
+            predictor.facts.head if predictor.facts.head != "unknown" else "linear", raw.shape[1]
+        )(raw)
     return predicted_classes(raw, probs)
 
 
@@ -230,8 +237,11 @@ def head_tap(predictor: Predictor, xs: Sequence[np.ndarray], batch: int = 256) -
     if name == "Dense":
         feat_t = path[layer.name][0] if layer.name in path else layer.input
         feats = _run(k, model, feat_t, predictor, xs, batch)
-        kernel, bias = (np.asarray(w, np.float64) for w in layer.get_weights()[:2]) \
-            if layer.use_bias else (np.asarray(layer.get_weights()[0], np.float64), None)
+        kernel, bias = (
+            (np.asarray(w, np.float64) for w in layer.get_weights()[:2])
+            if layer.use_bias
+            else (np.asarray(layer.get_weights()[0], np.float64), None)
+        )
         pre = feats @ kernel + (bias if bias is not None else 0.0)
         act = layer.get_config().get("activation", "linear")
         return HeadTap(feats, pre, str(act) if isinstance(act, str) else "linear")
@@ -239,7 +249,8 @@ def head_tap(predictor: Predictor, xs: Sequence[np.ndarray], batch: int = 256) -
         pre_t = path[layer.name][0] if layer.name in path else layer.input
         pre = _run(k, model, pre_t, predictor, xs, batch)
         act = {"Softmax": "softmax", "ReLU": "relu"}.get(
-            name, str(layer.get_config().get("activation", "linear")))
+            name, str(layer.get_config().get("activation", "linear"))
+        )
         penultimate: np.ndarray | None = None  # none unless a Dense feeds the activation
         prev = producer(pre_t)
         if prev is not None and type(prev).__name__ == "Dense" and prev.name in path:
@@ -248,8 +259,9 @@ def head_tap(predictor: Predictor, xs: Sequence[np.ndarray], batch: int = 256) -
     raise ValueError(f"the output layer is a {name}, not a Dense or an activation layer")
 
 
-def _run(k: Any, model: Any, tensor: Any, predictor: Predictor, xs: Sequence[np.ndarray],
-         batch: int) -> np.ndarray:
+def _run(
+    k: Any, model: Any, tensor: Any, predictor: Predictor, xs: Sequence[np.ndarray], batch: int
+) -> np.ndarray:
     sub = k.Model(model.inputs, tensor)
     n = int(xs[0].shape[0])
     parts = []

@@ -120,9 +120,7 @@ def sample_keys(row_ids: np.ndarray, seed: int) -> np.ndarray:
     the data is streamed in one process or in shards whose partial states are merged.
     """
     with np.errstate(over="ignore"):
-        z = row_ids.astype(np.uint64) + np.uint64(seed & 0xFFFFFFFF) * np.uint64(
-            0x9E3779B97F4A7C15
-        )
+        z = row_ids.astype(np.uint64) + np.uint64(seed & 0xFFFFFFFF) * np.uint64(0x9E3779B97F4A7C15)
         z = z + np.uint64(0x9E3779B97F4A7C15)
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
@@ -156,8 +154,11 @@ class ProbeLayout:
             relu_layers=list(predictor.relu_layers),
             bn_layers=[(b, predictor.spatial_size(b)) for b in predictor.bn_layers],
             notes=list(predictor.notes),
-            token_inputs=[s.name for s in predictor.lm.inputs
-                          if "Embedding" in predictor.facts.input_consumers.get(s.name, ())],
+            token_inputs=[
+                s.name
+                for s in predictor.lm.inputs
+                if "Embedding" in predictor.facts.input_consumers.get(s.name, ())
+            ],
         )
 
 
@@ -204,8 +205,9 @@ class ProbeState:
 
     # -- one batch
 
-    def update(self, xs: Sequence[Any], y: np.ndarray, outs: Sequence[np.ndarray],
-               row_ids: np.ndarray) -> None:
+    def update(
+        self, xs: Sequence[Any], y: np.ndarray, outs: Sequence[np.ndarray], row_ids: np.ndarray
+    ) -> None:
         xs = [np.asarray(x) for x in xs]
         n_b = int(y.shape[0])
         if not self.inputs:
@@ -237,7 +239,9 @@ class ProbeState:
     def _init_inputs(self, xs: list[np.ndarray]) -> None:
         self.inputs = [
             InputStats(
-                name=name, shape=tuple(int(d) for d in x.shape[1:]), dtype=str(x.dtype),
+                name=name,
+                shape=tuple(int(d) for d in x.shape[1:]),
+                dtype=str(x.dtype),
                 moments=Moments.empty(1 if x.ndim == 1 else int(x.shape[-1])),
             )  # `integral` starts True and is refined per batch (floats may hold whole numbers)
             for name, x in zip(self.layout.input_names, xs)
@@ -245,8 +249,7 @@ class ProbeState:
         for st in self.inputs:
             if st.name in self.layout.token_inputs:
                 st.tokens = TokenStats()
-        row_bytes = sum(int(np.prod(x.shape[1:], dtype=np.int64)) * x.dtype.itemsize
-                        for x in xs)
+        row_bytes = sum(int(np.prod(x.shape[1:], dtype=np.int64)) * x.dtype.itemsize for x in xs)
         self.limit = sample_limit_for(row_bytes, self.sample_max)
         self.buffers = [np.zeros((self.limit, *x.shape[1:]), x.dtype) for x in xs]
         self.free = list(range(self.limit))[::-1]
@@ -281,8 +284,9 @@ class ProbeState:
         assert self.limit is not None
         return max(1, self.limit // max(n_classes, 1))
 
-    def _keep(self, xs: list[np.ndarray], y: np.ndarray, rows: np.ndarray,
-              probs: np.ndarray) -> None:
+    def _keep(
+        self, xs: list[np.ndarray], y: np.ndarray, rows: np.ndarray, probs: np.ndarray
+    ) -> None:
         keys = sample_keys(rows, self.seed)
         classes = np.unique(y)
         n_classes = len(set(self.kept) | set(classes.tolist()))
@@ -304,8 +308,15 @@ class ProbeState:
             self._admit(int(c), keys[idx], rows[idx], probs[idx], fetch, per_class)
         self._trim(per_class)
 
-    def _admit(self, c: int, keys: np.ndarray, rows: np.ndarray, probs: np.ndarray,
-               fetch: Callable[[np.ndarray], list[np.ndarray]], per_class: int) -> None:
+    def _admit(
+        self,
+        c: int,
+        keys: np.ndarray,
+        rows: np.ndarray,
+        probs: np.ndarray,
+        fetch: Callable[[np.ndarray], list[np.ndarray]],
+        per_class: int,
+    ) -> None:
         """Keep the per_class smallest keys of class c among what it had and the candidates."""
         kept = self.kept.get(c)
         old_keys = kept.keys if kept is not None else np.zeros(0)
@@ -346,8 +357,9 @@ class ProbeState:
         if not self.free:  # more classes than sample rows: grow (one row per class)
             grow = max(1, len(self.buffers[0]) // 2)
             start = len(self.buffers[0])
-            self.buffers = [np.concatenate([b, np.zeros((grow, *b.shape[1:]), b.dtype)])
-                            for b in self.buffers]
+            self.buffers = [
+                np.concatenate([b, np.zeros((grow, *b.shape[1:]), b.dtype)]) for b in self.buffers
+            ]
             self.free = list(range(start + grow - 1, start - 1, -1))
         return self.free.pop()
 
@@ -358,8 +370,9 @@ class ProbeState:
                 order = np.argsort(kept.keys, kind="stable")
                 stay, leave = order[:per_class], order[per_class:]
                 self.free.extend(kept.slots[leave].tolist())
-                self.kept[c] = _Kept(kept.keys[stay], kept.rows[stay], kept.slots[stay],
-                                     kept.probs[stay])
+                self.kept[c] = _Kept(
+                    kept.keys[stay], kept.rows[stay], kept.slots[stay], kept.probs[stay]
+                )
 
     # -- merging and finishing
 
@@ -368,8 +381,10 @@ class ProbeState:
         if other.n == 0:
             return self
         if self.n == 0 and not self.inputs:
-            self.inputs = [InputStats(st.name, st.shape, st.dtype, Moments.empty(
-                st.moments.n_features)) for st in other.inputs]
+            self.inputs = [
+                InputStats(st.name, st.shape, st.dtype, Moments.empty(st.moments.n_features))
+                for st in other.inputs
+            ]
             self.limit = other.limit
             self.buffers = [np.zeros_like(b[: other.limit]) for b in other.buffers]
             self.free = list(range(other.limit or 0))[::-1]
@@ -420,8 +435,11 @@ class ProbeState:
             y = np.concatenate([c[1] for c in self.chunks])[order]
             y_pred = np.concatenate([c[2] for c in self.chunks])[order]
             has_scores = all(c[3] is not None for c in self.chunks)
-            scores = (np.concatenate([c[3] for c in self.chunks if c[3] is not None])[order]
-                      if has_scores else None)
+            scores = (
+                np.concatenate([c[3] for c in self.chunks if c[3] is not None])[order]
+                if has_scores
+                else None
+            )
         else:
             rows = y = y_pred = np.zeros(0, np.int64)
             scores = None
@@ -449,8 +467,9 @@ class ProbeState:
             y_true=y,
             y_pred=y_pred,
             confusion=conf,
-            output=OutputStats(self.head_used or "linear", self.raw, self.probs,
-                               self.nonfinite_rows),
+            output=OutputStats(
+                self.head_used or "linear", self.raw, self.probs, self.nonfinite_rows
+            ),
             inputs=self.inputs,
             activations=self.acts,
             bn_inputs=self.bns,
@@ -466,8 +485,9 @@ class ProbeState:
 Batch = tuple[list[Any], np.ndarray, np.ndarray]  # (inputs, labels, row ids)
 
 
-def array_batches(arrays: Sequence[Any], y: np.ndarray, batch_size: int,
-                  indices: np.ndarray | None = None) -> Iterator[Batch]:
+def array_batches(
+    arrays: Sequence[Any], y: np.ndarray, batch_size: int, indices: np.ndarray | None = None
+) -> Iterator[Batch]:
     """Batches of in-memory (or memory-mapped / lazily loaded) arrays, optionally a subset."""
     n = int(y.shape[0]) if indices is None else int(indices.shape[0])
     for start in range(0, n, batch_size):

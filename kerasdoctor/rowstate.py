@@ -29,7 +29,7 @@ class Moments:
     def update(self, a: Any) -> None:
         step = max(1, 2**22 // max(int(np.prod(self.tail, dtype=np.int64)), 1))
         for i in range(0, len(a), step):
-            v = np.asarray(a[i:i + step], dtype=np.float64)
+            v = np.asarray(a[i : i + step], dtype=np.float64)
             v = v[np.isfinite(v)]
             if v.size:
                 self.tot += float(v.sum())
@@ -47,9 +47,15 @@ class Moments:
         cnt = self.cnt
         mean = self.tot / cnt if cnt else None
         std = math.sqrt(max(self.sq / cnt - mean * mean, 0.0)) if mean is not None else None
-        return InputSummary(name=name, shape=(rows, *self.tail), dtype=self.dtype,
-                          mean=mean, std=std, min=self.lo if cnt else None,
-                          max=self.hi if cnt else None)
+        return InputSummary(
+            name=name,
+            shape=(rows, *self.tail),
+            dtype=self.dtype,
+            mean=mean,
+            std=std,
+            min=self.lo if cnt else None,
+            max=self.hi if cnt else None,
+        )
 
 
 def moments_of(xs: Sequence[Any]) -> list[Moments]:
@@ -88,7 +94,8 @@ class RowsAt:
         pos = np.searchsorted(self.ids, want)
         ok = (pos < self.ids.size) & (self.ids[np.minimum(pos, self.ids.size - 1)] == want)
         if not np.all(ok):
-            raise RuntimeError("the sharded run kept rows "
-                               f"{self.ids[:5].tolist()}..., not row {int(want[~ok][0])}")
+            raise RuntimeError(
+                f"the sharded run kept rows {self.ids[:5].tolist()}..., not row {int(want[~ok][0])}"
+            )
         out: np.ndarray = self.values[pos]
         return out

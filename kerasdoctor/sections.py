@@ -51,14 +51,16 @@ class ModelSection:
         }
         if self.output_shape is not None:
             out["output_shape"] = list(self.output_shape)
-        out.update({
-            "n_outputs": self.n_outputs,
-            "head": self.head,
-            "loss": self.loss,
-            "loss_from_logits": self.loss_from_logits,
-            "optimizer_iterations": self.optimizer_iterations,
-            "notes": list(self.notes),
-        })
+        out.update(
+            {
+                "n_outputs": self.n_outputs,
+                "head": self.head,
+                "loss": self.loss,
+                "loss_from_logits": self.loss_from_logits,
+                "optimizer_iterations": self.optimizer_iterations,
+                "notes": list(self.notes),
+            }
+        )
         return out
 
 
@@ -75,8 +77,7 @@ class Histogram:
     n_rows: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {"lo": self.lo, "hi": self.hi, "counts": list(self.counts),
-                "n_rows": self.n_rows}
+        return {"lo": self.lo, "hi": self.hi, "counts": list(self.counts), "n_rows": self.n_rows}
 
 
 @dataclass(frozen=True)
@@ -97,8 +98,13 @@ class InputSummary:
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "name": self.name, "shape": list(self.shape), "dtype": self.dtype,
-            "mean": self.mean, "std": self.std, "min": self.min, "max": self.max,
+            "name": self.name,
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+            "mean": self.mean,
+            "std": self.std,
+            "min": self.min,
+            "max": self.max,
         }
         if self.feature_rms is not None:
             out["feature_rms"] = list(self.feature_rms)
@@ -123,8 +129,7 @@ class MaskClass:
     color: tuple[int, ...] | None = None  # a palette entry's colour, where the file has one
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"index": self.index, "name": self.name,
-                               "value": _plain(self.value)}
+        out: dict[str, Any] = {"index": self.index, "name": self.name, "value": _plain(self.value)}
         if self.color is not None:
             out["color"] = list(self.color)
         out["pixels"] = self.pixels
@@ -151,11 +156,19 @@ class MasksInfo:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "dir": self.dir, "kind": self.kind, "mapping": self.mapping, "rule": self.rule,
-            "matched": self.matched, "pairs": self.pairs, "suffix": self.suffix,
-            "classes": [c.to_dict() for c in self.classes], "void": _plain(self.void),
-            "pixels_total": self.pixels_total, "void_pixels": self.void_pixels,
-            "size": list(self.size), "resized": self.resized,
+            "dir": self.dir,
+            "kind": self.kind,
+            "mapping": self.mapping,
+            "rule": self.rule,
+            "matched": self.matched,
+            "pairs": self.pairs,
+            "suffix": self.suffix,
+            "classes": [c.to_dict() for c in self.classes],
+            "void": _plain(self.void),
+            "pixels_total": self.pixels_total,
+            "void_pixels": self.void_pixels,
+            "size": list(self.size),
+            "resized": self.resized,
         }
 
 
@@ -193,9 +206,14 @@ class DataSection:
             "label_encoding": self.label_encoding,
         }
         if self.label_shape is not None:
-            out.update({"label_shape": list(self.label_shape), "positions": self.positions,
-                        "positions_excluded": self.positions_excluded,
-                        "ignore_label": self.ignore_label})
+            out.update(
+                {
+                    "label_shape": list(self.label_shape),
+                    "positions": self.positions,
+                    "positions_excluded": self.positions_excluded,
+                    "ignore_label": self.ignore_label,
+                }
+            )
         out["inputs"] = [i.to_dict() for i in self.inputs]
         if self.sampled_from is not None:
             out.update({"sampled_from": self.sampled_from, "seed": self.seed})
@@ -226,9 +244,14 @@ class ClassMetrics:
         return self.support > 0 and self.predicted == 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"class": self.index, "name": self.name, "support": self.support,
-                "predicted": self.predicted, "recall": self.recall,
-                "precision": self.precision}
+        return {
+            "class": self.index,
+            "name": self.name,
+            "support": self.support,
+            "predicted": self.predicted,
+            "recall": self.recall,
+            "precision": self.precision,
+        }
 
 
 @dataclass(frozen=True)
@@ -243,11 +266,20 @@ class DenseClassMetrics(ClassMetrics):
     max_score: float
 
     def to_dict(self) -> dict[str, Any]:
-        return {"class": self.index, "name": self.name, "support": self.support,
-                "predicted": self.predicted, "share": self.share,
-                "predicted_share": self.predicted_share, "samples": self.samples,
-                "recall": self.recall, "precision": self.precision, "iou": self.iou,
-                "auc": self.auc, "max_score": self.max_score}
+        return {
+            "class": self.index,
+            "name": self.name,
+            "support": self.support,
+            "predicted": self.predicted,
+            "share": self.share,
+            "predicted_share": self.predicted_share,
+            "samples": self.samples,
+            "recall": self.recall,
+            "precision": self.precision,
+            "iou": self.iou,
+            "auc": self.auc,
+            "max_score": self.max_score,
+        }
 
 
 @dataclass(frozen=True)
@@ -261,11 +293,19 @@ class LabelMetrics(ClassMetrics):
     max_score: float
 
     def to_dict(self) -> dict[str, Any]:
-        return {"class": self.index, "name": self.name, "support": self.support,
-                "predicted": self.predicted, "prevalence": self.prevalence,
-                "predicted_rate": self.predicted_rate, "recall": self.recall,
-                "precision": self.precision, "auc": self.auc, "auc_lower": self.auc_lower,
-                "max_score": self.max_score}
+        return {
+            "class": self.index,
+            "name": self.name,
+            "support": self.support,
+            "predicted": self.predicted,
+            "prevalence": self.prevalence,
+            "predicted_rate": self.predicted_rate,
+            "recall": self.recall,
+            "precision": self.precision,
+            "auc": self.auc,
+            "auc_lower": self.auc_lower,
+            "max_score": self.max_score,
+        }
 
 
 @dataclass(frozen=True)
@@ -302,8 +342,11 @@ class DenseSampleMetrics:
     no_true_foreground: float | None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"samples": self.samples, "no_predicted_foreground": self.no_predicted_foreground,
-                "no_true_foreground": self.no_true_foreground}
+        return {
+            "samples": self.samples,
+            "no_predicted_foreground": self.no_predicted_foreground,
+            "no_true_foreground": self.no_true_foreground,
+        }
 
 
 @dataclass(frozen=True)
@@ -347,11 +390,13 @@ class LabelSampleMetrics:
     mean_predicted_labels: float
 
     def to_dict(self) -> dict[str, Any]:
-        return {"no_true_label": self.no_true_label,
-                "no_predicted_label": self.no_predicted_label,
-                "labelled_rows_predicted_empty": self.labelled_rows_predicted_empty,
-                "mean_true_labels": self.mean_true_labels,
-                "mean_predicted_labels": self.mean_predicted_labels}
+        return {
+            "no_true_label": self.no_true_label,
+            "no_predicted_label": self.no_predicted_label,
+            "labelled_rows_predicted_empty": self.labelled_rows_predicted_empty,
+            "mean_true_labels": self.mean_true_labels,
+            "mean_predicted_labels": self.mean_predicted_labels,
+        }
 
 
 @dataclass(frozen=True)

@@ -54,8 +54,19 @@ MASK_DIRS = ("masks", "labels", "annotations")  # masks/ first; the others only 
 MASK_FORMATS = (".png", ".bmp", ".gif", ".tif", ".tiff", ".jpg", ".jpeg")
 # mask file names that carry a suffix after the image's name (000.jpg <-> 000_mask.png):
 # Carvana "_mask", ISIC "_segmentation", CamVid "_L", and the usual others
-MASK_SUFFIXES = ("_mask", "-mask", "_masks", "_seg", "_segmentation", "_label", "_labels",
-                 "_gt", "_anno", "_annotation", "_L")
+MASK_SUFFIXES = (
+    "_mask",
+    "-mask",
+    "_masks",
+    "_seg",
+    "_segmentation",
+    "_label",
+    "_labels",
+    "_gt",
+    "_anno",
+    "_annotation",
+    "_L",
+)
 SHOWN = 6  # values quoted in an error message
 _FAMILY = {"palette": "a palette mask", "grey": "a grey mask", "rgb": "an RGB mask"}
 
@@ -99,8 +110,10 @@ def _list(folder: Path, suffixes: Sequence[str], what: str) -> dict[str, str]:
             full = os.path.join(root, f)
             key = Path(os.path.relpath(full, folder)).with_suffix("").as_posix()
             if key in out:
-                raise InputError(f"DATA: {out[key]} and {full} are two {what} named '{key}'; "
-                                 f"keep one of them (files are matched by name)")
+                raise InputError(
+                    f"DATA: {out[key]} and {full} are two {what} named '{key}'; "
+                    f"keep one of them (files are matched by name)"
+                )
             out[key] = full
     return out
 
@@ -130,8 +143,10 @@ def pair_files(path: str | os.PathLike[str]) -> Layout:
     p = Path(path)
     dirs = mask_dirs(p)
     if len(dirs) != 1:
-        raise InputError(f"DATA: {p} holds images/ and both {dirs[0]}/ and {dirs[1]}/ with mask "
-                         f"files; which holds the masks is ambiguous: name it masks/")
+        raise InputError(
+            f"DATA: {p} holds images/ and both {dirs[0]}/ and {dirs[1]}/ with mask "
+            f"files; which holds the masks is ambiguous: name it masks/"
+        )
     mask_dir = dirs[0]
     try:
         images = _list(p / IMAGES_DIR, IMAGE_FORMATS, "images")
@@ -158,17 +173,23 @@ def pair_files(path: str | os.PathLike[str]) -> Layout:
             f"{_count(len(lonely), 'image')} of {len(images)} {_has(len(lonely))} no mask in "
             f"{p / mask_dir} (first: "
             f"{images[lonely[0]]}, no {p / mask_dir / lonely[0]}"
-            f"{suffix or ''}.png or other mask file of that name)")
+            f"{suffix or ''}.png or other mask file of that name)"
+        )
     if orphans:
-        problems.append(f"{_count(len(orphans), 'mask')} {_has(len(orphans))} no image in "
-                        f"{p / IMAGES_DIR} (first: "
-                        f"{masks[orphans[0]]})")
+        problems.append(
+            f"{_count(len(orphans), 'mask')} {_has(len(orphans))} no image in "
+            f"{p / IMAGES_DIR} (first: "
+            f"{masks[orphans[0]]})"
+        )
     if problems:
-        raise InputError(f"DATA: {p}: " + "; ".join(problems) + "; images and masks are "
-                         "matched by file name (images/000.jpg <-> masks/000.png)")
+        raise InputError(
+            f"DATA: {p}: " + "; ".join(problems) + "; images and masks are "
+            "matched by file name (images/000.jpg <-> masks/000.png)"
+        )
     keys = sorted(images)
-    return Layout(str(p), mask_dir, tuple(images[k] for k in keys),
-                  tuple(masks[k] for k in keys), suffix)
+    return Layout(
+        str(p), mask_dir, tuple(images[k] for k in keys), tuple(masks[k] for k in keys), suffix
+    )
 
 
 # ------------------------------------------------------------------ the source
@@ -194,7 +215,8 @@ class SegFolderSource(Source):
         return DenseLabels(
             f"DATA: {self.path} is a segmentation folder ({IMAGES_DIR}/ and "
             f"{self.layout.mask_dir}/): its labels are per-pixel masks, not one label per "
-            f"image; `kerasdoctor diagnose MODEL {self.path}` diagnoses a per-pixel model on it")
+            f"image; `kerasdoctor diagnose MODEL {self.path}` diagnoses a per-pixel model on it"
+        )
 
     def bind(self, lm: LoadedModel) -> Bound:
         raise self._refuse()
@@ -255,8 +277,10 @@ def _read_mask(path: str) -> tuple[str, np.ndarray, list[int] | None]:
         a = a.astype(np.uint8)
     if a.dtype.kind == "f":
         if not np.all(np.isfinite(a)) or not np.all(a == np.round(a)):
-            raise InputError(f"DATA: {path}: the mask holds non-integer values; masks hold "
-                             "class values (integers)")
+            raise InputError(
+                f"DATA: {path}: the mask holds non-integer values; masks hold "
+                "class values (integers)"
+            )
         a = a.astype(np.int64)
     if a.dtype.kind not in "iu" or a.ndim != 2:
         raise InputError(f"DATA: {path}: unsupported mask ({mode}, shape {a.shape})")
@@ -310,9 +334,15 @@ class _Masks:
     info: MasksInfo
 
 
-def read_masks(layout: Layout, rows: Sequence[int], size: tuple[int, int],
-               image_sizes: Sequence[tuple[int, int]], k: int, void: int | None,
-               names: Sequence[str]) -> _Masks:
+def read_masks(
+    layout: Layout,
+    rows: Sequence[int],
+    size: tuple[int, int],
+    image_sizes: Sequence[tuple[int, int]],
+    k: int,
+    void: int | None,
+    names: Sequence[str],
+) -> _Masks:
     """The masks of `rows`, checked against their images' sizes, resized (nearest) to `size`,
     mapped to class indices 0..k-1 by one rule for the whole folder; the rule in `info`."""
     n = len(rows)
@@ -327,9 +357,11 @@ def read_masks(layout: Layout, rows: Sequence[int], size: tuple[int, int],
         family, a, palette = _read_mask(path)
         if a.shape != image_sizes[j]:
             ih, iw = image_sizes[j]
-            raise InputError(f"DATA: {path} is {a.shape[1]}x{a.shape[0]} (width x height) but "
-                             f"its image {layout.images[i]} is {iw}x{ih}; a mask must have its "
-                             "image's size")
+            raise InputError(
+                f"DATA: {path} is {a.shape[1]}x{a.shape[0]} (width x height) but "
+                f"its image {layout.images[i]} is {iw}x{ih}; a mask must have its "
+                "image's size"
+            )
         if family == "palette" and palette0 is None:
             palette0 = (j, palette or [])
         union = seen[family]
@@ -345,8 +377,11 @@ def read_masks(layout: Layout, rows: Sequence[int], size: tuple[int, int],
         family_of.append(family)
     stored = list(family_of)  # how each mask's codes are stored in raw
     families = set(family_of)
-    if ("rgb" in families and "palette" not in families
-            and all(_rgb(c)[0] == _rgb(c)[1] == _rgb(c)[2] for c in seen["rgb"])):
+    if (
+        "rgb" in families
+        and "palette" not in families
+        and all(_rgb(c)[0] == _rgb(c)[1] == _rgb(c)[2] for c in seen["rgb"])
+    ):
         # RGB files holding grey pixels only: grey masks saved as RGB
         for c, j in sorted(seen["rgb"].items(), key=lambda t: t[1]):
             seen["grey"].setdefault(c & 255, j)
@@ -356,8 +391,10 @@ def read_masks(layout: Layout, rows: Sequence[int], size: tuple[int, int],
     if "grey" in families and len(families) > 1:
         other = next(f for f in family_of if f != "grey")
         ga, gb = family_of.index("grey"), family_of.index(other)
-        raise InputError(f"DATA: {layout.masks[rows[ga]]} is a grey mask but "
-                         f"{layout.masks[rows[gb]]} is {_FAMILY[other]}; save every mask alike")
+        raise InputError(
+            f"DATA: {layout.masks[rows[ga]]} is a grey mask but "
+            f"{layout.masks[rows[gb]]} is {_FAMILY[other]}; save every mask alike"
+        )
     kind = "palette" if "palette" in families else families.pop()
     tables, info = _mapping(layout, rows, seen, kind, k, void, palette0, names)
     sentinel = 255 if k < 255 else -1
@@ -374,16 +411,31 @@ def read_masks(layout: Layout, rows: Sequence[int], size: tuple[int, int],
         pixels += np.bincount(t[t >= 0].ravel(), minlength=k)[:k]
     del raw
     valid = (y != sentinel) if void_pixels else None
-    classes = tuple(MaskClass(
-        index=int(row["index"]), name=str(row["name"]), value=_mask_value(row["value"]),
-        pixels=int(pixels[row["index"]]),
-        color=None if row.get("color") is None else tuple(int(v) for v in row["color"]))
-        for row in info["classes"])
+    classes = tuple(
+        MaskClass(
+            index=int(row["index"]),
+            name=str(row["name"]),
+            value=_mask_value(row["value"]),
+            pixels=int(pixels[row["index"]]),
+            color=None if row.get("color") is None else tuple(int(v) for v in row["color"]),
+        )
+        for row in info["classes"]
+    )
     typed = MasksInfo(
-        dir=info["dir"], kind=info["kind"], mapping=info["mapping"], rule=info["rule"],
-        matched=info["matched"], pairs=info["pairs"], suffix=info["suffix"], classes=classes,
-        void=_mask_value(info["void"]), pixels_total=int(pixels.sum()),
-        void_pixels=void_pixels, size=(int(h), int(w)), resized=bool(resized))
+        dir=info["dir"],
+        kind=info["kind"],
+        mapping=info["mapping"],
+        rule=info["rule"],
+        matched=info["matched"],
+        pairs=info["pairs"],
+        suffix=info["suffix"],
+        classes=classes,
+        void=_mask_value(info["void"]),
+        pixels_total=int(pixels.sum()),
+        void_pixels=void_pixels,
+        size=(int(h), int(w)),
+        resized=bool(resized),
+    )
     return _Masks(y, valid, typed)
 
 
@@ -396,8 +448,15 @@ def _mask_value(value: Any) -> MaskValue:
     return int(value)
 
 
-def _too_many(layout: Layout, rows: Sequence[int], family: str, union: Mapping[int, int],
-              k: int, void: int | None, path: str) -> InputError:
+def _too_many(
+    layout: Layout,
+    rows: Sequence[int],
+    family: str,
+    union: Mapping[int, int],
+    k: int,
+    void: int | None,
+    path: str,
+) -> InputError:
     values = sorted(v for v in union if v != void)
     what = {"palette": "palette indices", "grey": "grey values", "rgb": "colours"}[family]
     hint = ""
@@ -409,19 +468,27 @@ def _too_many(layout: Layout, rows: Sequence[int], family: str, union: Mapping[i
         hint = "; if one value marks void pixels, pass --ignore-label V"
     return InputError(
         f"DATA: {path}: the masks hold {len(values)}+ distinct {what} "
-        f"({_values_text(values, family)}) but the model has {k} classes{hint}")
+        f"({_values_text(values, family)}) but the model has {k} classes{hint}"
+    )
 
 
-def _mapping(layout: Layout, rows: Sequence[int], seen: Mapping[str, Mapping[int, int]],
-             kind: str, k: int, void: int | None, palette0: tuple[int, list[int]] | None,
-             names: Sequence[str]) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]],
-                                            dict[str, Any]]:
+def _mapping(
+    layout: Layout,
+    rows: Sequence[int],
+    seen: Mapping[str, Mapping[int, int]],
+    kind: str,
+    k: int,
+    void: int | None,
+    palette0: tuple[int, list[int]] | None,
+    names: Sequence[str],
+) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, Any]]:
     """One lookup table (sorted codes -> class, -1 void) per mask family, and the report's
     description of the rule."""
     tables: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     where = {f: {c: layout.masks[rows[j]] for c, j in s.items()} for f, s in seen.items()}
-    classes: list[dict[str, Any]] = [{"index": i, "name": str(names[i]), "value": None}
-                                     for i in range(k)]
+    classes: list[dict[str, Any]] = [
+        {"index": i, "name": str(names[i]), "value": None} for i in range(k)
+    ]
     void_value: Any = void
     voc = voc_colormap()
 
@@ -442,8 +509,12 @@ def _mapping(layout: Layout, rows: Sequence[int], seen: Mapping[str, Mapping[int
             if c == void:
                 mapped[c] = -1
             elif c >= k:
-                hint = ("; if it marks void pixels (as 255 does in Pascal VOC), pass "
-                        f"--ignore-label {c}" if void is None and c == 255 else "")
+                hint = (
+                    "; if it marks void pixels (as 255 does in Pascal VOC), pass "
+                    f"--ignore-label {c}"
+                    if void is None and c == 255
+                    else ""
+                )
                 raise bad("palette", c, f"but the model has {k} classes (0..{k - 1}){hint}")
             else:
                 mapped[c] = c
@@ -452,25 +523,32 @@ def _mapping(layout: Layout, rows: Sequence[int], seen: Mapping[str, Mapping[int
             i = row["index"]
             row["value"] = i
             if len(pal_colours) >= 3 * (i + 1):
-                row["color"] = pal_colours[3 * i: 3 * i + 3]
+                row["color"] = pal_colours[3 * i : 3 * i + 3]
         rule = "the palette index is the class"
         if seen["rgb"]:  # RGB masks beside palette masks: their colours by that palette
             assert palette0 is not None
             lookup: dict[int, int] = {}
             for i in range(len(pal_colours) // 3):
-                lookup.setdefault(_pack(pal_colours[3 * i: 3 * i + 3]), i)
+                lookup.setdefault(_pack(pal_colours[3 * i : 3 * i + 3]), i)
             first = layout.masks[rows[palette0[0]]]
             rgb_map: dict[int, int] = {}
             for c in seen["rgb"]:
                 if c not in lookup:
-                    raise bad("rgb", c, f"which is not a colour of the palette of {first} "
-                              "(RGB masks beside palette masks are read by that palette)")
+                    raise bad(
+                        "rgb",
+                        c,
+                        f"which is not a colour of the palette of {first} "
+                        "(RGB masks beside palette masks are read by that palette)",
+                    )
                 i = lookup[c]
                 if i == void:
                     rgb_map[c] = -1
                 elif i >= k:
-                    raise bad("rgb", c, f"palette index {i} in {first}, but the model has {k} "
-                                        f"classes (0..{k - 1})")
+                    raise bad(
+                        "rgb",
+                        c,
+                        f"palette index {i} in {first}, but the model has {k} classes (0..{k - 1})",
+                    )
                 else:
                     rgb_map[c] = i
             tables["rgb"] = table(rgb_map)
@@ -479,12 +557,20 @@ def _mapping(layout: Layout, rows: Sequence[int], seen: Mapping[str, Mapping[int
     elif kind == "grey":
         values = sorted(seen["grey"])
         rest = [v for v in values if v != void]
-        if (void is None and 255 in values and k < 255
-                and all(0 <= v < k for v in values if v != 255)
-                and any(0 < v < k for v in values if v != 255)):
-            raise bad("grey", 255, f"beside class indices {_values_text(rest[:-1], 'grey')}: 255 "
-                                   "marks void pixels in VOC-style masks; pass --ignore-label "
-                                   f"255 (the model has {k} classes, 0..{k - 1})")
+        if (
+            void is None
+            and 255 in values
+            and k < 255
+            and all(0 <= v < k for v in values if v != 255)
+            and any(0 < v < k for v in values if v != 255)
+        ):
+            raise bad(
+                "grey",
+                255,
+                f"beside class indices {_values_text(rest[:-1], 'grey')}: 255 "
+                "marks void pixels in VOC-style masks; pass --ignore-label "
+                f"255 (the model has {k} classes, 0..{k - 1})",
+            )
         if all(0 <= v < k for v in rest):
             mapping, rule = "values", "the grey value is the class"
             order = {v: v for v in rest}
@@ -492,15 +578,14 @@ def _mapping(layout: Layout, rows: Sequence[int], seen: Mapping[str, Mapping[int
                 row["value"] = row["index"]
         elif len(rest) <= k:
             mapping = "sorted"
-            rule = (f"the {len(rest)} grey values, sorted, are classes 0..{len(rest) - 1}"
-                    + (f" (classes {len(rest)}..{k - 1} appear in no mask)"
-                       if len(rest) < k else ""))
+            rule = f"the {len(rest)} grey values, sorted, are classes 0..{len(rest) - 1}" + (
+                f" (classes {len(rest)}..{k - 1} appear in no mask)" if len(rest) < k else ""
+            )
             order = {v: i for i, v in enumerate(rest)}
             for v, i in order.items():
                 classes[i]["value"] = int(v)
         else:
-            raise _too_many(layout, rows, "grey", seen["grey"], k, void,
-                            where["grey"][rest[k]])
+            raise _too_many(layout, rows, "grey", seen["grey"], k, void, where["grey"][rest[k]])
         if void is not None and void in seen["grey"]:
             order[void] = -1
         tables["grey"] = table(order)
@@ -518,13 +603,13 @@ def _mapping(layout: Layout, rows: Sequence[int], seen: Mapping[str, Mapping[int
             void_code = _pack((void, void, void)) if void is not None and 0 <= void < 256 else None
             rest = [c for c in colours if c != void_code]
             if len(rest) > k:
-                raise _too_many(layout, rows, "rgb", seen["rgb"], k, None,
-                                where["rgb"][rest[k]])
+                raise _too_many(layout, rows, "rgb", seen["rgb"], k, None, where["rgb"][rest[k]])
             mapping = "sorted"
-            rule = (f"the {len(rest)} colours, sorted by (red, green, blue), are classes "
-                    f"0..{len(rest) - 1}"
-                    + (f" (classes {len(rest)}..{k - 1} appear in no mask)"
-                       if len(rest) < k else ""))
+            rule = (
+                f"the {len(rest)} colours, sorted by (red, green, blue), are classes "
+                f"0..{len(rest) - 1}"
+                + (f" (classes {len(rest)}..{k - 1} appear in no mask)" if len(rest) < k else "")
+            )
             order = {c: i for i, c in enumerate(rest)}
             for c, i in order.items():
                 classes[i]["value"] = _rgb(c)
@@ -533,8 +618,13 @@ def _mapping(layout: Layout, rows: Sequence[int], seen: Mapping[str, Mapping[int
             order[void_code] = -1
         tables["rgb"] = table(order)
     info: dict[str, Any] = {
-        "dir": layout.mask_dir, "kind": kind, "mapping": mapping, "rule": rule,
-        "matched": len(rows), "pairs": len(layout.images), "suffix": layout.suffix,
+        "dir": layout.mask_dir,
+        "kind": kind,
+        "mapping": mapping,
+        "rule": rule,
+        "matched": len(rows),
+        "pairs": len(layout.images),
+        "suffix": layout.suffix,
         "classes": classes,
         "void": void_value,
     }
@@ -583,8 +673,7 @@ def diagnose_folder(lm: LoadedModel, src: SegFolderSource, opts: Any) -> Report:
     inner = copy.copy(opts)  # the mapping has applied these already
     inner.sample, inner.class_names, inner.ignore_label = None, None, None
     report = diagnose_loaded(lm, src.path, fd.arrays, fd.y, fd.valid, fd.names, inner)
-    data = replace(report.data, ignore_label=getattr(opts, "ignore_label", None),
-                   masks=fd.info)
+    data = replace(report.data, ignore_label=getattr(opts, "ignore_label", None), masks=fd.info)
     if fd.indices is not None:
         data = replace(data, sampled_from=len(src.layout.images), seed=opts.seed)
     return replace(report, data=data)
@@ -603,21 +692,28 @@ def read_folder(lm: LoadedModel, src: SegFolderSource, opts: Any) -> FolderData:
         raise InputError(
             f"{where}, one class per pixel, but MODEL {lm.path} outputs {_fmt(out)}, one "
             f"prediction per image; diagnose a model whose output is per pixel (N, H, W, K), or "
-            "give a classifier a folder of class subfolders")
+            "give a classifier a folder of class subfolders"
+        )
     if len(out) != 4:
-        raise InputError(f"{where}, one class per pixel, but MODEL {lm.path} outputs "
-                         f"{_fmt(out)}; a per-pixel model outputs (N, H, W, K)")
+        raise InputError(
+            f"{where}, one class per pixel, but MODEL {lm.path} outputs "
+            f"{_fmt(out)}; a per-pixel model outputs (N, H, W, K)"
+        )
     if out[-1] is None:
         raise InputError(f"MODEL: the output {_fmt(out)} has no fixed class axis")
     k = 2 if out[-1] == 1 else int(out[-1])
     if len(lm.inputs) != 1:
-        raise InputError(f"{where}; it feeds one model input, but the model has "
-                         f"{len(lm.inputs)} ({', '.join(s.name for s in lm.inputs)})")
+        raise InputError(
+            f"{where}; it feeds one model input, but the model has "
+            f"{len(lm.inputs)} ({', '.join(s.name for s in lm.inputs)})"
+        )
     spec = lm.inputs[0]
     shape = tuple(spec.shape)
     if len(shape) != 4 or shape[-1] not in (1, 3, 4):
-        raise InputError(f"{where}; its images (height, width, 1, 3 or 4 channels) do not fit "
-                         f"model input '{spec.name}' {_fmt_shape(shape)}")
+        raise InputError(
+            f"{where}; its images (height, width, 1, 3 or 4 channels) do not fit "
+            f"model input '{spec.name}' {_fmt_shape(shape)}"
+        )
     names = list(src.class_names) if src.class_names is not None else [str(i) for i in range(k)]
     if len(names) != k:
         raise InputError(f"--class-names: {len(names)} names for the model's {k} classes")
@@ -629,8 +725,10 @@ def read_folder(lm: LoadedModel, src: SegFolderSource, opts: Any) -> FolderData:
     h, w = shape[1], shape[2]
     if src.image_size is not None:
         if (h is not None and h != src.image_size[0]) or (w is not None and w != src.image_size[1]):
-            raise InputError(f"--image-size {src.image_size[0]}x{src.image_size[1]} does not "
-                             f"match model input '{spec.name}' {_fmt_shape(shape)}")
+            raise InputError(
+                f"--image-size {src.image_size[0]}x{src.image_size[1]} does not "
+                f"match model input '{spec.name}' {_fmt_shape(shape)}"
+            )
         h, w = src.image_size
     if h is None or w is None:
         if len(set(image_sizes)) != 1:
@@ -639,10 +737,10 @@ def read_folder(lm: LoadedModel, src: SegFolderSource, opts: Any) -> FolderData:
             raise InputError(
                 f"DATA: model input '{spec.name}' {_fmt_shape(shape)} takes any image size and "
                 f"the images differ ({ia} is {a[1]}x{a[0]}, {ib} is {b[1]}x{b[0]}); give the "
-                "size the model was trained on with --image-size HEIGHTxWIDTH")
+                "size the model was trained on with --image-size HEIGHTxWIDTH"
+            )
         h, w = image_sizes[0]  # one size for all: the images as they are
-    mask_size = (int(out[1] if out[1] is not None else h), int(out[2] if out[2] is not None
-                                                             else w))
+    mask_size = (int(out[1] if out[1] is not None else h), int(out[2] if out[2] is not None else w))
     void = getattr(opts, "ignore_label", None)
     masks = read_masks(layout, rows, mask_size, image_sizes, k, void, names)
     x = ImageRows([layout.images[i] for i in rows], (int(h), int(w)), int(shape[3] or 3))
@@ -658,17 +756,23 @@ def mask_lines(masks: MasksInfo, limit: int = 20) -> list[str]:
     (up to `limit`; the rest in one line), for the table and Markdown reports."""
     kind = masks.kind
     fam = {"palette": "palette masks", "grey": "grey masks", "rgb": "RGB masks"}.get(
-        str(kind), str(kind))
+        str(kind), str(kind)
+    )
     suffix = f", mask names end in {masks.suffix}" if masks.suffix else ""
     void = masks.void
-    void_txt = ("none" if void is None else
-                f"{_value_text(void, kind)} ({masks.void_pixels:,} px, not counted)")
+    void_txt = (
+        "none"
+        if void is None
+        else f"{_value_text(void, kind)} ({masks.void_pixels:,} px, not counted)"
+    )
     size = masks.size
     at = f" at {size[0]}x{size[1]}" if len(size) == 2 else ""
     matched, pairs = masks.matched, masks.pairs
     of = f" (a sample of {pairs})" if pairs != matched else ""
-    head = (f"masks: {masks.dir}/ · {matched} matched to their images by name{of}"
-            f"{suffix} · {fam}: {masks.rule}")
+    head = (
+        f"masks: {masks.dir}/ · {matched} matched to their images by name{of}"
+        f"{suffix} · {fam}: {masks.rule}"
+    )
     rows = list(masks.classes)
     lines = [head, f"  void: {void_txt} · pixels counted{at}"]
 
@@ -682,8 +786,9 @@ def mask_lines(masks: MasksInfo, limit: int = 20) -> list[str]:
     for r, v in zip(rows[:limit], values):
         lines.append(f"  {label(r):<{width}} ← {v:<{vwidth}}  {r.pixels:>9,} px")
     if len(rows) > limit:
-        lines.append("  " + " · ".join(
-            f"{r.index} ← {_value_text(r.value, kind)}" for r in rows[limit:]))
+        lines.append(
+            "  " + " · ".join(f"{r.index} ← {_value_text(r.value, kind)}" for r in rows[limit:])
+        )
     return lines
 
 

@@ -42,8 +42,13 @@ BATCH_BYTES = 32 * 2**20
 # What this module can add to a dense or multi-label report, upstream causes first: a cure of
 # the inputs or of the statistics explains the head's symptoms, never the other way round.
 CAUSES = ("preprocessing-mismatch", "batchnorm-statistics", "single-unit-softmax")
-CAUSE_ORDER = (*CAUSES, "output-activation", "loss-mismatch", "decision-threshold",
-               "class-imbalance")
+CAUSE_ORDER = (
+    *CAUSES,
+    "output-activation",
+    "loss-mismatch",
+    "decision-threshold",
+    "class-imbalance",
+)
 SYMPTOM_ORDER = ("prediction-collapse", "missing-classes", "chance-level", "quality-gate")
 
 
@@ -79,9 +84,13 @@ class Trial:
         return 0.0 if self.after is None else self.after - self.before
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"what": self.what, "balanced_accuracy_before": self.before,
-                               "balanced_accuracy_after": self.after, "rows": self.rows,
-                               "key": self.key}
+        out: dict[str, Any] = {
+            "what": self.what,
+            "balanced_accuracy_before": self.before,
+            "balanced_accuracy_after": self.after,
+            "rows": self.rows,
+            "key": self.key,
+        }
         if self.error:
             out["error"] = self.error
         return out
@@ -109,8 +118,9 @@ def sample_rows(n: int, per_row_out: int, seed: int, dense: bool) -> np.ndarray:
 class _Runner:
     """Runs the model (or a modified copy) on the sample in bounded batches, tallying."""
 
-    def __init__(self, lm: Any, facts: Any, xs: list[np.ndarray], task: Task,
-                 budget_s: float) -> None:
+    def __init__(
+        self, lm: Any, facts: Any, xs: list[np.ndarray], task: Task, budget_s: float
+    ) -> None:
         from kerasdoctor.predictor import Predictor
 
         self.lm, self.facts, self.xs, self.task = lm, facts, xs, task
@@ -122,8 +132,11 @@ class _Runner:
         self.trials: list[Trial] = []
         self.before = self._score(lambda part: self.predictor.run_batch(part)[0], None)
 
-    def _score(self, forward: Callable[[list[np.ndarray]], Any],
-               transform: Callable[[list[np.ndarray]], list[np.ndarray]] | None) -> float:
+    def _score(
+        self,
+        forward: Callable[[list[np.ndarray]], Any],
+        transform: Callable[[list[np.ndarray]], list[np.ndarray]] | None,
+    ) -> float:
         total = None
         for s in range(0, self.n, self.batch):
             rows = np.arange(s, min(self.n, s + self.batch))
@@ -137,34 +150,69 @@ class _Runner:
         assert total is not None
         return self.task.score(total)
 
-    def trial(self, key: str, what: str, run: Callable[[], float],
-              code: str | None = None) -> Trial:
+    def trial(
+        self, key: str, what: str, run: Callable[[], float], code: str | None = None
+    ) -> Trial:
         t0 = time.perf_counter()
         if self.spent_s >= self.budget_s:
-            res = Trial(key, what, self.before, None, self.n, 0.0,
-                        f"skipped: the {self.budget_s:g} s budget is spent", code)
+            res = Trial(
+                key,
+                what,
+                self.before,
+                None,
+                self.n,
+                0.0,
+                f"skipped: the {self.budget_s:g} s budget is spent",
+                code,
+            )
         else:
             try:
                 res = Trial(key, what, self.before, float(run()), self.n, 0.0, None, code)
             except Exception as exc:  # recorded in the report, never swallowed
-                res = Trial(key, what, self.before, None, self.n, 0.0,
-                            f"{type(exc).__name__}: {exc}".strip()[:300], code)
+                res = Trial(
+                    key,
+                    what,
+                    self.before,
+                    None,
+                    self.n,
+                    0.0,
+                    f"{type(exc).__name__}: {exc}".strip()[:300],
+                    code,
+                )
         dt = time.perf_counter() - t0
         self.spent_s += dt
         res = Trial(res.key, res.what, res.before, res.after, res.rows, dt, res.error, res.code)
         self.trials.append(res)
         return res
 
-    def transformed(self, key: str, what: str, code: str,
-                    transform: Callable[[list[np.ndarray]], list[np.ndarray]]) -> Trial:
-        return self.trial(key, what, lambda: self._score(
-            lambda part: self.predictor.run_batch(part)[0], transform), code)
+    def transformed(
+        self,
+        key: str,
+        what: str,
+        code: str,
+        transform: Callable[[list[np.ndarray]], list[np.ndarray]],
+    ) -> Trial:
+        return self.trial(
+            key,
+            what,
+            lambda: self._score(lambda part: self.predictor.run_batch(part)[0], transform),
+            code,
+        )
 
 
-def model_causes(lm: Any, facts: Any, xs: list[np.ndarray], task: Task, *,
-                 symptoms: Sequence[str], seed: int, budget_s: float = 120.0,
-                 dense: bool = True, paths: tuple[str, str] | None = None,
-                 opts: Any = None) -> tuple[list[Finding], list[dict[str, Any]]]:
+def model_causes(
+    lm: Any,
+    facts: Any,
+    xs: list[np.ndarray],
+    task: Task,
+    *,
+    symptoms: Sequence[str],
+    seed: int,
+    budget_s: float = 120.0,
+    dense: bool = True,
+    paths: tuple[str, str] | None = None,
+    opts: Any = None,
+) -> tuple[list[Finding], list[dict[str, Any]]]:
     """Cause findings whose cure restores the model on the sample, and every trial run (for
     the report's experiment log). Nothing runs without a symptom or on too small a sample.
 
@@ -182,11 +230,22 @@ def model_causes(lm: Any, facts: Any, xs: list[np.ndarray], task: Task, *,
     if "preprocessing-mismatch" in ids and "batchnorm-statistics" in ids:
         # Re-estimated statistics also absorb a shift or scale of the inputs (the first
         # BatchNorm re-normalises them): the upstream cause is the data's preparation.
-        out = [f if f.id != "batchnorm-statistics" else Finding(
-            f.id, f.kind, Severity.INFO, f.title,
-            f.detail + " Preparing the inputs as for training restores the model too: the "
-            "re-estimated statistics absorb the inputs' wrong scale, so the preparation is "
-            "the cause to fix, not the statistics.", f.evidence, ()) for f in out]
+        out = [
+            f
+            if f.id != "batchnorm-statistics"
+            else Finding(
+                f.id,
+                f.kind,
+                Severity.INFO,
+                f.title,
+                f.detail + " Preparing the inputs as for training restores the model too: the "
+                "re-estimated statistics absorb the inputs' wrong scale, so the preparation is "
+                "the cause to fix, not the statistics.",
+                f.evidence,
+                (),
+            )
+            for f in out
+        ]
     return out, [dict(t.to_dict(), seconds=round(t.seconds, 3)) for t in run.trials]
 
 
@@ -202,8 +261,9 @@ REPAIR_HOW = {
 }
 
 
-def _with_repair(f: Finding, lm: Any, facts: Any, paths: tuple[str, str] | None,
-                 opts: Any) -> Finding:
+def _with_repair(
+    f: Finding, lm: Any, facts: Any, paths: tuple[str, str] | None, opts: Any
+) -> Finding:
     """`f` with `kerasdoctor fix --repair MODEL DATA --cause ID --output STEM_repaired.keras`
     (the flags that read DATA included: multilabel.fix_commands) as its first fix, when the
     command can edit this model for this cause."""
@@ -215,10 +275,10 @@ def _with_repair(f: Finding, lm: Any, facts: Any, paths: tuple[str, str] | None,
         return f
     from kerasdoctor.multilabel import fix_commands
 
-    command = fix_commands(paths[0], paths[1], opts, f.id, repair=True,
-                           threshold=False)[0].command
-    fix = Fix(f"Repair it inside the model, without retraining: {REPAIR_HOW[f.id]}.",
-              command=command)
+    command = fix_commands(paths[0], paths[1], opts, f.id, repair=True, threshold=False)[0].command
+    fix = Fix(
+        f"Repair it inside the model, without retraining: {REPAIR_HOW[f.id]}.", command=command
+    )
     return Finding(f.id, f.kind, f.severity, f.title, f.detail, f.evidence, (fix, *f.fixes))
 
 
@@ -242,16 +302,17 @@ def _judged_inputs(lm: Any, facts: Any, xs: list[np.ndarray]) -> list[Any]:
         m.update_batch(a)
         if m.count.sum() == 0:
             continue
-        integral = bool(np.all(np.mod(a[np.isfinite(a)], 1) == 0)) if a.dtype.kind == "f" \
-            else True
-        st = InputStats(spec.name, tuple(int(d) for d in a.shape[1:]), str(a.dtype), m,
-                        integral=integral)
+        integral = bool(np.all(np.mod(a[np.isfinite(a)], 1) == 0)) if a.dtype.kind == "f" else True
+        st = InputStats(
+            spec.name, tuple(int(d) for d in a.shape[1:]), str(a.dtype), m, integral=integral
+        )
         out.append(JudgedInput(i, st, facts.input_normalizers.get(spec.name)))
     return out
 
 
-def _preprocessing(run: _Runner, facts: Any, symptoms: Sequence[str], seed: int,
-                   dense: bool) -> Finding | None:
+def _preprocessing(
+    run: _Runner, facts: Any, symptoms: Sequence[str], seed: int, dense: bool
+) -> Finding | None:
     from kerasdoctor.checks import preprocessing_mismatch as pm
 
     spec = pm.SPEC
@@ -262,15 +323,21 @@ def _preprocessing(run: _Runner, facts: Any, symptoms: Sequence[str], seed: int,
     for ji in _judged_inputs(run.lm, facts, run.xs):
         for name, code, fn in pm._transforms(ji):
 
-            def apply(part: list[np.ndarray], i: int = ji.index,
-                      f: Callable[[np.ndarray], np.ndarray] = fn) -> list[np.ndarray]:
+            def apply(
+                part: list[np.ndarray],
+                i: int = ji.index,
+                f: Callable[[np.ndarray], np.ndarray] = fn,
+            ) -> list[np.ndarray]:
                 out = list(part)
                 out[i] = f(np.asarray(part[i], np.float64)).astype(np.float32)
                 return out
 
-            t = run.transformed(f"preprocess:{ji.name}:{name}",
-                                f"inputs '{ji.name}' transformed as {code.replace('X', 'x')}",
-                                code, apply)
+            t = run.transformed(
+                f"preprocess:{ji.name}:{name}",
+                f"inputs '{ji.name}' transformed as {code.replace('X', 'x')}",
+                code,
+                apply,
+            )
             if t.after is not None and (best is None or t.gain > best.gain):
                 best, best_of = t, (ji.name, name)
     if best is None or not restores(best, min_gain, removed):
@@ -279,29 +346,41 @@ def _preprocessing(run: _Runner, facts: Any, symptoms: Sequence[str], seed: int,
     name, transform = best_of
     code = best.code.replace("X", "x")
     return Finding(
-        "preprocessing-mismatch", Kind.CAUSE, Severity.ERROR,
+        "preprocessing-mismatch",
+        Kind.CAUSE,
+        Severity.ERROR,
         f"the inputs are not prepared as the model expects: {code} takes the "
         f"{run.task.what} from {best.before:.0%} to {best.after:.0%}",
         f"Run on {best.rows} sampled rows with input '{name}' transformed as {code}, the "
         f"model's {run.task.what} goes from {best.before:.3f} to {best.after:.3f}: the weights "
         "are fine, the data reaching them is not prepared the way the training data was "
         f"(the symptoms {', '.join(sorted(symptoms))} follow from it).",
-        {"input": name, "transform": code, "experiment": best.to_dict(),
-         "symptoms": sorted(symptoms),
-         # as the single-label check's evidence: what fix --repair prepends
-         "restoring_transform": {"input": name, "transform": transform, "code": code}},
-        (Fix("Prepare the data exactly as for training before predicting (or put the step "
-             "inside the model, e.g. a keras.layers.Rescaling layer, so it cannot be "
-             "forgotten).",
-             code=f"import numpy as np\nx = {code}  # as measured above\n"
-                  "pred = model.predict(x)"),))
+        {
+            "input": name,
+            "transform": code,
+            "experiment": best.to_dict(),
+            "symptoms": sorted(symptoms),
+            # as the single-label check's evidence: what fix --repair prepends
+            "restoring_transform": {"input": name, "transform": transform, "code": code},
+        },
+        (
+            Fix(
+                "Prepare the data exactly as for training before predicting (or put the step "
+                "inside the model, e.g. a keras.layers.Rescaling layer, so it cannot be "
+                "forgotten).",
+                code=f"import numpy as np\nx = {code}  # as measured above\n"
+                "pred = model.predict(x)",
+            ),
+        ),
+    )
 
 
 # ------------------------------------------------------------------ batchnorm-statistics
 
 
-def _batchnorm(run: _Runner, facts: Any, symptoms: Sequence[str], seed: int,
-               dense: bool) -> Finding | None:
+def _batchnorm(
+    run: _Runner, facts: Any, symptoms: Sequence[str], seed: int, dense: bool
+) -> Finding | None:
     from kerasdoctor.checks import batchnorm_statistics as bs
     from kerasdoctor.predictor_graph import batchnorm_run
 
@@ -313,8 +392,14 @@ def _batchnorm(run: _Runner, facts: Any, symptoms: Sequence[str], seed: int,
     what = "re-estimating BatchNorm statistics on these rows"
 
     def reestimated() -> float:
-        raw = batchnorm_run(run.predictor, run.xs, reestimate=True, seed=seed,
-                            batch=max(run.batch, 16), outputs=True)
+        raw = batchnorm_run(
+            run.predictor,
+            run.xs,
+            reestimate=True,
+            seed=seed,
+            batch=max(run.batch, 16),
+            outputs=True,
+        )
         shape = tuple(run.lm.output_shape[1:])
         total = None
         for s in range(0, run.n, run.batch):
@@ -331,7 +416,9 @@ def _batchnorm(run: _Runner, facts: Any, symptoms: Sequence[str], seed: int,
     names = [b.name for b in facts.batchnorms]
     momentum = sorted({b.momentum for b in facts.batchnorms})
     return Finding(
-        "batchnorm-statistics", Kind.CAUSE, Severity.ERROR,
+        "batchnorm-statistics",
+        Kind.CAUSE,
+        Severity.ERROR,
         f"BatchNorm moving statistics do not fit the data: {what}, {run.task.what} "
         f"{t.before:.0%} -> {t.after:.0%}",
         f"The model has {len(names)} BatchNormalization layer(s) (momentum "
@@ -340,18 +427,27 @@ def _batchnorm(run: _Runner, facts: Any, symptoms: Sequence[str], seed: int,
         f"copy of the model) takes the {run.task.what} from {t.before:.3f} to {t.after:.3f}: "
         "the weights are fine, the statistics the layers normalise with at inference are not "
         "(too few training steps for the momentum, or data that differs from training).",
-        {"layers": names, "momentum": momentum, "experiment": t.to_dict(),
-         "symptoms": sorted(symptoms)},
-        (Fix("Re-estimate the moving statistics on training data (no weight changes), or "
-             "train with momentum=0.9 on the BatchNormalization layers, or for more steps.",
-             code="import keras\n"
-                  "bns = [l for l in model._flatten_layers() "
-                  "if isinstance(l, keras.layers.BatchNormalization)]\n"
-                  "for i, xb in enumerate(batches_of_x_train, start=1):  # ~100 batches\n"
-                  "    for bn in bns:\n"
-                  "        bn.momentum = (i - 1) / i  # a running average\n"
-                  "    model(xb, training=True)  # updates the statistics only\n"
-                  "model.save(\"model_bn_fixed.keras\")"),))
+        {
+            "layers": names,
+            "momentum": momentum,
+            "experiment": t.to_dict(),
+            "symptoms": sorted(symptoms),
+        },
+        (
+            Fix(
+                "Re-estimate the moving statistics on training data (no weight changes), or "
+                "train with momentum=0.9 on the BatchNormalization layers, or for more steps.",
+                code="import keras\n"
+                "bns = [l for l in model._flatten_layers() "
+                "if isinstance(l, keras.layers.BatchNormalization)]\n"
+                "for i, xb in enumerate(batches_of_x_train, start=1):  # ~100 batches\n"
+                "    for bn in bns:\n"
+                "        bn.momentum = (i - 1) / i  # a running average\n"
+                "    model(xb, training=True)  # updates the statistics only\n"
+                'model.save("model_bn_fixed.keras")',
+            ),
+        ),
+    )
 
 
 # ------------------------------------------------------------------ single-unit-softmax
@@ -364,8 +460,9 @@ def _output_layer(model: Any, index: int) -> Any:
     return layer if layer is not None else model.layers[-1]
 
 
-def _single_unit_softmax(run: _Runner, facts: Any, symptoms: Sequence[str], seed: int,
-                         dense: bool) -> Finding | None:
+def _single_unit_softmax(
+    run: _Runner, facts: Any, symptoms: Sequence[str], seed: int, dense: bool
+) -> Finding | None:
     """A softmax over one unit outputs 1.0 everywhere: every position is foreground (or every
     label on). The sigmoid of the same logit is what a one-unit binary head means."""
     from kerasdoctor.predictor_graph import copy_model
@@ -388,29 +485,43 @@ def _single_unit_softmax(run: _Runner, facts: Any, symptoms: Sequence[str], seed
         out = copy(cast if len(cast) > 1 else cast[0], training=False)
         return out[index] if isinstance(out, (list, tuple)) else out
 
-    t = run.trial("sigmoid-rescue", "the one-unit softmax replaced by a sigmoid on the same "
-                  "logit", lambda: run._score(forward, None))
+    t = run.trial(
+        "sigmoid-rescue",
+        "the one-unit softmax replaced by a sigmoid on the same logit",
+        lambda: run._score(forward, None),
+    )
     if t.after is None:
         return None
     rescued = t.after - t.before >= 0.10
     return Finding(
-        "single-unit-softmax", Kind.CAUSE, Severity.ERROR,
+        "single-unit-softmax",
+        Kind.CAUSE,
+        Severity.ERROR,
         f"softmax over 1 output unit: every score is 1.0, every "
         f"{'position' if dense else 'row'} is predicted positive",
         f"The output layer '{layer.name}' applies softmax over a single unit, which normalises "
         "it to 1.0 whatever the input, so the 0.5 rule calls everything the positive class. "
-        + (f"A sigmoid on the same logit takes the {run.task.what} on {t.rows} sampled rows "
-           f"from {t.before:.3f} to {t.after:.3f}: the logit did learn."
-           if rescued else
-           f"A sigmoid on the same logit does not help ({t.before:.3f} -> {t.after:.3f}): "
-           "the logit carries no usable signal either; retrain with a sigmoid."),
+        + (
+            f"A sigmoid on the same logit takes the {run.task.what} on {t.rows} sampled rows "
+            f"from {t.before:.3f} to {t.after:.3f}: the logit did learn."
+            if rescued
+            else f"A sigmoid on the same logit does not help ({t.before:.3f} -> {t.after:.3f}): "
+            "the logit carries no usable signal either; retrain with a sigmoid."
+        ),
         {"layer": layer.name, "experiment": t.to_dict(), "rescued": rescued},
-        (Fix("Use a sigmoid on the one unit (binary cross-entropy), or softmax over 2 units "
-             "with sparse categorical cross-entropy.",
-             code=("outputs = keras.layers.Conv2D(1, 1, activation=\"sigmoid\")(features)"
-                   if dense else
-                   "outputs = keras.layers.Dense(1, activation=\"sigmoid\")(features)")
-             + "\nmodel.compile(optimizer=\"adam\", loss=\"binary_crossentropy\")"),))
+        (
+            Fix(
+                "Use a sigmoid on the one unit (binary cross-entropy), or softmax over 2 units "
+                "with sparse categorical cross-entropy.",
+                code=(
+                    'outputs = keras.layers.Conv2D(1, 1, activation="sigmoid")(features)'
+                    if dense
+                    else 'outputs = keras.layers.Dense(1, activation="sigmoid")(features)'
+                )
+                + '\nmodel.compile(optimizer="adam", loss="binary_crossentropy")',
+            ),
+        ),
+    )
 
 
 # ------------------------------------------------------------------ the tasks
@@ -457,8 +568,9 @@ class MultiLabelTask:
             s = 1.0 / (1.0 + np.exp(-np.clip(s, -80, 80)))
         pred = s > 0.5
         y = self.labels[rows] > 0.5
-        return np.stack([(y & pred).sum(0), (y & ~pred).sum(0), (~y & ~pred).sum(0),
-                         (~y & pred).sum(0)], axis=1).astype(np.int64)
+        return np.stack(
+            [(y & pred).sum(0), (y & ~pred).sum(0), (~y & ~pred).sum(0), (~y & pred).sum(0)], axis=1
+        ).astype(np.int64)
 
     def score(self, total: np.ndarray) -> float:
         tp, fn, tn, fp = (total[:, i].astype(np.float64) for i in range(4))
@@ -471,8 +583,14 @@ class MultiLabelTask:
 # ------------------------------------------------------------------ chance-level
 
 
-def chance_level(balanced: float | None, chance: float, variance: float, units: str,
-                 what: str, extra: dict[str, Any]) -> Finding | None:
+def chance_level(
+    balanced: float | None,
+    chance: float,
+    variance: float,
+    units: str,
+    what: str,
+    extra: dict[str, Any],
+) -> Finding | None:
     """The chance-level symptom of a dense or multi-label model: its balanced accuracy no
     better than a guesser that ignores the input and hands out the model's prediction shares
     (the single-label check's z, one-sided 95%; `variance` is that guesser's variance, over
@@ -486,13 +604,15 @@ def chance_level(balanced: float | None, chance: float, variance: float, units: 
     if balanced > bar:
         return None
     return Finding(
-        "chance-level", Kind.SYMPTOM, Severity.ERROR,
+        "chance-level",
+        Kind.SYMPTOM,
+        Severity.ERROR,
         f"{what[0].upper()}{what[1:]} {balanced:.1%} is no better than chance ({chance:.1%})",
         f"The {what} is {balanced:.1%}; a guesser that ignores the input and hands out the "
         f"model's prediction shares reaches up to {bar:.1%} (95% bound over the {units}). The "
         "predictions carry no measurable information about the labels.",
-        {"balanced_accuracy": balanced, "chance": chance, "bound": bar, "margin": margin,
-         **extra})
+        {"balanced_accuracy": balanced, "chance": chance, "bound": bar, "margin": margin, **extra},
+    )
 
 
 # ------------------------------------------------------------------ ranking
@@ -501,13 +621,20 @@ def chance_level(balanced: float | None, chance: float, variance: float, units: 
 def rank(findings: Sequence[Finding]) -> tuple[list[Finding], list[str]]:
     """Symptoms first, then causes (above info first, upstream first); the chain is the root
     cause followed by the symptoms found. Shared by the dense and multi-label diagnoses."""
-    symptoms = sorted((f for f in findings if f.kind is Kind.SYMPTOM),
-                      key=lambda f: (-f.severity.rank, _index(SYMPTOM_ORDER, f.id)))
-    causes = sorted((f for f in findings if f.kind is Kind.CAUSE),
-                    key=lambda f: (f.severity is Severity.INFO, _index(CAUSE_ORDER, f.id)))
+    symptoms = sorted(
+        (f for f in findings if f.kind is Kind.SYMPTOM),
+        key=lambda f: (-f.severity.rank, _index(SYMPTOM_ORDER, f.id)),
+    )
+    causes = sorted(
+        (f for f in findings if f.kind is Kind.CAUSE),
+        key=lambda f: (f.severity is Severity.INFO, _index(CAUSE_ORDER, f.id)),
+    )
     root = next((f for f in causes if f.severity is not Severity.INFO), None)
-    chain = ([root.id] + [s.id for s in symptoms if s.severity is not Severity.INFO]
-             if root is not None else [])
+    chain = (
+        [root.id] + [s.id for s in symptoms if s.severity is not Severity.INFO]
+        if root is not None
+        else []
+    )
     return symptoms + causes, chain
 
 

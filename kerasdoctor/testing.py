@@ -7,8 +7,9 @@ from typing import Any
 from kerasdoctor.findings import Report
 
 
-def assert_healthy(model: Any, x: Any, y: Any = None, fail_on: str = "error",
-                   **options: Any) -> Report:
+def assert_healthy(
+    model: Any, x: Any, y: Any = None, fail_on: str = "error", **options: Any
+) -> Report:
     """Diagnose and raise AssertionError (message: the report) on a finding at/above fail_on,
     or when a check crashed.
 
@@ -26,12 +27,14 @@ def assert_healthy(model: Any, x: Any, y: Any = None, fail_on: str = "error",
     from kerasdoctor.policy import exit_code, failing
     from kerasdoctor.render.table import render_table
 
-    report = _diagnose(model, x, y, {**options, "fail_on": fail_on},
-                       "kerasdoctor.testing.assert_healthy()")  # checks fail_on and the rest
+    report = _diagnose(
+        model, x, y, {**options, "fail_on": fail_on}, "kerasdoctor.testing.assert_healthy()"
+    )  # checks fail_on and the rest
     if exit_code(report, fail_on) != 0:
         bad = [f"{f.id} ({f.severity.value})" for f in failing(report, fail_on)]
         crashed = [e.check_id for e in report.errors]
         head = f"kerasdoctor: model is not healthy at fail_on={fail_on!r}: " + ", ".join(
-            bad + [f"{c} (crashed)" for c in crashed])
+            bad + [f"{c} (crashed)" for c in crashed]
+        )
         raise AssertionError(head + "\n" + render_table(report, color=False))
     return report

@@ -40,8 +40,12 @@ DENSE_OR_MULTILABEL = ("dense_", "tag_", "ml_", "seg_")
 
 def single_label_models(pattern: str = "*.keras") -> list[Path]:
     """Every fixture model of a single-label classifier that has its .npz beside it."""
-    return [m for m in sorted(FIXTURES.glob(pattern))
-            if m.with_suffix(".npz").exists() and not m.name.startswith(DENSE_OR_MULTILABEL)]
+    return [
+        m
+        for m in sorted(FIXTURES.glob(pattern))
+        if m.with_suffix(".npz").exists() and not m.name.startswith(DENSE_OR_MULTILABEL)
+    ]
+
 
 # Every healthy fixture (model, data): no check may raise a warning or an error on them.
 HEALTHY_FIXTURES = [
@@ -108,7 +112,8 @@ def cli() -> Any:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
-        "--update-golden", action="store_true",
+        "--update-golden",
+        action="store_true",
         help="rewrite tests/golden/*.json from the current output instead of comparing",
     )
 
@@ -125,7 +130,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     except ImportError:
         return
     if CASES["count"]:
-        by_exit = {k: v for k, v in CASES.items() if k != 'count'}
+        by_exit = {k: v for k, v in CASES.items() if k != "count"}
         terminalreporter.write_line(
             f"kerasdoctor fuzz cases run: {CASES['count']} (by exit code: {by_exit})"
         )
@@ -134,8 +139,11 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
     """Under KERASDOCTOR_UNIT_ONLY, a test file with no unit test is not even imported (its
     module-level imports may be the blocked ones)."""
-    if (os.environ.get("KERASDOCTOR_UNIT_ONLY") and collection_path.suffix == ".py"
-            and collection_path.name.startswith("test_")):
+    if (
+        os.environ.get("KERASDOCTOR_UNIT_ONLY")
+        and collection_path.suffix == ".py"
+        and collection_path.name.startswith("test_")
+    ):
         return "pytest.mark.unit" not in collection_path.read_text(encoding="utf-8")
     return None
 

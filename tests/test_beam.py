@@ -47,7 +47,11 @@ def test_is_sharded_takes_globs_of_shards_and_tfrecord_files() -> None:
 @pytest.mark.unit
 def test_pipeline_options_become_beam_args() -> None:
     assert pipeline_args(["project=p", "--region=r", "save_main_session"], ["--x=1"]) == [
-        "--project=p", "--region=r", "--save_main_session", "--x=1"]
+        "--project=p",
+        "--region=r",
+        "--save_main_session",
+        "--x=1",
+    ]
     with pytest.raises(InputError, match="unexpected argument 'stray'"):
         pipeline_args([], ["stray"])
     with pytest.raises(InputError, match="KEY=VALUE"):
@@ -57,8 +61,7 @@ def test_pipeline_options_become_beam_args() -> None:
 # ------------------------------------------------------------------ converter and reader
 
 
-def _all_rows(pattern: str, lm: Any = None) -> tuple[dict[str, np.ndarray], np.ndarray,
-                                                      np.ndarray]:
+def _all_rows(pattern: str, lm: Any = None) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """Every row of the shards, read as the workers read them."""
     from kerasdoctor.beam.layout import find_shards
     from kerasdoctor.beam.reader import ReadSpec, read_batches
@@ -76,8 +79,9 @@ def _all_rows(pattern: str, lm: Any = None) -> tuple[dict[str, np.ndarray], np.n
         with fs_open(shards.shards[0].path) as f:
             first = next(iter_records(f, "first"))
         cols = tuple(feature_columns(first, keys, m.label_key, m, {}, "first"))
-    spec = ReadSpec(shards.format, keys, m.label_key, 7, cols,
-                    tuple(m.class_names) if m.class_names else None)
+    spec = ReadSpec(
+        shards.format, keys, m.label_key, 7, cols, tuple(m.class_names) if m.class_names else None
+    )
     parts = [b for s in shards.shards for b in read_batches(s, spec)]
     arrays = {k: np.concatenate([p[0][k] for p in parts]) for k in keys}
     return arrays, np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts])
@@ -118,8 +122,10 @@ def test_converter_refuses_to_mix_old_shards(tmp_path: Path) -> None:
         convert_npz(fixture_path("binary.npz"), tmp_path, shards=2)
     convert_npz(fixture_path("binary.npz"), tmp_path, shards=2, force=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "kerasdoctor-shards.json", "shard-00000-of-00002.tfrecord",
-        "shard-00001-of-00002.tfrecord"]
+        "kerasdoctor-shards.json",
+        "shard-00000-of-00002.tfrecord",
+        "shard-00001-of-00002.tfrecord",
+    ]
     with pytest.raises(InputError, match="more than the 600 rows"):
         convert_npz(fixture_path("binary.npz"), tmp_path / "x", shards=601)
 
@@ -136,7 +142,8 @@ def test_offsets_counted_without_manifest(tmp_path: Path) -> None:
         counted = find_shards(str(tmp_path / fmt / f"shard-*.{fmt}"))
         assert counted.manifest is None
         assert [(s.offset, s.rows) for s in counted.shards] == [
-            (s.offset, s.rows) for s in with_manifest.shards]
+            (s.offset, s.rows) for s in with_manifest.shards
+        ]
         assert counted.n_samples == m.n_samples == 980
 
 
@@ -201,8 +208,11 @@ def _single_run(fixture: str) -> tuple[Any, Any]:
     lm = load_model(fixture_path(f"{fixture}.keras"))
     raw = read_npz(fixture_path(f"{fixture}.npz"))
     arrays = bind_inputs(raw, lm)
-    ev = run_probe(Predictor(lm, read_facts(lm)),
-                   array_batches(arrays, raw.labels.y, default_batch_size(arrays)), seed=0)
+    ev = run_probe(
+        Predictor(lm, read_facts(lm)),
+        array_batches(arrays, raw.labels.y, default_batch_size(arrays)),
+        seed=0,
+    )
     return report, ev
 
 
@@ -219,20 +229,34 @@ def _sharded_run(fixture: str, pattern: str, args: list[str]) -> tuple[Any, Any,
     facts = read_facts(lm)
     predictor = Predictor(lm, facts)
     ev, data = probe_shards(source, lm, facts, predictor, pattern, opts, pipeline_args=args)
-    report = build_report(lm, facts, predictor, ev, data_path=pattern,
-                          class_names=data.class_names, label_encoding=data.label_encoding,
-                          opts=opts)
+    report = build_report(
+        lm,
+        facts,
+        predictor,
+        ev,
+        data_path=pattern,
+        class_names=data.class_names,
+        label_encoding=data.label_encoding,
+        opts=opts,
+    )
     return report, ev, data
 
 
 def _assert_same_diagnosis(single: Any, sharded: Any, ev_s: Any, ev_m: Any) -> None:
     a, b = single.to_dict(), sharded.to_dict()
     assert [(f["id"], f["severity"]) for f in b["findings"]] == [
-        (f["id"], f["severity"]) for f in a["findings"]]
+        (f["id"], f["severity"]) for f in a["findings"]
+    ]
     _close([f["evidence"] for f in a["findings"]], [f["evidence"] for f in b["findings"]])
     _close(a["metrics"], b["metrics"])
-    for key in ("n_samples", "n_classes", "class_names", "label_counts", "label_encoding",
-                "inputs"):
+    for key in (
+        "n_samples",
+        "n_classes",
+        "class_names",
+        "label_counts",
+        "label_encoding",
+        "inputs",
+    ):
         _close(a["data"][key], b["data"][key], key)
     assert a["verdict"] == b["verdict"]
     # the Evidence behind it: exact counts, the same sample rows, floats within 1e-9
@@ -245,7 +269,11 @@ def _assert_same_diagnosis(single: Any, sharded: Any, ev_s: Any, ev_m: Any) -> N
         assert np.array_equal(x_m, x_s)
     for st_m, st_s in zip(ev_m.inputs, ev_s.inputs, strict=True):
         assert (st_m.name, st_m.shape, st_m.dtype, st_m.integral) == (
-            st_s.name, st_s.shape, st_s.dtype, st_s.integral)
+            st_s.name,
+            st_s.shape,
+            st_s.dtype,
+            st_s.integral,
+        )
         _moments_close(st_m.moments, st_s.moments)
     _moments_close(ev_m.output.raw, ev_s.output.raw, F32_RTOL)
     _moments_close(ev_m.output.probs, ev_s.output.probs, F32_RTOL)
@@ -304,8 +332,9 @@ def test_tfrecords_without_manifest_and_sample_match_the_single_run(tmp_path: Pa
     convert_npz(fixture_path("multi_input.npz"), tmp_path, shards=3)
     (tmp_path / MANIFEST_NAME).unlink()
     single = diagnose_fixture("multi_input.keras", "multi_input.npz", sample=250, seed=4)
-    sharded = diagnose_shards(fixture_path("multi_input.keras"), str(tmp_path / "shard-*"),
-                              Options(sample=250, seed=4))
+    sharded = diagnose_shards(
+        fixture_path("multi_input.keras"), str(tmp_path / "shard-*"), Options(sample=250, seed=4)
+    )
     a, b = single.to_dict(), sharded.to_dict()
     assert b["data"]["sampled_from"] == 600 and b["data"]["n_samples"] == 250
     assert [f["id"] for f in a["findings"]] == [f["id"] for f in b["findings"]]
@@ -342,10 +371,24 @@ def test_cli_shard_then_diagnose_gives_the_npz_report(tmp_path: Path) -> None:
     assert out.exit_code == 0, out.stderr
     assert "wrote 3 tfrecord shards (980 rows" in out.stdout
     pattern = str(tmp_path / "shard-*.tfrecord")
-    sharded = run_cli("diagnose", fixture_path("collapsed.keras"), pattern, "--format", "json",
-                      "--runner", "DirectRunner", "--", "--direct_num_workers=1")
-    single = run_cli("diagnose", fixture_path("collapsed.keras"),
-                     fixture_path("collapsed.npz"), "--format", "json")
+    sharded = run_cli(
+        "diagnose",
+        fixture_path("collapsed.keras"),
+        pattern,
+        "--format",
+        "json",
+        "--runner",
+        "DirectRunner",
+        "--",
+        "--direct_num_workers=1",
+    )
+    single = run_cli(
+        "diagnose",
+        fixture_path("collapsed.keras"),
+        fixture_path("collapsed.npz"),
+        "--format",
+        "json",
+    )
     assert sharded.exit_code == single.exit_code == 1  # the collapse is an error either way
     a, b = single.json(), sharded.json()
     assert b["data"].pop("path") == pattern and b["data"].pop("shards") == 3
@@ -356,8 +399,15 @@ def test_cli_shard_then_diagnose_gives_the_npz_report(tmp_path: Path) -> None:
     _close(a["data"], b["data"])
     _close(a["metrics"], b["metrics"])
     _close(a["findings"], b["findings"])
-    html = run_cli("diagnose", fixture_path("collapsed.keras"), pattern, "--format", "html",
-                   "--pipeline-option", "direct_num_workers=1")
+    html = run_cli(
+        "diagnose",
+        fixture_path("collapsed.keras"),
+        pattern,
+        "--format",
+        "html",
+        "--pipeline-option",
+        "direct_num_workers=1",
+    )
     assert html.exit_code == 1 and "prediction-collapse" in html.stdout
 
 
@@ -373,8 +423,9 @@ def test_cli_sharded_errors_are_one_line(tmp_path: Path) -> None:
     assert run_cli("shard", tmp_path / "a.npz", tmp_path / "o", "-n", "2").exit_code == 0
     again = run_cli("shard", tmp_path / "a.npz", tmp_path / "o", "-n", "2")
     assert again.exit_code == 2 and "already holds shards" in again.stderr
-    dataflow = run_cli("diagnose", model, str(tmp_path / "o" / "shard-*.tfrecord"),
-                       "--runner", "DataflowRunner")
+    dataflow = run_cli(
+        "diagnose", model, str(tmp_path / "o" / "shard-*.tfrecord"), "--runner", "DataflowRunner"
+    )
     assert dataflow.exit_code == 2 and "temp_location" in dataflow.stderr
 
 
@@ -400,12 +451,26 @@ def test_a_failing_worker_is_one_line_not_a_beam_traceback(tmp_path: Path) -> No
     pytest.importorskip("apache_beam", reason="the [beam] extra is not installed")
     kd = [sys.executable, "-m", "kerasdoctor.cli"]
     shards = tmp_path / "shards"
-    subprocess.run([*kd, "shard", fixture_path("collapsed.npz"), str(shards), "--shards", "2"],
-                   check=True, capture_output=True)
-    workers = ["--pipeline-option", "direct_num_workers=2",
-               "--pipeline-option", "direct_running_mode=multi_processing"]
-    cmd = [*kd, "diagnose", fixture_path("collapsed.keras"), str(shards / "*.tfrecord"),
-           *workers, "-f", "json"]
+    subprocess.run(
+        [*kd, "shard", fixture_path("collapsed.npz"), str(shards), "--shards", "2"],
+        check=True,
+        capture_output=True,
+    )
+    workers = [
+        "--pipeline-option",
+        "direct_num_workers=2",
+        "--pipeline-option",
+        "direct_running_mode=multi_processing",
+    ]
+    cmd = [
+        *kd,
+        "diagnose",
+        fixture_path("collapsed.keras"),
+        str(shards / "*.tfrecord"),
+        *workers,
+        "-f",
+        "json",
+    ]
     ok = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert ok.returncode == 1 and ok.stderr == "", ok.stderr
     last = sorted(shards.glob("*.tfrecord"))[-1]

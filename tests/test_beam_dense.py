@@ -42,9 +42,10 @@ def _without_paths(x: Any, paths: tuple[str, ...]) -> Any:
     return x
 
 
-@pytest.mark.parametrize("name, task", [("tag_collapsed", "dense"),
-                                        ("dense_unet_collapsed", "dense"),
-                                        ("ml_collapsed", "multilabel")])
+@pytest.mark.parametrize(
+    "name, task",
+    [("tag_collapsed", "dense"), ("dense_unet_collapsed", "dense"), ("ml_collapsed", "multilabel")],
+)
 def test_sharded_run_equals_the_single_run(tmp_path: Path, name: str, task: str) -> None:
     pytest.importorskip("apache_beam", reason="the [beam] extra is not installed")
     from kerasdoctor.beam.convert import convert_npz

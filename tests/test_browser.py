@@ -336,8 +336,15 @@ def test_the_dense_sample_masks_in_a_real_browser(devtools: DevTools, tmp_path: 
     from kerasdoctor.render.html import mask_colors
 
     page = tmp_path / "dense.html"
-    r = run_cli("diagnose", fixture_path("dense_unet_collapsed.keras"),
-                fixture_path("dense_unet_collapsed.npz"), "--format", "html", "-o", str(page))
+    r = run_cli(
+        "diagnose",
+        fixture_path("dense_unet_collapsed.keras"),
+        fixture_path("dense_unet_collapsed.npz"),
+        "--format",
+        "html",
+        "-o",
+        str(page),
+    )
     assert r.exit_code == 1, r.stderr
     html = page.read_text(encoding="utf-8")
     rows = re.findall(r'<tr data-sample="(\d+)"', html)
@@ -358,6 +365,6 @@ def test_the_dense_sample_masks_in_a_real_browser(devtools: DevTools, tmp_path: 
     # the true masks' classes are drawn in their palette colours (the 32x32 masks are scaled
     # up 5x, pixelated, so each drawn label pixel is a 5x5 block of its exact colour)
     for name, color in zip(["disc", "square", "bar"], mask_colors(4)[1:]):
-        rgb = np.array([int(color[i:i + 2], 16) for i in (1, 3, 5)]) / 255.0
+        rgb = np.array([int(color[i : i + 2], 16) for i in (1, 3, 5)]) / 255.0
         near = (np.abs(shot - rgb) < 0.03).all(axis=2).sum()
         assert near > 400, f"{name} ({color}): only {near} pixels of its colour: not drawn?"

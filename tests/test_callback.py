@@ -25,21 +25,22 @@ def _model(n_inputs: int, n_classes: int, lr: float) -> Any:
     import keras
 
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([
-        keras.Input((n_inputs,)),
-        keras.layers.Dense(8, activation="relu"),
-        keras.layers.Dense(n_classes, activation="softmax"),
-    ])
-    model.compile(keras.optimizers.SGD(lr), "sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+    model = keras.Sequential(
+        [
+            keras.Input((n_inputs,)),
+            keras.layers.Dense(8, activation="relu"),
+            keras.layers.Dense(n_classes, activation="softmax"),
+        ]
+    )
+    model.compile(keras.optimizers.SGD(lr), "sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
 
 
-def _run(callback: object | None, x: np.ndarray, y: np.ndarray, epochs: int,
-         lr: float) -> Any:
+def _run(callback: object | None, x: np.ndarray, y: np.ndarray, epochs: int, lr: float) -> Any:
     cbs = [callback] if callback is not None else []
     return _model(x.shape[1], int(y.max()) + 1, lr).fit(
-        x, y, epochs=epochs, batch_size=32, verbose=0, callbacks=cbs, shuffle=False)
+        x, y, epochs=epochs, batch_size=32, verbose=0, callbacks=cbs, shuffle=False
+    )
 
 
 def _recorder() -> Any:
@@ -67,13 +68,22 @@ def _blow_up(**cb_options: Any) -> tuple[Any, Any, Any, Any, list[str], tuple[An
     n_val = len(y) // 5
     xt, yt, xv, yv = x[:-n_val], y[:-n_val], x[-n_val:], y[-n_val:]
     messages: list[str] = []
-    cb = kerasdoctor.DoctorCallback((xv, yv), on_collapse="stop", patience=2,
-                                    log=messages.append, train_labels=yt, **cb_options)
+    cb = kerasdoctor.DoctorCallback(
+        (xv, yv), on_collapse="stop", patience=2, log=messages.append, train_labels=yt, **cb_options
+    )
     weights = _recorder()
     model = _model(6, 3, 0.1)
     schedule = keras.callbacks.LearningRateScheduler(lambda e, lr: 0.1 if e < 3 else 10.0)
-    history = model.fit(xt, yt, epochs=10, batch_size=32, verbose=0, shuffle=False,
-                        validation_data=(xv, yv), callbacks=[schedule, weights, cb])
+    history = model.fit(
+        xt,
+        yt,
+        epochs=10,
+        batch_size=32,
+        verbose=0,
+        shuffle=False,
+        validation_data=(xv, yv),
+        callbacks=[schedule, weights, cb],
+    )
     return model, cb, history.history, weights, messages, (xv, yv)
 
 
@@ -102,8 +112,12 @@ def test_callback_leaves_a_healthy_run_untouched() -> None:
     without = _run(None, x, y, epochs=4, lr=0.1).history
     assert messages == []
     assert set(with_cb) - set(without) == {
-        "kd_balanced_accuracy", "kd_missing_classes", "kd_dominant_share", "kd_collapsed",
-        "kd_unhealthy"}
+        "kd_balanced_accuracy",
+        "kd_missing_classes",
+        "kd_dominant_share",
+        "kd_collapsed",
+        "kd_unhealthy",
+    }
     np.testing.assert_allclose(with_cb["loss"], without["loss"], rtol=1e-6)
     assert with_cb["kd_collapsed"] == [0.0] * 4 and with_cb["kd_unhealthy"] == [0.0] * 4
     assert len(cb.seconds) == 4
@@ -123,9 +137,11 @@ def test_stopping_restores_the_best_epochs_weights() -> None:
     healthy = [e for e, u in enumerate(hist["kd_unhealthy"]) if not u]
     best = max(healthy, key=lambda e: bacc[e])
     last = len(bacc) - 1
-    print(f"\nkd_balanced_accuracy {np.round(bacc, 3).tolist()}, "
-          f"val_accuracy {np.round(hist['val_accuracy'], 3).tolist()}; "
-          f"best epoch {best + 1}, stopped at epoch {last + 1}")
+    print(
+        f"\nkd_balanced_accuracy {np.round(bacc, 3).tolist()}, "
+        f"val_accuracy {np.round(hist['val_accuracy'], 3).tolist()}; "
+        f"best epoch {best + 1}, stopped at epoch {last + 1}"
+    )
     assert cb.stopped_epoch == last < 9  # stopped, not run to the end
     assert cb.best_epoch == best == cb.restored_epoch
     assert bacc[best] > bacc[last] + 0.2  # the collapse cost a lot; restoring is worth it
@@ -163,10 +179,12 @@ def test_collapse_and_missing_classes_are_logged_apart() -> None:
     assert (0.0, 1.0, 1.0) in rows  # a missing class alone is no collapse, but unhealthy
     for epoch, report in cb.reports.items():
         assert hist["kd_collapsed"][epoch] == float(
-            report.finding("prediction-collapse") is not None)
+            report.finding("prediction-collapse") is not None
+        )
         missing = report.finding("missing-classes")
-        assert hist["kd_missing_classes"][epoch] == (missing.evidence["n_missing"]
-                                                     if missing is not None else 0)
+        assert hist["kd_missing_classes"][epoch] == (
+            missing.evidence["n_missing"] if missing is not None else 0
+        )
 
 
 def _check_fixture(name: str, **options: Any) -> tuple[Any, list[str], dict[str, float]]:
@@ -236,38 +254,49 @@ def test_missing_class_without_collapse() -> None:
 def test_gates_use_the_shared_vocabulary() -> None:
     x, y = _blobs([200, 200, 200], sep=6.0, seed=2)
     messages: list[str] = []
-    cb = kerasdoctor.DoctorCallback((x, y), on_collapse="stop", patience=1, min_recall=0.999,
-                                    start_from_epoch=2, log=messages.append)
+    cb = kerasdoctor.DoctorCallback(
+        (x, y),
+        on_collapse="stop",
+        patience=1,
+        min_recall=0.999,
+        start_from_epoch=2,
+        log=messages.append,
+    )
     hist = _run(cb, x, y, epochs=6, lr=0.1).history
     # the gate fails from the first epoch, but counts only from epoch 3 on
     assert hist["kd_unhealthy"][:3] == [1.0, 1.0, 1.0] and cb.stopped_epoch == 2
     assert hist["kd_collapsed"] == [0.0, 0.0, 0.0]
     assert "quality-gate" in messages[0]
 
-    cb = kerasdoctor.DoctorCallback((x, y), min_balanced_accuracy=0.5, fail_on="warning",
-                                    log=lambda m: None)
+    cb = kerasdoctor.DoctorCallback(
+        (x, y), min_balanced_accuracy=0.5, fail_on="warning", log=lambda m: None
+    )
     assert cb.gates == {"min_balanced_accuracy": 0.5} and cb.fail_on == "warning"
 
 
 def test_fail_on_never_logs_but_never_stops() -> None:
     x, y = _blobs([570, 30], sep=0.5, seed=1)
     messages: list[str] = []
-    cb = kerasdoctor.DoctorCallback((x, y), on_collapse="stop", patience=1, fail_on="never",
-                                    log=messages.append)
+    cb = kerasdoctor.DoctorCallback(
+        (x, y), on_collapse="stop", patience=1, fail_on="never", log=messages.append
+    )
     hist = _run(cb, x, y, epochs=3, lr=0.05).history
     assert len(hist["loss"]) == 3 and cb.stopped_epoch is None
     assert hist["kd_unhealthy"] == [0.0] * 3 and hist["kd_collapsed"] == [1.0] * 3
     assert len(messages) == 3  # the sick epochs are still said
 
 
-@pytest.mark.parametrize(("options", "match"), [
-    ({"fail_on": "sometimes"}, "fail_on must be one of"),
-    ({"min_recall": 1.5}, "min_recall must be between 0 and 1"),
-    ({"monitor": "kd_dominant_share"}, "pass mode="),
-    ({"mode": "up"}, "mode must be"),
-    ({"on_collapse": "panic"}, "on_collapse"),
-    ({"start_from_epoch": -1}, "start_from_epoch"),
-])
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"fail_on": "sometimes"}, "fail_on must be one of"),
+        ({"min_recall": 1.5}, "min_recall must be between 0 and 1"),
+        ({"monitor": "kd_dominant_share"}, "pass mode="),
+        ({"mode": "up"}, "mode must be"),
+        ({"on_collapse": "panic"}, "on_collapse"),
+        ({"start_from_epoch": -1}, "start_from_epoch"),
+    ],
+)
 def test_bad_settings_fail_before_training(options: dict[str, Any], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         kerasdoctor.DoctorCallback((np.zeros((4, 6)), np.array([0, 1, 0, 1])), **options)

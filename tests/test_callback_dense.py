@@ -24,8 +24,8 @@ def _segmentation(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
         for _ in range(int(rng.integers(1, 3))):
             c = int(rng.integers(1, 3))
             r0, c0 = rng.integers(0, 13, 2)
-            y[i, r0:r0 + 3, c0:c0 + 3] = c
-            x[i, r0:r0 + 3, c0:c0 + 3, 0] = 0.5 + 0.4 * (c - 1)
+            y[i, r0 : r0 + 3, c0 : c0 + 3] = c
+            x[i, r0 : r0 + 3, c0 : c0 + 3, 0] = 0.5 + 0.4 * (c - 1)
     return x, y
 
 
@@ -36,10 +36,10 @@ def _unet() -> Any:
     inp = keras.Input((16, 16, 1))
     d1 = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inp)
     d2 = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(
-        keras.layers.MaxPooling2D()(d1))
+        keras.layers.MaxPooling2D()(d1)
+    )
     up = keras.layers.UpSampling2D()(d2)
-    out = keras.layers.Conv2D(3, 1, activation="softmax")(
-        keras.layers.Concatenate()([up, d1]))
+    out = keras.layers.Conv2D(3, 1, activation="softmax")(keras.layers.Concatenate()([up, d1]))
     model = keras.Model(inp, out)
     model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
     return model
@@ -49,9 +49,13 @@ def test_a_collapsed_unet_is_caught_and_stopped() -> None:
     x, y = _segmentation(320, seed=0)
     xv, yv = _segmentation(40, seed=1)
     messages: list[str] = []
-    cb = kerasdoctor.DoctorCallback((xv, yv), on_collapse="stop", patience=1,
-                                    log=messages.append,
-                                    class_names=["background", "dim", "bright"])
+    cb = kerasdoctor.DoctorCallback(
+        (xv, yv),
+        on_collapse="stop",
+        patience=1,
+        log=messages.append,
+        class_names=["background", "dim", "bright"],
+    )
     history = _unet().fit(x, y, epochs=2, batch_size=32, verbose=0, callbacks=[cb])
     # one epoch of a U-Net on 90% background: everything is background
     report = cb.reports[0]
@@ -88,8 +92,9 @@ def test_the_dense_advice_is_per_position_weights() -> None:
     model = keras.models.load_model(fixture_path("dense_unet_collapsed.keras"), compile=False)
     model.compile(keras.optimizers.SGD(0.0), "sparse_categorical_crossentropy")  # frozen
     messages: list[str] = []
-    cb = kerasdoctor.DoctorCallback((data["x"], data["y"]), log=messages.append,
-                                    train_labels=data["y"])
+    cb = kerasdoctor.DoctorCallback(
+        (data["x"], data["y"]), log=messages.append, train_labels=data["y"]
+    )
     model.fit(data["x"][:8], data["y"][:8], epochs=1, verbose=0, callbacks=[cb])
     report = cb.reports[0]
     assert report.root_cause is not None and report.root_cause.id == "class-imbalance"
@@ -109,17 +114,26 @@ def test_a_tagger_with_a_padding_mask_counts_only_the_tokens() -> None:
     x = rng.integers(1, vocab, (n, t)) * mask  # 0 = padding
     y = np.where(x >= 25, 2, np.where(x >= 20, 1, 0)) * mask  # tags: O, B, I by token id
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([
-        keras.Input((t,), dtype="int32"),
-        keras.layers.Embedding(vocab, 8),
-        keras.layers.Dense(3, activation="softmax"),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((t,), dtype="int32"),
+            keras.layers.Embedding(vocab, 8),
+            keras.layers.Dense(3, activation="softmax"),
+        ]
+    )
     model.compile(keras.optimizers.Adam(0.05), "sparse_categorical_crossentropy")
     xv, yv, mv = x[150:], y[150:], mask[150:]
     messages: list[str] = []
     cb = kerasdoctor.DoctorCallback((xv, yv, mv), log=messages.append)
-    history = model.fit(x[:150], y[:150], sample_weight=mask[:150].astype("float32"),
-                        epochs=2, batch_size=16, verbose=0, callbacks=[cb])
+    history = model.fit(
+        x[:150],
+        y[:150],
+        sample_weight=mask[:150].astype("float32"),
+        epochs=2,
+        batch_size=16,
+        verbose=0,
+        callbacks=[cb],
+    )
     assert cb.task == "dense"
     report = cb.reports[1]
     assert report.metrics.task == "dense"
@@ -151,8 +165,9 @@ def test_a_multi_label_model_is_diagnosed_per_label() -> None:
     model = keras.Sequential([keras.Input((f,)), keras.layers.Dense(k, activation="sigmoid")])
     model.compile(keras.optimizers.Adam(0.01), "binary_crossentropy")
     messages: list[str] = []
-    cb = kerasdoctor.DoctorCallback((x[300:], y[300:]), log=messages.append,
-                                    class_names=["a", "b", "c", "rare"])
+    cb = kerasdoctor.DoctorCallback(
+        (x[300:], y[300:]), log=messages.append, class_names=["a", "b", "c", "rare"]
+    )
     history = model.fit(x[:300], y[:300], epochs=2, batch_size=32, verbose=0, callbacks=[cb])
     assert cb.task == "multilabel"
     report = cb.reports[1]
@@ -163,8 +178,13 @@ def test_a_multi_label_model_is_diagnosed_per_label() -> None:
     assert 0.0 <= history.history["kd_balanced_accuracy"][1] <= 1.0
     # only the checks that read the pass: no model-level experiment ran
     assert {o.check_id for o in report.outcomes if o.status != "skipped"} <= {
-        "prediction-collapse", "missing-classes", "class-imbalance", "decision-threshold",
-        "output-activation", "loss-mismatch"}
+        "prediction-collapse",
+        "missing-classes",
+        "class-imbalance",
+        "decision-threshold",
+        "output-activation",
+        "loss-mismatch",
+    }
     full = kerasdoctor.diagnose(model, x[300:], y[300:])
     assert full.metrics.task == "multilabel"
     assert full.metrics.per_class[3].support == int(y[300:, 3].sum())

@@ -73,8 +73,9 @@ def test_zip_that_is_not_a_keras_archive(tmp_path: Path) -> None:
 def test_unknown_model_suffix(tmp_path: Path) -> None:
     bad = tmp_path / "model.pt"
     bad.write_bytes(b"x")
-    _assert_one_line_error(run_cli("diagnose", str(bad), fixture_path("healthy.npz")),
-                           "unsupported model file")
+    _assert_one_line_error(
+        run_cli("diagnose", str(bad), fixture_path("healthy.npz")), "unsupported model file"
+    )
 
 
 @pytest.mark.unit
@@ -82,8 +83,9 @@ def test_corrupt_npz(tmp_path: Path) -> None:
     good = Path(fixture_path("healthy.npz")).read_bytes()
     bad = tmp_path / "cut.npz"
     bad.write_bytes(good[: len(good) // 2])
-    _assert_one_line_error(run_cli("diagnose", fixture_path(HEALTHY), str(bad)),
-                           "not a readable .npz")
+    _assert_one_line_error(
+        run_cli("diagnose", fixture_path(HEALTHY), str(bad)), "not a readable .npz"
+    )
 
 
 @pytest.mark.unit
@@ -94,14 +96,16 @@ def test_npz_without_labels(tmp_path: Path) -> None:
 
 def test_wrong_input_width(tmp_path: Path) -> None:
     path = _npz(tmp_path, x=_x(width=5), y=np.zeros(10, int))
-    _assert_one_line_error(run_cli("diagnose", fixture_path(HEALTHY), path),
-                           "expects (None, 8)", "axis 1: 5 != 8")
+    _assert_one_line_error(
+        run_cli("diagnose", fixture_path(HEALTHY), path), "expects (None, 8)", "axis 1: 5 != 8"
+    )
 
 
 def test_length_mismatch(tmp_path: Path) -> None:
     path = _npz(tmp_path, x=_x(n=12), y=np.zeros(10, int))
-    _assert_one_line_error(run_cli("diagnose", fixture_path(HEALTHY), path),
-                           "12 rows", "labels have 10")
+    _assert_one_line_error(
+        run_cli("diagnose", fixture_path(HEALTHY), path), "12 rows", "labels have 10"
+    )
 
 
 @pytest.mark.unit
@@ -129,14 +133,17 @@ def test_multi_input_model_with_a_missing_input(tmp_path: Path) -> None:
 
 @pytest.mark.unit
 def test_directory_where_a_data_file_is_expected(tmp_path: Path) -> None:
-    _assert_one_line_error(run_cli("diagnose", fixture_path(HEALTHY), str(tmp_path)),
-                           "is a directory")
+    _assert_one_line_error(
+        run_cli("diagnose", fixture_path(HEALTHY), str(tmp_path)), "is a directory"
+    )
 
 
 @pytest.mark.unit
 def test_directory_that_is_not_a_savedmodel(tmp_path: Path) -> None:
-    _assert_one_line_error(run_cli("diagnose", str(tmp_path), fixture_path("healthy.npz")),
-                           "not a TensorFlow SavedModel")
+    _assert_one_line_error(
+        run_cli("diagnose", str(tmp_path), fixture_path("healthy.npz")),
+        "not a TensorFlow SavedModel",
+    )
 
 
 def test_bad_option_values() -> None:
@@ -172,8 +179,9 @@ def test_truncated_keras_archive_says_so_with_its_size(tmp_path: Path) -> None:
     bad = tmp_path / "half.keras"
     bad.write_bytes(good[: len(good) // 2])
     r = run_cli("diagnose", str(bad), fixture_path("healthy.npz"))
-    _assert_one_line_error(r, "not a complete .keras archive", "truncated or corrupt",
-                           f"{len(good) // 2:,} bytes")
+    _assert_one_line_error(
+        r, "not a complete .keras archive", "truncated or corrupt", f"{len(good) // 2:,} bytes"
+    )
     assert "File not found" not in r.stderr
 
 
@@ -182,29 +190,39 @@ def test_truncated_h5_says_how_long_it_should_be(tmp_path: Path) -> None:
     good = Path(fixture_path("legacy_keras2.h5")).read_bytes()
     bad = tmp_path / "half.h5"
     bad.write_bytes(good[: len(good) // 2])
-    _assert_one_line_error(run_cli("diagnose", str(bad), fixture_path("legacy_keras2.npz")),
-                           "not a complete HDF5 file", f"{len(good) // 2:,} bytes",
-                           f"its header says {len(good):,} bytes")
+    _assert_one_line_error(
+        run_cli("diagnose", str(bad), fixture_path("legacy_keras2.npz")),
+        "not a complete HDF5 file",
+        f"{len(good) // 2:,} bytes",
+        f"its header says {len(good):,} bytes",
+    )
 
 
 def test_corrupt_member_of_a_keras_archive(tmp_path: Path) -> None:
     data = bytearray(Path(fixture_path(HEALTHY)).read_bytes())
     middle = len(data) // 2
-    data[middle:middle + 200] = bytes(b ^ 0xFF for b in data[middle:middle + 200])
+    data[middle : middle + 200] = bytes(b ^ 0xFF for b in data[middle : middle + 200])
     bad = tmp_path / "flipped.keras"
     bad.write_bytes(bytes(data))
-    _assert_one_line_error(run_cli("diagnose", str(bad), fixture_path("healthy.npz")),
-                           "not a complete .keras archive", "Bad CRC-32")
+    _assert_one_line_error(
+        run_cli("diagnose", str(bad), fixture_path("healthy.npz")),
+        "not a complete .keras archive",
+        "Bad CRC-32",
+    )
 
 
 @pytest.mark.unit
-@pytest.mark.parametrize(("suffix", "expected"),
-                         [(".keras", "a .keras archive"), (".h5", "an HDF5 file")])
+@pytest.mark.parametrize(
+    ("suffix", "expected"), [(".keras", "a .keras archive"), (".h5", "an HDF5 file")]
+)
 def test_zero_length_model_file(tmp_path: Path, suffix: str, expected: str) -> None:
     bad = tmp_path / f"empty{suffix}"
     bad.write_bytes(b"")
-    _assert_one_line_error(run_cli("diagnose", str(bad), fixture_path("healthy.npz")),
-                           "is empty (0 bytes)", f"expected {expected}")
+    _assert_one_line_error(
+        run_cli("diagnose", str(bad), fixture_path("healthy.npz")),
+        "is empty (0 bytes)",
+        f"expected {expected}",
+    )
 
 
 @pytest.mark.unit
@@ -217,12 +235,12 @@ def test_zero_length_model_file(tmp_path: Path, suffix: str, expected: str) -> N
         ("png.h5", b"\x89PNG\r\n\x1a\n", ("not an HDF5 file", "first bytes 89 50 4e 47")),
     ],
 )
-def test_wrong_magic_model_file(tmp_path: Path, name: str, head: bytes,
-                                fragments: tuple[str, ...]) -> None:
+def test_wrong_magic_model_file(
+    tmp_path: Path, name: str, head: bytes, fragments: tuple[str, ...]
+) -> None:
     bad = tmp_path / name
     bad.write_bytes(head + b"\0" * 100)
-    _assert_one_line_error(run_cli("diagnose", str(bad), fixture_path("healthy.npz")),
-                           *fragments)
+    _assert_one_line_error(run_cli("diagnose", str(bad), fixture_path("healthy.npz")), *fragments)
 
 
 # -- configs that name Python callables outside Keras (item 2): refused, never advised
@@ -264,13 +282,21 @@ def _os_system_layer(layer: dict) -> None:  # type: ignore[type-arg]
 
 
 def _eval_activation(layer: dict) -> None:  # type: ignore[type-arg]
-    layer["config"]["activation"] = {"module": "builtins", "class_name": "function",
-                                     "config": "eval", "registered_name": "eval"}
+    layer["config"]["activation"] = {
+        "module": "builtins",
+        "class_name": "function",
+        "config": "eval",
+        "registered_name": "eval",
+    }
 
 
 def _popen_initializer(layer: dict) -> None:  # type: ignore[type-arg]
-    layer["config"]["kernel_initializer"] = {"module": "subprocess", "class_name": "Popen",
-                                             "config": {}, "registered_name": None}
+    layer["config"]["kernel_initializer"] = {
+        "module": "subprocess",
+        "class_name": "Popen",
+        "config": {},
+        "registered_name": None,
+    }
 
 
 def _dotted_keras2_layer(layer: dict) -> None:  # type: ignore[type-arg]
@@ -290,7 +316,10 @@ def _dotted_keras2_layer(layer: dict) -> None:  # type: ignore[type-arg]
     ids=["keras-layer", "keras-activation", "keras-initializer", "h5-layer", "h5-dotted"],
 )
 def test_config_naming_a_callable_outside_keras_is_refused(
-    tmp_path: Path, maker, mutate, fragments: tuple[str, ...]  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    maker,
+    mutate,
+    fragments: tuple[str, ...],  # type: ignore[no-untyped-def]
 ) -> None:
     suffix = ".keras" if maker is _keras_with else ".h5"
     model = maker(tmp_path, f"hostile{suffix}", mutate)
@@ -305,8 +334,11 @@ def test_a_real_custom_layer_still_gets_the_custom_objects_advice(tmp_path: Path
         layer.update(module="my_layers", class_name="MyDense", registered_name="Custom>MyDense")
 
     model = _keras_with(tmp_path, "custom.keras", custom)
-    _assert_one_line_error(run_cli("diagnose", str(model), fixture_path("healthy.npz")),
-                           "'MyDense'", "--custom-objects")
+    _assert_one_line_error(
+        run_cli("diagnose", str(model), fixture_path("healthy.npz")),
+        "'MyDense'",
+        "--custom-objects",
+    )
 
 
 @pytest.mark.unit
@@ -319,18 +351,19 @@ def test_custom_objects_do_not_let_a_foreign_callable_in(tmp_path: Path) -> None
 
     assert set(load_custom_objects(mod)) == {"helper"}
     model = _keras_with(tmp_path, "hostile.keras", _os_system_layer)
-    r = run_cli("diagnose", str(model), fixture_path("healthy.npz"),
-                "--custom-objects", str(mod))
+    r = run_cli("diagnose", str(model), fixture_path("healthy.npz"), "--custom-objects", str(mod))
     _assert_one_line_error(r, "names os.system", "refuses to load it")
 
 
-def test_a_module_named_in_the_config_is_never_imported(tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_module_named_in_the_config_is_never_imported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Only the --custom-objects path is imported; a module a config names, even one on
     sys.path, is not (its import would run its code)."""
     marker = tmp_path / "imported"
     (tmp_path / "kd_canary_layers.py").write_text(
-        f"open({str(marker)!r}, 'w').close()\nclass Canary:\n    pass\n")
+        f"open({str(marker)!r}, 'w').close()\nclass Canary:\n    pass\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
 
     def canary(layer: dict) -> None:  # type: ignore[type-arg]
@@ -385,8 +418,11 @@ def fifo(tmp_path: Path) -> Iterator[Path]:
 
 @pytest.mark.unit
 def test_fifo_as_data(fifo: Path) -> None:
-    _assert_one_line_error(run_cli("diagnose", fixture_path(HEALTHY), str(fifo)),
-                           f"DATA: {fifo} is a named pipe (FIFO)", "not a regular file")
+    _assert_one_line_error(
+        run_cli("diagnose", fixture_path(HEALTHY), str(fifo)),
+        f"DATA: {fifo} is a named pipe (FIFO)",
+        "not a regular file",
+    )
     _assert_one_line_error(run_cli("fix", "--class-weights", str(fifo)), "named pipe (FIFO)")
 
 
@@ -394,8 +430,9 @@ def test_fifo_as_data(fifo: Path) -> None:
 def test_fifo_as_data_without_a_suffix(fifo: Path) -> None:
     plain = fifo.with_name("pipe")
     fifo.rename(plain)
-    _assert_one_line_error(run_cli("diagnose", fixture_path(HEALTHY), str(plain)),
-                           "named pipe (FIFO)")
+    _assert_one_line_error(
+        run_cli("diagnose", fixture_path(HEALTHY), str(plain)), "named pipe (FIFO)"
+    )
 
 
 @pytest.mark.unit
@@ -413,18 +450,24 @@ def test_fifo_as_model(tmp_path: Path) -> None:
 def test_symlink_to_dev_zero(tmp_path: Path, role: str) -> None:
     link = tmp_path / ("zero.keras" if role == "MODEL" else "zero.npz")
     link.symlink_to("/dev/zero")
-    args = ((str(link), fixture_path("healthy.npz")) if role == "MODEL"
-            else (fixture_path(HEALTHY), str(link)))
+    args = (
+        (str(link), fixture_path("healthy.npz"))
+        if role == "MODEL"
+        else (fixture_path(HEALTHY), str(link))
+    )
     r = run_cli("diagnose", *args)
-    _assert_one_line_error(r, f"{role}: {link} (a symbolic link to /dev/zero) is a character "
-                              "device")
+    _assert_one_line_error(
+        r, f"{role}: {link} (a symbolic link to /dev/zero) is a character device"
+    )
     assert "pickle" not in r.stderr
 
 
 @pytest.mark.unit
 def test_character_device_as_data() -> None:
-    _assert_one_line_error(run_cli("diagnose", fixture_path(HEALTHY), "/dev/null"),
-                           "DATA: /dev/null is a character device")
+    _assert_one_line_error(
+        run_cli("diagnose", fixture_path(HEALTHY), "/dev/null"),
+        "DATA: /dev/null is a character device",
+    )
 
 
 @pytest.mark.unit
@@ -437,8 +480,7 @@ def test_socket_as_data() -> None:
         sock = socket.socket(socket.AF_UNIX)
         try:
             sock.bind(path)
-            _assert_one_line_error(run_cli("diagnose", fixture_path(HEALTHY), path),
-                                   "is a socket")
+            _assert_one_line_error(run_cli("diagnose", fixture_path(HEALTHY), path), "is a socket")
         finally:
             sock.close()
 

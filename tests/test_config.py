@@ -179,13 +179,19 @@ def test_thresholds_from_the_file_reach_the_check(
         f"[tool.kerasdoctor.thresholds.low-recall]\nmin_gap = {gap + 0.01:.6f}\n",
     )
     monkeypatch.chdir(tmp_path)
-    loud = [f["id"] for f in run_cli("diagnose", *COLLAPSED, "-f", "json").json()["findings"]
-            if f["severity"] != "info"]
+    loud = [
+        f["id"]
+        for f in run_cli("diagnose", *COLLAPSED, "-f", "json").json()["findings"]
+        if f["severity"] != "info"
+    ]
     assert "low-recall" not in loud
     write(
         tmp_path / "pyproject.toml",
         f"[tool.kerasdoctor.thresholds.low-recall]\nmin_gap = {gap - 0.01:.6f}\n",
     )
-    loud = [f["id"] for f in run_cli("diagnose", *COLLAPSED, "-f", "json").json()["findings"]
-            if f["severity"] != "info"]
+    loud = [
+        f["id"]
+        for f in run_cli("diagnose", *COLLAPSED, "-f", "json").json()["findings"]
+        if f["severity"] != "info"
+    ]
     assert "low-recall" in loud

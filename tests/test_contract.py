@@ -103,8 +103,9 @@ def test_fires_on_its_worked_example(check_id: str) -> None:
     stem, *flags = spec.fires_on
     model = next(p for p in FIXTURES.glob(f"{stem}.*") if p.suffix in (".keras", ".h5"))
     if flags:  # CLI flags (a gate): through the CLI, as a user passes them
-        result = run_cli("diagnose", str(model), str(FIXTURES / f"{stem}.npz"), *flags,
-                         "--format", "json")
+        result = run_cli(
+            "diagnose", str(model), str(FIXTURES / f"{stem}.npz"), *flags, "--format", "json"
+        )
         found = [f["id"] for f in result.json()["findings"]]
     else:  # the session's cached diagnosis
         found = [f.id for f in diagnose_fixture(model.name, f"{stem}.npz").findings]
@@ -113,8 +114,11 @@ def test_fires_on_its_worked_example(check_id: str) -> None:
 
 @pytest.mark.parametrize(("model", "data"), HEALTHY_FIXTURES)
 def test_quiet_on_every_healthy_fixture(model: str, data: str) -> None:
-    loud = [(f.id, f.severity.value) for f in diagnose_fixture(model, data).findings
-            if f.severity is not Severity.INFO]
+    loud = [
+        (f.id, f.severity.value)
+        for f in diagnose_fixture(model, data).findings
+        if f.severity is not Severity.INFO
+    ]
     assert loud == []
 
 
@@ -124,7 +128,8 @@ def test_readme_catalogue_is_the_registry() -> None:
 
     text = README.read_text()
     assert readme_with_catalogue(text) == text, (
-        "regenerate: python -m kerasdoctor.catalogue --readme")
+        "regenerate: python -m kerasdoctor.catalogue --readme"
+    )
     block = text.split("The catalogue (`kerasdoctor checks`)", 1)[1]
     block = block.split("```text\n", 1)[1].split("```", 1)[0]
     out = run_cli("checks")
@@ -146,8 +151,10 @@ def test_declared_needs_match_what_the_check_reads(check_id: str) -> None:
     source = inspect.getsource(inspect.getmodule(check.run))  # type: ignore[arg-type]
     reads = {
         "experiments": "ctx.experiments" in source,
-        "symptoms": any(s in source for s in ("ctx.symptoms", "prediction_symptoms(",
-                                              "symptom_ids(", "symptom_list(")),
+        "symptoms": any(
+            s in source
+            for s in ("ctx.symptoms", "prediction_symptoms(", "symptom_ids(", "symptom_list(")
+        ),
     }
     assert {k for k, v in reads.items() if v} == set(CHECKS[check_id].needs), check_id
 

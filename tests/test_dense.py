@@ -22,8 +22,13 @@ _JSON: dict[str, Any] = {}
 def diagnosis(name: str) -> Any:
     """The JSON report of one fixture, through the CLI, once per session."""
     if name not in _JSON:
-        res = run_cli("diagnose", fixture_path(f"{name}.keras"), fixture_path(f"{name}.npz"),
-                      "--format", "json")
+        res = run_cli(
+            "diagnose",
+            fixture_path(f"{name}.keras"),
+            fixture_path(f"{name}.npz"),
+            "--format",
+            "json",
+        )
         _JSON[name] = (res.exit_code, res.json())
     return _JSON[name]
 
@@ -43,8 +48,11 @@ def test_unet_collapsed_root_cause_is_the_position_prior() -> None:
     assert m["majority_baseline"] == pytest.approx(0.953, abs=0.001)
     assert m["balanced_accuracy"] == pytest.approx(0.25)
     assert [c["iou"] for c in m["per_class"]][1:] == [0.0, 0.0, 0.0]
-    assert m["per_sample"] == {"samples": 100, "no_predicted_foreground": 1.0,
-                               "no_true_foreground": 0.0}
+    assert m["per_sample"] == {
+        "samples": 100,
+        "no_predicted_foreground": 1.0,
+        "no_true_foreground": 0.0,
+    }
     assert all(c["auc"] > 0.9 for c in m["per_class"])  # the scores still rank
     assert r["root_cause"] == "class-imbalance"
     ids = [f["id"] for f in r["findings"]]
@@ -152,8 +160,12 @@ def test_without_the_mask_padding_counts(tmp_path: Any) -> None:
 
 
 def test_every_format_renders_a_dense_report() -> None:
-    args = (fixture_path("dense_unet_collapsed.keras"), fixture_path("dense_unet_collapsed.npz"),
-            "--sample", "40")
+    args = (
+        fixture_path("dense_unet_collapsed.keras"),
+        fixture_path("dense_unet_collapsed.npz"),
+        "--sample",
+        "40",
+    )
     for fmt in ("table", "json", "markdown", "junit", "html"):
         res = run_cli("diagnose", *args, "--format", fmt)
         assert res.exit_code == 1, (fmt, res.stderr)
@@ -221,5 +233,9 @@ def test_diagnose_api_takes_the_mask() -> None:
         kerasdoctor.diagnose(model, fixture_path("tag_collapsed.npz"), mask=data["mask"])
     single = np.load(fixture_path("collapsed.npz"))
     with pytest.raises(kerasdoctor.InputError, match="not dense"):
-        kerasdoctor.diagnose(fixture_path("collapsed.keras"), single["x"], single["y"],
-                             mask=np.ones(len(single["y"]), bool))
+        kerasdoctor.diagnose(
+            fixture_path("collapsed.keras"),
+            single["x"],
+            single["y"],
+            mask=np.ones(len(single["y"]), bool),
+        )

@@ -26,8 +26,13 @@ MODEL_CAUSES = {"preprocessing-mismatch", "batchnorm-statistics", "single-unit-s
 
 def diagnosis(name: str) -> Any:
     if name not in _JSON:
-        res = run_cli("diagnose", fixture_path(f"{name}.keras"), fixture_path(f"{name}.npz"),
-                      "--format", "json")
+        res = run_cli(
+            "diagnose",
+            fixture_path(f"{name}.keras"),
+            fixture_path(f"{name}.npz"),
+            "--format",
+            "json",
+        )
         _JSON[name] = (res.exit_code, res.json())
     return _JSON[name]
 
@@ -50,7 +55,8 @@ def test_raw_pixels_into_a_model_trained_on_scaled_ones() -> None:
     assert exp["balanced_accuracy_before"] < 0.5 < 0.7 < exp["balanced_accuracy_after"]
     # first the repair inside the model (fix.task_repair), then the data's preparation
     assert f["fixes"][0]["command"].endswith(
-        "--cause preprocessing-mismatch --output dense_preproc_raw_repaired.keras")
+        "--cause preprocessing-mismatch --output dense_preproc_raw_repaired.keras"
+    )
     assert "x = x / 255.0" in f["fixes"][1]["code"]
     # re-estimated BatchNorm statistics absorb the scale too: context, not the cause
     bn = _finding(r, "batchnorm-statistics")
@@ -100,9 +106,15 @@ def test_healthy_models_run_no_experiment(name: str) -> None:
 def test_ignored_causes_are_not_run(tmp_path: Any) -> None:
     cfg = tmp_path / "kd.toml"
     cfg.write_text('[tool.kerasdoctor]\nignore = {"single-unit-softmax" = "known"}\n')
-    res = run_cli("diagnose", fixture_path("dense_softmax_one.keras"),
-                  fixture_path("dense_softmax_one.npz"), "--format", "json",
-                  "--config", str(cfg))
+    res = run_cli(
+        "diagnose",
+        fixture_path("dense_softmax_one.keras"),
+        fixture_path("dense_softmax_one.npz"),
+        "--format",
+        "json",
+        "--config",
+        str(cfg),
+    )
     r = res.json()
     assert "single-unit-softmax" not in {f["id"] for f in r["findings"]}
     outcomes = {c["id"]: c["status"] for c in r["checks"]}
@@ -179,8 +191,9 @@ def test_untrained_tagger_with_one_tag_per_row_is_dense_and_at_chance(tmp_path: 
     y = np.zeros((200, t), np.int64)
     y[np.arange(200), rng.integers(0, t, 200)] = 1
     np.savez(tmp_path / "tags.npz", x=rng.integers(1, 50, (200, t)), y=y)
-    res = run_cli("diagnose", str(tmp_path / "tagger.keras"), str(tmp_path / "tags.npz"),
-                  "--format", "json")
+    res = run_cli(
+        "diagnose", str(tmp_path / "tagger.keras"), str(tmp_path / "tags.npz"), "--format", "json"
+    )
     r = res.json()
     assert res.exit_code == 1 and r["metrics"]["task"] == "dense"
     chance = _finding(r, "chance-level")
@@ -188,8 +201,9 @@ def test_untrained_tagger_with_one_tag_per_row_is_dense_and_at_chance(tmp_path: 
     assert chance["evidence"]["chance"] == 0.5
 
 
-@pytest.mark.parametrize("name", ["dense_unet_ok", "tag_ok", "ml_ok", "ml_collapsed",
-                                  "dense_bn_short"])
+@pytest.mark.parametrize(
+    "name", ["dense_unet_ok", "tag_ok", "ml_ok", "ml_collapsed", "dense_bn_short"]
+)
 def test_chance_level_quiet_on_models_with_signal(name: str) -> None:
     _, r = diagnosis(name)
     assert "chance-level" not in {f["id"] for f in r["findings"]}

@@ -259,6 +259,8 @@ def test_class_weights_only_under_imbalance_as_a_cause(model: str, data: str) ->
         for fx in f.fixes:
             if "--class-weights" in (fx.command or "") or "class_weight" in (fx.code or ""):
                 assert f.id == "class-imbalance" and f.severity is not Severity.INFO, f.id
-                assert root is not None and (root.id == "class-imbalance" or explains(
-                    root.id, "class-imbalance") or "class-imbalance" in graph().subsumes.get(
-                    root.id, frozenset())), root.id
+                assert root is not None and (
+                    root.id == "class-imbalance"
+                    or explains(root.id, "class-imbalance")
+                    or "class-imbalance" in graph().subsumes.get(root.id, frozenset())
+                ), root.id

@@ -30,7 +30,8 @@ def test_docs_catalogue_is_generated_from_the_registry() -> None:
     from kerasdoctor.catalogue import markdown
 
     assert (ROOT / "docs" / "checks.md").read_text() == markdown(), (
-        "regenerate: python -m kerasdoctor.catalogue > docs/checks.md")
+        "regenerate: python -m kerasdoctor.catalogue > docs/checks.md"
+    )
 
 
 @pytest.mark.unit
@@ -46,8 +47,21 @@ def test_tensorflow_start_up_lines_never_reach_stderr() -> None:
     call to cuInit' through), a run on a machine without a GPU prints nothing on stderr."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CI": "1"}
     r = subprocess.run(
-        [sys.executable, "-m", "kerasdoctor", "diagnose", fixture_path("healthy.keras"),
-         fixture_path("healthy.npz"), "--format", "json"],
-        capture_output=True, text=True, env=env, timeout=300, check=False)
+        [
+            sys.executable,
+            "-m",
+            "kerasdoctor",
+            "diagnose",
+            fixture_path("healthy.keras"),
+            fixture_path("healthy.npz"),
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
     assert r.returncode == 0, r.stderr
     assert r.stderr == ""

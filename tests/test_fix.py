@@ -708,11 +708,15 @@ def test_every_fix_command_diagnose_suggests_runs(tmp_path: Path, name: str) -> 
     # the user puts their training data in place of TRAIN_DATA: here 700 of the rows, in a
     # file of its own (--retrain refuses to be measured on the file it trains on)
     with np.load(fixture_path(f"{name}.npz")) as d:
-        np.savez(tmp_path / "train.npz", **{k: d[k] if k == "class_names" else d[k][:700]
-                                            for k in d.files})
+        np.savez(
+            tmp_path / "train.npz",
+            **{k: d[k] if k == "class_names" else d[k][:700] for k in d.files},
+        )
     for command in sorted(commands):
-        argv = [str(tmp_path / "train.npz") if a == "TRAIN_DATA" else a
-                for a in shlex.split(command)[1:]]
+        argv = [
+            str(tmp_path / "train.npz") if a == "TRAIN_DATA" else a
+            for a in shlex.split(command)[1:]
+        ]
         if "--output" in argv:  # write into the test's directory, not the working tree
             i = argv.index("--output") + 1
             argv[i] = str(tmp_path / Path(argv[i]).name)
@@ -768,12 +772,20 @@ def test_suggested_fixes_run_on_npy_and_csv_data(tmp_path: Path) -> None:
         r = run_cli("diagnose", fixture_path("collapsed.keras"), *args, "-f", "json")
         assert r.exit_code == 1, r.stderr
         weights = "kerasdoctor fix --class-weights"
-        commands = [fx["command"] for f in r.json()["findings"] for fx in f["fixes"]
-                    if fx["command"] and fx["command"].startswith(weights)]
+        commands = [
+            fx["command"]
+            for f in r.json()["findings"]
+            for fx in f["fixes"]
+            if fx["command"] and fx["command"].startswith(weights)
+        ]
         assert commands, r.json()["findings"]
         assert data_args[1] in commands[0] and " TRAIN_DATA" in commands[0]
-        over = [fx["command"] for f in r.json()["findings"] for fx in f["fixes"]
-                if "--oversample" in (fx["command"] or "")]
+        over = [
+            fx["command"]
+            for f in r.json()["findings"]
+            for fx in f["fixes"]
+            if "--oversample" in (fx["command"] or "")
+        ]
         if data_args[0] == "x.npy":  # fix --oversample cannot rewrite an x.npy: no command
             assert not over
         else:  # a table is rewritten as a table: the command runs as pasted

@@ -43,8 +43,7 @@ def _threshold_json(*args: str) -> Any:
     return _CACHE[key]
 
 
-def _balanced_over_positions(y: np.ndarray, pred: np.ndarray, counted: np.ndarray,
-                             k: int) -> float:
+def _balanced_over_positions(y: np.ndarray, pred: np.ndarray, counted: np.ndarray, k: int) -> float:
     yc, pc = y[counted], pred[counted]
     return float(np.mean([(pc[yc == c] == c).mean() for c in range(k) if (yc == c).any()]))
 
@@ -66,7 +65,8 @@ def test_threshold_over_the_positions() -> None:
     exp = exp["evidence"]["experiment"]
     assert exp["threshold"] == pytest.approx(r["threshold_fitted"])
     assert exp["balanced_accuracy_after"] == pytest.approx(
-        r["after"]["balanced_accuracy"], abs=2e-3)  # histogram bins vs exact `>`
+        r["after"]["balanced_accuracy"], abs=2e-3
+    )  # histogram bins vs exact `>`
     assert exp["validated"] is True
     table = run_cli("fix", "--threshold", *_args("dense_binary_collapsed"))
     assert table.exit_code == 0 and "mean IoU 0.478 → 0.590" in table.stdout
@@ -128,7 +128,8 @@ def test_repair_moves_the_threshold_into_the_bias(tmp_path: Path) -> None:
     pred = (np.asarray(fixed.predict(d["x"][held], verbose=0))[..., 0] > 0.5).astype(int)
     counted = np.ones(pred.shape, bool)
     assert res["after"]["balanced_accuracy"] == pytest.approx(
-        _balanced_over_positions(d["y"][held], pred, counted, 2), abs=1e-9)
+        _balanced_over_positions(d["y"][held], pred, counted, 2), abs=1e-9
+    )
     assert res["after"]["balanced_accuracy"] == pytest.approx(0.881, abs=0.003)
     r0 = _threshold_json(model, data)
     assert res["after"]["per_class"] == r0["after"]["per_class"]  # = the --threshold figures
@@ -145,8 +146,7 @@ def test_logit_adjustment_that_lowers_miou_is_refused(tmp_path: Path) -> None:
     assert v["balanced_accuracy_after"] == pytest.approx(0.455, abs=0.002)  # recall rises
     assert v["restores"] is True and v["mean_iou_gain"] < 0  # but mIoU falls
     assert "mean IoU falls" in res["why"] and "sample_weight" in res["why"]
-    assert res["instead"] and not any("--repair" in (f["command"] or "")
-                                      for f in res["instead"])
+    assert res["instead"] and not any("--repair" in (f["command"] or "") for f in res["instead"])
     assert list(tmp_path.iterdir()) == []
     # the diagnosis does not offer the repair, and carries the prior as a bias initialiser
     diag = run_cli("diagnose", *_args("dense_unet_collapsed"), "-f", "json").json()
@@ -173,7 +173,8 @@ def test_tagger_logit_adjustment_is_repaired(tmp_path: Path) -> None:
     fixed = keras.saving.load_model(str(out), safe_mode=True)
     pred = np.asarray(fixed.predict(d["x"][held], verbose=0)).argmax(axis=-1)
     assert res["after"]["balanced_accuracy"] == pytest.approx(
-        _balanced_over_positions(d["y"][held], pred, d["mask"][held], 3), abs=1e-9)
+        _balanced_over_positions(d["y"][held], pred, d["mask"][held], 3), abs=1e-9
+    )
     assert res["after"]["balanced_accuracy"] > 0.55 > 0.34 > res["before"]["balanced_accuracy"]
     assert res["details"]["how"] == "bias" and len(res["details"]["prior"]) == 3
 
@@ -190,8 +191,9 @@ def test_the_commands_the_diagnosis_suggests_run(tmp_path: Path) -> None:
     assert "np.log(P / (1 - P))" in codes and "BinaryFocalCrossentropy" in codes
     for command in commands:
         # MODEL / DATA until the dense diagnosis passes its paths to the finding
-        argv = [model if a == "MODEL" else data if a == "DATA" else a
-                for a in shlex.split(command)[1:]]
+        argv = [
+            model if a == "MODEL" else data if a == "DATA" else a for a in shlex.split(command)[1:]
+        ]
         if "--output" in argv:
             i = argv.index("--output") + 1
             argv[i] = str(tmp_path / Path(argv[i]).name)
@@ -203,8 +205,9 @@ def test_library_repair_takes_dense_arrays_and_a_mask() -> None:
     import kerasdoctor
 
     d = np.load(fixture_path("tag_collapsed.npz"))
-    fixed, rep = kerasdoctor.repair(fixture_path("tag_collapsed.keras"), d["x"], d["y"],
-                                    mask=d["mask"])
+    fixed, rep = kerasdoctor.repair(
+        fixture_path("tag_collapsed.keras"), d["x"], d["y"], mask=d["mask"]
+    )
     assert rep.repaired and rep.cause == "class-imbalance" and not isinstance(fixed, str)
     assert rep.before["positions"] == int(d["mask"][split_samples(len(d["y"]), 0)[1]].sum())
 
@@ -229,8 +232,9 @@ def test_logit_shift_inserts_a_layer_when_the_head_has_no_bias(tmp_path: Path) -
     new.save(tmp_path / "a.keras")
     back = keras.saving.load_model(str(tmp_path / "a.keras"), safe_mode=True)
     logits = x @ m1.layers[1].get_weights()[0]
-    np.testing.assert_allclose(back.predict(x, verbose=0), 1 / (1 + np.exp(-(logits - shift))),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        back.predict(x, verbose=0), 1 / (1 + np.exp(-(logits - shift))), rtol=1e-5, atol=1e-6
+    )
     inp = keras.Input((4, 4, 2))
     z = keras.layers.Conv2D(3, 1)(inp)
     m2 = keras.Model(inp, keras.layers.Softmax()(z))
@@ -239,6 +243,7 @@ def test_logit_shift_inserts_a_layer_when_the_head_has_no_bias(tmp_path: Path) -
     xi = np.random.default_rng(2).normal(size=(3, 4, 4, 2)).astype(np.float32)
     ref = np.asarray(keras.Model(m2.inputs, z).predict(xi, verbose=0)) - shift
     ref = np.exp(ref - ref.max(-1, keepdims=True))
-    np.testing.assert_allclose(new.predict(xi, verbose=0), ref / ref.sum(-1, keepdims=True),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        new.predict(xi, verbose=0), ref / ref.sum(-1, keepdims=True), rtol=1e-5, atol=1e-6
+    )
     np.testing.assert_array_equal(m2.layers[1].get_weights()[1], np.zeros(3))  # untouched

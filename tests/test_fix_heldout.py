@@ -189,8 +189,14 @@ def test_eval_classes_are_matched_by_name(photos: dict[str, Path], tmp_path: Pat
     odd = _folder(tmp_path / "odd", _per_class(2, offset=80))
     (odd / "road").rename(odd / "sand")
     err = run_cli(
-        "fix", "--retrain", fixture_path(MODEL), str(photos["train"]), "--eval", str(odd),
-        "-o", str(tmp_path / "x.keras"),
+        "fix",
+        "--retrain",
+        fixture_path(MODEL),
+        str(photos["train"]),
+        "--eval",
+        str(odd),
+        "-o",
+        str(tmp_path / "x.keras"),
     )
     assert err.exit_code == 2 and "sand" in err.stderr and "same classes" in err.stderr
 
@@ -264,8 +270,12 @@ def test_balanced_accuracy_interval_is_wilson_at_the_effective_size() -> None:
 
 
 def _suggested(report: dict[str, Any], flag: str) -> str:
-    commands = [fx["command"] for f in report["findings"] for fx in f["fixes"]
-                if (fx.get("command") or "").startswith(f"kerasdoctor fix {flag} ")]
+    commands = [
+        fx["command"]
+        for f in report["findings"]
+        for fx in f["fixes"]
+        if (fx.get("command") or "").startswith(f"kerasdoctor fix {flag} ")
+    ]
     assert len(commands) == 1, report["findings"]
     return str(commands[0])
 
@@ -278,22 +288,27 @@ def test_diagnose_suggests_retraining_on_train_data_measured_on_the_diagnosed_da
         x, y = d["x"], d["y"]
     np.save("x.npy", x)
     np.save("y.npy", y)
-    report = run_cli("diagnose", fixture_path("collapsed.keras"), "x.npy", "--labels", "y.npy",
-                     "-f", "json").json()
+    report = run_cli(
+        "diagnose", fixture_path("collapsed.keras"), "x.npy", "--labels", "y.npy", "-f", "json"
+    ).json()
     retrain = _suggested(report, "--retrain")
     assert " TRAIN_DATA --labels TRAIN_LABELS --eval x.npy --eval-labels y.npy " in retrain
     assert "--class-weights TRAIN_DATA --labels TRAIN_LABELS" in _suggested(
-        report, "--class-weights")
+        report, "--class-weights"
+    )
     # the repair fits on half of the diagnosed data and proves itself on the other half: it
     # reads the diagnosed data with its own flags, not TRAIN_DATA
-    assert "--repair" in _suggested(report, "--repair") and " x.npy --labels y.npy " in \
-        _suggested(report, "--repair")
+    assert "--repair" in _suggested(report, "--repair") and " x.npy --labels y.npy " in _suggested(
+        report, "--repair"
+    )
     # as the user runs it: their training data (here: the first 700 rows) in place of
     # TRAIN_DATA; it trains on those only and measures on all of the diagnosed data
     np.save("xt.npy", x[:700])
     np.save("yt.npy", y[:700])
-    argv = [{"TRAIN_DATA": "xt.npy", "TRAIN_LABELS": "yt.npy"}.get(a, a)
-            for a in shlex.split(retrain)[1:]]
+    argv = [
+        {"TRAIN_DATA": "xt.npy", "TRAIN_LABELS": "yt.npy"}.get(a, a)
+        for a in shlex.split(retrain)[1:]
+    ]
     r = run_cli(*argv, "--epochs", "1", "-f", "json")
     assert r.exit_code == 0, r.stderr
     out = r.json()

@@ -30,8 +30,14 @@ def _sha(path: str | Path) -> str:
 def _threshold(name: str) -> Any:
     key = ("threshold", name)
     if key not in _CACHE:
-        r = run_cli("fix", "--threshold", fixture_path(f"{name}.keras"),
-                    fixture_path(f"{name}.npz"), "-f", "json")
+        r = run_cli(
+            "fix",
+            "--threshold",
+            fixture_path(f"{name}.keras"),
+            fixture_path(f"{name}.npz"),
+            "-f",
+            "json",
+        )
         assert r.exit_code == 0, r.stderr
         _CACHE[key] = r.json()
     return _CACHE[key]
@@ -57,11 +63,17 @@ def test_threshold_per_label_chosen_on_one_half_and_checked_on_the_other() -> No
     assert r["after"]["macro_balanced_accuracy"] == pytest.approx(0.861, abs=0.002)
     assert r["after"]["no_predicted_label"] < 0.2 < 0.9 < r["before"]["no_predicted_label"]
     # the diagnosis's experiment runs the same cuts on the same halves: the same figure
-    diag = run_cli("diagnose", fixture_path("ml_collapsed.keras"),
-                   fixture_path("ml_collapsed.npz"), "-f", "json").json()
+    diag = run_cli(
+        "diagnose",
+        fixture_path("ml_collapsed.keras"),
+        fixture_path("ml_collapsed.npz"),
+        "-f",
+        "json",
+    ).json()
     exp = next(f for f in diag["findings"] if f["id"] == "decision-threshold")
     assert exp["evidence"]["experiment"]["balanced_accuracy_after"] == pytest.approx(
-        r["after"]["macro_balanced_accuracy"], abs=1e-6)  # the report rounds to 6 digits
+        r["after"]["macro_balanced_accuracy"], abs=1e-6
+    )  # the report rounds to 6 digits
     # by hand: plain Keras, the seeded halves, the printed thresholds, each label's figures
     d = np.load(fixture_path("ml_collapsed.npz"))
     y = d["y"].astype(np.int8)
@@ -70,13 +82,17 @@ def test_threshold_per_label_chosen_on_one_half_and_checked_on_the_other() -> No
     pred = s > np.asarray(r["thresholds"])
     for j, lab in enumerate(r["labels"]):
         assert lab["after"]["balanced_accuracy"] == pytest.approx(
-            _balanced(y[held, j], pred[:, j]), abs=1e-9)
-        assert lab["before"]["recall"] == pytest.approx(float((s[y[held, j] == 1, j] > 0.5)
-                                                              .mean()), abs=1e-9)
+            _balanced(y[held, j], pred[:, j]), abs=1e-9
+        )
+        assert lab["before"]["recall"] == pytest.approx(
+            float((s[y[held, j] == 1, j] > 0.5).mean()), abs=1e-9
+        )
         assert lab["gain"] > lab["noise"]
     # the printed code gives the same predictions
-    scope: dict[str, Any] = {"model": __import__("keras").saving.load_model(
-        fixture_path("ml_collapsed.keras")), "x": d["x"][held]}
+    scope: dict[str, Any] = {
+        "model": __import__("keras").saving.load_model(fixture_path("ml_collapsed.keras")),
+        "x": d["x"][held],
+    }
     exec(r["code"], scope)
     np.testing.assert_array_equal(scope["predicted"], pred)
     assert r["repair_command"].startswith("kerasdoctor fix --repair ")
@@ -120,7 +136,8 @@ def test_repair_moves_the_thresholds_into_the_bias(tmp_path: Path) -> None:
         assert pa["balanced_accuracy"] == pytest.approx(_balanced(y[held, j], after[:, j]))
         assert pa["recall"] > 0.8 > 0.1 > pb["recall"]
     assert res["after"]["balanced_accuracy"] == pytest.approx(
-        _threshold("ml_collapsed")["after"]["macro_balanced_accuracy"], abs=1e-9)
+        _threshold("ml_collapsed")["after"]["macro_balanced_accuracy"], abs=1e-9
+    )
     import keras
 
     fixed = keras.saving.load_model(str(out), safe_mode=True)
@@ -129,8 +146,14 @@ def test_repair_moves_the_thresholds_into_the_bias(tmp_path: Path) -> None:
 
 def test_repair_table(tmp_path: Path) -> None:
     out = tmp_path / "fixed.keras"
-    r = run_cli("fix", "repair", fixture_path("ml_collapsed.keras"),
-                fixture_path("ml_collapsed.npz"), "-o", str(out))
+    r = run_cli(
+        "fix",
+        "repair",
+        fixture_path("ml_collapsed.keras"),
+        fixture_path("ml_collapsed.npz"),
+        "-o",
+        str(out),
+    )
     assert r.exit_code == 0, r.stderr
     assert "decision-threshold" in r.stdout and "beach" in r.stdout
     assert "macro balanced accuracy 50.7% → 86.1%" in r.stdout
@@ -139,8 +162,14 @@ def test_repair_table(tmp_path: Path) -> None:
 
 def test_healthy_model_is_left_alone(tmp_path: Path) -> None:
     out = tmp_path / "fixed.keras"
-    args = ("fix", "--repair", fixture_path("ml_ok.keras"), fixture_path("ml_ok.npz"),
-            "-o", str(out))
+    args = (
+        "fix",
+        "--repair",
+        fixture_path("ml_ok.keras"),
+        fixture_path("ml_ok.npz"),
+        "-o",
+        str(out),
+    )
     r = run_cli(*args, "-f", "json")
     assert r.exit_code == 0, (r.stdout, r.stderr)  # healthy: nothing to do is no failure
     res = r.json()
@@ -181,14 +210,24 @@ def test_no_validated_label_is_exit_1_with_the_reason(tmp_path: Path) -> None:
 
 def test_class_imbalance_points_to_the_thresholds(tmp_path: Path) -> None:
     out = tmp_path / "fixed.keras"
-    r = run_cli("fix", "--repair", fixture_path("ml_collapsed.keras"),
-                fixture_path("ml_collapsed.npz"), "--cause", "class-imbalance", "-o", str(out),
-                "-f", "json")
+    r = run_cli(
+        "fix",
+        "--repair",
+        fixture_path("ml_collapsed.keras"),
+        fixture_path("ml_collapsed.npz"),
+        "--cause",
+        "class-imbalance",
+        "-o",
+        str(out),
+        "-f",
+        "json",
+    )
     assert r.exit_code == 1, (r.stdout, r.stderr)
     res = r.json()
     assert res["repaired"] is False and "--cause decision-threshold" in res["why"]
-    assert any((f["command"] or "").startswith("kerasdoctor fix --threshold")
-               for f in res["instead"])
+    assert any(
+        (f["command"] or "").startswith("kerasdoctor fix --threshold") for f in res["instead"]
+    )
     assert not any("--repair" in (f["command"] or "") for f in res["instead"])
     assert not out.exists()
 
@@ -207,21 +246,34 @@ def test_softmax_head_gets_no_thresholds(tmp_path: Path) -> None:
     assert not out.exists()
 
 
-@pytest.mark.parametrize("extra,message", [
-    (["--objective", "f1"], "balanced accuracy"),
-    (["--ignore-label", "0"], "--ignore-label applies to dense labels"),
-])
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--objective", "f1"], "balanced accuracy"),
+        (["--ignore-label", "0"], "--ignore-label applies to dense labels"),
+    ],
+)
 def test_bad_options_exit_2_with_one_line(extra: list[str], message: str) -> None:
-    r = run_cli("fix", "--threshold", fixture_path("ml_collapsed.keras"),
-                fixture_path("ml_collapsed.npz"), *extra)
+    r = run_cli(
+        "fix",
+        "--threshold",
+        fixture_path("ml_collapsed.keras"),
+        fixture_path("ml_collapsed.npz"),
+        *extra,
+    )
     assert r.exit_code == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0]
 
 
 def test_the_commands_the_diagnosis_suggests_run(tmp_path: Path) -> None:
-    diag = run_cli("diagnose", fixture_path("ml_collapsed.keras"),
-                   fixture_path("ml_collapsed.npz"), "-f", "json").json()
+    diag = run_cli(
+        "diagnose",
+        fixture_path("ml_collapsed.keras"),
+        fixture_path("ml_collapsed.npz"),
+        "-f",
+        "json",
+    ).json()
     thr = next(f for f in diag["findings"] if f["id"] == "decision-threshold")
     commands = [f["command"] for f in thr["fixes"] if f["command"]]
     assert commands[0].startswith("kerasdoctor fix --repair ")  # validated: offered first
@@ -268,8 +320,9 @@ def test_label_cut_is_the_best_strict_cut_nearest_0_5() -> None:
 def test_uninformative_label_keeps_0_5() -> None:
     rng = np.random.default_rng(0)
     y = (rng.random((800, 2)) < 0.3).astype(np.int8)
-    probs = np.stack([rng.random(800), np.clip(0.2 + 0.5 * y[:, 1]
-                                                + rng.normal(0, 0.1, 800), 0, 1)], 1)
+    probs = np.stack(
+        [rng.random(800), np.clip(0.2 + 0.5 * y[:, 1] + rng.normal(0, 0.1, 800), 0, 1)], 1
+    )
     probs[:, 1] *= 0.6  # a good ranking under a bad cut
     fit, test = split_halves(y, 0)
     rows = validate_label_thresholds(y, probs, fit, test)

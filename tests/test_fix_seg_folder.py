@@ -50,7 +50,8 @@ def test_the_suggested_repair_runs_as_printed(folder: Path, tmp_path: Path) -> N
     report = res.json()
     assert report["root_cause"] == "decision-threshold"
     commands = [f["command"] for f in report["findings"][0]["fixes"] if f.get("command")] + [
-        f["command"] for g in report["findings"] for f in g["fixes"] if f.get("command")]
+        f["command"] for g in report["findings"] for f in g["fixes"] if f.get("command")
+    ]
     repair = next(c for c in commands if "fix --repair" in c)
     args = shlex.split(repair)
     assert args[:3] == ["kerasdoctor", "fix", "--repair"] and str(folder) in args

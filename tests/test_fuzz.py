@@ -17,8 +17,12 @@ from hypothesis import strategies as st
 from test_cli_errors import fifo_watchdog
 
 CASES = {"count": 0}
-FUZZ = settings(max_examples=int(os.environ.get("KD_FUZZ_EXAMPLES", "60")), deadline=None,
-                suppress_health_check=list(HealthCheck), derandomize=True)
+FUZZ = settings(
+    max_examples=int(os.environ.get("KD_FUZZ_EXAMPLES", "60")),
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    derandomize=True,
+)
 
 DTYPES = ["float32", "float64", "float16", "int8", "int64", "uint8", "bool", "U3", "object"]
 
@@ -32,8 +36,13 @@ def arrays(draw: st.DrawFn, n_default: int) -> np.ndarray:
     if rank == 0:
         shape = ()
     size = int(np.prod(shape)) if shape else 1
-    raw = draw(st.lists(st.floats(allow_nan=True, allow_infinity=True, width=32),
-                        min_size=min(size, 64), max_size=min(size, 64)))
+    raw = draw(
+        st.lists(
+            st.floats(allow_nan=True, allow_infinity=True, width=32),
+            min_size=min(size, 64),
+            max_size=min(size, 64),
+        )
+    )
     base = np.resize(np.array(raw or [0.0], dtype=np.float64), size).reshape(shape)
     if dtype == "object":
         return np.array([{"k": 1}] * max(size, 1), dtype=object)[:size].reshape(shape)
@@ -82,8 +91,10 @@ def test_random_npz_contents(contents: dict[str, np.ndarray]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "fuzz.npz"
         np.savez(path, **contents)
-        _check(run_cli("diagnose", fixture_path("healthy.keras"), str(path), "-f", "json"),
-               f"diagnose {sorted((k, v.dtype.str, v.shape) for k, v in contents.items())}")
+        _check(
+            run_cli("diagnose", fixture_path("healthy.keras"), str(path), "-f", "json"),
+            f"diagnose {sorted((k, v.dtype.str, v.shape) for k, v in contents.items())}",
+        )
         _check(run_cli("fix", "--class-weights", str(path), "-f", "json"), "fix")
 
 
@@ -137,8 +148,12 @@ def test_truncated_keras_archive(size: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "cut.keras"
         path.write_bytes(KERAS_BYTES[:size])
-        _hostile(("diagnose", str(path), fixture_path("healthy.npz")), f"keras cut at {size}",
-                 "not a complete .keras archive (truncated or corrupt", f"{size:,} bytes")
+        _hostile(
+            ("diagnose", str(path), fixture_path("healthy.npz")),
+            f"keras cut at {size}",
+            "not a complete .keras archive (truncated or corrupt",
+            f"{size:,} bytes",
+        )
         _unchanged(path, KERAS_BYTES[:size])
 
 
@@ -148,8 +163,12 @@ def test_truncated_h5(size: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "cut.h5"
         path.write_bytes(H5_BYTES[:size])
-        _hostile(("diagnose", str(path), fixture_path("legacy_keras2.npz")), f"h5 cut at {size}",
-                 "not a complete HDF5 file (truncated or corrupt", f"{size:,} bytes")
+        _hostile(
+            ("diagnose", str(path), fixture_path("legacy_keras2.npz")),
+            f"h5 cut at {size}",
+            "not a complete HDF5 file (truncated or corrupt",
+            f"{size:,} bytes",
+        )
         _unchanged(path, H5_BYTES[:size])
 
 
@@ -159,27 +178,47 @@ def test_zero_length_model(suffix: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"empty{suffix}"
         path.write_bytes(b"")
-        _hostile(("diagnose", str(path), fixture_path("healthy.npz")), f"empty {suffix}",
-                 "is empty (0 bytes)")
+        _hostile(
+            ("diagnose", str(path), fixture_path("healthy.npz")),
+            f"empty {suffix}",
+            "is empty (0 bytes)",
+        )
 
 
 @FUZZ
-@given(st.binary(min_size=1, max_size=64).filter(lambda b: not b.startswith((b"PK", b"\x89H"))),
-       st.sampled_from([".keras", ".h5"]))
+@given(
+    st.binary(min_size=1, max_size=64).filter(lambda b: not b.startswith((b"PK", b"\x89H"))),
+    st.sampled_from([".keras", ".h5"]),
+)
 def test_wrong_magic_model(data: bytes, suffix: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"magic{suffix}"
         path.write_bytes(data)
         expected = "not a .keras archive" if suffix == ".keras" else "not an HDF5 file"
-        _hostile(("diagnose", str(path), fixture_path("healthy.npz")), f"magic {data[:8]!r}",
-                 expected, "first bytes", f"{len(data):,} bytes")
+        _hostile(
+            ("diagnose", str(path), fixture_path("healthy.npz")),
+            f"magic {data[:8]!r}",
+            expected,
+            "first bytes",
+            f"{len(data):,} bytes",
+        )
         _unchanged(path, data)
 
 
 # Callables outside Keras, as a config can name them: (module, name)
-FOREIGN = [("os", "system"), ("subprocess", "Popen"), ("builtins", "eval"), ("builtins", "exec"),
-           ("builtins", "__import__"), ("shutil", "rmtree"), ("pickle", "loads"),
-           ("posix", "system"), ("ctypes", "CDLL"), ("numpy", "load"), ("os.path", "join")]
+FOREIGN = [
+    ("os", "system"),
+    ("subprocess", "Popen"),
+    ("builtins", "eval"),
+    ("builtins", "exec"),
+    ("builtins", "__import__"),
+    ("shutil", "rmtree"),
+    ("pickle", "loads"),
+    ("posix", "system"),
+    ("ctypes", "CDLL"),
+    ("numpy", "load"),
+    ("os.path", "join"),
+]
 
 
 def _place(config: dict, where: str, module: str, name: str) -> None:  # type: ignore[type-arg]
@@ -190,19 +229,30 @@ def _place(config: dict, where: str, module: str, name: str) -> None:  # type: i
         layer.pop("module", None)
         layer["class_name"] = f"{module}.{name}"
     elif where == "activation":
-        layer["config"]["activation"] = {"module": module, "class_name": "function",
-                                         "config": name, "registered_name": name}
+        layer["config"]["activation"] = {
+            "module": module,
+            "class_name": "function",
+            "config": name,
+            "registered_name": name,
+        }
     else:  # an initializer, nested deeper
-        layer["config"]["kernel_initializer"] = {"module": module, "class_name": name,
-                                                 "config": {}, "registered_name": None}
+        layer["config"]["kernel_initializer"] = {
+            "module": module,
+            "class_name": name,
+            "config": {},
+            "registered_name": None,
+        }
 
 
 @FUZZ
-@given(st.sampled_from(FOREIGN), st.sampled_from(["layer", "dotted-layer", "activation",
-                                                   "initializer"]),
-       st.sampled_from([".keras", ".h5"]))
-def test_config_naming_a_callable_outside_keras(target: tuple[str, str], where: str,
-                                                suffix: str) -> None:
+@given(
+    st.sampled_from(FOREIGN),
+    st.sampled_from(["layer", "dotted-layer", "activation", "initializer"]),
+    st.sampled_from([".keras", ".h5"]),
+)
+def test_config_naming_a_callable_outside_keras(
+    target: tuple[str, str], where: str, suffix: str
+) -> None:
     import json
     import zipfile
 
@@ -249,14 +299,20 @@ def _special_files(tmp: Path) -> list[tuple[str, str]]:
     s.close()  # the socket file stays
     zero = tmp / "zero"
     zero.symlink_to("/dev/zero")
-    return [(str(fifo), "is a named pipe (FIFO)"), (str(sock), "is a socket"),
-            (str(zero), "(a symbolic link to /dev/zero) is a character device"),
-            ("/dev/null", "is a character device"), ("/dev/urandom", "is a character device")]
+    return [
+        (str(fifo), "is a named pipe (FIFO)"),
+        (str(sock), "is a socket"),
+        (str(zero), "(a symbolic link to /dev/zero) is a character device"),
+        ("/dev/null", "is a character device"),
+        ("/dev/urandom", "is a character device"),
+    ]
 
 
 @FUZZ
-@given(st.sampled_from(["", ".npz", ".keras", ".h5", ".csv", ".npy", ".parquet"]),
-       st.sampled_from(["MODEL", "DATA"]))
+@given(
+    st.sampled_from(["", ".npz", ".keras", ".h5", ".csv", ".npy", ".parquet"]),
+    st.sampled_from(["MODEL", "DATA"]),
+)
 def test_special_files_are_named_before_any_read(suffix: str, role: str) -> None:
     with tempfile.TemporaryDirectory(dir="/tmp") as tmp:  # AF_UNIX paths are short
         base = Path(tmp)
@@ -271,8 +327,13 @@ def test_special_files_are_named_before_any_read(suffix: str, role: str) -> None
                 args = ("diagnose", fixture_path("healthy.keras"), path)
             fifos = [Path(path)] if "named pipe" in what else []
             with fifo_watchdog(*fifos) as opened:
-                _hostile(args, f"{role} {path}", f"{role}: {path}", what,
-                         "not a regular file or a directory")
+                _hostile(
+                    args,
+                    f"{role} {path}",
+                    f"{role}: {path}",
+                    what,
+                    "not a regular file or a directory",
+                )
             assert not opened, f"{path} was opened"
 
 
@@ -313,7 +374,7 @@ def absurd_shapes(draw: st.DrawFn) -> tuple[str, str]:
     """(the shape as the header writes it, the message's fragment for it)"""
     dims = draw(st.lists(st.one_of(HUGE, SMALL), min_size=1, max_size=4))
     if draw(st.booleans()):
-        dims[draw(st.integers(0, len(dims) - 1))] = draw(st.integers(-2**63, -1))
+        dims[draw(st.integers(0, len(dims) - 1))] = draw(st.integers(-(2**63), -1))
         return str(tuple(dims)), "which is not a shape (corrupt)"
     if all(d < 2**31 for d in dims):
         dims[0] = draw(HUGE)
@@ -322,8 +383,7 @@ def absurd_shapes(draw: st.DrawFn) -> tuple[str, str]:
 
 @FUZZ
 @given(absurd_shapes(), st.sampled_from(["x", "y"]), st.sampled_from(["<f4", "<i8", "|u1"]))
-def test_npz_member_claiming_an_absurd_shape(shape: tuple[str, str], key: str,
-                                             descr: str) -> None:
+def test_npz_member_claiming_an_absurd_shape(shape: tuple[str, str], key: str, descr: str) -> None:
     import contextlib
     import time
     import tracemalloc
@@ -338,9 +398,12 @@ def test_npz_member_claiming_an_absurd_shape(shape: tuple[str, str], key: str,
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "claims.npz"
         _npz_with(path, members)
-        _hostile(("diagnose", fixture_path("healthy.keras"), str(path)),
-                 f"{key} claims {claimed}", f"DATA: {path}: array '{key}' claims shape",
-                 fragment)
+        _hostile(
+            ("diagnose", fixture_path("healthy.keras"), str(path)),
+            f"{key} claims {claimed}",
+            f"DATA: {path}: array '{key}' claims shape",
+            fragment,
+        )
         # and without allocating what the header claims (numpy tracks its arrays' memory)
         tracemalloc.start()
         start = time.monotonic()
@@ -358,8 +421,11 @@ def test_npz_member_header_that_is_no_shape(claimed: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "noshape.npz"
         _npz_with(path, {"x": _npy_member(claimed), "y": _saved(np.arange(10) % 3)})
-        _hostile(("diagnose", fixture_path("healthy.keras"), str(path)), f"x shape {claimed}",
-                 f"DATA: {path}: array 'x' has an unreadable .npy header")
+        _hostile(
+            ("diagnose", fixture_path("healthy.keras"), str(path)),
+            f"x shape {claimed}",
+            f"DATA: {path}: array 'x' has an unreadable .npy header",
+        )
 
 
 # -- CSV with ragged rows: one line naming the row and both field counts
@@ -378,9 +444,11 @@ def test_csv_with_a_ragged_row(n_rows: int, data: st.DataObject) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "ragged.csv"
         path.write_text("\n".join(rows) + "\n")
-        _hostile(("diagnose", fixture_path("healthy.keras"), str(path),
-                  "--label-column", "label"), f"row {bad} of {n_rows} with {fields} fields",
-                 f"DATA: {path}: row {bad} has {fields} fields but the header has {width}")
+        _hostile(
+            ("diagnose", fixture_path("healthy.keras"), str(path), "--label-column", "label"),
+            f"row {bad} of {n_rows} with {fields} fields",
+            f"DATA: {path}: row {bad} has {fields} fields but the header has {width}",
+        )
 
 
 def _odd_mode_images(root: Path) -> dict[str, Path]:
@@ -429,8 +497,9 @@ def test_an_image_that_does_not_decode_is_one_line(tmp_path: Path) -> None:
             (tmp_path / "data" / cls / p.name).write_bytes(p.read_bytes())
     bad = tmp_path / "data" / "b" / "palette.png"
     bad.write_bytes(bad.read_bytes()[:40])  # header only
-    r = run_cli("diagnose", fixture_path("scn_bgr.keras"), str(tmp_path / "data"),
-                "--image-size", "16x16")
+    r = run_cli(
+        "diagnose", fixture_path("scn_bgr.keras"), str(tmp_path / "data"), "--image-size", "16x16"
+    )
     assert r.exit_code == 2, (r.stdout, r.stderr)
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "palette.png" in lines[0] and "cannot read this image" in lines[0]

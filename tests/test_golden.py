@@ -19,16 +19,22 @@ CASES = {
     # name: (arguments after `diagnose`, expected exit code)
     "collapsed": (["fixtures/collapsed.keras", "fixtures/collapsed.npz"], 1),
     "healthy": (["fixtures/healthy.keras", "fixtures/healthy.npz"], 0),
-    "healthy_imbalanced": (["fixtures/healthy_imbalanced.keras",
-                            "fixtures/healthy_imbalanced.npz"], 0),
+    "healthy_imbalanced": (
+        ["fixtures/healthy_imbalanced.keras", "fixtures/healthy_imbalanced.npz"],
+        0,
+    ),
     "multi_input": (["fixtures/multi_input.keras", "fixtures/multi_input.npz"], 0),
     "binary": (["fixtures/binary.keras", "fixtures/binary.npz"], 0),
     "legacy_h5": (["fixtures/legacy_input_dim.h5", "fixtures/legacy_keras2.npz"], 0),
     "savedmodel": (["fixtures/healthy_savedmodel", "fixtures/healthy.npz"], 0),
-    "collapsed_sample": (["fixtures/collapsed.keras", "fixtures/collapsed.npz",
-                          "--sample", "300", "--seed", "7"], 1),
-    "collapsed_fail_never": (["fixtures/collapsed.keras", "fixtures/collapsed.npz",
-                              "--fail-on", "never"], 0),
+    "collapsed_sample": (
+        ["fixtures/collapsed.keras", "fixtures/collapsed.npz", "--sample", "300", "--seed", "7"],
+        1,
+    ),
+    "collapsed_fail_never": (
+        ["fixtures/collapsed.keras", "fixtures/collapsed.npz", "--fail-on", "never"],
+        0,
+    ),
 }
 
 
@@ -61,6 +67,15 @@ def test_golden_report(name: str, update_golden: bool, monkeypatch: pytest.Monke
 @pytest.mark.unit
 def test_same_command_gives_byte_identical_json(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(FIXTURES.parent)
-    args = ["diagnose", "fixtures/collapsed.keras", "fixtures/collapsed.npz", "-f", "json",
-            "--sample", "500", "--seed", "3"]
+    args = [
+        "diagnose",
+        "fixtures/collapsed.keras",
+        "fixtures/collapsed.npz",
+        "-f",
+        "json",
+        "--sample",
+        "500",
+        "--seed",
+        "3",
+    ]
     assert run_cli(*args).stdout == run_cli(*args).stdout

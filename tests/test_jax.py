@@ -19,10 +19,14 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = [
-    pytest.mark.skipif(importlib.util.find_spec("jax") is None,
-                       reason="jax is not installed (pip install 'kerasdoctor[jax]')"),
-    pytest.mark.skipif(os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow",
-                       reason="already running on another backend"),
+    pytest.mark.skipif(
+        importlib.util.find_spec("jax") is None,
+        reason="jax is not installed (pip install 'kerasdoctor[jax]')",
+    ),
+    pytest.mark.skipif(
+        os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow",
+        reason="already running on another backend",
+    ),
 ]
 
 # The checks, the probe, the ranking, the sources and the golden reports. SavedModel cases
@@ -33,12 +37,27 @@ CORE = [
     "tests/test_backbone_smoke.py",
     "tests/test_probe.py",
     # the per-check tests of the data- and model-side causes (split from one file per side)
-    *(f"tests/checks/test_{name}.py" for name in (
-        "class_imbalance", "input_scale", "input_scale_mismatch", "nonfinite_inputs",
-        "sorted_labels", "label_permutation", "preprocessing_mismatch",
-        "single_unit_softmax", "output_activation", "loss_mismatch", "output_units_mismatch",
-        "nonfinite_weights", "dead_units", "batchnorm_statistics", "untrained_model",
-        "decision_threshold")),
+    *(
+        f"tests/checks/test_{name}.py"
+        for name in (
+            "class_imbalance",
+            "input_scale",
+            "input_scale_mismatch",
+            "nonfinite_inputs",
+            "sorted_labels",
+            "label_permutation",
+            "preprocessing_mismatch",
+            "single_unit_softmax",
+            "output_activation",
+            "loss_mismatch",
+            "output_units_mismatch",
+            "nonfinite_weights",
+            "dead_units",
+            "batchnorm_statistics",
+            "untrained_model",
+            "decision_threshold",
+        )
+    ),
     "tests/test_diagnosis.py",
     "tests/test_golden.py",
     "tests/test_sources.py",
@@ -53,9 +72,22 @@ def _jax_env() -> dict[str, str]:
 @pytest.mark.slow
 def test_core_tests_pass_on_the_jax_backend() -> None:
     res = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k",
-         "not savedmodel", *CORE],
-        cwd=ROOT, env=_jax_env(), capture_output=True, text=True, timeout=1500,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-k",
+            "not savedmodel",
+            *CORE,
+        ],
+        cwd=ROOT,
+        env=_jax_env(),
+        capture_output=True,
+        text=True,
+        timeout=1500,
     )
     tail = res.stdout[-4000:]
     assert res.returncode == 0, tail
@@ -66,9 +98,19 @@ def test_core_tests_pass_on_the_jax_backend() -> None:
 
 def test_savedmodel_is_refused_on_jax_with_one_line() -> None:
     res = subprocess.run(
-        [sys.executable, "-m", "kerasdoctor.cli", "diagnose", "fixtures/healthy_savedmodel",
-         "fixtures/healthy.npz"],
-        cwd=ROOT, env=_jax_env(), capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "kerasdoctor.cli",
+            "diagnose",
+            "fixtures/healthy_savedmodel",
+            "fixtures/healthy.npz",
+        ],
+        cwd=ROOT,
+        env=_jax_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert res.returncode == 2, res.stderr
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]

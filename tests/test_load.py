@@ -75,9 +75,23 @@ def test_object_arrays_are_never_unpickled(tmp_path) -> None:  # type: ignore[no
     [
         ({"module": "os", "class_name": "system"}, ("os.system", "model")),
         ({"layers": [{"class_name": "subprocess.Popen"}]}, ("subprocess.Popen", "layer")),
-        ({"layers": [{"class_name": "Dense", "config": {"activation": {
-            "module": "builtins", "class_name": "function", "config": "exec"}}}]},
-         ("builtins.exec", "activation")),
+        (
+            {
+                "layers": [
+                    {
+                        "class_name": "Dense",
+                        "config": {
+                            "activation": {
+                                "module": "builtins",
+                                "class_name": "function",
+                                "config": "exec",
+                            }
+                        },
+                    }
+                ]
+            },
+            ("builtins.exec", "activation"),
+        ),
         ({"optimizer": {"module": "numpy", "class_name": "load"}}, ("numpy.load", "object")),
     ],
 )

@@ -53,11 +53,14 @@ def _run(argv: list[str], data_limit: int | None = None) -> dict[str, Any]:
             resource.setrlimit(resource.RLIMIT_DATA, (data_limit, data_limit))
 
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CI": "1"}
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            preexec_fn=limit, env=env, cwd=ROOT)
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=limit, env=env, cwd=ROOT
+    )
     out: dict[str, bytes] = {}
-    threads = [threading.Thread(target=lambda k=k: out.__setitem__(k, getattr(proc, k).read()))
-               for k in ("stdout", "stderr")]
+    threads = [
+        threading.Thread(target=lambda k=k: out.__setitem__(k, getattr(proc, k).read()))
+        for k in ("stdout", "stderr")
+    ]
     for t in threads:
         t.start()
     _, status, usage = os.wait4(proc.pid, 0)
@@ -66,9 +69,13 @@ def _run(argv: list[str], data_limit: int | None = None) -> dict[str, Any]:
     proc.returncode = os.waitstatus_to_exitcode(status)
     stderr = out["stderr"].decode(errors="replace")
     found = re.search(r"VMDATA (\d+)", stderr)
-    return {"code": proc.returncode, "stdout": out["stdout"].decode(), "stderr": stderr,
-            "peak_rss": usage.ru_maxrss * 1024,
-            "vmdata": int(found.group(1)) * 1024 if found else None}
+    return {
+        "code": proc.returncode,
+        "stdout": out["stdout"].decode(),
+        "stderr": stderr,
+        "peak_rss": usage.ru_maxrss * 1024,
+        "vmdata": int(found.group(1)) * 1024 if found else None,
+    }
 
 
 def _write_npy(path: Path, rows: int, seed: int) -> np.ndarray:
@@ -77,7 +84,8 @@ def _write_npy(path: Path, rows: int, seed: int) -> np.ndarray:
     labels = []
     with open(path, "wb") as fh:
         np.lib.format.write_array_header_1_0(
-            fh, {"descr": "<f4", "fortran_order": False, "shape": (rows, WIDTH)})
+            fh, {"descr": "<f4", "fortran_order": False, "shape": (rows, WIDTH)}
+        )
         for start in range(0, rows, 4096):
             y, chunk = _rows(rng, min(4096, rows - start))
             labels.append(y)
@@ -100,8 +108,13 @@ def _model(path: Path) -> None:
     k = keras()
     k.utils.set_random_seed(0)
     y, x = _rows(np.random.default_rng(1), 2048)
-    model = k.Sequential([k.Input((WIDTH,)), k.layers.Dense(16, activation="relu"),
-                          k.layers.Dense(3, activation="softmax")])
+    model = k.Sequential(
+        [
+            k.Input((WIDTH,)),
+            k.layers.Dense(16, activation="relu"),
+            k.layers.Dense(3, activation="softmax"),
+        ]
+    )
     model.compile("adam", "sparse_categorical_crossentropy")
     model.fit(x, y, epochs=5, batch_size=64, verbose=0)
     model.save(path)
@@ -119,9 +132,21 @@ def test_npy_larger_than_the_memory_limit_is_diagnosed_within_it(tmp_path: Path)
         assert big.stat().st_size > 4 * BUDGET
 
         def cli(x: str, y: str, data_limit: int | None = None) -> dict[str, Any]:
-            return _run([sys.executable, "-c", CHILD, "diagnose", str(tmp_path / "m.keras"),
-                         str(tmp_path / x), "--labels", str(tmp_path / y), "--format", "json"],
-                        data_limit)
+            return _run(
+                [
+                    sys.executable,
+                    "-c",
+                    CHILD,
+                    "diagnose",
+                    str(tmp_path / "m.keras"),
+                    str(tmp_path / x),
+                    "--labels",
+                    str(tmp_path / y),
+                    "--format",
+                    "json",
+                ],
+                data_limit,
+            )
 
         small = cli("small.npy", "small_y.npy")
         assert small["code"] in (0, 1), small["stderr"][-2000:]
@@ -129,8 +154,7 @@ def test_npy_larger_than_the_memory_limit_is_diagnosed_within_it(tmp_path: Path)
         assert big.stat().st_size > limit  # the file is larger than the whole data limit
 
         # a plain np.load of the file cannot run under this limit: the limit is real
-        control = _run([sys.executable, "-c", f"import numpy as np; np.load({str(big)!r})"],
-                       limit)
+        control = _run([sys.executable, "-c", f"import numpy as np; np.load({str(big)!r})"], limit)
         assert control["code"] != 0 and "MemoryError" in control["stderr"], control["stderr"]
 
         res = cli("big.npy", "big_y.npy", limit)
@@ -141,10 +165,12 @@ def test_npy_larger_than_the_memory_limit_is_diagnosed_within_it(tmp_path: Path)
         assert report["data"]["n_samples"] == ROWS
         assert report["metrics"]["accuracy"] > 0.9  # it really ran the model on the rows
         growth = res["peak_rss"] - small["peak_rss"]
-        print(f"\ndata {big.stat().st_size / MiB:.0f} MiB; RLIMIT_DATA {limit / MiB:.0f} MiB "
-              f"(start-up {small['vmdata'] / MiB:.0f} + {BUDGET / MiB:.0f}); peak RSS "
-              f"{res['peak_rss'] / MiB:.0f} MiB vs {small['peak_rss'] / MiB:.0f} MiB on "
-              f"2,048 rows (growth {growth / MiB:.0f} MiB)")
+        print(
+            f"\ndata {big.stat().st_size / MiB:.0f} MiB; RLIMIT_DATA {limit / MiB:.0f} MiB "
+            f"(start-up {small['vmdata'] / MiB:.0f} + {BUDGET / MiB:.0f}); peak RSS "
+            f"{res['peak_rss'] / MiB:.0f} MiB vs {small['peak_rss'] / MiB:.0f} MiB on "
+            f"2,048 rows (growth {growth / MiB:.0f} MiB)"
+        )
         assert growth < BUDGET
     finally:
         big.unlink(missing_ok=True)  # 1 GiB: do not leave it in pytest's kept temp dirs
@@ -154,9 +180,20 @@ def test_npy_larger_than_the_memory_limit_is_diagnosed_within_it(tmp_path: Path)
 def test_scale_benchmark_runs_at_smoke_size(tmp_path: Path) -> None:
     out = tmp_path / "scale.json"
     res = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "scale.py"), "--n", "3000", "--dir",
-         str(tmp_path / "data"), "--json", str(out)],
-        capture_output=True, text=True, cwd=ROOT, timeout=600,
+        [
+            sys.executable,
+            str(ROOT / "bench" / "scale.py"),
+            "--n",
+            "3000",
+            "--dir",
+            str(tmp_path / "data"),
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
     )
     assert res.returncode == 0, res.stderr[-2000:]
     import json
@@ -168,8 +205,9 @@ def test_scale_benchmark_runs_at_smoke_size(tmp_path: Path) -> None:
     assert "time" in res.stdout and "memory" in res.stdout
 
 
-@pytest.mark.parametrize("fixture", ["healthy", "model_batchnorm", "model_dead_relu",
-                                     "multi_input", "legacy_keras2"])
+@pytest.mark.parametrize(
+    "fixture", ["healthy", "model_batchnorm", "model_dead_relu", "multi_input", "legacy_keras2"]
+)
 def test_probe_taps_reuse_the_network_instead_of_recomputing_it(fixture: str) -> None:
     """Each layer of the model runs once per batch in the tapped probe model. (A loaded
     Sequential model's layer.output belongs to an earlier call of the layer: tapping it made

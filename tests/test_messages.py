@@ -38,5 +38,7 @@ def test_every_class_named_is_the_one_the_evidence_holds(model: str, data: str) 
             if name not in names:
                 continue  # "(3 samples)", "(95%)": not a class
             assert k < len(names) and names[k] == name, (f.id, idx, name)
-            assert k in _ints(dict(f.evidence)), (f.id, f"class {k} ({name}) is named but "
-                                                  "the evidence does not hold it")
+            assert k in _ints(dict(f.evidence)), (
+                f.id,
+                f"class {k} ({name}) is named but the evidence does not hold it",
+            )

@@ -23,8 +23,13 @@ _JSON: dict[str, Any] = {}
 def diagnosis(name: str) -> Any:
     """The JSON report of one fixture, through the CLI, once per session."""
     if name not in _JSON:
-        res = run_cli("diagnose", fixture_path(f"{name}.keras"), fixture_path(f"{name}.npz"),
-                      "--format", "json")
+        res = run_cli(
+            "diagnose",
+            fixture_path(f"{name}.keras"),
+            fixture_path(f"{name}.npz"),
+            "--format",
+            "json",
+        )
         _JSON[name] = (res.exit_code, res.json())
     return _JSON[name]
 
@@ -87,8 +92,15 @@ def test_softmax_head_on_multi_hot_labels_is_the_root_cause() -> None:
 
 def test_table_and_other_formats_render() -> None:
     for fmt in ("table", "markdown", "junit", "html"):
-        res = run_cli("diagnose", fixture_path("ml_collapsed.keras"),
-                      fixture_path("ml_collapsed.npz"), "--format", fmt, "--sample", "400")
+        res = run_cli(
+            "diagnose",
+            fixture_path("ml_collapsed.keras"),
+            fixture_path("ml_collapsed.npz"),
+            "--format",
+            fmt,
+            "--sample",
+            "400",
+        )
         assert res.exit_code in (0, 1), (fmt, res.stderr)
         assert res.stdout.strip()
     assert "decision-threshold" in res.stdout or "prediction-collapse" in res.stdout
@@ -114,8 +126,9 @@ def test_multi_label_flag_forces_it(tmp_path: Any) -> None:
     one = data["y"].sum(axis=1) == 1  # rows with exactly one tag: y looks one-hot
     path = tmp_path / "one_tag.npz"
     np.savez(path, x=data["x"][one], y=data["y"][one])
-    res = run_cli("diagnose", fixture_path("ml_ok.keras"), str(path), "--format", "json",
-                  "--multi-label")
+    res = run_cli(
+        "diagnose", fixture_path("ml_ok.keras"), str(path), "--format", "json", "--multi-label"
+    )
     assert res.exit_code in (0, 1), res.stderr
     r = res.json()
     assert r["metrics"]["task"] == "multilabel"

@@ -34,8 +34,13 @@ def _healthy_xy() -> tuple[np.ndarray, np.ndarray]:
 
 def test_one_class_only_in_the_labels(tmp_path: Path) -> None:
     x, y = _healthy_xy()
-    r = run_cli("diagnose", fixture_path("healthy.keras"), _npz(tmp_path, x=x[y == 0],
-                y=y[y == 0]), "-f", "json")
+    r = run_cli(
+        "diagnose",
+        fixture_path("healthy.keras"),
+        _npz(tmp_path, x=x[y == 0], y=y[y == 0]),
+        "-f",
+        "json",
+    )
     _ok(r)
     assert r.json()["data"]["label_counts"] == [200, 0, 0]
 
@@ -43,8 +48,13 @@ def test_one_class_only_in_the_labels(tmp_path: Path) -> None:
 def test_a_class_with_a_single_sample(tmp_path: Path) -> None:
     x, y = _healthy_xy()
     keep = np.concatenate([np.flatnonzero(y != 2), np.flatnonzero(y == 2)[:1]])
-    r = run_cli("diagnose", fixture_path("healthy.keras"), _npz(tmp_path, x=x[keep], y=y[keep]),
-                "-f", "json")
+    r = run_cli(
+        "diagnose",
+        fixture_path("healthy.keras"),
+        _npz(tmp_path, x=x[keep], y=y[keep]),
+        "-f",
+        "json",
+    )
     _ok(r)
     assert r.json()["data"]["label_counts"][2] == 1
 
@@ -52,8 +62,13 @@ def test_a_class_with_a_single_sample(tmp_path: Path) -> None:
 def test_string_labels_with_class_names(tmp_path: Path) -> None:
     x, y = _healthy_xy()
     names = np.array(["apple", "orange", "grape"])
-    r = run_cli("diagnose", fixture_path("healthy.keras"),
-                _npz(tmp_path, x=x, y=names[y], class_names=names), "-f", "json")
+    r = run_cli(
+        "diagnose",
+        fixture_path("healthy.keras"),
+        _npz(tmp_path, x=x, y=names[y], class_names=names),
+        "-f",
+        "json",
+    )
     _ok(r)
     assert r.json()["metrics"]["accuracy"] > 0.95
 
@@ -61,8 +76,13 @@ def test_string_labels_with_class_names(tmp_path: Path) -> None:
 @pytest.mark.parametrize("dtype", ["float16", "int32"])
 def test_integer_and_float16_inputs(tmp_path: Path, dtype: str) -> None:
     x, y = _healthy_xy()
-    r = run_cli("diagnose", fixture_path("healthy.keras"),
-                _npz(tmp_path, x=np.round(x).astype(dtype), y=y), "-f", "json")
+    r = run_cli(
+        "diagnose",
+        fixture_path("healthy.keras"),
+        _npz(tmp_path, x=np.round(x).astype(dtype), y=y),
+        "-f",
+        "json",
+    )
     _ok(r)
     assert r.json()["data"]["inputs"][0]["dtype"] == dtype
 
@@ -74,9 +94,15 @@ def test_a_thousand_classes(tmp_path: Path) -> None:
     model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(1000, activation="softmax")])
     model.save(tmp_path / "k1000.keras")
     rng = np.random.default_rng(0)
-    r = run_cli("diagnose", str(tmp_path / "k1000.keras"),
-                _npz(tmp_path, x=rng.normal(size=(3000, 16)).astype("float32"),
-                     y=rng.integers(0, 1000, 3000)), "-f", "json")
+    r = run_cli(
+        "diagnose",
+        str(tmp_path / "k1000.keras"),
+        _npz(
+            tmp_path, x=rng.normal(size=(3000, 16)).astype("float32"), y=rng.integers(0, 1000, 3000)
+        ),
+        "-f",
+        "json",
+    )
     _ok(r)
     assert r.json()["data"]["n_classes"] == 1000
     table = run_cli("diagnose", str(tmp_path / "k1000.keras"), str(tmp_path / "d.npz"))
@@ -99,8 +125,15 @@ def test_several_outputs_need_output_name(tmp_path: Path) -> None:
     r = run_cli("diagnose", str(tmp_path / "two.keras"), fixture_path("healthy.npz"))
     assert r.exit_code == 2
     assert "--output-name" in r.stderr and "fruit" in r.stderr and "weight_grams" in r.stderr
-    ok = run_cli("diagnose", str(tmp_path / "two.keras"), fixture_path("healthy.npz"),
-                 "--output-name", "fruit", "-f", "json")
+    ok = run_cli(
+        "diagnose",
+        str(tmp_path / "two.keras"),
+        fixture_path("healthy.npz"),
+        "--output-name",
+        "fruit",
+        "-f",
+        "json",
+    )
     _ok(ok)
     assert ok.json()["model"]["output"] == "fruit"
 
@@ -108,14 +141,27 @@ def test_several_outputs_need_output_name(tmp_path: Path) -> None:
 def test_lambda_layer_is_refused_unless_unsafe(tmp_path: Path) -> None:
     import keras
 
-    model = keras.Sequential([keras.Input((8,)), keras.layers.Lambda(lambda t: t * 2.0),
-                              keras.layers.Dense(3, activation="softmax")])
+    model = keras.Sequential(
+        [
+            keras.Input((8,)),
+            keras.layers.Lambda(lambda t: t * 2.0),
+            keras.layers.Dense(3, activation="softmax"),
+        ]
+    )
     model.save(tmp_path / "lam.keras")
     r = run_cli("diagnose", str(tmp_path / "lam.keras"), fixture_path("healthy.npz"))
     assert r.exit_code == 2
     assert "Lambda" in r.stderr and "--unsafe" in r.stderr
-    _ok(run_cli("diagnose", str(tmp_path / "lam.keras"), fixture_path("healthy.npz"),
-                "--unsafe", "-f", "json"))
+    _ok(
+        run_cli(
+            "diagnose",
+            str(tmp_path / "lam.keras"),
+            fixture_path("healthy.npz"),
+            "--unsafe",
+            "-f",
+            "json",
+        )
+    )
 
 
 def _digest(paths: list[Path]) -> dict[str, str]:
@@ -180,19 +226,36 @@ def _sigint_ignored(pid: int) -> bool:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads the phase from /proc")
-@pytest.mark.parametrize(("marker", "after", "presses"), CTRL_C_PHASES,
-                         ids=[f"{m.split('_')[0]}+{a}s" + "x2" * (n > 1)
-                              for m, a, n in CTRL_C_PHASES])
-def test_ctrl_c_exits_130_and_leaves_no_output(tmp_path: Path, marker: str, after: float,
-                                              presses: int) -> None:
+@pytest.mark.parametrize(
+    ("marker", "after", "presses"),
+    CTRL_C_PHASES,
+    ids=[f"{m.split('_')[0]}+{a}s" + "x2" * (n > 1) for m, a, n in CTRL_C_PHASES],
+)
+def test_ctrl_c_exits_130_and_leaves_no_output(
+    tmp_path: Path, marker: str, after: float, presses: int
+) -> None:
     if marker == "libjax_common" and not HAS_JAX:
         pytest.skip("jax is not installed")
     out = tmp_path / "report.json"
     env = dict(os.environ, CI="1", TF_CPP_MIN_LOG_LEVEL="3")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "kerasdoctor", "diagnose", fixture_path("collapsed.keras"),
-         fixture_path("collapsed.npz"), "-f", "json", "-o", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        [
+            sys.executable,
+            "-m",
+            "kerasdoctor",
+            "diagnose",
+            fixture_path("collapsed.keras"),
+            fixture_path("collapsed.npz"),
+            "-f",
+            "json",
+            "-o",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         while not _reached(proc.pid, marker):
             assert proc.poll() is None, f"the run ended before {marker}: {proc.communicate()}"
@@ -257,15 +320,21 @@ cli.main()
 """
 
 
-@pytest.mark.parametrize(("how", "deadline", "within"),
-                         [("del", 15.0, 2.5), ("exec", 15.0, 2.5),
-                          ("dropped-always", 1.0, 4.0)])
-def test_a_lost_ctrl_c_still_exits_130(tmp_path: Path, how: str, deadline: float,
-                                       within: float) -> None:
+@pytest.mark.parametrize(
+    ("how", "deadline", "within"),
+    [("del", 15.0, 2.5), ("exec", 15.0, 2.5), ("dropped-always", 1.0, 4.0)],
+)
+def test_a_lost_ctrl_c_still_exits_130(
+    tmp_path: Path, how: str, deadline: float, within: float
+) -> None:
     (tmp_path / "kd_swallowed.py").write_text(SWALLOWED)
-    proc = subprocess.Popen([sys.executable, "-m", "kd_swallowed", how, str(deadline)],
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kd_swallowed", how, str(deadline)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stderr is not None
         assert proc.stderr.readline() == "READY\n"
@@ -287,15 +356,28 @@ def _into_closed_pipe(*args: str) -> subprocess.CompletedProcess[str]:
     read_end, write_end = os.pipe()
     os.close(read_end)  # the reader is gone before the first byte: EPIPE every time
     try:
-        return subprocess.run([sys.executable, "-m", "kerasdoctor", *args], stdout=write_end,
-                              stderr=subprocess.PIPE, text=True, timeout=120,
-                              env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+        return subprocess.run(
+            [sys.executable, "-m", "kerasdoctor", *args],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+        )
     finally:
         os.close(write_end)
 
 
-@pytest.mark.parametrize("args", [("checks",), ("explain", "missing-classes"), ("--version",),
-                                  ("--help",), ("diagnose", "--help")])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("checks",),
+        ("explain", "missing-classes"),
+        ("--version",),
+        ("--help",),
+        ("diagnose", "--help"),
+    ],
+)
 def test_closed_stdout_ends_quietly(args: tuple[str, ...]) -> None:
     r = _into_closed_pipe(*args)
     assert (r.returncode, r.stderr) == (1, ""), r.stderr
@@ -305,20 +387,26 @@ def test_closed_stdout_ends_quietly(args: tuple[str, ...]) -> None:
 @pytest.mark.parametrize("fmt", ["json", "table"])
 def test_closed_stdout_ends_a_diagnosis_quietly(fmt: str) -> None:
     # healthy: its own exit code is 0, so the 1 is the closed pipe's
-    r = _into_closed_pipe("diagnose", fixture_path("healthy.keras"), fixture_path("healthy.npz"),
-                          "-f", fmt)
+    r = _into_closed_pipe(
+        "diagnose", fixture_path("healthy.keras"), fixture_path("healthy.npz"), "-f", fmt
+    )
     assert r.returncode == 1, r.stderr
     assert "Traceback" not in r.stderr and "error" not in r.stderr, r.stderr
 
 
 def test_head_reads_one_line() -> None:
-    head = subprocess.run(f"'{sys.executable}' -m kerasdoctor checks | head -1", shell=True,
-                          capture_output=True, text=True, timeout=60)
+    head = subprocess.run(
+        f"'{sys.executable}' -m kerasdoctor checks | head -1",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert head.returncode == 0 and head.stderr == ""
     assert len(head.stdout.splitlines()) == 1
 
 
-CUSTOM_LAYER = '''
+CUSTOM_LAYER = """
 import keras
 
 
@@ -326,7 +414,7 @@ import keras
 class Doubler(keras.layers.Layer):
     def call(self, x):
         return x * 2.0
-'''
+"""
 
 
 def test_custom_layers_load_with_custom_objects(tmp_path: Path) -> None:
@@ -339,23 +427,39 @@ def test_custom_layers_load_with_custom_objects(tmp_path: Path) -> None:
     spec = importlib.util.spec_from_file_location("layers_def_build", module)
     mod = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     spec.loader.exec_module(mod)  # type: ignore[union-attr]
-    model = keras.Sequential([keras.Input((8,)), mod.Doubler(),
-                              keras.layers.Dense(3, activation="softmax")])
+    model = keras.Sequential(
+        [keras.Input((8,)), mod.Doubler(), keras.layers.Dense(3, activation="softmax")]
+    )
     model.save(tmp_path / "custom.keras")
     keras.saving.get_custom_objects().clear()  # a fresh process would not know the class
     r = run_cli("diagnose", str(tmp_path / "custom.keras"), fixture_path("healthy.npz"))
     assert r.exit_code == 2 and "--custom-objects" in r.stderr, r.stderr
-    _ok(run_cli("diagnose", str(tmp_path / "custom.keras"), fixture_path("healthy.npz"),
-                "--custom-objects", str(module), "-f", "json"))
-    bad = run_cli("diagnose", str(tmp_path / "custom.keras"), fixture_path("healthy.npz"),
-                  "--custom-objects", str(tmp_path / "missing.py"))
+    _ok(
+        run_cli(
+            "diagnose",
+            str(tmp_path / "custom.keras"),
+            fixture_path("healthy.npz"),
+            "--custom-objects",
+            str(module),
+            "-f",
+            "json",
+        )
+    )
+    bad = run_cli(
+        "diagnose",
+        str(tmp_path / "custom.keras"),
+        fixture_path("healthy.npz"),
+        "--custom-objects",
+        str(tmp_path / "missing.py"),
+    )
     assert bad.exit_code == 2 and "not a Python file" in bad.stderr
 
 
 def test_output_files_get_the_usual_permissions(tmp_path: Path) -> None:
     out = tmp_path / "weights.json"
-    r = run_cli("fix", "--class-weights", fixture_path("collapsed.npz"), "-f", "json",
-                "-o", str(out))
+    r = run_cli(
+        "fix", "--class-weights", fixture_path("collapsed.npz"), "-f", "json", "-o", str(out)
+    )
     assert r.exit_code == 0
     umask = os.umask(0)
     os.umask(umask)

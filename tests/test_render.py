@@ -48,13 +48,26 @@ def synthetic(
     conf[:, 1] = 0  # class 1 is never predicted
     names = names or [f"c{i}" for i in range(k)]
     return Report(
-        model=ModelSection(path="m.keras", format="keras", inputs=(), output="out",
-                           n_outputs=k, head="softmax", loss="categorical_crossentropy",
-                           loss_from_logits=False, optimizer_iterations=100),
-        data=DataSection(path="d.npz", n_samples=int(conf.sum()), n_classes=k,
-                         class_names=tuple(names),
-                         label_counts=tuple(int(v) for v in conf.sum(axis=1)),
-                         label_encoding="index", inputs=()),
+        model=ModelSection(
+            path="m.keras",
+            format="keras",
+            inputs=(),
+            output="out",
+            n_outputs=k,
+            head="softmax",
+            loss="categorical_crossentropy",
+            loss_from_logits=False,
+            optimizer_iterations=100,
+        ),
+        data=DataSection(
+            path="d.npz",
+            n_samples=int(conf.sum()),
+            n_classes=k,
+            class_names=tuple(names),
+            label_counts=tuple(int(v) for v in conf.sum(axis=1)),
+            label_encoding="index",
+            inputs=(),
+        ),
         metrics=compute_metrics(conf, names),
         findings=findings,
         errors=errors,
@@ -206,8 +219,15 @@ def test_junit_is_the_same_whatever_fail_on_says() -> None:
     for f in warnings:
         fail = root.find(f".//testcase[@name='{f.id}']/failure")
         assert fail is not None and fail.get("type") == "warning"
-    res = run_cli("diagnose", fixture_path("collapsed.keras"), fixture_path("collapsed.npz"),
-                  "--format", "junit", "--fail-on", "never")
+    res = run_cli(
+        "diagnose",
+        fixture_path("collapsed.keras"),
+        fixture_path("collapsed.npz"),
+        "--format",
+        "junit",
+        "--fail-on",
+        "never",
+    )
     assert res.exit_code == 0 and _junit(res.stdout).findall(".//failure")
 
 
@@ -226,11 +246,13 @@ def test_junit_healthy_model_passes_at_fail_on_warning() -> None:
     assert not root.findall(".//failure") and not root.findall(".//error")
     assert len(root.findall(".//testcase")) == len(registry())
     # checks that do not apply to this model are skipped with the reason, never "passed"
-    skipped = {c.get("name"): c.find("skipped") for c in root.findall(".//testcase")
-               if c.find("skipped") is not None}
+    skipped = {
+        c.get("name"): c.find("skipped")
+        for c in root.findall(".//testcase")
+        if c.find("skipped") is not None
+    }
     assert "batchnorm-statistics" in skipped and "decision-threshold" in skipped
-    assert "no BatchNormalization layer" in (skipped["batchnorm-statistics"].get("message")
-                                             or "")
+    assert "no BatchNormalization layer" in (skipped["batchnorm-statistics"].get("message") or "")
 
 
 @pytest.mark.unit
@@ -447,14 +469,28 @@ def test_one_run_writes_several_formats(tmp_path) -> None:  # type: ignore[no-un
     from conftest import fixture_path, run_cli
 
     html, xml = tmp_path / "r.html", tmp_path / "r.xml"
-    r = run_cli("diagnose", fixture_path("collapsed.keras"), fixture_path("collapsed.npz"),
-                "-f", "markdown", "--report", f"html={html}", "--report", f"junit={xml}")
+    r = run_cli(
+        "diagnose",
+        fixture_path("collapsed.keras"),
+        fixture_path("collapsed.npz"),
+        "-f",
+        "markdown",
+        "--report",
+        f"html={html}",
+        "--report",
+        f"junit={xml}",
+    )
     assert r.exit_code == 1
     assert "`missing-classes`" in r.stdout
     assert html.read_text().lstrip().lower().startswith("<!doctype html")
     assert "<failure" in xml.read_text()
-    bad = run_cli("diagnose", fixture_path("collapsed.keras"), fixture_path("collapsed.npz"),
-                  "--report", "pdf=x.pdf")
+    bad = run_cli(
+        "diagnose",
+        fixture_path("collapsed.keras"),
+        fixture_path("collapsed.npz"),
+        "--report",
+        "pdf=x.pdf",
+    )
     assert bad.exit_code == 2 and "--report takes FORMAT=FILE" in bad.stderr
 
 
@@ -562,11 +598,24 @@ def test_taggers_and_single_label_reports_draw_no_samples() -> None:
 def test_the_mask_mapping_of_a_segmentation_folder_is_a_table() -> None:
     r = synthetic(k=3, names=["background", "road", "car"])
     masks = MasksInfo(
-        dir="masks", kind="rgb", mapping="voc", matched=12, pairs=12, suffix="",
+        dir="masks",
+        kind="rgb",
+        mapping="voc",
+        matched=12,
+        pairs=12,
+        suffix="",
         rule="the colours of the Pascal VOC colormap, class by class",
-        classes=(MaskClass(0, "background", (0, 0, 0), 900), MaskClass(1, "road", (128, 0, 0), 80),
-                 MaskClass(2, "car", None, 0)),
-        void=(224, 224, 192), pixels_total=980, void_pixels=20, size=(32, 32), resized=False)
+        classes=(
+            MaskClass(0, "background", (0, 0, 0), 900),
+            MaskClass(1, "road", (128, 0, 0), 80),
+            MaskClass(2, "car", None, 0),
+        ),
+        void=(224, 224, 192),
+        pixels_total=980,
+        void_pixels=20,
+        size=(32, 32),
+        resized=False,
+    )
     html = render_html(replace(r, data=replace(r.data, masks=masks)))
     _parse(html)
     section = html.split("<h2>Mask files</h2>", 1)[1].split("</table>", 1)[0]
@@ -576,8 +625,14 @@ def test_the_mask_mapping_of_a_segmentation_folder_is_a_table() -> None:
     assert "in no mask" in rows[3]
     assert "void" in rows[4] and "#e0e0c0" in rows[4] and "20" in rows[4]
     assert "12 mask(s) matched" in html and "Pascal VOC" in html
-    grey = replace(masks, kind="grey", void=255, classes=tuple(
-        MaskClass(i, n, i * 100, 5) for i, n in enumerate(["background", "road", "car"])))
+    grey = replace(
+        masks,
+        kind="grey",
+        void=255,
+        classes=tuple(
+            MaskClass(i, n, i * 100, 5) for i, n in enumerate(["background", "road", "car"])
+        ),
+    )
     html = render_html(replace(r, data=replace(r.data, masks=grey)))
     assert "value <code>200</code>" in html and "value <code>255</code>" in html
     assert "Mask files" not in render_html(r)  # no mapping, no section
@@ -596,7 +651,7 @@ def test_the_sample_picker_keeps_a_few_masks_whatever_n() -> None:
     most = 0
     for start in range(0, n, batch):
         pred = np.zeros((min(batch, n - start), 512 * 512), np.int64)
-        picker.offer(start, lost[start:start + batch], fg[start:start + batch], pred)
+        picker.offer(start, lost[start : start + batch], fg[start : start + batch], pred)
         most = max(most, len(picker.kept))
     assert most <= SAMPLE_WORST + SAMPLE_SHOWN
     chosen = picker.chosen()
@@ -606,5 +661,6 @@ def test_the_sample_picker_keeps_a_few_masks_whatever_n() -> None:
     assert [c[0] for c in chosen[:SAMPLE_WORST]] == expected[:SAMPLE_WORST]
     seeded = [int(v) for v in np.random.default_rng(3).permutation(n)[:SAMPLE_SHOWN]]
     assert [c[0] for c in chosen[SAMPLE_WORST:]] == [
-        p for p in seeded if p not in expected[:SAMPLE_WORST]][:SAMPLE_SHOWN - SAMPLE_WORST]
+        p for p in seeded if p not in expected[:SAMPLE_WORST]
+    ][: SAMPLE_SHOWN - SAMPLE_WORST]
     assert all(c[2].shape == (171, 171) and c[2].dtype == np.uint8 for c in chosen)

@@ -88,8 +88,14 @@ def test_repair_cures_the_cause(tmp_path: Path, name: str, cause: str, floor: fl
 
 def test_repair_table_shows_before_and_after(tmp_path: Path) -> None:
     out = tmp_path / "fixed.keras"  # the subcommand form: fix repair MODEL DATA
-    r = run_cli("fix", "repair", fixture_path("data_permuted.keras"),
-                fixture_path("data_permuted.npz"), "-o", str(out))
+    r = run_cli(
+        "fix",
+        "repair",
+        fixture_path("data_permuted.keras"),
+        fixture_path("data_permuted.npz"),
+        "-o",
+        str(out),
+    )
     assert r.exit_code == 0, r.stderr
     assert "label-permutation" in r.stdout and "recall after" in r.stdout
     assert "balanced accuracy 33.3%" in r.stdout and "→ 100.0%" in r.stdout
@@ -98,8 +104,16 @@ def test_repair_table_shows_before_and_after(tmp_path: Path) -> None:
 
 def test_unrepairable_cause_exits_1_and_writes_nothing(tmp_path: Path) -> None:
     out = tmp_path / "fixed.keras"
-    r = run_cli("fix", "--repair", fixture_path("scn_noise_blog.keras"),
-                fixture_path("scn_noise_blog.npz"), "-o", str(out), "--format", "json")
+    r = run_cli(
+        "fix",
+        "--repair",
+        fixture_path("scn_noise_blog.keras"),
+        fixture_path("scn_noise_blog.npz"),
+        "-o",
+        str(out),
+        "--format",
+        "json",
+    )
     assert r.exit_code == 1, (r.stdout, r.stderr)
     res = r.json()
     assert res["repaired"] is False and res["cause"] == "no-signal" and res["output"] is None
@@ -115,22 +129,31 @@ def test_repair_writing_over_the_input_is_refused(tmp_path: Path) -> None:
     model = tmp_path / "m.keras"
     shutil.copy(fixture_path("data_permuted.keras"), model)
     before = _sha(model)
-    r = run_cli("fix", "--repair", str(model), fixture_path("data_permuted.npz"),
-                "--output", str(model))
+    r = run_cli(
+        "fix", "--repair", str(model), fixture_path("data_permuted.npz"), "--output", str(model)
+    )
     assert r.exit_code == 2 and "never overwrites its inputs" in r.stderr
     assert _sha(model) == before
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--output", "fixed.h5"], "FIXED.keras"),
-    ([], "--output"),
-    (["--output", "x.keras", "--cause", "dead-units"], "did not find this cause"),
-    (["--output", "nodir/x.keras"], "does not exist"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--output", "fixed.h5"], "FIXED.keras"),
+        ([], "--output"),
+        (["--output", "x.keras", "--cause", "dead-units"], "did not find this cause"),
+        (["--output", "nodir/x.keras"], "does not exist"),
+    ],
+)
 def test_repair_bad_input_exits_2(tmp_path: Path, args: list[str], message: str) -> None:
     args = [str(tmp_path / a) if a.endswith((".h5", ".keras")) else a for a in args]
-    r = run_cli("fix", "--repair", fixture_path("data_permuted.keras"),
-                fixture_path("data_permuted.npz"), *args)
+    r = run_cli(
+        "fix",
+        "--repair",
+        fixture_path("data_permuted.keras"),
+        fixture_path("data_permuted.npz"),
+        *args,
+    )
     assert r.exit_code == 2, (r.stdout, r.stderr)
     assert message in r.stderr
     assert list(tmp_path.iterdir()) == []
@@ -138,8 +161,16 @@ def test_repair_bad_input_exits_2(tmp_path: Path, args: list[str], message: str)
 
 def test_repair_on_a_healthy_model_changes_nothing(tmp_path: Path) -> None:
     out = tmp_path / "fixed.keras"
-    r = run_cli("fix", "--repair", fixture_path("healthy.keras"), fixture_path("healthy.npz"),
-                "-o", str(out), "--format", "json")
+    r = run_cli(
+        "fix",
+        "--repair",
+        fixture_path("healthy.keras"),
+        fixture_path("healthy.npz"),
+        "-o",
+        str(out),
+        "--format",
+        "json",
+    )
     assert r.exit_code == 0, (r.stdout, r.stderr)
     res = json.loads(r.stdout)
     assert res["repaired"] is False and res["cause"] is None and "healthy" in res["why"]
@@ -155,8 +186,13 @@ def test_batchnorm_reestimation_reaches_nested_models(tmp_path: Path) -> None:
     from kerasdoctor.fix.common import load_model_and_data, predict_outputs
     from kerasdoctor.fix.repair import _batchnorm, _Job
 
-    inner = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4, use_bias=False,
-                              kernel_initializer="identity"), keras.layers.BatchNormalization()])
+    inner = keras.Sequential(
+        [
+            keras.Input((4,)),
+            keras.layers.Dense(4, use_bias=False, kernel_initializer="identity"),
+            keras.layers.BatchNormalization(),
+        ]
+    )
     inp = keras.Input((4,), name="x")
     model = keras.Model(inp, keras.layers.Dense(2, activation="softmax")(inner(inp)))
     rng = np.random.default_rng(0)
@@ -166,8 +202,15 @@ def test_batchnorm_reestimation_reaches_nested_models(tmp_path: Path) -> None:
     np.savez(tmp_path / "d.npz", x=x, y=y)
     md = load_model_and_data(str(tmp_path / "m.keras"), str(tmp_path / "d.npz"))
     fit = np.arange(0, 600, 2)
-    job = _Job(md, Finding("batchnorm-statistics", Kind.CAUSE, Severity.ERROR, "", ""), fit,
-               np.arange(1, 600, 2), predict_outputs(md), 2, 0)
+    job = _Job(
+        md,
+        Finding("batchnorm-statistics", Kind.CAUSE, Severity.ERROR, "", ""),
+        fit,
+        np.arange(1, 600, 2),
+        predict_outputs(md),
+        2,
+        0,
+    )
     repaired, _, details = _batchnorm(job)
     bn = repaired.layers[1].layers[-1]
     assert details["rows"] == 300 and bn.momentum == 0.99  # the saved setting is kept
@@ -204,16 +247,28 @@ def test_untrained_one_unit_softmax_is_not_repaired(tmp_path: Path) -> None:
     from kerasdoctor.fix.repair import CannotRepair, _Job, _single_unit_softmax
 
     keras.utils.set_random_seed(3)
-    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(8, activation="relu"),
-                              keras.layers.Dense(1, activation="softmax")])
+    model = keras.Sequential(
+        [
+            keras.Input((5,)),
+            keras.layers.Dense(8, activation="relu"),
+            keras.layers.Dense(1, activation="softmax"),
+        ]
+    )
     rng = np.random.default_rng(3)
     x = rng.normal(size=(400, 5)).astype(np.float32)
     y = rng.integers(0, 2, 400)  # nothing in x says which
     model.save(tmp_path / "m.keras")
     np.savez(tmp_path / "d.npz", x=x, y=y)
     md = load_model_and_data(str(tmp_path / "m.keras"), str(tmp_path / "d.npz"))
-    job = _Job(md, Finding("single-unit-softmax", Kind.CAUSE, Severity.ERROR, "", ""),
-               np.arange(0, 400, 2), np.arange(1, 400, 2), predict_outputs(md), 2, 0)
+    job = _Job(
+        md,
+        Finding("single-unit-softmax", Kind.CAUSE, Severity.ERROR, "", ""),
+        np.arange(0, 400, 2),
+        np.arange(1, 400, 2),
+        predict_outputs(md),
+        2,
+        0,
+    )
     with pytest.raises(CannotRepair, match="not above chance"):
         _single_unit_softmax(job)
 
@@ -224,8 +279,16 @@ def test_h5_model_is_repaired_to_keras(tmp_path: Path) -> None:
     h5 = tmp_path / "permuted.h5"
     keras.saving.load_model(fixture_path("data_permuted.keras")).save(h5)
     out = tmp_path / "fixed.keras"
-    r = run_cli("fix", "--repair", str(h5), fixture_path("data_permuted.npz"), "-o", str(out),
-                "--format", "json")
+    r = run_cli(
+        "fix",
+        "--repair",
+        str(h5),
+        fixture_path("data_permuted.npz"),
+        "-o",
+        str(out),
+        "--format",
+        "json",
+    )
     assert r.exit_code == 0, (r.stdout, r.stderr)
     assert r.json()["cause"] == "label-permutation"
     assert _heldout_balanced_accuracy(out, fixture_path("data_permuted.npz")) >= 0.95
@@ -250,6 +313,7 @@ def test_library_repair_returns_a_new_model_and_its_report() -> None:
     pred = fixed.predict(d["x"][held], verbose=0).argmax(axis=1)
     assert float((pred == d["y"][held]).mean()) >= 0.95
     # a healthy model comes back as it was
-    same, rep2 = kerasdoctor.repair(fixture_path("healthy.keras"),
-                                    *(np.load(fixture_path("healthy.npz"))[k] for k in "xy"))
+    same, rep2 = kerasdoctor.repair(
+        fixture_path("healthy.keras"), *(np.load(fixture_path("healthy.npz"))[k] for k in "xy")
+    )
     assert not rep2.repaired and rep2.cause is None and isinstance(same, str)

@@ -52,8 +52,14 @@ def _dense_balanced(y: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
 
 
 def _macro_balanced(y: np.ndarray, pred: np.ndarray) -> float:
-    return float(np.mean([(pred[y[:, j] == 1, j].mean() + 1 - pred[y[:, j] == 0, j].mean()) / 2
-                          for j in range(y.shape[1])]))
+    return float(
+        np.mean(
+            [
+                (pred[y[:, j] == 1, j].mean() + 1 - pred[y[:, j] == 0, j].mean()) / 2
+                for j in range(y.shape[1])
+            ]
+        )
+    )
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -106,7 +112,8 @@ def test_the_offered_repair_restores_the_held_out_half(name: str, tmp_path: Path
         _, held = split_halves(y, 0)
         pred = (np.asarray(fixed.predict(d["x"][held], verbose=0)) > 0.5).astype(np.int8)
         assert res["after"]["balanced_accuracy"] == pytest.approx(
-            _macro_balanced(y[held], pred), abs=1e-9)
+            _macro_balanced(y[held], pred), abs=1e-9
+        )
         per = res["after"]["per_class"]
         assert len(per) == y.shape[1] and all(p["balanced_accuracy"] > 0.8 for p in per)
 
@@ -142,8 +149,18 @@ def test_a_sigmoid_on_a_logit_that_never_learned_is_refused(tmp_path: Path) -> N
     assert f["evidence"]["rescued"] is False
     assert not any("--repair" in (x["command"] or "") for x in f["fixes"])  # not offered
     out = tmp_path / "fixed.keras"
-    r = run_cli("fix", "--repair", str(model), data, "--cause", "single-unit-softmax",
-                "--output", str(out), "-f", "json")
+    r = run_cli(
+        "fix",
+        "--repair",
+        str(model),
+        data,
+        "--cause",
+        "single-unit-softmax",
+        "--output",
+        str(out),
+        "-f",
+        "json",
+    )
     assert r.exit_code == 1, (r.stdout, r.stderr)
     res = r.json()
     assert res["repaired"] is False and res["after"] is None and res["output"] is None
@@ -164,8 +181,9 @@ def test_batchnorm_repair_of_a_model_without_batchnorm(tmp_path: Path) -> None:
 
     model, data = _args("dense_unet_collapsed")
     out = tmp_path / "fixed.keras"
-    r = run_cli("fix", "--repair", model, data, "--cause", "batchnorm-statistics",
-                "--output", str(out))
+    r = run_cli(
+        "fix", "--repair", model, data, "--cause", "batchnorm-statistics", "--output", str(out)
+    )
     assert r.exit_code == 2
     assert "did not find this cause" in r.stderr.strip().splitlines()[-1]
     report = diagnose_paths(model, data, Options())
@@ -192,4 +210,5 @@ def test_library_repair_of_a_one_unit_softmax() -> None:
     _, held = split_samples(len(d["y"]), 0)
     pred = (np.asarray(fixed.predict(d["x"][held], verbose=0))[..., 0] > 0.5).astype(int)
     assert rep.after["balanced_accuracy"] == pytest.approx(
-        _dense_balanced(d["y"][held], pred)[0], abs=1e-9)
+        _dense_balanced(d["y"][held], pred)[0], abs=1e-9
+    )

@@ -113,8 +113,9 @@ def test_undersampled_image_folder_renders_a_table(tmp_path: Path) -> None:
     data = _photos(tmp_path)
     out = tmp_path / "under"
     out.mkdir()  # an existing EMPTY folder is fine
-    r = run_cli("fix", "--undersample", str(data), "-o", str(out), "--seed", "3",
-                "--image-size", "8x8")
+    r = run_cli(
+        "fix", "--undersample", str(data), "-o", str(out), "--seed", "3", "--image-size", "8x8"
+    )
     assert r.exit_code == 0, r.stderr
     assert "fox" in r.stdout and "symbolic links" in r.stdout
     assert _counts(out) == [2, 2, 2]
@@ -122,8 +123,7 @@ def test_undersampled_image_folder_renders_a_table(tmp_path: Path) -> None:
 
 
 @pytest.mark.unit
-def test_image_folder_falls_back_to_copies(tmp_path: Path,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_image_folder_falls_back_to_copies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     data = _photos(tmp_path)
     out = tmp_path / "copied"
 
@@ -164,16 +164,16 @@ def test_image_folder_output_must_be_a_new_folder_outside_the_input(tmp_path: Pa
     assert (full / "keep.txt").read_text() == "mine" and sorted(os.listdir(full)) == ["keep.txt"]
     assert sorted(os.listdir(tmp_path)) == ["full", "photos"]
     assert "does not apply" in _one_error_line(
-        run_cli("fix", "--oversample", str(data), "-o", str(tmp_path / "b"), "--label-column",
-                "y")
+        run_cli("fix", "--oversample", str(data), "-o", str(tmp_path / "b"), "--label-column", "y")
     )
 
 
 # ---------------------------------------------------------------- CSV / TSV
 
 
-def _csv(tmp_path: Path, name: str = "train.csv", delim: str = ",", end: str = "\n",
-         label: str = "label") -> Path:
+def _csv(
+    tmp_path: Path, name: str = "train.csv", delim: str = ",", end: str = "\n", label: str = "label"
+) -> Path:
     """An id column, numbers written as the user wrote them, a quoted cell with the delimiter
     and a line break in it, a string label column; 12/4/2 rows, CRLF or LF."""
     labels = ["spam"] * 12 + ["ham"] * 4 + ["eggs"] * 2
@@ -211,8 +211,9 @@ def test_oversampled_csv_keeps_every_cell_byte_for_byte(tmp_path: Path, end: str
     data = _csv(tmp_path, end=end)
     sha = hashlib.sha256(data.read_bytes()).hexdigest()
     out = tmp_path / "balanced.csv"
-    r = run_cli("fix", "--oversample", str(data), "-o", str(out), "-f", "json",
-                "--drop-columns", "id")
+    r = run_cli(
+        "fix", "--oversample", str(data), "-o", str(out), "-f", "json", "--drop-columns", "id"
+    )
     assert r.exit_code == 0, r.stderr
     res = r.json()
     assert res["format"] == "csv" and res["label_column"] == "label"
@@ -236,8 +237,19 @@ def test_oversampled_csv_keeps_every_cell_byte_for_byte(tmp_path: Path, end: str
 def test_undersampled_tsv_gz_with_label_column_and_class_names(tmp_path: Path) -> None:
     data = _csv(tmp_path, "train.tsv.gz", delim="\t", label="kind")
     out = tmp_path / "under.tsv.gz"
-    r = run_cli("fix", "--undersample", str(data), "-o", str(out), "--label-column", "kind",
-                "--class-names", "spam,ham,eggs", "--feature-columns", "x1")
+    r = run_cli(
+        "fix",
+        "--undersample",
+        str(data),
+        "-o",
+        str(out),
+        "--label-column",
+        "kind",
+        "--class-names",
+        "spam,ham,eggs",
+        "--feature-columns",
+        "x1",
+    )
     assert r.exit_code == 0, r.stderr
     assert "columns kept" in r.stdout and "spam" in r.stdout
     text = gzip.decompress(out.read_bytes()).decode()
@@ -260,8 +272,9 @@ def test_csv_output_must_keep_the_format_and_not_be_the_input(tmp_path: Path) ->
         line = _one_error_line(run_cli("fix", "--oversample", str(data), "-o", str(out)))
         assert expected in line, line
     assert "--image-size does not apply" in _one_error_line(
-        run_cli("fix", "--oversample", str(data), "-o", str(tmp_path / "b.csv"),
-                "--image-size", "8x8")
+        run_cli(
+            "fix", "--oversample", str(data), "-o", str(tmp_path / "b.csv"), "--image-size", "8x8"
+        )
     )
     assert hashlib.sha256(data.read_bytes()).hexdigest() == sha
     assert sorted(os.listdir(tmp_path)) == ["train.csv"]
@@ -275,11 +288,13 @@ def test_oversampled_parquet_takes_whole_rows(tmp_path: Path) -> None:
     pa = pytest.importorskip("pyarrow")
     pq = pytest.importorskip("pyarrow.parquet")
     labels = ["spam"] * 12 + ["ham"] * 4 + ["eggs"] * 2
-    table = pa.table({
-        "id": pa.array([f"r{i}" for i in range(18)]),  # not numeric: no --drop-columns needed
-        "x1": pa.array(np.arange(18) * 0.5),
-        "label": pa.array(labels),
-    })
+    table = pa.table(
+        {
+            "id": pa.array([f"r{i}" for i in range(18)]),  # not numeric: no --drop-columns needed
+            "x1": pa.array(np.arange(18) * 0.5),
+            "label": pa.array(labels),
+        }
+    )
     data = tmp_path / "train.parquet"
     pq.write_table(table, data)
     sha = hashlib.sha256(data.read_bytes()).hexdigest()
@@ -297,8 +312,7 @@ def test_oversampled_parquet_takes_whole_rows(tmp_path: Path) -> None:
     assert set(new.column("id").to_pylist()) == set(orig)
     assert _counts(out, drop_columns="id") == [12, 12, 12]
     assert hashlib.sha256(data.read_bytes()).hexdigest() == sha
-    line = _one_error_line(run_cli("fix", "--oversample", str(data), "-o",
-                                   str(tmp_path / "b.csv")))
+    line = _one_error_line(run_cli("fix", "--oversample", str(data), "-o", str(tmp_path / "b.csv")))
     assert "Parquet" in line
 
 
@@ -306,16 +320,35 @@ def test_oversampled_parquet_takes_whole_rows(tmp_path: Path) -> None:
 def test_npy_and_misapplied_flags_are_refused_in_one_line(tmp_path: Path) -> None:
     np.save(tmp_path / "x.npy", np.zeros((6, 2)))
     np.save(tmp_path / "y.npy", np.arange(6) % 2)
-    line = _one_error_line(run_cli("fix", "--oversample", str(tmp_path / "x.npy"), "--labels",
-                                   str(tmp_path / "y.npy"), "-o", str(tmp_path / "o.npy")))
+    line = _one_error_line(
+        run_cli(
+            "fix",
+            "--oversample",
+            str(tmp_path / "x.npy"),
+            "--labels",
+            str(tmp_path / "y.npy"),
+            "-o",
+            str(tmp_path / "o.npy"),
+        )
+    )
     assert ".npz" in line and "image-folder" in line
     np.savez(tmp_path / "d.npz", x=np.zeros((6, 2)), y=np.arange(6) % 2)
-    line = _one_error_line(run_cli("fix", "--undersample", str(tmp_path / "d.npz"), "-o",
-                                   str(tmp_path / "o.npz"), "--label-column", "y"))
+    line = _one_error_line(
+        run_cli(
+            "fix",
+            "--undersample",
+            str(tmp_path / "d.npz"),
+            "-o",
+            str(tmp_path / "o.npz"),
+            "--label-column",
+            "y",
+        )
+    )
     assert "--label-column does not apply" in line
     assert not (tmp_path / "o.npy").exists() and not (tmp_path / "o.npz").exists()
-    r = run_cli("fix", "--undersample", str(tmp_path / "d.npz"), "-o", str(tmp_path / "o.npz"),
-                "-f", "json")
+    r = run_cli(
+        "fix", "--undersample", str(tmp_path / "d.npz"), "-o", str(tmp_path / "o.npz"), "-f", "json"
+    )
     assert r.exit_code == 0 and r.json()["format"] == "npz"
     assert collections.Counter(np.load(tmp_path / "o.npz")["y"].tolist()) == {0: 3, 1: 3}
 
@@ -330,8 +363,12 @@ def test_suggested_oversample_command_fits_each_kind_of_data(tmp_path: Path) -> 
     from kerasdoctor.checks.base import Context
 
     def name(data: str) -> str | None:
-        return Context(evidence=None, facts=None, class_names=[],  # type: ignore[arg-type]
-                       data_path=shlex.quote(data)).resampled_name
+        return Context(
+            evidence=None,
+            facts=None,
+            class_names=[],  # type: ignore[arg-type]
+            data_path=shlex.quote(data),
+        ).resampled_name
 
     assert name("val.npz") == "balanced.npz" and name("v.csv.gz") == "balanced.csv.gz"
     assert name("v.tsv") == "balanced.tsv" and name("v.parquet") == "balanced.parquet"

@@ -36,12 +36,21 @@ def _fixture() -> tuple[list[Path], np.ndarray, np.ndarray]:
 
 
 def _tree_hash(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
-def _folder(root: Path, x: np.ndarray, masks: list[Image.Image], image_ext: str = ".png",
-            mask_name: str = "{i:03d}.png", mask_dir: str = "masks") -> Path:
+def _folder(
+    root: Path,
+    x: np.ndarray,
+    masks: list[Image.Image],
+    image_ext: str = ".png",
+    mask_name: str = "{i:03d}.png",
+    mask_dir: str = "masks",
+) -> Path:
     (root / "images").mkdir(parents=True)
     (root / mask_dir).mkdir()
     for i, (img, m) in enumerate(zip(x, masks)):
@@ -61,8 +70,9 @@ def _json(*args: str) -> tuple[int, Any, str]:
     return r.exit_code, (r.json() if r.stdout.strip() else None), r.stderr
 
 
-def _npz_twin(tmp_path: Path, model: str, images: list[str], y: np.ndarray,
-              *extra: str, **arrays: np.ndarray) -> Any:
+def _npz_twin(
+    tmp_path: Path, model: str, images: list[str], y: np.ndarray, *extra: str, **arrays: np.ndarray
+) -> Any:
     """The same arrays from an .npz: images read by the image-folder loader, y as given."""
     x = np.stack([load_image(p, (32, 32), 3) for p in images])
     path = tmp_path / "twin.npz"
@@ -112,8 +122,12 @@ def test_fixture_folder_is_diagnosed_as_dense(tmp_path: Path) -> None:
 
 
 def test_fixture_folder_renders_the_mask_mapping() -> None:
-    args = (fixture_path(MODEL), fixture_path("seg_folder"), "--class-names",
-            "background,disc,square,bar")
+    args = (
+        fixture_path(MODEL),
+        fixture_path("seg_folder"),
+        "--class-names",
+        "background,disc,square,bar",
+    )
     table = run_cli("diagnose", *args)
     assert table.exit_code == 0, table.stderr
     lines = table.stdout.splitlines()
@@ -151,8 +165,7 @@ def test_data_kind_and_flags() -> None:
     folder = fixture_path("seg_folder")
     assert data_kind(folder) == "segmentation"
     r = run_cli("diagnose", fixture_path(MODEL), folder, "--label-column", "y")
-    _one_line_error(r.exit_code, r.stderr, "--label-column does not apply",
-                    "a segmentation folder")
+    _one_line_error(r.exit_code, r.stderr, "--label-column does not apply", "a segmentation folder")
 
 
 def test_not_a_dense_model() -> None:
@@ -201,8 +214,9 @@ def test_grey_levels_are_sorted_into_classes(tmp_path: Path) -> None:
 def test_binary_0_255_masks_for_one_sigmoid_unit(tmp_path: Path) -> None:
     _, x, y = _fixture()
     fg = (y > 0).astype(np.uint8)
-    root = _folder(tmp_path / "d", x, [Image.fromarray(m * 255, "L") for m in fg],
-                   mask_name="{i:03d}_mask.png")
+    root = _folder(
+        tmp_path / "d", x, [Image.fromarray(m * 255, "L") for m in fg], mask_name="{i:03d}_mask.png"
+    )
     code, r, err = _json(fixture_path(BINARY), str(root))
     assert code in (0, 1), err
     masks = r["data"]["masks"]
@@ -308,8 +322,9 @@ def test_resize_nearest_is_tensorflows() -> None:
 
 
 def test_image_size_flag_must_match_the_model(tmp_path: Path) -> None:
-    r = run_cli("diagnose", fixture_path(MODEL), fixture_path("seg_folder"),
-                "--image-size", "64x64")
+    r = run_cli(
+        "diagnose", fixture_path(MODEL), fixture_path("seg_folder"), "--image-size", "64x64"
+    )
     _one_line_error(r.exit_code, r.stderr, "--image-size 64x64 does not match")
 
 
@@ -367,7 +382,8 @@ def test_two_images_of_one_name(small: Path) -> None:
 
 def test_mixed_grey_and_rgb_masks(small: Path) -> None:
     Image.fromarray(np.full((32, 32, 3), (200, 10, 10), np.uint8), "RGB").save(
-        small / "masks" / "003.png")
+        small / "masks" / "003.png"
+    )
     code, _, err = _json(fixture_path(MODEL), str(small))
     _one_line_error(code, err, "is a grey mask", "masks/003.png", "an RGB mask")
 

@@ -28,10 +28,18 @@ def _mlp(n_in: int, n_out: int, act: str = "softmax", pre: Any = None) -> Any:
     return keras.Sequential(layers)
 
 
-def _fit(model: Any, x: np.ndarray, y: np.ndarray, epochs: int, loss: Any = None,
-         opt: Any = "adam") -> Any:
-    model.compile(opt, loss or ("binary_crossentropy" if model.outputs[0].shape[-1] == 1
-                                else "sparse_categorical_crossentropy"))
+def _fit(
+    model: Any, x: np.ndarray, y: np.ndarray, epochs: int, loss: Any = None, opt: Any = "adam"
+) -> Any:
+    model.compile(
+        opt,
+        loss
+        or (
+            "binary_crossentropy"
+            if model.outputs[0].shape[-1] == 1
+            else "sparse_categorical_crossentropy"
+        ),
+    )
     model.fit(x, y, epochs=epochs, verbose=0, batch_size=32)
     return model
 
@@ -56,13 +64,19 @@ def digits_cnn_batchnorm() -> tuple[Any, ...]:
 
     xtr, xte, ytr, yte = _split(*load_digits(return_X_y=True))
     xtr, xte = (xtr / 16).reshape(-1, 8, 8, 1), (xte / 16).reshape(-1, 8, 8, 1)
-    m = keras.Sequential([
-        keras.Input((8, 8, 1)), keras.layers.Conv2D(16, 3, padding="same"),
-        keras.layers.BatchNormalization(), keras.layers.ReLU(),
-        keras.layers.Conv2D(32, 3, activation="relu"), keras.layers.BatchNormalization(),
-        keras.layers.GlobalAveragePooling2D(), keras.layers.Dropout(0.3),
-        keras.layers.Dense(10, activation="softmax"),
-    ])
+    m = keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Conv2D(16, 3, padding="same"),
+            keras.layers.BatchNormalization(),
+            keras.layers.ReLU(),
+            keras.layers.Conv2D(32, 3, activation="relu"),
+            keras.layers.BatchNormalization(),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dropout(0.3),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
     return _fit(m, xtr, ytr, 25), xte, yte
 
 
@@ -119,8 +133,12 @@ def iris_labels_in_another_order() -> tuple[Any, ...]:
 
 
 HEALTHY: list[Callable[[], tuple[Any, ...]]] = [
-    digits_scaled, digits_raw_pixels_trained_raw, digits_cnn_batchnorm, iris_logits,
-    wine_normalization_layer, cancer_rare_positives_learned,
+    digits_scaled,
+    digits_raw_pixels_trained_raw,
+    digits_cnn_batchnorm,
+    iris_logits,
+    wine_normalization_layer,
+    cancer_rare_positives_learned,
 ]
 SICK: dict[Callable[[], tuple[Any, ...]], str] = {
     cancer_unscaled_brief_sgd: "input-scale",

@@ -57,19 +57,25 @@ def collapsed_npz_report() -> Any:
 # ------------------------------------------------------------------ .npy pairs
 
 
-def test_npy_pair_gives_the_npz_diagnosis(tmp_path: Path, collapsed: dict[str, np.ndarray],
-                                           collapsed_npz_report: Any) -> None:
+def test_npy_pair_gives_the_npz_diagnosis(
+    tmp_path: Path, collapsed: dict[str, np.ndarray], collapsed_npz_report: Any
+) -> None:
     np.save(tmp_path / "x.npy", collapsed["x"])
     np.save(tmp_path / "y.npy", collapsed["y"])
-    r = diagnose_paths(fixture_path("collapsed.keras"), tmp_path / "x.npy",
-                       Options(labels=str(tmp_path / "y.npy")))
+    r = diagnose_paths(
+        fixture_path("collapsed.keras"), tmp_path / "x.npy", Options(labels=str(tmp_path / "y.npy"))
+    )
     _same_diagnosis(r, collapsed_npz_report)
     assert "missing-classes" in [f.id for f in r.findings]
     # --sample draws the same rows from either format
-    a = diagnose_paths(fixture_path("collapsed.keras"), tmp_path / "x.npy",
-                       Options(labels=str(tmp_path / "y.npy"), sample=300, seed=4))
-    b = diagnose_paths(fixture_path("collapsed.keras"), fixture_path("collapsed.npz"),
-                       Options(sample=300, seed=4))
+    a = diagnose_paths(
+        fixture_path("collapsed.keras"),
+        tmp_path / "x.npy",
+        Options(labels=str(tmp_path / "y.npy"), sample=300, seed=4),
+    )
+    b = diagnose_paths(
+        fixture_path("collapsed.keras"), fixture_path("collapsed.npz"), Options(sample=300, seed=4)
+    )
     _same_diagnosis(a, b)
     assert a.data.sampled_from == 980
 
@@ -116,19 +122,29 @@ def test_npy_errors_are_one_line(tmp_path: Path, collapsed: dict[str, np.ndarray
     np.save(tmp_path / "y_nan.npy", np.where(np.arange(980) == 3, np.nan, 1.0))
     x = str(tmp_path / "x.npy")
     _assert_one_line_error(run_cli("diagnose", m, x), "--labels y.npy")
-    _assert_one_line_error(run_cli("diagnose", m, x, "--labels", str(tmp_path / "y.npy")),
-                           "975", "980 rows")
-    _assert_one_line_error(run_cli("diagnose", m, x, "--labels", str(tmp_path / "y_nan.npy")),
-                           "NaN/Inf labels")
-    _assert_one_line_error(run_cli("diagnose", m, x, "--labels", str(tmp_path / "none.npy")),
-                           "--labels", "no such file")
-    _assert_one_line_error(run_cli("diagnose", m, fixture_path("collapsed.npz"), "--labels", x),
-                           "--labels does not apply")
+    _assert_one_line_error(
+        run_cli("diagnose", m, x, "--labels", str(tmp_path / "y.npy")), "975", "980 rows"
+    )
+    _assert_one_line_error(
+        run_cli("diagnose", m, x, "--labels", str(tmp_path / "y_nan.npy")), "NaN/Inf labels"
+    )
+    _assert_one_line_error(
+        run_cli("diagnose", m, x, "--labels", str(tmp_path / "none.npy")),
+        "--labels",
+        "no such file",
+    )
+    _assert_one_line_error(
+        run_cli("diagnose", m, fixture_path("collapsed.npz"), "--labels", x),
+        "--labels does not apply",
+    )
     np.save(tmp_path / "y_ok.npy", collapsed["y"])
     _assert_one_line_error(
-        run_cli("diagnose", fixture_path("multi_input.keras"), x, "--labels",
-                str(tmp_path / "y_ok.npy")),
-        "feeds one model input", "rgb")
+        run_cli(
+            "diagnose", fixture_path("multi_input.keras"), x, "--labels", str(tmp_path / "y_ok.npy")
+        ),
+        "feeds one model input",
+        "rgb",
+    )
 
 
 # ------------------------------------------------------------------ tables
@@ -146,11 +162,16 @@ def _table_rows(x: np.ndarray, labels: Any) -> list[list[Any]]:
     return [[repr(float(v)) for v in row] + [lab] for row, lab in zip(x, labels)]
 
 
-@pytest.mark.parametrize(("name", "delimiter"), [("t.csv", ","), ("t.csv.gz", ";"),
-                                                  ("t.tsv", "\t")])
-def test_csv_gives_the_npz_diagnosis(tmp_path: Path, collapsed: dict[str, np.ndarray],
-                                     collapsed_npz_report: Any, name: str,
-                                     delimiter: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "delimiter"), [("t.csv", ","), ("t.csv.gz", ";"), ("t.tsv", "\t")]
+)
+def test_csv_gives_the_npz_diagnosis(
+    tmp_path: Path,
+    collapsed: dict[str, np.ndarray],
+    collapsed_npz_report: Any,
+    name: str,
+    delimiter: str,
+) -> None:
     header = [f"f{i}" for i in range(8)] + ["label"]
     _write_csv(tmp_path / name, header, _table_rows(collapsed["x"], collapsed["y"]), delimiter)
     r = diagnose_paths(fixture_path("collapsed.keras"), tmp_path / name)
@@ -164,28 +185,43 @@ def test_csv_feature_columns_pick_and_order_the_inputs(
     # columns shuffled in the file, an unrelated text column, labels first and named 'species'
     order = [3, 0, 7, 1, 6, 2, 5, 4]
     header = ["species", "note"] + [f"f{i}" for i in order]
-    rows = [[int(lab), "ok"] + [repr(float(row[i])) for i in order]
-            for row, lab in zip(collapsed["x"], collapsed["y"])]
+    rows = [
+        [int(lab), "ok"] + [repr(float(row[i])) for i in order]
+        for row, lab in zip(collapsed["x"], collapsed["y"])
+    ]
     _write_csv(tmp_path / "t.csv", header, rows)
     r = diagnose_paths(
-        fixture_path("collapsed.keras"), tmp_path / "t.csv",
+        fixture_path("collapsed.keras"),
+        tmp_path / "t.csv",
         Options(label_column="species", feature_columns=",".join(f"f{i}" for i in range(8))),
     )
     _same_diagnosis(r, collapsed_npz_report)
     # every other column is 9 features for a model of 8: a clear refusal
     m, t = fixture_path("collapsed.keras"), str(tmp_path / "t.csv")
-    _assert_one_line_error(run_cli("diagnose", m, t, "--label-column", "species"),
-                           "9 feature column(s) (note, f3,", "expects (None, 8)",
-                           "--feature-columns")
+    _assert_one_line_error(
+        run_cli("diagnose", m, t, "--label-column", "species"),
+        "9 feature column(s) (note, f3,",
+        "expects (None, 8)",
+        "--feature-columns",
+    )
     # a text column among the chosen features
     _assert_one_line_error(
-        run_cli("diagnose", m, t, "--label-column", "species", "--feature-columns",
-                "f0,f1,f2,f3,f4,f5,f6,note"),
-        "row 1, column 'note' holds 'ok', not a number")
+        run_cli(
+            "diagnose",
+            m,
+            t,
+            "--label-column",
+            "species",
+            "--feature-columns",
+            "f0,f1,f2,f3,f4,f5,f6,note",
+        ),
+        "row 1, column 'note' holds 'ok', not a number",
+    )
 
 
-def test_csv_string_labels_decode_like_an_npz(tmp_path: Path,
-                                              collapsed: dict[str, np.ndarray]) -> None:
+def test_csv_string_labels_decode_like_an_npz(
+    tmp_path: Path, collapsed: dict[str, np.ndarray]
+) -> None:
     names = collapsed["class_names"]
     header = [f"f{i}" for i in range(8)] + ["y"]
     _write_csv(tmp_path / "t.csv", header, _table_rows(collapsed["x"], names[collapsed["y"]]))
@@ -196,23 +232,50 @@ def test_csv_string_labels_decode_like_an_npz(tmp_path: Path,
     assert list(a.data.class_names) == sorted(names.tolist()) == list(b.data.class_names)
     assert a.data.label_encoding == "string"
     # --class-names gives the model's class order: then it is the original .npz's diagnosis
-    c = run_cli("diagnose", fixture_path("collapsed.keras"), str(tmp_path / "t.csv"),
-                "--class-names", ",".join(names), "--format", "json").json()
-    base = run_cli("diagnose", fixture_path("collapsed.keras"), fixture_path("collapsed.npz"),
-                   "--format", "json").json()
+    c = run_cli(
+        "diagnose",
+        fixture_path("collapsed.keras"),
+        str(tmp_path / "t.csv"),
+        "--class-names",
+        ",".join(names),
+        "--format",
+        "json",
+    ).json()
+    base = run_cli(
+        "diagnose",
+        fixture_path("collapsed.keras"),
+        fixture_path("collapsed.npz"),
+        "--format",
+        "json",
+    ).json()
     assert c["data"]["class_names"] == names.tolist() == base["data"]["class_names"]
     assert c["metrics"]["confusion_matrix"] == base["metrics"]["confusion_matrix"]
     assert [f["id"] for f in c["findings"]] == [f["id"] for f in base["findings"]]
     _assert_one_line_error(
-        run_cli("diagnose", fixture_path("collapsed.keras"), str(tmp_path / "t.csv"),
-                "--class-names", "apple,orange"), "labels not in class_names: grape")
+        run_cli(
+            "diagnose",
+            fixture_path("collapsed.keras"),
+            str(tmp_path / "t.csv"),
+            "--class-names",
+            "apple,orange",
+        ),
+        "labels not in class_names: grape",
+    )
     _assert_one_line_error(
-        run_cli("diagnose", fixture_path("collapsed.keras"), fixture_path("collapsed.npz"),
-                "--class-names", "a,b,c"), "--class-names does not apply")
+        run_cli(
+            "diagnose",
+            fixture_path("collapsed.keras"),
+            fixture_path("collapsed.npz"),
+            "--class-names",
+            "a,b,c",
+        ),
+        "--class-names does not apply",
+    )
 
 
-def test_csv_missing_cells_are_nan_and_reported(tmp_path: Path,
-                                                collapsed: dict[str, np.ndarray]) -> None:
+def test_csv_missing_cells_are_nan_and_reported(
+    tmp_path: Path, collapsed: dict[str, np.ndarray]
+) -> None:
     rows = _table_rows(collapsed["x"], collapsed["y"])
     for i in range(0, 980, 7):
         rows[i][2] = ""
@@ -227,37 +290,52 @@ def test_csv_errors_are_one_line(tmp_path: Path, collapsed: dict[str, np.ndarray
     x, y = collapsed["x"][:20], collapsed["y"][:20]
     header = [f"f{i}" for i in range(8)] + ["cls"]
     _write_csv(tmp_path / "nolabel.csv", header, _table_rows(x, y))
-    _assert_one_line_error(run_cli("diagnose", m, str(tmp_path / "nolabel.csv")),
-                           "--label-column", "cls")
+    _assert_one_line_error(
+        run_cli("diagnose", m, str(tmp_path / "nolabel.csv")), "--label-column", "cls"
+    )
     _assert_one_line_error(
         run_cli("diagnose", m, str(tmp_path / "nolabel.csv"), "--label-column", "kind"),
-        "no label column 'kind'")
+        "no label column 'kind'",
+    )
     _assert_one_line_error(
-        run_cli("diagnose", m, str(tmp_path / "nolabel.csv"), "--label-column", "cls",
-                "--feature-columns", "f0,f1,zz"), "no column 'zz'")
+        run_cli(
+            "diagnose",
+            m,
+            str(tmp_path / "nolabel.csv"),
+            "--label-column",
+            "cls",
+            "--feature-columns",
+            "f0,f1,zz",
+        ),
+        "no column 'zz'",
+    )
     rows = _table_rows(x, y)
     rows[5] = rows[5][:-2]
     _write_csv(tmp_path / "ragged.csv", [f"f{i}" for i in range(8)] + ["label"], rows)
-    _assert_one_line_error(run_cli("diagnose", m, str(tmp_path / "ragged.csv")),
-                           "row 6 has 7 fields", "header has 9")
+    _assert_one_line_error(
+        run_cli("diagnose", m, str(tmp_path / "ragged.csv")), "row 6 has 7 fields", "header has 9"
+    )
     rows = _table_rows(x, y)
     rows[3][-1] = ""
     _write_csv(tmp_path / "gap.csv", [f"f{i}" for i in range(8)] + ["label"], rows)
     _assert_one_line_error(run_cli("diagnose", m, str(tmp_path / "gap.csv")), "row 4 has no label")
     _write_csv(tmp_path / "narrow.csv", ["a", "b", "label"], [[1, 2, 0], [3, 4, 1]])
-    _assert_one_line_error(run_cli("diagnose", m, str(tmp_path / "narrow.csv")),
-                           "expects (None, 8)")
+    _assert_one_line_error(
+        run_cli("diagnose", m, str(tmp_path / "narrow.csv")), "expects (None, 8)"
+    )
     (tmp_path / "empty.csv").write_text("")
     _assert_one_line_error(run_cli("diagnose", m, str(tmp_path / "empty.csv")), "empty")
     (tmp_path / "header.csv").write_text("a,b,label\n")
     _assert_one_line_error(run_cli("diagnose", m, str(tmp_path / "header.csv")), "no samples")
     _assert_one_line_error(
         run_cli("diagnose", m, fixture_path("collapsed.npz"), "--label-column", "y"),
-        "--label-column does not apply")
+        "--label-column does not apply",
+    )
 
 
-def test_parquet_gives_the_npz_diagnosis(tmp_path: Path, collapsed: dict[str, np.ndarray],
-                                         collapsed_npz_report: Any) -> None:
+def test_parquet_gives_the_npz_diagnosis(
+    tmp_path: Path, collapsed: dict[str, np.ndarray], collapsed_npz_report: Any
+) -> None:
     pa = pytest.importorskip("pyarrow")
     pq = pytest.importorskip("pyarrow.parquet")
     cols: dict[str, Any] = {f"f{i}": collapsed["x"][:, i] for i in range(8)}
@@ -270,9 +348,14 @@ def test_parquet_gives_the_npz_diagnosis(tmp_path: Path, collapsed: dict[str, np
     pq.write_table(pa.table(cols), tmp_path / "s.parquet")
     _assert_one_line_error(
         run_cli("diagnose", fixture_path("collapsed.keras"), str(tmp_path / "s.parquet")),
-        "column 'text'", "numeric")
-    r = diagnose_paths(fixture_path("collapsed.keras"), tmp_path / "s.parquet",
-                       Options(feature_columns=[f"f{i}" for i in range(8)]))
+        "column 'text'",
+        "numeric",
+    )
+    r = diagnose_paths(
+        fixture_path("collapsed.keras"),
+        tmp_path / "s.parquet",
+        Options(feature_columns=[f"f{i}" for i in range(8)]),
+    )
     assert list(r.data.class_names) == sorted(collapsed["class_names"].tolist())
 
 
@@ -280,9 +363,9 @@ def test_parquet_gives_the_npz_diagnosis(tmp_path: Path, collapsed: dict[str, np
 
 
 @pytest.mark.parametrize("batched", [False, True])
-def test_saved_tf_dataset_gives_the_npz_diagnosis(tmp_path: Path, batched: bool,
-                                                  collapsed: dict[str, np.ndarray],
-                                                  collapsed_npz_report: Any) -> None:
+def test_saved_tf_dataset_gives_the_npz_diagnosis(
+    tmp_path: Path, batched: bool, collapsed: dict[str, np.ndarray], collapsed_npz_report: Any
+) -> None:
     import tensorflow as tf
 
     ds = tf.data.Dataset.from_tensor_slices((collapsed["x"], collapsed["y"]))
@@ -290,8 +373,15 @@ def test_saved_tf_dataset_gives_the_npz_diagnosis(tmp_path: Path, batched: bool,
     r = diagnose_paths(fixture_path("collapsed.keras"), tmp_path / "ds")
     _same_diagnosis(r, collapsed_npz_report)
     assert r.data.label_encoding == "index"
-    sampled = run_cli("diagnose", fixture_path("collapsed.keras"), str(tmp_path / "ds"),
-                      "--sample", "100", "--format", "json")
+    sampled = run_cli(
+        "diagnose",
+        fixture_path("collapsed.keras"),
+        str(tmp_path / "ds"),
+        "--sample",
+        "100",
+        "--format",
+        "json",
+    )
     if batched:  # the number of rows is not recorded for a batched dataset
         _assert_one_line_error(sampled, "--sample needs the number of samples")
     else:
@@ -305,12 +395,14 @@ def test_saved_tf_dataset_with_dict_inputs_one_hot_labels_and_weights(tmp_path: 
         rgb, depth, y = d["rgb"], d["depth"], d["y"]
     onehot = np.eye(3, dtype=np.float32)[y]
     ds = tf.data.Dataset.from_tensor_slices(
-        ({"depth": depth, "rgb": rgb}, onehot, np.ones(len(y), np.float32)))
+        ({"depth": depth, "rgb": rgb}, onehot, np.ones(len(y), np.float32))
+    )
     ds.save(str(tmp_path / "ds"))
     base = diagnose_paths(fixture_path("multi_input.keras"), fixture_path("multi_input.npz"))
     names = base.data.class_names
-    r = diagnose_paths(fixture_path("multi_input.keras"), tmp_path / "ds",
-                       Options(class_names=",".join(names)))
+    r = diagnose_paths(
+        fixture_path("multi_input.keras"), tmp_path / "ds", Options(class_names=",".join(names))
+    )
     assert _summary(r) == _summary(base)
     assert r.data.label_encoding == "one-hot"
     assert r.data.class_names == names
@@ -321,20 +413,27 @@ def test_saved_tf_dataset_errors(tmp_path: Path) -> None:
 
     x = np.zeros((10, 8), np.float32)
     tf.data.Dataset.from_tensor_slices(x).save(str(tmp_path / "nolabels"))
-    _assert_one_line_error(run_cli("diagnose", fixture_path("healthy.keras"),
-                                   str(tmp_path / "nolabels")), "(x, y)")
+    _assert_one_line_error(
+        run_cli("diagnose", fixture_path("healthy.keras"), str(tmp_path / "nolabels")), "(x, y)"
+    )
     tf.data.Dataset.from_tensor_slices((np.zeros((10, 5), np.float32), np.zeros(10, int))).save(
-        str(tmp_path / "narrow"))
-    _assert_one_line_error(run_cli("diagnose", fixture_path("healthy.keras"),
-                                   str(tmp_path / "narrow")), "axis 1: 5 != 8")
+        str(tmp_path / "narrow")
+    )
+    _assert_one_line_error(
+        run_cli("diagnose", fixture_path("healthy.keras"), str(tmp_path / "narrow")),
+        "axis 1: 5 != 8",
+    )
     tf.data.Dataset.from_tensor_slices((x, np.array(["a", "b"] * 5))).save(
-        str(tmp_path / "strings"))
-    _assert_one_line_error(run_cli("diagnose", fixture_path("healthy.keras"),
-                                   str(tmp_path / "strings")), "strings")
-    tf.data.Dataset.from_tensor_slices((x[:0], np.zeros(0, np.int64))).save(
-        str(tmp_path / "empty"))
-    _assert_one_line_error(run_cli("diagnose", fixture_path("healthy.keras"),
-                                   str(tmp_path / "empty")), "holds no samples")
+        str(tmp_path / "strings")
+    )
+    _assert_one_line_error(
+        run_cli("diagnose", fixture_path("healthy.keras"), str(tmp_path / "strings")), "strings"
+    )
+    tf.data.Dataset.from_tensor_slices((x[:0], np.zeros(0, np.int64))).save(str(tmp_path / "empty"))
+    _assert_one_line_error(
+        run_cli("diagnose", fixture_path("healthy.keras"), str(tmp_path / "empty")),
+        "holds no samples",
+    )
 
 
 @pytest.mark.unit
@@ -365,15 +464,15 @@ def _image_folder(root: Path, x: np.ndarray, y: np.ndarray, names: Any) -> Path:
 def terrain_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """data_raw_pixels.npz's 0-255 images as PNGs in one folder per class."""
     with np.load(fixture_path("data_raw_pixels.npz")) as d:
-        return _image_folder(tmp_path_factory.mktemp("terrain"), d["x"], d["y"],
-                             d["class_names"])
+        return _image_folder(tmp_path_factory.mktemp("terrain"), d["x"], d["y"], d["class_names"])
 
 
 def test_image_folder_gives_the_npz_diagnosis(terrain_folder: Path) -> None:
     # a model trained on [0, 1] images, fed the folder's 0-255 pixels: the classic bug
     r = diagnose_paths(fixture_path("data_raw_pixels.keras"), terrain_folder)
-    base = diagnose_paths(fixture_path("data_raw_pixels.keras"),
-                          fixture_path("data_raw_pixels.npz"))
+    base = diagnose_paths(
+        fixture_path("data_raw_pixels.keras"), fixture_path("data_raw_pixels.npz")
+    )
     assert _summary(r) == _summary(base)
     assert "input-scale" in [f.id for f in r.findings]
     assert r.data.class_names == ("grass", "road", "water")
@@ -394,21 +493,29 @@ def test_image_folder_order_and_pixels_match_keras(tmp_path: Path) -> None:
         for i in range(4):
             h, w = rng.integers(5, 40, 2)
             Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(
-                tmp_path / c / f"rgb{i}.png")
+                tmp_path / c / f"rgb{i}.png"
+            )
             Image.fromarray(rng.integers(0, 256, (h, w), dtype=np.uint8)).save(
-                tmp_path / c / "sub" / f"gray{i}.PNG")
+                tmp_path / c / "sub" / f"gray{i}.PNG"
+            )
         (tmp_path / c / "notes.txt").write_text("not an image")
     (tmp_path / ".hidden").mkdir()
-    paths, labels, names = index_directory(str(tmp_path), "inferred", formats=IMAGE_FORMATS,
-                                           shuffle=True, seed=3, verbose=False)
+    paths, labels, names = index_directory(
+        str(tmp_path), "inferred", formats=IMAGE_FORMATS, shuffle=True, seed=3, verbose=False
+    )
     src = ImageFolderSource(tmp_path, None, seed=3)
     assert src.paths == paths and src.labels.y.tolist() == list(labels)
     assert src.labels.class_names == names == ["a_dog", "b_cat"]
     for mode, channels in (("rgb", 3), ("rgba", 4), ("grayscale", 1)):
         for size in ((8, 8), (17, 23), (64, 48)):
             ds = keras.utils.image_dataset_from_directory(
-                tmp_path, image_size=size, color_mode=mode, shuffle=False, batch_size=64,
-                verbose=False)
+                tmp_path,
+                image_size=size,
+                color_mode=mode,
+                shuffle=False,
+                batch_size=64,
+                verbose=False,
+            )
             kx = np.asarray(next(iter(ds))[0])
             ours = ImageRows(list(ds.file_paths), size, channels)[:]
             diff = np.abs(kx - ours)
@@ -435,24 +542,33 @@ def test_image_folder_errors(tmp_path: Path, terrain_folder: Path) -> None:
     m = fixture_path("data_raw_pixels.keras")
     (tmp_path / "flat").mkdir()
     Image.new("RGB", (8, 8)).save(tmp_path / "flat" / "a.png")
-    _assert_one_line_error(run_cli("diagnose", m, str(tmp_path / "flat")),
-                           "is a directory", "1 images and no subfolders")
+    _assert_one_line_error(
+        run_cli("diagnose", m, str(tmp_path / "flat")),
+        "is a directory",
+        "1 images and no subfolders",
+    )
     for c in ("cats", "dogs"):
         (tmp_path / "empty" / c).mkdir(parents=True)
     Image.new("RGB", (8, 8)).save(tmp_path / "empty" / "cats" / "a.png")
-    _assert_one_line_error(run_cli("diagnose", m, str(tmp_path / "empty")),
-                           "dogs holds no images")
+    _assert_one_line_error(run_cli("diagnose", m, str(tmp_path / "empty")), "dogs holds no images")
     (tmp_path / "bad" / "cats").mkdir(parents=True)
     Image.new("RGB", (8, 8)).save(tmp_path / "bad" / "cats" / "a.png")
     (tmp_path / "bad" / "cats" / "b.jpg").write_bytes(b"\xff\xd8 definitely not a jpeg")
-    _assert_one_line_error(run_cli("diagnose", m, str(tmp_path / "bad")),
-                           "b.jpg", "cannot read this image")
-    _assert_one_line_error(run_cli("diagnose", fixture_path("healthy.keras"), str(terrain_folder)),
-                           "holds images", "expects (None, 8)")
-    _assert_one_line_error(run_cli("diagnose", m, str(terrain_folder), "--image-size", "16x16"),
-                           "--image-size 16x16 does not match")
-    _assert_one_line_error(run_cli("diagnose", m, str(terrain_folder), "--image-size", "big"),
-                           "HEIGHTxWIDTH")
+    _assert_one_line_error(
+        run_cli("diagnose", m, str(tmp_path / "bad")), "b.jpg", "cannot read this image"
+    )
+    _assert_one_line_error(
+        run_cli("diagnose", fixture_path("healthy.keras"), str(terrain_folder)),
+        "holds images",
+        "expects (None, 8)",
+    )
+    _assert_one_line_error(
+        run_cli("diagnose", m, str(terrain_folder), "--image-size", "16x16"),
+        "--image-size 16x16 does not match",
+    )
+    _assert_one_line_error(
+        run_cli("diagnose", m, str(terrain_folder), "--image-size", "big"), "HEIGHTxWIDTH"
+    )
 
 
 def test_image_folder_for_a_model_of_any_size(tmp_path: Path, terrain_folder: Path) -> None:
@@ -502,8 +618,9 @@ def test_rebatch_recuts_chunks_and_keeps_selected_rows() -> None:
 def test_unknown_data_is_refused_by_content(tmp_path: Path, collapsed: dict[str, Any]) -> None:
     m = fixture_path("collapsed.keras")
     (tmp_path / "data.bin").write_bytes(b"\x00\x01 random bytes")
-    _assert_one_line_error(run_cli("diagnose", m, str(tmp_path / "data.bin")),
-                           "unsupported data file")
+    _assert_one_line_error(
+        run_cli("diagnose", m, str(tmp_path / "data.bin")), "unsupported data file"
+    )
     # an .npz under another name is still an .npz
     np.savez(tmp_path / "data.npz", x=collapsed["x"], y=collapsed["y"])
     (tmp_path / "data.npz").rename(tmp_path / "data.archive")
@@ -522,8 +639,9 @@ def test_jpeg_pixels_are_within_a_few_levels_of_keras(tmp_path: Path) -> None:
         img = np.stack([(xx * 3 + i * 20) % 256, (yy * 4) % 256, ((xx + yy) * 2) % 256], -1)
         img = np.clip(img + rng.integers(-20, 20, img.shape), 0, 255).astype(np.uint8)
         Image.fromarray(img).save(tmp_path / "a" / f"{i}.jpg", quality=90)
-    ds = keras.utils.image_dataset_from_directory(tmp_path, image_size=(32, 32), shuffle=False,
-                                                  verbose=False)
+    ds = keras.utils.image_dataset_from_directory(
+        tmp_path, image_size=(32, 32), shuffle=False, verbose=False
+    )
     diff = np.abs(np.asarray(next(iter(ds))[0]) - ImageRows(list(ds.file_paths), (32, 32), 3)[:])
     # TensorFlow's JPEG decoder and PIL's use different inverse DCTs: a few levels of 255
     assert diff.mean() < 2.0 and diff.max() <= 8.0

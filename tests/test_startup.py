@@ -14,8 +14,19 @@ import sys
 import pytest
 
 # The issue's list, and the other heavy imports a light command has no use for either.
-HEAVY = ("numpy", "tensorflow", "keras", "sklearn", "pydantic",
-         "scipy", "matplotlib", "apache_beam", "h5py", "PIL", "pyarrow")
+HEAVY = (
+    "numpy",
+    "tensorflow",
+    "keras",
+    "sklearn",
+    "pydantic",
+    "scipy",
+    "matplotlib",
+    "apache_beam",
+    "h5py",
+    "PIL",
+    "pyarrow",
+)
 
 PROBE = """
 import json, runpy, sys
@@ -32,8 +43,12 @@ sys.stderr.write("\\nKD-STARTUP " + json.dumps({{"code": code, "heavy": heavy}})
 
 
 def _run(*args: str) -> tuple[int, list[str], str, str]:
-    out = subprocess.run([sys.executable, "-c", PROBE.format(args=list(args), heavy=HEAVY)],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE.format(args=list(args), heavy=HEAVY)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     marker = [ln for ln in out.stderr.splitlines() if ln.startswith("KD-STARTUP ")]
     assert marker, out.stderr
     found = json.loads(marker[-1].removeprefix("KD-STARTUP "))

@@ -163,8 +163,12 @@ def test_every_diagnose_option_has_one_name_in_cli_config_and_api(
         # and left out, each place gives the same default
         defaults = [
             _normal(name, getattr(o, name))
-            for o in (_via_cli(captured, data), _via_config(captured, tmp_path, data, ""),
-                      _via_api(captured, data), Options())
+            for o in (
+                _via_cli(captured, data),
+                _via_config(captured, tmp_path, data, ""),
+                _via_api(captured, data),
+                Options(),
+            )
         ]
         assert defaults.count(defaults[0]) == len(defaults), (name, defaults)
 
@@ -185,8 +189,9 @@ def test_the_gates_reach_the_quality_gate_check_under_every_spelling(
     want = {"min_recall": 0.8, "min_balanced_accuracy": 0.7}
     gates = [
         _via_cli(captured, "data.npz", "--min-recall", "0.8", "--min-balanced-accuracy", "0.7"),
-        _via_config(captured, tmp_path, "data.npz",
-                    "min_recall = 0.8\nmin_balanced_accuracy = 0.7"),
+        _via_config(
+            captured, tmp_path, "data.npz", "min_recall = 0.8\nmin_balanced_accuracy = 0.7"
+        ),
         _via_api(captured, "data.npz", min_recall=0.8, min_balanced_accuracy=0.7),
         _via_api(captured, "data.npz", gates=want),  # the older spelling, still accepted
         _via_api(captured, "data.npz", gates={"min_recall": 0.8}, min_balanced_accuracy=0.7),
@@ -197,8 +202,15 @@ def test_the_gates_reach_the_quality_gate_check_under_every_spelling(
     # a flag overrides the file's value
     over = _via_config(captured, tmp_path, "data.npz", "min_recall = 0.5")
     assert over.min_recall == 0.5
-    res = run_cli("diagnose", fixture_path("healthy.keras"), "data.npz", "--config",
-                  str(tmp_path / "kd.toml"), "--min-recall", "0.9")
+    res = run_cli(
+        "diagnose",
+        fixture_path("healthy.keras"),
+        "data.npz",
+        "--config",
+        str(tmp_path / "kd.toml"),
+        "--min-recall",
+        "0.9",
+    )
     assert res.exit_code == 2 and captured.pop().gates == {"min_recall": 0.9}
 
 
@@ -287,8 +299,11 @@ def _csv_with_id(path: Path, x: np.ndarray, y: np.ndarray) -> None:
 
 
 def _summary(report: dict[str, Any]) -> Any:
-    return ([(f["id"], f["severity"]) for f in report["findings"]],
-            report["metrics"]["confusion_matrix"], report["data"]["n_samples"])
+    return (
+        [(f["id"], f["severity"]) for f in report["findings"]],
+        report["metrics"]["confusion_matrix"],
+        report["data"]["n_samples"],
+    )
 
 
 def test_drop_columns_end_to_end_through_the_cli_and_its_suggested_fix(
@@ -300,15 +315,20 @@ def test_drop_columns_end_to_end_through_the_cli_and_its_suggested_fix(
     _csv_with_id(tmp_path / "data.csv", d["x"], d["y"])
     monkeypatch.chdir(tmp_path)
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n')
-    res = run_cli("diagnose", model, "data.csv", "--label-column", "y", "--drop-columns", "id",
-                  "-f", "json")
+    res = run_cli(
+        "diagnose", model, "data.csv", "--label-column", "y", "--drop-columns", "id", "-f", "json"
+    )
     assert res.exit_code == 1, res.stderr
     report = res.json()
     assert _summary(report) == _summary(base)
     # every suggested command reads the table the same way, and runs as printed (here the
     # table stands in for the training data the class weights are learnt from)
-    commands = [fx["command"] for f in report["findings"] for fx in f["fixes"]
-                if fx["command"] and fx["command"].startswith("kerasdoctor fix ")]
+    commands = [
+        fx["command"]
+        for f in report["findings"]
+        for fx in f["fixes"]
+        if fx["command"] and fx["command"].startswith("kerasdoctor fix ")
+    ]
     assert commands and all("--label-column y --drop-columns id" in c for c in commands)
     weights_cmd = next(shlex.split(c) for c in commands if "--class-weights" in c)
     at = weights_cmd.index("--class-weights") + 1
@@ -318,8 +338,11 @@ def test_drop_columns_end_to_end_through_the_cli_and_its_suggested_fix(
     weights = run_cli("fix", "--class-weights", fixture_path("collapsed.npz"), "-f", "json")
     assert fixed.json()["class_weight"] == weights.json()["class_weight"]
     # without it the id is one feature too many, and the error says how to leave it out
-    _assert_one_line_error(run_cli("diagnose", model, "data.csv", "--label-column", "y"),
-                           "9 feature column(s) (id, f0,", "--drop-columns")
+    _assert_one_line_error(
+        run_cli("diagnose", model, "data.csv", "--label-column", "y"),
+        "9 feature column(s) (id, f0,",
+        "--drop-columns",
+    )
 
 
 def test_data_settings_in_the_config_drive_a_real_run(
@@ -330,26 +353,48 @@ def test_data_settings_in_the_config_drive_a_real_run(
     _csv_with_id(tmp_path / "data.csv", d["x"], d["y"])
     (tmp_path / "pyproject.toml").write_text(
         '[tool.kerasdoctor]\nlabel_column = "y"\ndrop_columns = ["id"]\nmin_recall = 0.8\n'
-        'class_names = ["apple", "orange", "grape"]\n', encoding="utf-8")
+        'class_names = ["apple", "orange", "grape"]\n',
+        encoding="utf-8",
+    )
     monkeypatch.chdir(tmp_path)
     res = run_cli("diagnose", model, "data.csv", "-f", "json")
     assert res.exit_code == 1, res.stderr
     from_file = res.json()
-    flags = run_cli("diagnose", model, "data.csv", "-f", "json", "--label-column", "y",
-                    "--drop-columns", "id", "--min-recall", "0.8", "--class-names",
-                    "apple,orange,grape").json()
+    flags = run_cli(
+        "diagnose",
+        model,
+        "data.csv",
+        "-f",
+        "json",
+        "--label-column",
+        "y",
+        "--drop-columns",
+        "id",
+        "--min-recall",
+        "0.8",
+        "--class-names",
+        "apple,orange,grape",
+    ).json()
     assert _summary(from_file) == _summary(flags)
     assert "quality-gate" in [f["id"] for f in from_file["findings"]]
     assert from_file["data"]["class_names"] == d["class_names"].tolist()
     # the same settings as diagnose() keywords, with DATA given as a path
-    api = kerasdoctor.diagnose(model, "data.csv", label_column="y", drop_columns=["id"],
-                               min_recall=0.8, class_names=["apple", "orange", "grape"])
+    api = kerasdoctor.diagnose(
+        model,
+        "data.csv",
+        label_column="y",
+        drop_columns=["id"],
+        min_recall=0.8,
+        class_names=["apple", "orange", "grape"],
+    )
     assert _summary(api.to_dict()) == _summary(from_file)
     # the file's table settings are left out for an .npz; the same flag is refused
     npz = run_cli("diagnose", model, fixture_path("collapsed.npz"), "-f", "json")
     assert npz.exit_code == 1 and "quality-gate" in [f["id"] for f in npz.json()["findings"]]
-    _assert_one_line_error(run_cli("diagnose", model, fixture_path("collapsed.npz"),
-                                   "--drop-columns", "id"), "--drop-columns does not apply")
+    _assert_one_line_error(
+        run_cli("diagnose", model, fixture_path("collapsed.npz"), "--drop-columns", "id"),
+        "--drop-columns does not apply",
+    )
 
 
 def test_an_in_memory_model_reads_data_from_a_path(tmp_path: Path) -> None:
@@ -358,8 +403,7 @@ def test_an_in_memory_model_reads_data_from_a_path(tmp_path: Path) -> None:
     model = keras.saving.load_model(fixture_path("healthy.keras"))
     d = np.load(fixture_path("healthy.npz"))
     _csv_with_id(tmp_path / "data.csv", d["x"], d["y"])
-    report = kerasdoctor.diagnose(model, tmp_path / "data.csv", label_column="y",
-                                  drop_columns="id")
+    report = kerasdoctor.diagnose(model, tmp_path / "data.csv", label_column="y", drop_columns="id")
     arrays = kerasdoctor.diagnose(model, d["x"], d["y"])
     assert report.verdict == arrays.verdict == "healthy"
     assert report.metrics.confusion_matrix == arrays.metrics.confusion_matrix
@@ -370,20 +414,25 @@ def test_parquet_drop_columns(tmp_path: Path) -> None:
     import pyarrow.parquet as pq
 
     d = np.load(fixture_path("healthy.npz"))
-    cols: dict[str, Any] = {"id": [f"r{i}" for i in range(len(d["y"]))],
-                            "when": np.arange(len(d["y"]), dtype=np.int64)}
+    cols: dict[str, Any] = {
+        "id": [f"r{i}" for i in range(len(d["y"]))],
+        "when": np.arange(len(d["y"]), dtype=np.int64),
+    }
     cols.update({f"f{i}": d["x"][:, i] for i in range(d["x"].shape[1])})
     cols["label"] = d["y"]
     pq.write_table(pa.table(cols), tmp_path / "t.parquet")
     model = fixture_path("healthy.keras")
-    res = run_cli("diagnose", model, str(tmp_path / "t.parquet"), "--drop-columns", "id,when",
-                  "-f", "json")
+    res = run_cli(
+        "diagnose", model, str(tmp_path / "t.parquet"), "--drop-columns", "id,when", "-f", "json"
+    )
     assert res.exit_code == 0, res.stderr
     base = run_cli("diagnose", model, fixture_path("healthy.npz"), "-f", "json").json()
     assert _summary(res.json()) == _summary(base)
     _assert_one_line_error(
         run_cli("diagnose", model, str(tmp_path / "t.parquet"), "--drop-columns", "when"),
-        "column 'id' has type string", "--drop-columns")
+        "column 'id' has type string",
+        "--drop-columns",
+    )
 
 
 @pytest.mark.unit
@@ -391,35 +440,45 @@ def test_drop_columns_errors_are_one_line(tmp_path: Path) -> None:
     d = np.load(fixture_path("healthy.npz"))
     _csv_with_id(tmp_path / "t.csv", d["x"][:20], d["y"][:20])
     m, t = fixture_path("healthy.keras"), str(tmp_path / "t.csv")
-    _assert_one_line_error(run_cli("diagnose", m, t, "--drop-columns", "nope"),
-                           "has no column 'nope' for --drop-columns")
-    _assert_one_line_error(run_cli("diagnose", m, t, "--drop-columns", "id,y",
-                                   "--label-column", "y"),
-                           "--drop-columns includes the label column 'y'")
-    _assert_one_line_error(run_cli("diagnose", m, t, "--drop-columns", "id",
-                                   "--feature-columns", "f0,f1"), "give one of them")
-    _assert_one_line_error(run_cli("diagnose", m, t, "--drop-columns", " , "),
-                           "--drop-columns is empty")
+    _assert_one_line_error(
+        run_cli("diagnose", m, t, "--drop-columns", "nope"),
+        "has no column 'nope' for --drop-columns",
+    )
+    _assert_one_line_error(
+        run_cli("diagnose", m, t, "--drop-columns", "id,y", "--label-column", "y"),
+        "--drop-columns includes the label column 'y'",
+    )
+    _assert_one_line_error(
+        run_cli("diagnose", m, t, "--drop-columns", "id", "--feature-columns", "f0,f1"),
+        "give one of them",
+    )
+    _assert_one_line_error(
+        run_cli("diagnose", m, t, "--drop-columns", " , "), "--drop-columns is empty"
+    )
 
 
 @pytest.mark.unit
 def test_data_arguments_give_back_every_data_option() -> None:
     opts = Options(label_column="y", drop_columns=["id", "ts"], class_names=("a", "b"))
     assert data_arguments("t.csv", opts) == (
-        "t.csv --label-column y --drop-columns id,ts --class-names a,b")
+        "t.csv --label-column y --drop-columns id,ts --class-names a,b"
+    )
     opts = Options(feature_columns="f0,f1", label_column="target")
-    assert data_arguments("t.csv", opts) == (
-        "t.csv --label-column target --feature-columns f0,f1")
+    assert data_arguments("t.csv", opts) == ("t.csv --label-column target --feature-columns f0,f1")
     assert data_arguments("imgs", Options(image_size=(32, 48))) == "imgs --image-size 32x48"
     assert data_arguments("d.npz", Options(x_key="a", y_key="lab")) == (
-        "d.npz --x-key a --y-key lab")
+        "d.npz --x-key a --y-key lab"
+    )
 
 
 @pytest.mark.unit
 def test_config_file_data_settings_parse_as_the_cli_spells_them(tmp_path: Path) -> None:
     f = tmp_path / "kd.toml"
-    f.write_text('[tool.kerasdoctor]\nlabels = "data/y.npy"\nfeature_columns = "a, b"\n'
-                 'image_size = "224x224"\nseed = 3\n', encoding="utf-8")
+    f.write_text(
+        '[tool.kerasdoctor]\nlabels = "data/y.npy"\nfeature_columns = "a, b"\n'
+        'image_size = "224x224"\nseed = 3\n',
+        encoding="utf-8",
+    )
     cfg = load_config(f)
     assert cfg.labels == str(tmp_path / "data" / "y.npy")  # from the file's folder
     assert cfg.feature_columns == ("a", "b") and cfg.image_size == (224, 224)

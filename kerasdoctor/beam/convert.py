@@ -45,10 +45,12 @@ def convert_npz(
         # labels are written as they are, into .npz shards only
         kind = "multi-hot" if isinstance(exc, MultiHotLabels) else "dense"
         if fmt != NPZ:
-            raise InputError(f"DATA: {data}: {kind} labels are sharded as .npz only: "
-                             "pass --format npz") from None
-        return _convert_raw(data, outdir, shards=shards, kind=kind, x_key=x_key, y_key=y_key,
-                            force=force)
+            raise InputError(
+                f"DATA: {data}: {kind} labels are sharded as .npz only: pass --format npz"
+            ) from None
+        return _convert_raw(
+            data, outdir, shards=shards, kind=kind, x_key=x_key, y_key=y_key, force=force
+        )
     n = raw.n_samples
     if shards < 1:
         raise InputError(f"--shards must be at least 1, got {shards}")
@@ -68,11 +70,14 @@ def convert_npz(
         from kerasdoctor.beam.tfrecord import storage_kind
 
         for key, arr in raw.arrays.items():
-            features[key] = FeatureInfo(str(arr.dtype), tuple(int(d) for d in arr.shape[1:]),
-                                        storage_kind(arr.dtype))
+            features[key] = FeatureInfo(
+                str(arr.dtype), tuple(int(d) for d in arr.shape[1:]), storage_kind(arr.dtype)
+            )
     else:
-        features = {k: FeatureInfo(str(a.dtype), tuple(int(d) for d in a.shape[1:]))
-                    for k, a in raw.arrays.items()}
+        features = {
+            k: FeatureInfo(str(a.dtype), tuple(int(d) for d in a.shape[1:]))
+            for k, a in raw.arrays.items()
+        }
     for i in range(shards):
         a, b = int(bounds[i]), int(bounds[i + 1])
         name = shard_name(i, shards, fmt)
@@ -111,8 +116,16 @@ def _outdir(outdir: str | os.PathLike[str], force: bool) -> Path:
     return out
 
 
-def _convert_raw(data: str | os.PathLike[str], outdir: str | os.PathLike[str], *, shards: int,
-                 kind: str, x_key: str | None, y_key: str, force: bool) -> Manifest:
+def _convert_raw(
+    data: str | os.PathLike[str],
+    outdir: str | os.PathLike[str],
+    *,
+    shards: int,
+    kind: str,
+    x_key: str | None,
+    y_key: str,
+    force: bool,
+) -> Manifest:
     """Dense or multi-hot labels: .npz shards holding y (and `mask`) as the source does."""
     from kerasdoctor.dense import read_dense_npz
 
@@ -144,10 +157,15 @@ def _convert_raw(data: str | os.PathLike[str], outdir: str | os.PathLike[str], *
         os.replace(tmp, out / name)
         written.append((name, b - a))
     manifest = Manifest(
-        format=NPZ, shards=written,
-        features={k: FeatureInfo(str(a.dtype), tuple(int(d) for d in a.shape[1:]))
-                  for k, a in arrays.items()},
-        label_key=y_key, label_encoding=kind, label_width=int(y.shape[-1]),
+        format=NPZ,
+        shards=written,
+        features={
+            k: FeatureInfo(str(a.dtype), tuple(int(d) for d in a.shape[1:]))
+            for k, a in arrays.items()
+        },
+        label_key=y_key,
+        label_encoding=kind,
+        label_width=int(y.shape[-1]),
         class_names=list(names) if names is not None else None,
         source=os.path.basename(str(data)),
     )
@@ -155,8 +173,9 @@ def _convert_raw(data: str | os.PathLike[str], outdir: str | os.PathLike[str], *
     return manifest
 
 
-def _write_tfrecord(path: Path, arrays: dict[str, np.ndarray], y: np.ndarray, a: int, b: int,
-                    y_key: str) -> None:
+def _write_tfrecord(
+    path: Path, arrays: dict[str, np.ndarray], y: np.ndarray, a: int, b: int, y_key: str
+) -> None:
     import tensorflow as tf
 
     from kerasdoctor.beam.tfrecord import encode_example

@@ -71,8 +71,9 @@ class Manifest:
                 format=str(d["format"]),
                 shards=[(str(s["file"]), int(s["rows"])) for s in d["shards"]],
                 features={
-                    str(k): FeatureInfo(str(v["dtype"]), tuple(int(i) for i in v["shape"]),
-                                        str(v.get("kind", "")))
+                    str(k): FeatureInfo(
+                        str(v["dtype"]), tuple(int(i) for i in v["shape"]), str(v.get("kind", ""))
+                    )
                     for k, v in d["features"].items()
                 },
                 label_key=str(d.get("label_key", "y")),
@@ -217,8 +218,12 @@ def find_shards(pattern: str, *, label_key: str = "y") -> ShardSet:
 
 
 def feature_columns(
-    first_record: bytes, keys: Sequence[str], label_key: str, manifest: Manifest | None,
-    input_shapes: dict[str, tuple[int | None, ...]], where: str,
+    first_record: bytes,
+    keys: Sequence[str],
+    label_key: str,
+    manifest: Manifest | None,
+    input_shapes: dict[str, tuple[int | None, ...]],
+    where: str,
 ) -> list[Any]:
     """How to parse the wanted features and the label (kerasdoctor.beam.tfrecord.Column).
 
@@ -234,8 +239,10 @@ def feature_columns(
     for key in [*keys, label_key]:
         if key not in found:
             what = "label" if key == label_key else "feature"
-            raise InputError(f"DATA: {where}: the examples have no {what} '{key}' "
-                             f"(found: {', '.join(sorted(found))})")
+            raise InputError(
+                f"DATA: {where}: the examples have no {what} '{key}' "
+                f"(found: {', '.join(sorted(found))})"
+            )
         kind, length = found[key]
         info = manifest.features.get(key) if manifest is not None else None
         if info is not None:

@@ -56,8 +56,12 @@ class ModelSource:
         from kerasdoctor.load import load_custom_objects, load_model
 
         custom = load_custom_objects(self.custom_objects) if self.custom_objects else None
-        return load_model(local_copy(self.path), unsafe=self.unsafe, custom_objects=custom,
-                          output_name=self.output_name)
+        return load_model(
+            local_copy(self.path),
+            unsafe=self.unsafe,
+            custom_objects=custom,
+            output_name=self.output_name,
+        )
 
 
 def local_copy(path: str) -> str:
@@ -69,8 +73,9 @@ def local_copy(path: str) -> str:
         return path
     root = path.rstrip("/")
     key = uuid.uuid5(uuid.NAMESPACE_URL, root).hex
-    target = os.path.join(tempfile.gettempdir(), "kerasdoctor-models", key,
-                          posixpath.basename(root))
+    target = os.path.join(
+        tempfile.gettempdir(), "kerasdoctor-models", key, posixpath.basename(root)
+    )
     if os.path.exists(target):
         return target
     try:
@@ -78,7 +83,7 @@ def local_copy(path: str) -> str:
     except Exception:  # nothing below it: a single file
         tree = []
     for src_path in tree or [root]:
-        dest = os.path.join(target, src_path[len(root) + 1:]) if tree else target
+        dest = os.path.join(target, src_path[len(root) + 1 :]) if tree else target
         os.makedirs(os.path.dirname(dest), exist_ok=True)
         with open_file(src_path) as src, open(dest + ".part", "wb") as dst:
             dst.write(src.read())
@@ -119,14 +124,17 @@ class Predict(beam.DoFn):
             self.predictor = Predictor(self.lm, read_facts(self.lm))
         # rows predicted per worker process: shows how the runner spread the shards
         self.rows = beam.metrics.Metrics.counter(
-            METRICS_NAMESPACE, f"rows@{socket.gethostname()}:{os.getpid()}")
+            METRICS_NAMESPACE, f"rows@{socket.gethostname()}:{os.getpid()}"
+        )
         mine = ProbeLayout.of(self.predictor)
         if mine != self.layout:  # the taps must line up with what the combiner expects
-            raise RuntimeError(f"the model on this worker probes {mine}, "
-                               f"the launcher's {self.layout}")
+            raise RuntimeError(
+                f"the model on this worker probes {mine}, the launcher's {self.layout}"
+            )
 
-    def process(self, batch: Batch) -> Iterator[tuple[list[Any], np.ndarray, list[np.ndarray],
-                                                      np.ndarray]]:
+    def process(
+        self, batch: Batch
+    ) -> Iterator[tuple[list[Any], np.ndarray, list[np.ndarray], np.ndarray]]:
         arrays, y, rows = batch
         xs = bind_batch(arrays, y, self.lm)
         with warnings.catch_warnings():
@@ -192,9 +200,16 @@ class ShardedData:
     worker_rows: dict[str, int] = field(default_factory=dict)  # filled by the run
 
 
-def plan(lm: Any, pattern: str, *, x_key: str | None = None, y_key: str = "y",
-         batch_size: int | None = None, sample: int | None = None,
-         seed: int = 0) -> ShardedData:
+def plan(
+    lm: Any,
+    pattern: str,
+    *,
+    x_key: str | None = None,
+    y_key: str = "y",
+    batch_size: int | None = None,
+    sample: int | None = None,
+    seed: int = 0,
+) -> ShardedData:
     """Match the shards, find their offsets, choose the features, check the first rows."""
     from kerasdoctor.beam.layout import feature_columns
     from kerasdoctor.beam.tfrecord import iter_records
@@ -210,8 +225,7 @@ def plan(lm: Any, pattern: str, *, x_key: str | None = None, y_key: str = "y",
     columns: tuple[Any, ...] = ()
     record = b""
     if shards.format == NPZ:
-        with open_file(first.path) as f, np.load(io.BytesIO(f.read()),
-                                                 allow_pickle=False) as npz:
+        with open_file(first.path) as f, np.load(io.BytesIO(f.read()), allow_pickle=False) as npz:
             available = [k for k in npz.files if k not in (y_key, "class_names", "mask")]
             if names is None and "class_names" in npz.files:
                 names = [str(v) for v in npz["class_names"].tolist()]
@@ -226,8 +240,10 @@ def plan(lm: Any, pattern: str, *, x_key: str | None = None, y_key: str = "y",
         available = [k for k in example_columns(record) if k != y_key]
     if x_key is not None:
         if x_key not in available:
-            raise InputError(f"DATA: {first.path} has no '{x_key}' feature "
-                             f"(found: {', '.join(sorted(available))})")
+            raise InputError(
+                f"DATA: {first.path} has no '{x_key}' feature "
+                f"(found: {', '.join(sorted(available))})"
+            )
         available = [x_key]
     keys = input_keys(available, lm.inputs, first.path)
     if shards.format != NPZ:
@@ -241,27 +257,44 @@ def plan(lm: Any, pattern: str, *, x_key: str | None = None, y_key: str = "y",
     n_total = shards.n_samples
     # the same rows as `kerasdoctor diagnose --sample` on the .npz
     selected = sample_indices(n_total, sample, seed)
-    spec = ReadSpec(shards.format, tuple(keys), y_key, min(FIRST_ROWS, first.rows), columns,
-                    tuple(names) if names is not None else None, None)
+    spec = ReadSpec(
+        shards.format,
+        tuple(keys),
+        y_key,
+        min(FIRST_ROWS, first.rows),
+        columns,
+        tuple(names) if names is not None else None,
+        None,
+    )
     arrays, y, _ = next(read_batches(first, spec, limit=FIRST_ROWS))
     if encoding is None:  # .npz shards without a manifest: the first shard's encoding
         from kerasdoctor.load import decode_labels
 
-        with open_file(first.path) as f, np.load(io.BytesIO(f.read()),
-                                                 allow_pickle=False) as npz:
+        with open_file(first.path) as f, np.load(io.BytesIO(f.read()), allow_pickle=False) as npz:
             labels = decode_labels(npz[y_key], names, where=f"DATA: {first.path}: '{y_key}'")
         encoding, width = labels.encoding, labels.width
         names = names or labels.class_names
     xs = bind_batch(arrays, y, lm)
     size = int(batch_size or default_batch_size(xs))
-    spec = replace(spec, batch_size=size, selected=selected,
-                   class_names=tuple(names) if names is not None else None)
-    return ShardedData(shards, spec, names, encoding or "index", width,
-                       int(selected.size) if selected is not None else n_total)
+    spec = replace(
+        spec,
+        batch_size=size,
+        selected=selected,
+        class_names=tuple(names) if names is not None else None,
+    )
+    return ShardedData(
+        shards,
+        spec,
+        names,
+        encoding or "index",
+        width,
+        int(selected.size) if selected is not None else n_total,
+    )
 
 
-def run_to_result(build: Callable[[Any, str], None], pipeline_args: Sequence[str],
-                  prefix: str) -> tuple[Any, Any]:
+def run_to_result(
+    build: Callable[[Any, str], None], pipeline_args: Sequence[str], prefix: str
+) -> tuple[Any, Any]:
     """Run a pipeline whose last step writes one pickled result to the path it is given:
     the options (the DirectRunner by default, no worker log chatter), a launcher-readable
     temp location, a worker's InputError surfaced as one line (with the worker log when it
@@ -313,8 +346,13 @@ def run_to_result(build: Callable[[Any, str], None], pipeline_args: Sequence[str
 
 
 def run_probe_pipeline(
-    model: ModelSource, layout: ProbeLayout, data: ShardedData, *, seed: int = 0,
-    pipeline_args: Sequence[str] = (), n_classes_hint: int = 0,
+    model: ModelSource,
+    layout: ProbeLayout,
+    data: ShardedData,
+    *,
+    seed: int = 0,
+    pipeline_args: Sequence[str] = (),
+    n_classes_hint: int = 0,
 ) -> Evidence:
     """Run the pipeline and finish the merged probe state into the Evidence."""
 
@@ -338,8 +376,9 @@ def _worker_rows(result: Any) -> dict[str, int]:
     from apache_beam.metrics.metric import MetricsFilter
 
     try:
-        counters = result.metrics().query(
-            MetricsFilter().with_namespace(METRICS_NAMESPACE))["counters"]
+        counters = result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE))[
+            "counters"
+        ]
     except Exception:  # a runner without metrics support
         return {}
     out: dict[str, int] = {}
@@ -427,8 +466,10 @@ def diagnose_shards(
 
     opts = options or Options()
     if opts.custom_objects and not custom_objects_path:
-        raise InputError("custom objects reach the pipeline's workers as a file: pass "
-                         "custom_objects_path (the CLI's --custom-objects FILE)")
+        raise InputError(
+            "custom objects reach the pipeline's workers as a file: pass "
+            "custom_objects_path (the CLI's --custom-objects FILE)"
+        )
     source = ModelSource(str(model_path), opts.unsafe, custom_objects_path, opts.output_name)
     # Library warnings describe what the checks report as findings (see core._diagnose).
     with warnings.catch_warnings():
@@ -441,25 +482,54 @@ def diagnose_shards(
         if task_report is not None:  # issue 16: dense and multi-label models
             return task_report
         predictor = Predictor(lm, facts)
-        ev, data = probe_shards(source, lm, facts, predictor, pattern, opts,
-                                pipeline_args=pipeline_args)
-        return build_report(lm, facts, predictor, ev, data_path=pattern,
-                            class_names=data.class_names, label_encoding=data.label_encoding,
-                            opts=opts, shards=len(data.shards.shards),
-                            sampled_from=data.shards.n_samples
-                            if data.spec.selected is not None else None)
+        ev, data = probe_shards(
+            source, lm, facts, predictor, pattern, opts, pipeline_args=pipeline_args
+        )
+        return build_report(
+            lm,
+            facts,
+            predictor,
+            ev,
+            data_path=pattern,
+            class_names=data.class_names,
+            label_encoding=data.label_encoding,
+            opts=opts,
+            shards=len(data.shards.shards),
+            sampled_from=data.shards.n_samples if data.spec.selected is not None else None,
+        )
 
 
-def probe_shards(source: ModelSource, lm: Any, facts: Any, predictor: Any, pattern: str,
-                 opts: Any, *, pipeline_args: Sequence[str] = ()) -> tuple[Evidence, ShardedData]:
+def probe_shards(
+    source: ModelSource,
+    lm: Any,
+    facts: Any,
+    predictor: Any,
+    pattern: str,
+    opts: Any,
+    *,
+    pipeline_args: Sequence[str] = (),
+) -> tuple[Evidence, ShardedData]:
     """Plan and run the pipeline for a model loaded from `source`: (Evidence, what was read)."""
     from kerasdoctor.core import class_count_hint
 
-    data = plan(lm, pattern, x_key=opts.x_key, y_key=opts.y_key, batch_size=opts.batch_size,
-                sample=opts.sample, seed=opts.seed)
+    data = plan(
+        lm,
+        pattern,
+        x_key=opts.x_key,
+        y_key=opts.y_key,
+        batch_size=opts.batch_size,
+        sample=opts.sample,
+        seed=opts.seed,
+    )
     hint = class_count_hint(data.label_width, data.class_names, facts)
-    ev = run_probe_pipeline(source, ProbeLayout.of(predictor), data, seed=opts.seed,
-                            pipeline_args=pipeline_args, n_classes_hint=hint)
+    ev = run_probe_pipeline(
+        source,
+        ProbeLayout.of(predictor),
+        data,
+        seed=opts.seed,
+        pipeline_args=pipeline_args,
+        n_classes_hint=hint,
+    )
     if data.label_encoding in ("index", "binary"):  # decided on all labels, as decode_labels
         data.label_encoding = "binary" if ev.y_true.size and ev.y_true.max() <= 1 else "index"
     return ev, data

@@ -54,13 +54,17 @@ def read_batches(shard: Shard, spec: ReadSpec, limit: int | None = None) -> Iter
     seen = 0
     for arrays, y_raw, local in source(shard, spec, limit):
         seen = int(local[-1]) + 1
-        y = y_raw if spec.raw_labels else decode_labels(
-            y_raw, names, where=f"DATA: {shard.path}: '{spec.label_key}'").y
+        y = (
+            y_raw
+            if spec.raw_labels
+            else decode_labels(y_raw, names, where=f"DATA: {shard.path}: '{spec.label_key}'").y
+        )
         rows = shard.offset + local
         if spec.selected is not None:
             pos = np.searchsorted(spec.selected, rows)
             keep = (pos < spec.selected.size) & (
-                spec.selected[np.minimum(pos, spec.selected.size - 1)] == rows)
+                spec.selected[np.minimum(pos, spec.selected.size - 1)] == rows
+            )
             if not keep.any():
                 continue
             arrays = {k: a[keep] for k, a in arrays.items()}
@@ -73,17 +77,19 @@ def read_batches(shard: Shard, spec: ReadSpec, limit: int | None = None) -> Iter
         )
 
 
-def _npz_batches(shard: Shard, spec: ReadSpec,
-                 limit: int | None) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray,
-                                                       np.ndarray]]:
+def _npz_batches(
+    shard: Shard, spec: ReadSpec, limit: int | None
+) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]]:
     with open_file(shard.path) as f:
         blob = io.BytesIO(f.read())
     try:
         with np.load(blob, allow_pickle=False) as npz:
             missing = [k for k in (*spec.input_keys, spec.label_key) if k not in npz.files]
             if missing:
-                raise InputError(f"DATA: {shard.path} has no array '{missing[0]}' "
-                                 f"(found: {', '.join(npz.files)})")
+                raise InputError(
+                    f"DATA: {shard.path} has no array '{missing[0]}' "
+                    f"(found: {', '.join(npz.files)})"
+                )
             arrays = {k: np.asarray(npz[k]) for k in spec.input_keys}
             y = np.asarray(npz[spec.label_key])
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
@@ -91,17 +97,21 @@ def _npz_batches(shard: Shard, spec: ReadSpec,
     n = int(y.shape[0]) if limit is None else min(int(y.shape[0]), limit)
     for start in range(0, n, spec.batch_size):
         stop = min(n, start + spec.batch_size)
-        yield ({k: a[start:stop] for k, a in arrays.items()}, y[start:stop],
-               np.arange(start, stop, dtype=np.int64))
+        yield (
+            {k: a[start:stop] for k, a in arrays.items()},
+            y[start:stop],
+            np.arange(start, stop, dtype=np.int64),
+        )
 
 
-def _tfrecord_batches(shard: Shard, spec: ReadSpec,
-                      limit: int | None) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray,
-                                                           np.ndarray]]:
+def _tfrecord_batches(
+    shard: Shard, spec: ReadSpec, limit: int | None
+) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]]:
     from kerasdoctor.beam.tfrecord import decode_examples, iter_records
 
-    def decoded(records: list[bytes], start: int) -> tuple[dict[str, np.ndarray], np.ndarray,
-                                                            np.ndarray]:
+    def decoded(
+        records: list[bytes], start: int
+    ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
         cols = decode_examples(records, spec.columns, shard.path)
         y = cols.pop(spec.label_key)
         return cols, y, np.arange(start, start + len(records), dtype=np.int64)

@@ -73,8 +73,10 @@ class RawPlan:
 def plan_raw(lm: Any, shards: ShardSet, opts: Any) -> RawPlan:
     """The .npz shards' input keys, class names, mask, first rows; --sample's rows."""
     if shards.format != NPZ:
-        raise InputError(f"DATA: {shards.pattern}: dense and multi-label labels are read from "
-                         ".npz shards (kerasdoctor shard DATA.npz OUTDIR --format npz)")
+        raise InputError(
+            f"DATA: {shards.pattern}: dense and multi-label labels are read from "
+            ".npz shards (kerasdoctor shard DATA.npz OUTDIR --format npz)"
+        )
     y_key = opts.y_key
     first = next(s for s in shards.shards if s.rows > 0)
     manifest = shards.manifest
@@ -90,16 +92,26 @@ def plan_raw(lm: Any, shards: ShardSet, opts: Any) -> RawPlan:
         raise InputError(f"DATA: {first.path} has no '{y_key}' array for the labels")
     if opts.x_key is not None:
         if opts.x_key not in available:
-            raise InputError(f"DATA: {first.path} has no '{opts.x_key}' array "
-                             f"(found: {', '.join(sorted(available))})")
+            raise InputError(
+                f"DATA: {first.path} has no '{opts.x_key}' array "
+                f"(found: {', '.join(sorted(available))})"
+            )
         available = [opts.x_key]
     keys = input_keys(available, lm.inputs, first.path)
     if opts.batch_size is not None and opts.batch_size <= 0:
         raise InputError(f"--batch-size must be positive, got {opts.batch_size}")
     n_total = shards.n_samples
     selected = sample_indices(n_total, opts.sample, opts.seed)  # the rows the .npz run reads
-    spec = ReadSpec(NPZ, tuple(keys) + (("mask",) if has_mask else ()), y_key, 64, (),
-                    tuple(names) if names else None, selected, raw_labels=True)
+    spec = ReadSpec(
+        NPZ,
+        tuple(keys) + (("mask",) if has_mask else ()),
+        y_key,
+        64,
+        (),
+        tuple(names) if names else None,
+        selected,
+        raw_labels=True,
+    )
     n = int(selected.size) if selected is not None else n_total
     return RawPlan(shards, spec, names, has_mask, first_y, first_mask, n)
 
@@ -135,14 +147,19 @@ def _write(state: Any, path: str) -> None:
         f.write(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
 
 
-def run_combine(shards: Sequence[Shard], fn: beam.DoFn, empty: Callable[[], Any],
-                pipeline_args: Sequence[str]) -> Any:
+def run_combine(
+    shards: Sequence[Shard], fn: beam.DoFn, empty: Callable[[], Any], pipeline_args: Sequence[str]
+) -> Any:
     """Create(shards) | ParDo(fn) | CombineGlobally(merge) -> the merged accumulator."""
 
     def build(p: Any, out_path: str) -> None:
-        _ = (p | "Shards" >> beam.Create(list(shards)) | "Read" >> beam.ParDo(fn)
-             | "Merge" >> beam.CombineGlobally(_Merge(empty))
-             | "Write" >> beam.Map(_write, out_path))
+        _ = (
+            p
+            | "Shards" >> beam.Create(list(shards))
+            | "Read" >> beam.ParDo(fn)
+            | "Merge" >> beam.CombineGlobally(_Merge(empty))
+            | "Write" >> beam.Map(_write, out_path)
+        )
 
     merged, _ = run_to_result(build, pipeline_args, "task")
     return merged
@@ -169,8 +186,9 @@ class _Model(beam.DoFn):
             self.facts = read_facts(self.lm)
             self.predictor = Predictor(self.lm, self.facts, taps=False)
 
-    def batches(self, shard: Shard) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray,
-                                                      np.ndarray | None, np.ndarray]]:
+    def batches(
+        self, shard: Shard
+    ) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray, np.ndarray | None, np.ndarray]]:
         for arrays, y, rows in read_batches(shard, self.spec):
             mask = arrays.pop("mask", None)
             if rows.size and not np.array_equal(rows, np.arange(rows[0], rows[0] + rows.size)):
@@ -203,14 +221,18 @@ class _Sums:
         return self
 
 
-def _dense_rows(y: np.ndarray, mask: np.ndarray | None, d: DenseSpec,
-                rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _dense_rows(
+    y: np.ndarray, mask: np.ndarray | None, d: DenseSpec, rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     from kerasdoctor.dense import _label_indices, _Labels, _Shapes, check_label_values
 
     shapes = _Shapes(d.k_out, d.onehot)
     pos_shape = (int(y.shape[0]), *d.tail)
-    labels = _Labels(_label_indices(y, shapes, pos_shape),
-                     None if mask is None else np.asarray(mask) != 0, d.ignore)
+    labels = _Labels(
+        _label_indices(y, shapes, pos_shape),
+        None if mask is None else np.asarray(mask) != 0,
+        d.ignore,
+    )
     yi, cb = labels.rows(slice(None))
     check_label_values(yi, cb, shapes.k, d.where, int(rows[0]) if rows.size else 0, d.ignore)
     return yi, cb
@@ -234,8 +256,14 @@ class _DenseLabels(_Model):
 
 
 class _DensePass(_Model):
-    def __init__(self, model: ModelSource, spec: ReadSpec, d: DenseSpec, prior: np.ndarray,
-                 wanted: np.ndarray) -> None:
+    def __init__(
+        self,
+        model: ModelSource,
+        spec: ReadSpec,
+        d: DenseSpec,
+        prior: np.ndarray,
+        wanted: np.ndarray,
+    ) -> None:
         super().__init__(model, spec)
         self.d, self.prior, self.wanted = d, prior, wanted
 
@@ -255,18 +283,24 @@ class _DensePass(_Model):
                 m.update(a)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                p = _predict_probs(self.lm, self.predictor, self.facts.head, xs,
-                                   (b, *self.d.tail), shapes)
+                p = _predict_probs(
+                    self.lm, self.predictor, self.facts.head, xs, (b, *self.d.tail), shapes
+                )
             acc.add(p, yi.reshape(b, -1), cb.reshape(b, -1), log_prior, 0)
             keep = np.isin(rows, self.wanted)
             if keep.any():
-                acc.kept.append((rows[keep], [np.asarray(a[keep]) for a in xs], yi[keep],
-                                 cb[keep]))
+                acc.kept.append((rows[keep], [np.asarray(a[keep]) for a in xs], yi[keep], cb[keep]))
             yield acc
 
 
-def diagnose_dense(source: ModelSource, lm: Any, facts: Any, shards: ShardSet, opts: Any,
-                   pipeline_args: Sequence[str]) -> Any:
+def diagnose_dense(
+    source: ModelSource,
+    lm: Any,
+    facts: Any,
+    shards: ShardSet,
+    opts: Any,
+    pipeline_args: Sequence[str],
+) -> Any:
     from kerasdoctor.dense import (
         _Acc,
         _Labels,
@@ -283,24 +317,31 @@ def diagnose_dense(source: ModelSource, lm: Any, facts: Any, shards: ShardSet, o
     where = f"DATA: {shards.pattern}: '{opts.y_key}'"
     shapes = check_labels(plan.first_y, tuple(lm.output_shape), where)
     y0 = plan.first_y
-    tail = tuple(int(d) for d in (y0.shape[1:-1] if shapes.onehot or (
-        shapes.k_out == 1 and y0.ndim == len(lm.output_shape)) else y0.shape[1:]))
+    tail = tuple(
+        int(d)
+        for d in (
+            y0.shape[1:-1]
+            if shapes.onehot or (shapes.k_out == 1 and y0.ndim == len(lm.output_shape))
+            else y0.shape[1:]
+        )
+    )
     if plan.first_mask is not None and tuple(plan.first_mask.shape[1:]) != tail:
-        raise InputError(f"{where}: 'mask' has rows of shape {plan.first_mask.shape[1:]}; "
-                         f"expected {tail} (True = the position counts)")
+        raise InputError(
+            f"{where}: 'mask' has rows of shape {plan.first_mask.shape[1:]}; "
+            f"expected {tail} (True = the position counts)"
+        )
     k = shapes.k
     class_names = names_for_classes(plan.names, opts.class_names, k, where)
     ignore = getattr(opts, "ignore_label", None)
-    d = DenseSpec(shapes.k_out, shapes.onehot, tail, None if ignore is None else int(ignore),
-                  where)
+    d = DenseSpec(shapes.k_out, shapes.onehot, tail, None if ignore is None else int(ignore), where)
     n = plan.n
     fit, _ = split_samples(n, opts.seed)
     in_fit = np.zeros(n, bool)
     in_fit[fit] = True
-    label_spec = replace(plan.spec, input_keys=("mask",) if plan.has_mask else (),
-                         batch_size=4096)
-    sums = run_combine(plan.shards.shards, _DenseLabels(label_spec, d, in_fit),
-                       lambda: _Sums(k), pipeline_args)
+    label_spec = replace(plan.spec, input_keys=("mask",) if plan.has_mask else (), batch_size=4096)
+    sums = run_combine(
+        plan.shards.shards, _DenseLabels(label_spec, d, in_fit), lambda: _Sums(k), pipeline_args
+    )
     if not sums.any:
         raise InputError(f"{where}: no position counts (the mask / --ignore-label leave none)")
     prior = position_prior(sums.fit)
@@ -310,20 +351,41 @@ def diagnose_dense(source: ModelSource, lm: Any, facts: Any, shards: ShardSet, o
     batch = pass_batch(templates, (n, *tail), shapes, opts.batch_size)
     spec = replace(plan.spec, batch_size=batch)
     one_unit = shapes.k_out == 1
-    acc = run_combine(plan.shards.shards, _DensePass(source, spec, d, prior, wanted),
-                      lambda: _Acc(0, k, one_unit), pipeline_args)
+    acc = run_combine(
+        plan.shards.shards,
+        _DensePass(source, spec, d, prior, wanted),
+        lambda: _Acc(0, k, one_unit),
+        pipeline_args,
+    )
     acc.finish(n)
-    kept = acc.kept or [(np.zeros(0, np.int64), [np.zeros((0, *s.shape[1:])) for s in lm.inputs],
-                         np.zeros((0, *tail), np.int64), np.zeros((0, *tail), bool))]
+    kept = acc.kept or [
+        (
+            np.zeros(0, np.int64),
+            [np.zeros((0, *s.shape[1:])) for s in lm.inputs],
+            np.zeros((0, *tail), np.int64),
+            np.zeros((0, *tail), bool),
+        )
+    ]
     ids = np.concatenate([r[0] for r in kept])
     xs = [RowsAt(ids, np.concatenate([r[1][i] for r in kept]), n) for i in range(len(kept[0][1]))]
     idx = RowsAt(ids, np.concatenate([r[2] for r in kept]), n)
     cnt = RowsAt(ids, np.concatenate([r[3] for r in kept]), n)
     labels = _Labels(idx, cnt, None)  # type: ignore[arg-type]
-    return dense_report(lm, facts, shards.pattern, acc, xs, labels, np.arange(n), shapes,
-                        class_names, prior, opts,
-                        sampled_from=shards.n_samples if plan.spec.selected is not None
-                        else None, shards=len(shards.shards))
+    return dense_report(
+        lm,
+        facts,
+        shards.pattern,
+        acc,
+        xs,
+        labels,
+        np.arange(n),
+        shapes,
+        class_names,
+        prior,
+        opts,
+        sampled_from=shards.n_samples if plan.spec.selected is not None else None,
+        shards=len(shards.shards),
+    )
 
 
 # ------------------------------------------------------------------ multi-label
@@ -361,8 +423,9 @@ class _Rows:
 
 
 class _MultiLabelPass(_Model):
-    def __init__(self, model: ModelSource, spec: ReadSpec, k: int, where: str,
-                 wanted: np.ndarray) -> None:
+    def __init__(
+        self, model: ModelSource, spec: ReadSpec, k: int, where: str, wanted: np.ndarray
+    ) -> None:
         super().__init__(model, spec)
         self.k, self.where, self.wanted = k, where, wanted
 
@@ -373,8 +436,9 @@ class _MultiLabelPass(_Model):
         for arrays, y, _, rows in self.batches(shard):
             yb = check_multi_hot(y, self.where)
             if yb.shape[1] != self.k:
-                raise InputError(f"{self.where} has {yb.shape[1]} columns in {shard.path}, "
-                                 f"{self.k} elsewhere")
+                raise InputError(
+                    f"{self.where} has {yb.shape[1]} columns in {shard.path}, {self.k} elsewhere"
+                )
             xs = bind_batch(arrays, np.zeros(len(rows), np.int64), self.lm)
             out = _Rows()
             out.inputs = moments_of(xs)
@@ -390,8 +454,14 @@ class _MultiLabelPass(_Model):
             yield out
 
 
-def diagnose_multilabel(source: ModelSource, lm: Any, facts: Any, shards: ShardSet, opts: Any,
-                        pipeline_args: Sequence[str]) -> Any:
+def diagnose_multilabel(
+    source: ModelSource,
+    lm: Any,
+    facts: Any,
+    shards: ShardSet,
+    opts: Any,
+    pipeline_args: Sequence[str],
+) -> Any:
     from kerasdoctor.multilabel import check_multi_hot, multilabel_report
     from kerasdoctor.probe import default_batch_size
     from kerasdoctor.rowstate import RowsAt
@@ -405,21 +475,38 @@ def diagnose_multilabel(source: ModelSource, lm: Any, facts: Any, shards: ShardS
     wanted = sample_rows(n, k, opts.seed, dense=False)
     templates = [np.empty((0, *s.shape[1:]), np.float32) for s in lm.inputs]
     spec = replace(plan.spec, batch_size=int(opts.batch_size or default_batch_size(templates)))
-    state = run_combine(plan.shards.shards, _MultiLabelPass(source, spec, k, where, wanted),
-                        _Rows, pipeline_args)
+    state = run_combine(
+        plan.shards.shards, _MultiLabelPass(source, spec, k, where, wanted), _Rows, pipeline_args
+    )
     raw, y = state.finish(n, k)
-    ids = (np.concatenate([kept[0] for kept in state.kept]) if state.kept
-           else np.zeros(0, np.int64))
-    xs = [RowsAt(ids, np.concatenate([kept[1][i] for kept in state.kept]), n)
-          for i in range(len(lm.inputs))] if state.kept else []
-    return multilabel_report(lm, facts, shards.pattern, raw, y, np.arange(n), xs, label_names,
-                             state.inputs, opts,
-                             sampled_from=shards.n_samples if plan.spec.selected is not None
-                             else None, shards=len(shards.shards))
+    ids = np.concatenate([kept[0] for kept in state.kept]) if state.kept else np.zeros(0, np.int64)
+    xs = (
+        [
+            RowsAt(ids, np.concatenate([kept[1][i] for kept in state.kept]), n)
+            for i in range(len(lm.inputs))
+        ]
+        if state.kept
+        else []
+    )
+    return multilabel_report(
+        lm,
+        facts,
+        shards.pattern,
+        raw,
+        y,
+        np.arange(n),
+        xs,
+        label_names,
+        state.inputs,
+        opts,
+        sampled_from=shards.n_samples if plan.spec.selected is not None else None,
+        shards=len(shards.shards),
+    )
 
 
-def diagnose_task(source: ModelSource, lm: Any, facts: Any, pattern: str, opts: Any,
-                  pipeline_args: Sequence[str]) -> Any | None:
+def diagnose_task(
+    source: ModelSource, lm: Any, facts: Any, pattern: str, opts: Any, pipeline_args: Sequence[str]
+) -> Any | None:
     """The dense / multi-label report of the shards, or None for the single-label path."""
     shards = find_shards(pattern, label_key=opts.y_key)
     task = task_of(lm, shards, opts)

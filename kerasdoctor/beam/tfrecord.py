@@ -141,8 +141,9 @@ def example_columns(record: bytes) -> dict[str, tuple[str, int]]:
     return out
 
 
-def decode_examples(records: Sequence[bytes], columns: Sequence[Column],
-                    where: str) -> dict[str, np.ndarray]:
+def decode_examples(
+    records: Sequence[bytes], columns: Sequence[Column], where: str
+) -> dict[str, np.ndarray]:
     """A batch of serialized Examples -> one array (n, *shape) per column (parsed in C++)."""
     import tensorflow as tf
 
@@ -173,6 +174,9 @@ def decode_examples(records: Sequence[bytes], columns: Sequence[Column],
             out[c.key] = np.array([s.decode() for s in v.ravel()]).reshape((n, *c.shape))
         else:
             buf = b"".join(v.ravel().tolist())
-            out[c.key] = np.frombuffer(buf, dtype=dtype.newbyteorder("<")).astype(
-                dtype, copy=False).reshape((n, *c.shape))
+            out[c.key] = (
+                np.frombuffer(buf, dtype=dtype.newbyteorder("<"))
+                .astype(dtype, copy=False)
+                .reshape((n, *c.shape))
+            )
     return out

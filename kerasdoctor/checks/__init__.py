@@ -58,8 +58,11 @@ class CheckRun:
     outcomes: list[Outcome]
 
 
-def run_checks(ctx: Context, skip: Mapping[str, str] | frozenset[str] = frozenset(),
-               only: frozenset[str] | None = None) -> CheckRun:
+def run_checks(
+    ctx: Context,
+    skip: Mapping[str, str] | frozenset[str] = frozenset(),
+    only: frozenset[str] | None = None,
+) -> CheckRun:
     """Run the checks in two phases; a crash becomes a CheckError and the others still run.
 
     Phase 1 runs the symptom checks on the evidence. Phase 2 runs the cause checks, which
@@ -77,8 +80,9 @@ def run_checks(ctx: Context, skip: Mapping[str, str] | frozenset[str] = frozense
             cid = check.spec.id
             if cid in reasons:
                 why = reasons[cid]
-                run.outcomes.append(Outcome(cid, phase, "skipped",
-                                            f"ignored: {why}" if why else "ignored"))
+                run.outcomes.append(
+                    Outcome(cid, phase, "skipped", f"ignored: {why}" if why else "ignored")
+                )
                 continue
             if only is not None and cid not in only:
                 run.outcomes.append(Outcome(cid, phase, "skipped", "not selected"))

@@ -75,8 +75,11 @@ class CheckSpec:
                 lines.append(f"  {name} = {t.value:g}: {t.why}")
         lines += ["", "How to fix it:", f"  {self.fix}"]
         if self.repair:
-            lines += ["", "Repair without retraining (kerasdoctor fix --repair):",
-                      f"  {self.repair}"]
+            lines += [
+                "",
+                "Repair without retraining (kerasdoctor fix --repair):",
+                f"  {self.repair}",
+            ]
         return "\n".join(lines)
 
 
@@ -163,8 +166,10 @@ def repair_fix(ctx: Context, spec: CheckSpec) -> Fix:
     out = shlex.quote(f"{stem}_repaired.keras")
     return Fix(
         f"Repair it inside the model, without retraining: {spec.repair}",
-        command=(f"kerasdoctor fix --repair {ctx.model_path} {ctx.data_args} "
-                 f"--cause {spec.id} --output {out}"),
+        command=(
+            f"kerasdoctor fix --repair {ctx.model_path} {ctx.data_args} "
+            f"--cause {spec.id} --output {out}"
+        ),
     )
 
 

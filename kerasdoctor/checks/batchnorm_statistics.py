@@ -80,14 +80,14 @@ SPEC = CheckSpec(
             "half the balanced error; a perturbation of a model broken otherwise only nudges it",
         ),
     },
-    fires_on=('model_batchnorm',),
+    fires_on=("model_batchnorm",),
     repair=(
         "re-estimate every BatchNormalization layer's moving mean and variance from the data (a"
         " cumulative average over batches; no weight changes)"
     ),
     order=150,
     needs=frozenset({"symptoms", "experiments"}),
-    explains=frozenset({OUTPUT, PREDICTIONS, 'dead-units'}),
+    explains=frozenset({OUTPUT, PREDICTIONS, "dead-units"}),
     tier=4,
 )
 
@@ -133,9 +133,16 @@ def run(ctx: Context) -> list[Finding]:
     tried = _experiments(ctx) if symptoms and facts.batchnorms else []
     exps = ctx.experiments
     best = max(tried, key=lambda r: r.after or 0.0) if tried else None
-    cured = best is not None and exps is not None and exps.restores(
-        best, ctx.threshold(SPEC, "confirm_gain"), ctx.threshold(SPEC, "noise_z"),
-        ctx.threshold(SPEC, "min_error_removed"))
+    cured = (
+        best is not None
+        and exps is not None
+        and exps.restores(
+            best,
+            ctx.threshold(SPEC, "confirm_gain"),
+            ctx.threshold(SPEC, "noise_z"),
+            ctx.threshold(SPEC, "min_error_removed"),
+        )
+    )
     if not flagged and not cured:
         return []
     first = flagged[0] if flagged else max(layers, key=lambda r: r["median_gap"], default=None)
@@ -151,8 +158,7 @@ def run(ctx: Context) -> list[Finding]:
         evidence["experiment"] = best.to_dict()
     parts: list[str] = []
     if first is not None:
-        evidence.update({k: first[k] for k in ("median_gap", "median_shift",
-                                                 "median_scale_ratio")})
+        evidence.update({k: first[k] for k in ("median_gap", "median_shift", "median_scale_ratio")})
         evidence["layer"] = first["layer"]
         parts.append(
             f"On a typical channel of '{first['layer']}' the data's mean sits "
@@ -169,19 +175,30 @@ def run(ctx: Context) -> list[Finding]:
             + (f"{r.after:.1%}." if r.ok and r.after is not None else f"failed ({r.error}).")
         )
     if cured:
-        parts.append("The moving statistics are what breaks the predictions; the weights are "
-                     "fine.")
+        parts.append("The moving statistics are what breaks the predictions; the weights are fine.")
     elif tried:
         parts.append("Neither changes the answers enough: the statistics are not the failure.")
     if cured and best is not None and best.after is not None:
-        title = (f"BatchNorm moving statistics do not fit the data: {best.what}, balanced "
-                 f"accuracy {best.before:.0%} -> {best.after:.0%}")
+        title = (
+            f"BatchNorm moving statistics do not fit the data: {best.what}, balanced "
+            f"accuracy {best.before:.0%} -> {best.after:.0%}"
+        )
     else:
         assert first is not None
-        title = (f"BatchNorm '{first['layer']}': moving statistics are "
-                 f"{first['median_gap']:.2g} standard deviations off the data's")
-    return [finding(SPEC, severity, title, " ".join(parts), evidence,
-                    [repair_fix(ctx, SPEC), *_fixes(ctx)] if cured else [])]
+        title = (
+            f"BatchNorm '{first['layer']}': moving statistics are "
+            f"{first['median_gap']:.2g} standard deviations off the data's"
+        )
+    return [
+        finding(
+            SPEC,
+            severity,
+            title,
+            " ".join(parts),
+            evidence,
+            [repair_fix(ctx, SPEC), *_fixes(ctx)] if cured else [],
+        )
+    ]
 
 
 def _experiments(ctx: Context) -> list[ExperimentResult]:

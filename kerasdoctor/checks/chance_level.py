@@ -39,7 +39,7 @@ SPEC = CheckSpec(
             "bound says nothing either way",
         ),
     },
-    fires_on=('scn_shuffled',),
+    fires_on=("scn_shuffled",),
     order=15,
 )
 
@@ -89,8 +89,7 @@ def run(ctx: Context) -> list[Finding]:
         finding(
             SPEC,
             Severity.ERROR,
-            f"Balanced accuracy {bal:.1%} is no better than chance ({chance:.1%} for "
-            f"{kp} classes)",
+            f"Balanced accuracy {bal:.1%} is no better than chance ({chance:.1%} for {kp} classes)",
             f"Mean recall over the {kp} classes is {bal:.1%}; {how}. The predictions carry no "
             "measurable information about the labels.",
             evidence,

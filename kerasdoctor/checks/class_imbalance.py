@@ -93,7 +93,7 @@ SPEC = CheckSpec(
             "is not read as lost signal",
         ),
     },
-    fires_on=('collapsed',),
+    fires_on=("collapsed",),
     repair=(
         "subtract the log label prior from the output logits (logit adjustment as a bias "
         "shift), or re-fit the output layer on the frozen penultimate features with class-"
@@ -156,8 +156,11 @@ def run(ctx: Context) -> list[Finding]:
     # the prior's cure is tried whenever the predictions show a symptom: the prediction
     # counts only order the experiments, they never suppress one
     exps = ctx.experiments
-    adjusted = (exps.logit_adjustment() if ctx.symptoms and not frozen and exps is not None
-                and exps.available else None)
+    adjusted = (
+        exps.logit_adjustment()
+        if ctx.symptoms and not frozen and exps is not None and exps.available
+        else None
+    )
     prior_cures = bool(adjusted is not None and exps is not None and exps.restores(adjusted))
     if adjusted is not None and adjusted.ok:
         evidence["experiment"] = adjusted.to_dict()
@@ -192,7 +195,8 @@ def run(ctx: Context) -> list[Finding]:
             )
         ]
     dropped = [int(k) for k in np.flatnonzero(under & rare)] or [
-        int(k) for k in np.flatnonzero(rare & judged)]
+        int(k) for k in np.flatnonzero(rare & judged)
+    ]
     judged_by = _experiments(ctx, dropped, evidence)
     never = [k for k in dropped if predicted[k] == 0]
     rows: list[dict[str, Any]] = [
@@ -226,8 +230,11 @@ def run(ctx: Context) -> list[Finding]:
                 f"probe on the model's penultimate features reaches balanced accuracy "
                 f"{probe['balanced_accuracy']:.1%} and finds {probe['dropped_recall']:.0%} of "
                 "the dropped classes' samples"
-                + (f", against {ib:.1%} for the same probe on the raw inputs"
-                   if (ib := evidence.get("input_probe_balanced_accuracy")) is not None else "")
+                + (
+                    f", against {ib:.1%} for the same probe on the raw inputs"
+                    if (ib := evidence.get("input_probe_balanced_accuracy")) is not None
+                    else ""
+                )
                 + ": the features do not carry what separates those classes, so class weights "
                 "would move the guesses without making them right. Look at the causes "
                 "upstream of the features.",
@@ -284,13 +291,16 @@ def _experiments(ctx: Context, dropped: list[int], evidence: dict[str, Any]) -> 
     rec = np.asarray(probe.recall, np.float64)
     dropped_recall = float(np.nanmean(rec[dropped])) if dropped else float("nan")
     evidence["feature_probe"] = {**probe.to_dict(), "dropped_recall": dropped_recall}
-    signal = exps.features_keep_signal(ctx.threshold(SPEC, "probe_gap"),
-                                       ctx.threshold(SPEC, "noise_z"))
+    signal = exps.features_keep_signal(
+        ctx.threshold(SPEC, "probe_gap"), ctx.threshold(SPEC, "noise_z")
+    )
     if signal is not None:
         evidence["input_probe_balanced_accuracy"] = signal["input_probe"]
-    recovered = (not probe.at_chance
-                 and dropped_recall >= ctx.threshold(SPEC, "min_probe_recall")
-                 and not (signal is not None and signal["features_fail"]))
+    recovered = (
+        not probe.at_chance
+        and dropped_recall >= ctx.threshold(SPEC, "min_probe_recall")
+        and not (signal is not None and signal["features_fail"])
+    )
     evidence["features_recover_dropped_classes"] = bool(recovered)
     return "recovered" if recovered or evidence.get("cured") else "not-recovered"
 
@@ -366,16 +376,18 @@ def _fixes(ctx: Context, support: np.ndarray) -> list[Fix]:
             code=(
                 f"prior = np.array({prior})  # label shares of the training data\n"
                 "probs = model.predict(x)\n"
-                + ("probs = np.concatenate([1 - probs, probs], axis=1)\n" if binary_head
-                   else "")
+                + ("probs = np.concatenate([1 - probs, probs], axis=1)\n" if binary_head else "")
                 + "y_pred = np.argmax(np.log(probs + 1e-12) - np.log(prior), axis=1)"
             ),
         ),
         Fix(
             "Oversample the rare classes of your training data (TRAIN_DATA) to the size of "
             "the largest",
-            command=(f"kerasdoctor fix --oversample {train} --output {ctx.resampled_name}"
-                     if ctx.resampled_name else None),  # written in the kind it reads
+            command=(
+                f"kerasdoctor fix --oversample {train} --output {ctx.resampled_name}"
+                if ctx.resampled_name
+                else None
+            ),  # written in the kind it reads
         ),
         Fix(
             "Retrain the model with class weights on its training data (TRAIN_DATA), "

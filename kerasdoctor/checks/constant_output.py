@@ -25,7 +25,7 @@ SPEC = CheckSpec(
             0.01, "no probability moves by a full percentage point over the whole data"
         ),
     },
-    fires_on=('scn_constant_minority',),
+    fires_on=("scn_constant_minority",),
     order=40,
     group=OUTPUT,
 )

@@ -71,7 +71,7 @@ SPEC = CheckSpec(
             "sizes, so a probe's fold noise is not read as lost signal",
         ),
     },
-    fires_on=('model_dead_relu',),
+    fires_on=("model_dead_relu",),
     order=140,
     explains=frozenset({OUTPUT, PREDICTIONS}),
     tier=5,
@@ -177,14 +177,26 @@ def run(ctx: Context) -> list[Finding]:
         detail += (
             f" A class-balanced linear probe on the penultimate features reaches "
             f"{fb:.1%} balanced accuracy{on_inputs}: "
-            + ("the features lost the signal the inputs carry." if probes["features_fail"]
-               else "the inputs carry nothing the probe can find either, so the dead units "
-               "are not what breaks the predictions." if not probes["inputs_carry_signal"]
-               else "the surviving units still carry the classes, so the dead ones are not "
-               "what breaks the predictions.")
+            + (
+                "the features lost the signal the inputs carry."
+                if probes["features_fail"]
+                else "the inputs carry nothing the probe can find either, so the dead units "
+                "are not what breaks the predictions."
+                if not probes["inputs_carry_signal"]
+                else "the surviving units still carry the classes, so the dead ones are not "
+                "what breaks the predictions."
+            )
         )
-    return [finding(SPEC, severity, title, detail, evidence,
-                    _fixes(ctx) if severity is not Severity.INFO else [])]
+    return [
+        finding(
+            SPEC,
+            severity,
+            title,
+            detail,
+            evidence,
+            _fixes(ctx) if severity is not Severity.INFO else [],
+        )
+    ]
 
 
 def _probes(ctx: Context) -> dict[str, Any] | None:
@@ -192,8 +204,9 @@ def _probes(ctx: Context) -> dict[str, Any] | None:
     exps = ctx.experiments
     if exps is None or not exps.available:
         return None
-    return exps.features_keep_signal(ctx.threshold(SPEC, "probe_gap"),
-                                     ctx.threshold(SPEC, "noise_z"))
+    return exps.features_keep_signal(
+        ctx.threshold(SPEC, "probe_gap"), ctx.threshold(SPEC, "noise_z")
+    )
 
 
 def _output_spread(ctx: Context) -> float:

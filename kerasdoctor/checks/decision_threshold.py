@@ -68,14 +68,14 @@ SPEC = CheckSpec(
             "with fewer samples of a class one sample moves its recall by more than 10 points",
         ),
     },
-    fires_on=('model_threshold',),
+    fires_on=("model_threshold",),
     repair=(
         "move the chosen cut into the output layer as a bias shift on the logit, so 0.5 on the "
         "output is the new cut"
     ),
     order=170,
     explains=frozenset({PREDICTIONS}),
-    subsumes=frozenset({'class-imbalance'}),
+    subsumes=frozenset({"class-imbalance"}),
     tier=6,
     needs=frozenset({"symptoms", "experiments"}),
 )
@@ -159,15 +159,21 @@ def run(ctx: Context) -> list[Finding]:
         f"{bacc_now:.1%}. Cutting P(class 1) at {t:.3g} instead predicts "
         f"{pred_best_counts.tolist()} (labels {support.tolist()}), recalls "
         f"{rec_best[0]:.0%} / {rec_best[1]:.0%}, balanced accuracy {bacc_best:.1%}. "
-        + (f"Chosen on one half of the rows, the cut gives {held_out.after:.1%} on the other "
-           f"half ({held_out.before:.1%} at 0.5). " if held_out is not None
-           and held_out.after is not None else "")
-        + ("This is typical of imbalanced training: the posterior of the rarer class "
-           f"({ctx.cls(starved)}, {support[starved]} of {int(support.sum())} labels) seldom "
-           "exceeds 0.5." if support[starved] < support[other] else
-           f"The starved class {ctx.cls(starved)} is the larger one here, so the prior does "
-           "not explain the shift: the scores are offset (a calibration or preprocessing "
-           "change between training and these data).")
+        + (
+            f"Chosen on one half of the rows, the cut gives {held_out.after:.1%} on the other "
+            f"half ({held_out.before:.1%} at 0.5). "
+            if held_out is not None and held_out.after is not None
+            else ""
+        )
+        + (
+            "This is typical of imbalanced training: the posterior of the rarer class "
+            f"({ctx.cls(starved)}, {support[starved]} of {int(support.sum())} labels) seldom "
+            "exceeds 0.5."
+            if support[starved] < support[other]
+            else f"The starved class {ctx.cls(starved)} is the larger one here, so the prior does "
+            "not explain the shift: the scores are offset (a calibration or preprocessing "
+            "change between training and these data)."
+        )
     )
     column = "[:, 0]" if units == 1 else "[:, 1]"
     if ev.output.head_used == "linear":  # logits: squash as the probe did
@@ -183,7 +189,7 @@ def run(ctx: Context) -> list[Finding]:
             detail,
             evidence,
             [  # the threshold cures what the experiment showed; class weights are the
-               # imbalance finding's remedy, not this one's
+                # imbalance finding's remedy, not this one's
                 repair_fix(ctx, SPEC),
                 Fix(
                     "Find the threshold on validation data and use it instead of 0.5",
@@ -198,8 +204,9 @@ def run(ctx: Context) -> list[Finding]:
     ]
 
 
-def _split_half(ctx: Context, y: np.ndarray, s: np.ndarray,
-                pred: np.ndarray) -> ExperimentResult | None:
+def _split_half(
+    ctx: Context, y: np.ndarray, s: np.ndarray, pred: np.ndarray
+) -> ExperimentResult | None:
     """The Youden cut chosen on one seeded, stratified half, scored on the other."""
     from sklearn.metrics import roc_curve
 
@@ -212,11 +219,15 @@ def _split_half(ctx: Context, y: np.ndarray, s: np.ndarray,
     t = float(min(thr[int(np.argmax(tpr - fpr))], 1.0))
     after = (s[b] >= t).astype(np.int64)
     res = ExperimentResult(
-        "decision-threshold", f"cutting P(class 1) at {t:.3g} instead of 0.5",
-        float(_recalls(y[b], pred[b]).mean()), float(_recalls(y[b], after).mean()),
-        int(b.size), validated="cut chosen on one seeded half, scored on the other",
+        "decision-threshold",
+        f"cutting P(class 1) at {t:.3g} instead of 0.5",
+        float(_recalls(y[b], pred[b]).mean()),
+        float(_recalls(y[b], after).mean()),
+        int(b.size),
+        validated="cut chosen on one seeded half, scored on the other",
         predicted_counts=tuple(np.bincount(after, minlength=2)[:2].tolist()),
-        recall_after=tuple(_recalls(y[b], after).tolist()))
+        recall_after=tuple(_recalls(y[b], after).tolist()),
+    )
     if ctx.experiments is not None:
         ctx.experiments.record(res)
     return res

@@ -61,10 +61,10 @@ SPEC = CheckSpec(
             "weights ~10^4 times slower; and the large features dominate every pre-activation",
         ),
     },
-    fires_on=('data_raw_pixels',),
+    fires_on=("data_raw_pixels",),
     order=60,
     needs=frozenset({"symptoms"}),
-    explains=frozenset({OUTPUT, PREDICTIONS, 'batchnorm-statistics', 'dead-units'}),
+    explains=frozenset({OUTPUT, PREDICTIONS, "batchnorm-statistics", "dead-units"}),
     tier=3,
 )
 

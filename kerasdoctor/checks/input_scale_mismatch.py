@@ -54,10 +54,10 @@ SPEC = CheckSpec(
             "its gradients are 100 times smaller",
         ),
     },
-    fires_on=('data_multi_scale',),
+    fires_on=("data_multi_scale",),
     order=70,
     needs=frozenset({"symptoms"}),
-    explains=frozenset({OUTPUT, PREDICTIONS, 'batchnorm-statistics', 'dead-units', 'input-scale'}),
+    explains=frozenset({OUTPUT, PREDICTIONS, "batchnorm-statistics", "dead-units", "input-scale"}),
     tier=3,
 )
 

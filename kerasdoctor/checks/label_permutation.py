@@ -60,10 +60,8 @@ SPEC = CheckSpec(
             "plain 2-sigma bar would let chance through",
         ),
     },
-    fires_on=('data_permuted',),
-    repair=(
-        "reorder the output layer's units (kernel columns and bias) into the labels' order"
-    ),
+    fires_on=("data_permuted",),
+    repair=("reorder the output layer's units (kernel columns and bias) into the labels' order"),
     order=200,
     explains=frozenset({PREDICTIONS}),
     tier=1,
@@ -159,8 +157,11 @@ def run(ctx: Context) -> list[Finding]:
                 "labels as they are: the confusion is what that defect does to the inputs, "
                 "not a wrong class order"
             )
-    fixes = [] if severity is Severity.INFO else [
-        repair_fix(ctx, SPEC), *_fixes(model_order, to_label, to_unit, predict)]
+    fixes = (
+        []
+        if severity is Severity.INFO
+        else [repair_fix(ctx, SPEC), *_fixes(model_order, to_label, to_unit, predict)]
+    )
     return [
         finding(
             SPEC,
@@ -177,8 +178,9 @@ def run(ctx: Context) -> list[Finding]:
     ]
 
 
-def _fixes(model_order: list[str], to_label: list[int], to_unit: list[int],
-           predict: str) -> list[Fix]:
+def _fixes(
+    model_order: list[str], to_label: list[int], to_unit: list[int], predict: str
+) -> list[Fix]:
     return [
         Fix(
             "Name the model's outputs in its own order (the order it was trained with)",
@@ -192,8 +194,7 @@ def _fixes(model_order: list[str], to_label: list[int], to_unit: list[int],
         Fix(
             "Or relabel the data into the model's order before evaluating or fine-tuning",
             code=(
-                f"to_unit = np.array({to_unit})  # label index -> output unit\n"
-                "y_model = to_unit[y]"
+                f"to_unit = np.array({to_unit})  # label index -> output unit\ny_model = to_unit[y]"
             ),
         ),
     ]
@@ -221,17 +222,28 @@ def _validated(ctx: Context) -> tuple[ExperimentResult, bool, ExperimentResult |
     rows, cols = linear_sum_assignment(conf[seen] / sup[seen, None], maximize=True)
     to_label = np.arange(k)
     to_label[cols] = seen[rows]  # output unit -> label class
-    res = exps.scored("label-permutation", "renaming the output units by the matching "
-                      "fitted on the other half of the rows", to_label[base[b]], rows=b,
-                      validated="matching fitted on one seeded half, scored on the other")
-    cured = exps.restores(res, 0.0, ctx.threshold(SPEC, "noise_z"),
-                          ctx.threshold(SPEC, "min_error_removed"))
+    res = exps.scored(
+        "label-permutation",
+        "renaming the output units by the matching fitted on the other half of the rows",
+        to_label[base[b]],
+        rows=b,
+        validated="matching fitted on one seeded half, scored on the other",
+    )
+    cured = exps.restores(
+        res, 0.0, ctx.threshold(SPEC, "noise_z"), ctx.threshold(SPEC, "min_error_removed")
+    )
     rival = None
     for r in exps.results():
-        if (isinstance(r, ExperimentResult) and r.key != res.key and r.ok
-                and r.after is not None and res.after is not None
-                and r.key != "prior-logit-adjustment" and exps.restores(r)
-                and r.after >= res.after - exps.noise):
+        if (
+            isinstance(r, ExperimentResult)
+            and r.key != res.key
+            and r.ok
+            and r.after is not None
+            and res.after is not None
+            and r.key != "prior-logit-adjustment"
+            and exps.restores(r)
+            and r.after >= res.after - exps.noise
+        ):
             rival = r
             break
     return res, cured, rival

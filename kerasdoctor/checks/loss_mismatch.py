@@ -58,10 +58,10 @@ SPEC = CheckSpec(
         "categorical_crossentropy (one-hot labels). Two classes: one sigmoid unit with "
         "binary_crossentropy."
     ),
-    fires_on=('model_cce_one_unit',),
+    fires_on=("model_cce_one_unit",),
     order=120,
     needs=frozenset({"symptoms"}),
-    explains=frozenset({PREDICTIONS, 'untrained-model'}),
+    explains=frozenset({PREDICTIONS, "untrained-model"}),
     tier=1,
 )
 

@@ -48,7 +48,7 @@ SPEC = CheckSpec(
             1, "classes with fewer samples are listed as not judged (1: every class is judged)"
         ),
     },
-    fires_on=('scn_resnet_raw',),
+    fires_on=("scn_resnet_raw",),
     order=30,
 )
 
@@ -110,8 +110,11 @@ def run(ctx: Context) -> list[Finding]:
             flagged.append({**row, "mostly_predicted_as": int(np.argmax(errs))})
     if not flagged and not not_judged:
         return []
-    evidence: dict[str, Any] = {"classes": flagged, "not_judged": not_judged,
-                                "confidence": confidence}
+    evidence: dict[str, Any] = {
+        "classes": flagged,
+        "not_judged": not_judged,
+        "confidence": confidence,
+    }
     unjudged = "; ".join(
         f"class {ctx.cls(c['class'])}: {c['correct']} of {c['support']} right" for c in not_judged
     )

@@ -32,7 +32,7 @@ SPEC = CheckSpec(
             "5 samples with probability 1 - 0.5^5 = 97%; with fewer, missing may be chance",
         ),
     },
-    fires_on=('collapsed',),
+    fires_on=("collapsed",),
     order=20,
 )
 

@@ -41,10 +41,11 @@ SPEC = CheckSpec(
             "restoring bar of the other experiments) proves the inputs carry the labels",
         ),
     },
-    fires_on=('scn_noise_blog',),
+    fires_on=("scn_noise_blog",),
     order=240,
-    explains=frozenset({PREDICTIONS, OUTPUT, "class-imbalance", "dead-units",
-                        "decision-threshold"}),
+    explains=frozenset(
+        {PREDICTIONS, OUTPUT, "class-imbalance", "dead-units", "decision-threshold"}
+    ),
     tier=2,
     needs=frozenset({"symptoms", "experiments"}),
 )

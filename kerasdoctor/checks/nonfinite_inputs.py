@@ -32,17 +32,19 @@ SPEC = CheckSpec(
         "zero or log(0) in feature engineering) and impute them (e.g. per-feature mean) or drop "
         "the rows, before training and before prediction."
     ),
-    fires_on=('data_nan',),
+    fires_on=("data_nan",),
     order=80,
-    explains=frozenset({
-        OUTPUT,
-        PREDICTIONS,
-        'batchnorm-statistics',
-        'dead-units',
-        'decision-threshold',
-        'input-scale',
-        'input-scale-mismatch',
-    }),
+    explains=frozenset(
+        {
+            OUTPUT,
+            PREDICTIONS,
+            "batchnorm-statistics",
+            "dead-units",
+            "decision-threshold",
+            "input-scale",
+            "input-scale-mismatch",
+        }
+    ),
     tier=0,
     needs=frozenset({"experiments"}),
 )
@@ -113,8 +115,7 @@ def run(ctx: Context) -> list[Finding]:
             detail_tail = (
                 f" Replacing them by each feature's mean on the {imputed.rows} sampled rows: "
                 f"balanced accuracy {imputed.before:.1%} -> {imputed.after:.1%}"
-                + (" (the non-finite values are what breaks the predictions)." if restored
-                   else ".")
+                + (" (the non-finite values are what breaks the predictions)." if restored else ".")
             )
     return [
         finding(

@@ -24,15 +24,17 @@ SPEC = CheckSpec(
         "clipping, stop on the first NaN (keras.callbacks.TerminateOnNaN), and check the "
         "training data for NaN/Inf and unscaled features."
     ),
-    fires_on=('model_nan_weights',),
+    fires_on=("model_nan_weights",),
     order=90,
-    explains=frozenset({
-        OUTPUT,
-        PREDICTIONS,
-        'batchnorm-statistics',
-        'dead-units',
-        'decision-threshold',
-    }),
+    explains=frozenset(
+        {
+            OUTPUT,
+            PREDICTIONS,
+            "batchnorm-statistics",
+            "dead-units",
+            "decision-threshold",
+        }
+    ),
     tier=0,
 )
 

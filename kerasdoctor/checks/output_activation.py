@@ -60,9 +60,9 @@ SPEC = CheckSpec(
         "logits, keep the head linear and pass from_logits=True, then apply softmax/sigmoid at "
         "prediction time."
     ),
-    fires_on=('model_relu_head',),
+    fires_on=("model_relu_head",),
     order=110,
-    explains=frozenset({OUTPUT, PREDICTIONS, 'dead-units'}),
+    explains=frozenset({OUTPUT, PREDICTIONS, "dead-units"}),
     tier=2,
     needs=frozenset({"symptoms", "experiments"}),
 )
@@ -156,8 +156,11 @@ def run(ctx: Context) -> list[Finding]:
                 f" Taking the argmax of the pre-activations (before the {head} clips them) on "
                 f"{tried.rows} sampled rows: balanced accuracy {tried.before:.1%} -> "
                 f"{tried.after:.1%}"
-                + (": the units learned the classes, the clipping hides them." if
-                   evidence["cured"] else ": the clipping is not all that went wrong.")
+                + (
+                    ": the units learned the classes, the clipping hides them."
+                    if evidence["cured"]
+                    else ": the clipping is not all that went wrong."
+                )
             )
     return [
         finding(
@@ -275,5 +278,6 @@ def _preactivation_argmax(ctx: Context) -> ExperimentResult | None:
     if isinstance(tap, str) or tap.preacts.shape[1] != exps.k:
         return None
     pred = np.argmax(tap.preacts, axis=1).astype(np.int64)
-    return exps.scored("head-preactivation-argmax",
-                       "the argmax of the output layer's pre-activations", pred)
+    return exps.scored(
+        "head-preactivation-argmax", "the argmax of the output layer's pre-activations", pred
+    )

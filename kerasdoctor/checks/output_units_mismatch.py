@@ -27,9 +27,9 @@ SPEC = CheckSpec(
         "sparse_categorical_crossentropy), or, if the data holds classes the model was never "
         "meant to know, drop or relabel them before evaluating."
     ),
-    fires_on=('model_units_fewer',),
+    fires_on=("model_units_fewer",),
     order=130,
-    explains=frozenset({PREDICTIONS, 'loss-mismatch'}),
+    explains=frozenset({PREDICTIONS, "loss-mismatch"}),
     tier=1,
 )
 

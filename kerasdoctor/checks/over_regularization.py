@@ -157,8 +157,10 @@ def run(ctx: Context) -> list[Finding]:
         "prior_distance": distance,
         "mean_output": mean_output,
         "label_prior": label_prior,
-        "output_vs_prior": [{"class": k, "mean_output": m, "prior": q}
-                            for k, (m, q) in enumerate(zip(mean_output, label_prior))],
+        "output_vs_prior": [
+            {"class": k, "mean_output": m, "prior": q}
+            for k, (m, q) in enumerate(zip(mean_output, label_prior))
+        ],
         "label_entropy_nats": entropy,
         "dropout": [
             {"layer": r.layer, "rate": r.rate}

@@ -34,7 +34,7 @@ SPEC = CheckSpec(
     kind=Kind.CAUSE,
     summary=(
         "Token sequences padded on the other side than in training (pad_sequences pads "
-        "\"pre\" by default, TextVectorization and hand-written padding \"post\"), read by a "
+        '"pre" by default, TextVectorization and hand-written padding "post"), read by a '
         "model that does not mask padding."
     ),
     measures=(
@@ -53,8 +53,8 @@ SPEC = CheckSpec(
         "min_error_removed of the balanced error (1 - balanced accuracy)."
     ),
     fix=(
-        "Pad the data the way the training data was padded (pad_sequences(..., padding=\"pre\") "
-        "is Keras' default; TextVectorization pads \"post\"), or build the Embedding with "
+        'Pad the data the way the training data was padded (pad_sequences(..., padding="pre") '
+        'is Keras\' default; TextVectorization pads "post"), or build the Embedding with '
         "mask_zero=True and retrain, so the recurrent layers skip padding wherever it is."
     ),
     thresholds={
@@ -145,8 +145,11 @@ def token_inputs(ctx: Context, min_share: float) -> list[dict[str, Any]]:
         a = np.asarray(x)
         if a.ndim != 2 or a.shape[0] == 0 or a.shape[1] < 2 or a.dtype.kind not in "iuf":
             continue
-        name = ctx.input_names[i] if i < len(ctx.input_names) else (
-            ctx.evidence.inputs[i].name if i < len(ctx.evidence.inputs) else f"input_{i}")
+        name = (
+            ctx.input_names[i]
+            if i < len(ctx.input_names)
+            else (ctx.evidence.inputs[i].name if i < len(ctx.evidence.inputs) else f"input_{i}")
+        )
         consumers = ctx.facts.input_consumers.get(name, ())
         index_read = any(c in INDEX_LAYERS for c in consumers)
         if consumers and not index_read:
@@ -157,8 +160,11 @@ def token_inputs(ctx: Context, min_share: float) -> list[dict[str, Any]]:
                 int_input = np.dtype(want).kind in "iu"
             except TypeError:
                 int_input = False
-            if not (int_input or index_read) or not np.all(np.isfinite(a)) \
-                    or not np.all(a == np.round(a)):
+            if (
+                not (int_input or index_read)
+                or not np.all(np.isfinite(a))
+                or not np.all(a == np.round(a))
+            ):
                 continue
         if np.any(a < 0):
             continue  # not token ids
@@ -168,8 +174,9 @@ def token_inputs(ctx: Context, min_share: float) -> list[dict[str, Any]]:
     return found
 
 
-def restored(exp: dict[str, Any], noise: float, min_gain: float, noise_z: float,
-             min_error_removed: float) -> dict[str, Any] | None:
+def restored(
+    exp: dict[str, Any], noise: float, min_gain: float, noise_z: float, min_error_removed: float
+) -> dict[str, Any] | None:
     """Whether the experiment (the contract's evidence.experiment, plus the sample's rows in
     `sample_rows` when it was screened on fewer) gives the model back: the gain, the bar it
     had to clear and the share of the balanced error removed, or None."""
@@ -196,7 +203,9 @@ def _experiment(ctx: Context, inputs: list[dict[str, Any]]) -> Any:
     moves = {d["index"]: d["side"] for d in inputs}
     what = "moving the padding of " + ", ".join(
         f"input '{d['input']}' from the {'end' if d['side'] == 'post' else 'front'} to the "
-        f"{'front' if d['side'] == 'post' else 'end'}" for d in inputs)
+        f"{'front' if d['side'] == 'post' else 'end'}"
+        for d in inputs
+    )
 
     def transform(xs: list[np.ndarray]) -> list[np.ndarray]:
         return [move_padding(x, moves[i]) if i in moves else x for i, x in enumerate(xs)]
@@ -218,9 +227,13 @@ def run(ctx: Context) -> list[Finding]:
     exps = ctx.experiments
     assert exps is not None
     exp = res.to_dict()
-    verdict = restored(dict(exp, sample_rows=exps.rows), exps.noise,
-                       ctx.threshold(SPEC, "min_gain"), ctx.threshold(SPEC, "noise_z"),
-                       ctx.threshold(SPEC, "min_error_removed"))
+    verdict = restored(
+        dict(exp, sample_rows=exps.rows),
+        exps.noise,
+        ctx.threshold(SPEC, "min_gain"),
+        ctx.threshold(SPEC, "noise_z"),
+        ctx.threshold(SPEC, "min_error_removed"),
+    )
     if verdict is None:
         return []
     from kerasdoctor.experiments import recalls
@@ -238,8 +251,7 @@ def run(ctx: Context) -> list[Finding]:
     }
     found = prediction_symptoms(ctx)
     # the classes the quoted symptom titles name, so the text and the evidence agree
-    evidence["symptom_classes"] = _named_classes(found[s].evidence for s in symptoms
-                                                 if s in found)
+    evidence["symptom_classes"] = _named_classes(found[s].evidence for s in symptoms if s in found)
     side = inputs[0]["side"]
     b0, b1 = float(exp["balanced_accuracy_before"]), float(exp["balanced_accuracy_after"])
     title = (
@@ -250,7 +262,8 @@ def run(ctx: Context) -> list[Finding]:
     described = "; ".join(
         f"input '{d['input']}': {d[d['side'] + '_rows']} of {d['rows']} rows padded "
         f"'{d['side']}' (median run {d[d['side'] + '_median_run']:.0f} of {d['length']} ids)"
-        for d in inputs)
+        for d in inputs
+    )
     detail = (
         f"{described}. Re-run on {exp['rows']} rows of the class-stratified sample with the "
         f"padding moved to the other side (same tokens, same order), the model's balanced "
@@ -259,7 +272,8 @@ def run(ctx: Context) -> list[Finding]:
         f"on sequences padded '{OTHER[side]}': without mask_zero its recurrent layer reads the "
         "padding as input, and a run of it where training never had one washes out what it "
         "read. The predictions show it: "
-        + "; ".join(found[s].title for s in symptoms if s in found) + "."
+        + "; ".join(found[s].title for s in symptoms if s in found)
+        + "."
     )
     fixes = [
         Fix(
@@ -268,8 +282,7 @@ def run(ctx: Context) -> list[Finding]:
             code=_pad_code(side, int(inputs[0]["length"])),
         ),
         Fix(
-            "Or make the model ignore padding wherever it is: mask it in the Embedding and "
-            "retrain",
+            "Or make the model ignore padding wherever it is: mask it in the Embedding and retrain",
             code="layers.Embedding(vocab_size, dim, mask_zero=True)  # 0 is padding; the "
             "LSTM/GRU after it skips masked steps",
         ),
@@ -281,7 +294,7 @@ def _pad_code(side: str, length: int) -> str:
     want = OTHER[side]
     return (
         "from keras.utils import pad_sequences\n"
-        f"x = pad_sequences(sequences, maxlen={length}, padding=\"{want}\")  # as in training\n"
+        f'x = pad_sequences(sequences, maxlen={length}, padding="{want}")  # as in training\n'
         "# or move the padding of rows already padded (0 is padding):\n"
         "import numpy as np\n"
         + (

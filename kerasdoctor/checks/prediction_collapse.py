@@ -27,7 +27,7 @@ SPEC = CheckSpec(
             0.5, "the other classes get at most half the predictions their labels call for"
         ),
     },
-    fires_on=('collapsed',),
+    fires_on=("collapsed",),
     order=10,
 )
 

@@ -109,22 +109,24 @@ SPEC = CheckSpec(
             "predictions around and can gain a few points by chance",
         ),
     },
-    fires_on=('data_double_rescale',),
+    fires_on=("data_double_rescale",),
     repair=(
         "prepend the restoring transform (Rescaling, Normalization with fixed values, or a "
         "fixed 1x1 convolution that swaps channels) so the model takes the data as it comes"
     ),
     order=160,
     needs=frozenset({"symptoms", "experiments"}),
-    explains=frozenset({
-        OUTPUT,
-        PREDICTIONS,
-        'batchnorm-statistics',
-        'dead-units',
-        'decision-threshold',
-        'input-scale',
-        'input-scale-mismatch',
-    }),
+    explains=frozenset(
+        {
+            OUTPUT,
+            PREDICTIONS,
+            "batchnorm-statistics",
+            "dead-units",
+            "decision-threshold",
+            "input-scale",
+            "input-scale-mismatch",
+        }
+    ),
     tier=2,
 )
 
@@ -234,8 +236,13 @@ def _transforms(ji: JudgedInput) -> list[tuple[str, str, Callable[[np.ndarray], 
     if in255:
         caffe_mean = np.array([103.939, 116.779, 123.68])
         if ji.stats.shape and ji.stats.shape[-1] == 3 and len(ji.stats.shape) == 3:
-            out.append(("caffe", "X[..., ::-1] - np.array([103.939, 116.779, 123.68])",
-                        lambda a: a[..., ::-1] - caffe_mean))
+            out.append(
+                (
+                    "caffe",
+                    "X[..., ::-1] - np.array([103.939, 116.779, 123.68])",
+                    lambda a: a[..., ::-1] - caffe_mean,
+                )
+            )
     if ji.stats.shape and ji.stats.shape[-1] == 3 and len(ji.stats.shape) == 3:
         out.append(("bgr<->rgb", "X[..., ::-1]", lambda a: a[..., ::-1]))
     out.extend(_undo_model_layer(ji))
@@ -256,24 +263,30 @@ def _transforms(ji: JudgedInput) -> list[tuple[str, str, Callable[[np.ndarray], 
     return out
 
 
-def _undo_model_layer(ji: JudgedInput) -> list[tuple[str, str, Callable[[np.ndarray],
-                                                                           np.ndarray]]]:
+def _undo_model_layer(ji: JudgedInput) -> list[tuple[str, str, Callable[[np.ndarray], np.ndarray]]]:
     """Transforms informed by the model: the inverse of its own preprocessing layer, for data
     that was already put through the same preprocessing before it reached the model."""
     norm = ji.normalizer
     if norm is None:
         return []
     p = norm.params
-    if norm.class_name == "Normalization" and "mean" in p and "variance" in p \
-            and not p.get("invert"):
+    if (
+        norm.class_name == "Normalization"
+        and "mean" in p
+        and "variance" in p
+        and not p.get("invert")
+    ):
         mu = np.asarray(p["mean"], np.float64).reshape(-1)
         sd = np.sqrt(np.maximum(np.asarray(p["variance"], np.float64).reshape(-1), 1e-12))
         if mu.size not in (1, ji.stats.moments.n_features):
             return []
         mus, sds = fmt_list(mu), fmt_list(sd)
-        code = (f"X * np.array({sds}) + np.array({mus})" if mus and sds else
-                f"X * np.sqrt(model.get_layer({norm.layer!r}).variance) + "
-                f"model.get_layer({norm.layer!r}).mean")
+        code = (
+            f"X * np.array({sds}) + np.array({mus})"
+            if mus and sds
+            else f"X * np.sqrt(model.get_layer({norm.layer!r}).variance) + "
+            f"model.get_layer({norm.layer!r}).mean"
+        )
         return [("undo-normalization", code, lambda a: a * sd + mu)]
     if norm.class_name == "Rescaling":
         scale = np.asarray(p.get("scale", 1.0), np.float64).reshape(-1)
@@ -307,8 +320,7 @@ def sweep(ctx: Context) -> dict[str, Any] | None:
                 pass
         for name, code, fn in _transforms(ji):
             desc = DESCRIBE[name].format(f"input '{ji.name}'")
-            res = exps.inputs(f"preprocess:{ji.name}:{name}", desc,
-                              _applying({ji.index: fn}))
+            res = exps.inputs(f"preprocess:{ji.name}:{name}", desc, _applying({ji.index: fn}))
             if not res.ok or res.after is None:
                 continue
             bal = res.after
@@ -330,9 +342,11 @@ def sweep(ctx: Context) -> dict[str, Any] | None:
                 best_per_input[ji.index] = (bal, fn, trials[-1]["code"])
     if len(best_per_input) >= 2:  # several inputs prepared wrongly at once
         names = [ev.inputs[i].name for i in best_per_input]
-        res = exps.inputs("preprocess:combined:" + "+".join(names), "transforming inputs "
-                          + ", ".join(names) + " together",
-                          _applying({i: fn for i, (_, fn, _) in best_per_input.items()}))
+        res = exps.inputs(
+            "preprocess:combined:" + "+".join(names),
+            "transforming inputs " + ", ".join(names) + " together",
+            _applying({i: fn for i, (_, fn, _) in best_per_input.items()}),
+        )
         bal = res.after if res.ok and res.after is not None else bal0
         trials.append(
             {
@@ -358,8 +372,9 @@ def sweep(ctx: Context) -> dict[str, Any] | None:
     }
 
 
-def _applying(fns: dict[int, Callable[[np.ndarray], np.ndarray]]
-              ) -> Callable[[list[np.ndarray]], list[np.ndarray]]:
+def _applying(
+    fns: dict[int, Callable[[np.ndarray], np.ndarray]],
+) -> Callable[[list[np.ndarray]], list[np.ndarray]]:
     """A transform of the sample's inputs that applies fns[i] to input i (as float32)."""
 
     def apply(xs: list[np.ndarray]) -> list[np.ndarray]:

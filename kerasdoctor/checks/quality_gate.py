@@ -28,7 +28,7 @@ SPEC = CheckSpec(
         "rare ones: class weights or resampling), retrain, and run the gate again. Lower a "
         "gate only when it is stricter than the task needs."
     ),
-    fires_on=('healthy_imbalanced', '--min-recall', '0.99'),
+    fires_on=("healthy_imbalanced", "--min-recall", "0.99"),
     order=210,
 )
 

@@ -46,22 +46,24 @@ SPEC = CheckSpec(
             "is at least halfway from a coin toss (0.5) to perfect",
         ),
     },
-    fires_on=('model_single_softmax',),
+    fires_on=("model_single_softmax",),
     repair=(
         "swap the softmax for a sigmoid on the same logit, where that logit ranks the classes "
         "(the softmax was added after training)"
     ),
     order=100,
     needs=frozenset({"experiments"}),
-    explains=frozenset({
-        OUTPUT,
-        PREDICTIONS,
-        'decision-threshold',
-        'loss-mismatch',
-        'output-activation',
-        'output-units-mismatch',
-        'untrained-model',
-    }),
+    explains=frozenset(
+        {
+            OUTPUT,
+            PREDICTIONS,
+            "decision-threshold",
+            "loss-mismatch",
+            "output-activation",
+            "output-units-mismatch",
+            "untrained-model",
+        }
+    ),
     tier=0,
 )
 
@@ -122,13 +124,17 @@ def run(ctx: Context) -> list[Finding]:
         )
         evidence["cured"] = bool(bacc >= good)
         if bacc >= good:
-            detail += (": the weights learned the task (a softmax appended after training, or "
-                       "Keras computing binary cross-entropy from the logit under the "
-                       "activation), only the last activation hides it.")
+            detail += (
+                ": the weights learned the task (a softmax appended after training, or "
+                "Keras computing binary cross-entropy from the logit under the "
+                "activation), only the last activation hides it."
+            )
             fixes[:0] = [repair_fix(ctx, SPEC), _swap_fix(ctx)]
         else:
-            detail += (": the softmax passed no gradient to the logit, which never learned; the "
-                       "network has to be retrained with a proper head.")
+            detail += (
+                ": the softmax passed no gradient to the logit, which never learned; the "
+                "network has to be retrained with a proper head."
+            )
     if inferred:
         # a sigmoid saturated for every input also gives exactly 1.0: without the layers to
         # read this is a hint, never the root cause
@@ -166,8 +172,9 @@ def _sigmoid_rescue(ctx: Context) -> dict[str, Any] | None:
     if isinstance(tap, str) or tap.preacts.shape[1] != 1 or np.unique(y).size != 2 or y.max() > 1:
         return None
     pred = (tap.preacts[:, 0] > 0).astype(np.int64)  # sigmoid(z) > 0.5
-    res = exps.scored("head-sigmoid", "reading the logit under the one-unit softmax through a "
-                      "sigmoid", pred)
+    res = exps.scored(
+        "head-sigmoid", "reading the logit under the one-unit softmax through a sigmoid", pred
+    )
     return {"balanced_accuracy": res.after, "n": res.rows, "experiment": res.to_dict()}
 
 

@@ -38,9 +38,9 @@ SPEC = CheckSpec(
             50, "below 50 rows run counts are too noisy to call an ordering (see above)"
         ),
     },
-    fires_on=('data_sorted',),
+    fires_on=("data_sorted",),
     order=190,
-    explains=frozenset({'low-recall', 'missing-classes', 'prediction-collapse'}),
+    explains=frozenset({"low-recall", "missing-classes", "prediction-collapse"}),
     tier=8,
 )
 

@@ -50,9 +50,9 @@ SPEC = CheckSpec(
             "too little to show that any training happened",
         ),
     },
-    fires_on=('model_untrained',),
+    fires_on=("model_untrained",),
     order=180,
-    explains=frozenset({OUTPUT, PREDICTIONS, 'batchnorm-statistics', 'dead-units'}),
+    explains=frozenset({OUTPUT, PREDICTIONS, "batchnorm-statistics", "dead-units"}),
     tier=1,
 )
 

@@ -84,33 +84,41 @@ def diagnose(
         "the features are every other column but the labels, in file order.",
     ),
     image_size: str | None = typer.Option(
-        None, "--image-size", metavar="HxW",
+        None,
+        "--image-size",
+        metavar="HxW",
         help="Image folder: the size to resize to, for models that take any size.",
     ),
     class_names: str | None = typer.Option(
-        None, "--class-names",
+        None,
+        "--class-names",
         help="Comma-separated class names in class-index order (.npy, .csv, .parquet, "
         "tf.data); string labels are mapped in this order instead of sorted.",
     ),
     runner: str | None = typer.Option(
-        None, "--runner",
+        None,
+        "--runner",
         help="Sharded DATA (e.g. 'data/shard-*.tfrecord'): the Apache Beam runner "
         "[default: DirectRunner]; DataflowRunner, FlinkRunner, SparkRunner...",
     ),
     pipeline_options: list[str] = typer.Option(
-        [], "--pipeline-option", metavar="KEY=VALUE",
+        [],
+        "--pipeline-option",
+        metavar="KEY=VALUE",
         help="A Beam pipeline option for sharded DATA (repeatable), e.g. "
         "--pipeline-option direct_num_workers=2; also any --key=value after `--`.",
     ),
     # issue 16: force the multi-label diagnosis (a multi-hot y in an .npz selects it anyway)
     multi_label: bool = typer.Option(
-        False, "--multi-label",
+        False,
+        "--multi-label",
         help="Diagnose as multi-label: y multi-hot (N, K), one sigmoid unit per label "
         "[default: when y in the .npz is multi-hot].",
     ),
     # issue 16: void / padding positions of dense labels (y (N, H, W) or (N, T))
     ignore_label: int | None = typer.Option(
-        None, "--ignore-label",
+        None,
+        "--ignore-label",
         help="Dense outputs (y (N, H, W) or (N, T)): positions labelled V do not count "
         "(void, padding); a boolean 'mask' array in the .npz does the same [default: none].",
     ),

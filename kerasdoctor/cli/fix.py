@@ -71,8 +71,15 @@ OPTION_MODES: dict[str, tuple[str, ...]] = {
     "--multi-label": ("threshold", "repair"),
     # a data flag: suggested commands carry every flag that read DATA, so every mode takes it
     # (the label-only modes read y and leave the inputs alone)
-    "--x-key": ("class-weights", "output-bias", "threshold", "oversample", "undersample",
-                "retrain", "repair"),
+    "--x-key": (
+        "class-weights",
+        "output-bias",
+        "threshold",
+        "oversample",
+        "undersample",
+        "retrain",
+        "repair",
+    ),
 }
 _ALL, _REPORTS = tuple(FixFormat), (FixFormat.table, FixFormat.json)  # python: a snippet
 MODE_FORMATS: dict[str, tuple[FixFormat, ...]] = {
@@ -92,9 +99,7 @@ TRAIN_NOTE = (
 
 
 def fix(
-    paths: list[str] = typer.Argument(
-        None, metavar="[MODEL] TRAIN_DATA|DATA", show_default=False
-    ),
+    paths: list[str] = typer.Argument(None, metavar="[MODEL] TRAIN_DATA|DATA", show_default=False),
     class_weights: bool = typer.Option(
         False,
         "--class-weights",
@@ -104,9 +109,11 @@ def fix(
         False, "--output-bias", help="The output-layer bias at the label prior of TRAIN_DATA."
     ),
     threshold: bool = typer.Option(
-        False, "--threshold", help="Best decision threshold of a binary MODEL on DATA; per "
+        False,
+        "--threshold",
+        help="Best decision threshold of a binary MODEL on DATA; per "
         "label for a multi-label model (y multi-hot), over the positions for a one-sigmoid "
-        "dense model (y (N, H, W)): chosen on one seeded half, checked on the other."
+        "dense model (y (N, H, W)): chosen on one seeded half, checked on the other.",
     ),
     oversample: bool = typer.Option(
         False,
@@ -134,8 +141,9 @@ def fix(
         "fitted on one half of DATA, measured on the other; save to --output FIXED.keras.",
     ),
     cause: str | None = typer.Option(
-        None, "--cause", help="Repair: the cause to repair, from the diagnosis's causes "
-        "[default: its root cause]."
+        None,
+        "--cause",
+        help="Repair: the cause to repair, from the diagnosis's causes [default: its root cause].",
     ),
     eval_data: str | None = typer.Option(
         None,
@@ -192,7 +200,8 @@ def fix(
         None, "--feature-columns", help="Feature columns of a .csv/.parquet DATA, a,b,c."
     ),
     drop_columns: str | None = typer.Option(
-        None, "--drop-columns",
+        None,
+        "--drop-columns",
         help="Columns of a .csv/.parquet DATA that are not features (an id), a,b.",
     ),
     class_names: str | None = typer.Option(
@@ -209,12 +218,14 @@ def fix(
     ),
     # issue 16: dense and multi-label DATA, read as `diagnose` reads them
     ignore_label: int | None = typer.Option(
-        None, "--ignore-label",
+        None,
+        "--ignore-label",
         help="Threshold, repair: dense labels (y (N, H, W) or (N, T)): positions labelled V do "
         "not count (a boolean 'mask' array in the .npz does the same).",
     ),
     multi_label: bool = typer.Option(
-        False, "--multi-label",
+        False,
+        "--multi-label",
         help="Threshold, repair: read y in the .npz as multi-hot (N, K) [default: when it is].",
     ),
 ) -> None:
@@ -249,8 +260,9 @@ def fix(
         }
         chosen = [m for m, on in flags.items() if on]
         paths = list(paths or [])
-        if (not chosen and paths and paths[0] in flags
-                and not Path(paths[0]).exists()):  # the subcommand form: fix repair M D
+        if (
+            not chosen and paths and paths[0] in flags and not Path(paths[0]).exists()
+        ):  # the subcommand form: fix repair M D
             chosen, paths = [paths[0]], paths[1:]
         if not chosen:
             raise InputError(
@@ -267,11 +279,17 @@ def fix(
         from kerasdoctor.load import MultiHotLabels
 
         data_opts = DataOptions(
-            x_key=x_key, y_key=y_key, labels=labels, label_column=label_column,
-            feature_columns=feature_columns, drop_columns=drop_columns,
-            class_names=class_names, image_size=image_size,
+            x_key=x_key,
+            y_key=y_key,
+            labels=labels,
+            label_column=label_column,
+            feature_columns=feature_columns,
+            drop_columns=drop_columns,
+            class_names=class_names,
+            image_size=image_size,
             seed=seed or 0,
-            ignore_label=ignore_label, multi_label=True if multi_label else None,
+            ignore_label=ignore_label,
+            multi_label=True if multi_label else None,
         )
         # --oversample/--undersample: which data flags apply is decided by the kind of
         # TRAIN_DATA (resample.resample_data refuses the others, and .npy / tf.data data)
@@ -383,12 +401,14 @@ def fix(
         except MultiHotLabels as exc:
             what = str(exc).split(": multi-label targets")[0]
             if mode in ("threshold", "repair"):  # DATA of another kind than .npz
-                raise InputError(f"{what}: --{mode} reads multi-hot labels from an .npz (x, "
-                                 "y multi-hot (N, K))") from exc
+                raise InputError(
+                    f"{what}: --{mode} reads multi-hot labels from an .npz (x, y multi-hot (N, K))"
+                ) from exc
             raise InputError(
                 f"{what}: --{mode} takes single-label targets (Keras's class_weight does not "
                 "apply to multi-label outputs); for a multi-label model: kerasdoctor fix "
-                "--threshold MODEL DATA (a threshold per label) or fix --repair") from exc
+                "--threshold MODEL DATA (a threshold per label) or fix --repair"
+            ) from exc
 
 
 def _finite(value: Any) -> Any:
@@ -482,23 +502,36 @@ def _threshold(
         return
     try:
         md = load_model_and_data(
-            paths[0], paths[1], x_key=x_key, y_key=y_key, unsafe=unsafe,
-            output_name=output_name, data_opts=data_opts,
+            paths[0],
+            paths[1],
+            x_key=x_key,
+            y_key=y_key,
+            unsafe=unsafe,
+            output_name=output_name,
+            data_opts=data_opts,
         )
     except (MultiHotLabels, DenseLabels) as exc:  # issue 16: multi-label or dense DATA
         result, table = _threshold_multi(paths, exc, objective, seed, unsafe, output_name, opts)
     else:
         if opts.ignore_label is not None:
-            raise InputError(f"--ignore-label applies to dense labels (y (N, H, W) or (N, T)); "
-                             f"DATA {paths[1]} holds one label per sample")
+            raise InputError(
+                f"--ignore-label applies to dense labels (y (N, H, W) or (N, T)); "
+                f"DATA {paths[1]} holds one label per sample"
+            )
         result = find_threshold(md, objective, seed)
         from kerasdoctor.render.simple import threshold_table as table
     write_output(_json(result) if fmt == "json" else table(result), output)
 
 
-def _threshold_multi(paths: list[str], exc: Exception | None, objective: str, seed: int,
-                     unsafe: bool, output_name: str | None, opts: Any
-                     ) -> tuple[dict[str, Any], Any]:
+def _threshold_multi(
+    paths: list[str],
+    exc: Exception | None,
+    objective: str,
+    seed: int,
+    unsafe: bool,
+    output_name: str | None,
+    opts: Any,
+) -> tuple[dict[str, Any], Any]:
     """`fix --threshold` on multi-hot or dense labels in an .npz: per-label thresholds
     (fix.per_label) or one threshold over the positions (fix.per_position)."""
     from kerasdoctor.dense import is_dense_output
@@ -509,13 +542,19 @@ def _threshold_multi(paths: list[str], exc: Exception | None, objective: str, se
 
     if not is_npz_path(paths[1]) and not (is_seg_folder(paths[1]) and not opts.multi_label):
         if opts.multi_label:
-            raise InputError(f"--multi-label reads DATA from an .npz (x, y multi-hot (N, K)); "
-                             f"{paths[1]} is not an .npz")
-        raise InputError(f"DATA: {paths[1]}: multi-hot or dense labels are read from an .npz "
-                         "(x, y): save them as one, or give single-label targets")
+            raise InputError(
+                f"--multi-label reads DATA from an .npz (x, y multi-hot (N, K)); "
+                f"{paths[1]} is not an .npz"
+            )
+        raise InputError(
+            f"DATA: {paths[1]}: multi-hot or dense labels are read from an .npz "
+            "(x, y): save them as one, or give single-label targets"
+        )
     if objective != "balanced-accuracy":
-        raise InputError("--objective f1 applies to a binary model; per-label and per-position "
-                         "thresholds maximise balanced accuracy")
+        raise InputError(
+            "--objective f1 applies to a binary model; per-label and per-position "
+            "thresholds maximise balanced accuracy"
+        )
     lm = load_model(paths[0], unsafe=unsafe, output_name=output_name)
     if not opts.multi_label and is_dense_output(lm):
         dd = per_position.load_npz(paths[0], paths[1], opts, lm=lm)
@@ -524,8 +563,10 @@ def _threshold_multi(paths: list[str], exc: Exception | None, objective: str, se
         assert exc is not None
         raise exc
     if opts.ignore_label is not None:
-        raise InputError("--ignore-label applies to dense labels (y (N, H, W) or (N, T)), not "
-                         "to multi-hot labels")
+        raise InputError(
+            "--ignore-label applies to dense labels (y (N, H, W) or (N, T)), not "
+            "to multi-hot labels"
+        )
     ld = per_label.load_npz(paths[0], paths[1], opts, lm=lm)
     return per_label.threshold_report(ld, seed, opts), per_label.threshold_table
 
@@ -623,8 +664,7 @@ def _repair(
     from kerasdoctor.fix.repair import check_output, repair_paths
 
     check_output(output, paths[0], paths[1])  # before the diagnosis: exit 2 at once
-    result = repair_paths(paths[0], paths[1], output, cause=cause, seed=seed,
-                          data_opts=data_opts)
+    result = repair_paths(paths[0], paths[1], output, cause=cause, seed=seed, data_opts=data_opts)
     if fmt == "json":
         text = _json(result)
     elif result.get("task") == "multilabel":  # issue 16

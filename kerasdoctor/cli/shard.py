@@ -31,7 +31,9 @@ def shard(
     outdir: Path = typer.Argument(..., help="Where to write the shards and their manifest."),
     shards: int = typer.Option(..., "--shards", "-n", help="How many shards to write."),
     format: ShardFormat = typer.Option(
-        ShardFormat.tfrecord, "--format", "-f",
+        ShardFormat.tfrecord,
+        "--format",
+        "-f",
         help="tfrecord: tf.train.Example per row; npz: .npz files of the same layout as DATA.",
     ),
     x_key: str | None = typer.Option(None, "--x-key", help="The .npz array holding the input."),
@@ -42,8 +44,9 @@ def shard(
     with guard():
         from kerasdoctor.beam.convert import convert_npz
 
-        m = convert_npz(data, outdir, shards=shards, fmt=format.value, x_key=x_key,
-                        y_key=y_key, force=force)
+        m = convert_npz(
+            data, outdir, shards=shards, fmt=format.value, x_key=x_key, y_key=y_key, force=force
+        )
         pattern = os.path.join(str(outdir), f"shard-*.{format.value}")
         sys.stdout.write(
             f"wrote {len(m.shards)} {format.value} shards ({m.n_samples} rows, features: "
@@ -71,7 +74,10 @@ def pipeline_args(options: Sequence[str], extra: Sequence[str]) -> list[str]:
 
 
 def sharded_runner(
-    data: str, runner: str | None, options: Sequence[str], extra: Sequence[str],
+    data: str,
+    runner: str | None,
+    options: Sequence[str],
+    extra: Sequence[str],
     custom_objects: Path | None,
 ) -> Callable[[str, str, Any], Any] | None:
     """The Beam path's diagnose(model, data, options) when DATA names shards (a glob such as
@@ -107,7 +113,6 @@ def sharded_runner(
     path = str(custom_objects) if custom_objects is not None else None
 
     def run(model: str, pattern: str, opts: Any) -> Any:
-        return diagnose_shards(model, pattern, opts, pipeline_args=args,
-                               custom_objects_path=path)
+        return diagnose_shards(model, pattern, opts, pipeline_args=args, custom_objects_path=path)
 
     return run

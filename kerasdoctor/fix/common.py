@@ -21,8 +21,7 @@ def n_classes_of(raw: RawData, n_outputs: int | None = None) -> int:
     (metrics.class_count)."""
     from kerasdoctor.metrics import class_count
 
-    return class_count(raw.labels.width, raw.labels.class_names, n_outputs,
-                       int(raw.labels.y.max()))
+    return class_count(raw.labels.width, raw.labels.class_names, n_outputs, int(raw.labels.y.max()))
 
 
 def names_for(raw: RawData, k: int) -> list[str]:
@@ -131,8 +130,9 @@ def load_more_data(
     """Other data (e.g. EVAL_DATA) read for md's model, its class indices made md's."""
     from kerasdoctor.sources import open_source
 
-    other = _bind(open_source(data_path, DataSpec.of(opts), seed=opts.seed), md.lm, md.facts,
-                  data_path)
+    other = _bind(
+        open_source(data_path, DataSpec.of(opts), seed=opts.seed), md.lm, md.facts, data_path
+    )
     other.raw.labels = _labels_as(md.raw, other.raw, what)
     return other
 
@@ -313,8 +313,13 @@ def summary(y: np.ndarray, pred: np.ndarray, names: Sequence[str]) -> dict[str, 
         "effective_n": None if ci is None else ci[2],
         "confusion_matrix": [list(row) for row in m.confusion_matrix],
         "per_class": [
-            {"class": row.index, "name": row.name, "support": row.support,
-             "predicted": row.predicted, "recall": row.recall}
+            {
+                "class": row.index,
+                "name": row.name,
+                "support": row.support,
+                "predicted": row.predicted,
+                "recall": row.recall,
+            }
             for row in m.per_class
         ],
     }

@@ -27,11 +27,15 @@ from kerasdoctor.errors import InputError
 from kerasdoctor.findings import Finding, Report
 from kerasdoctor.fix.task_repair import MODEL_LEVEL  # model-level causes, repaired there
 
-SPLIT = ("two seeded halves of DATA, stratified by each row's rarest label: the thresholds "
-         "are chosen on the first and checked on the second, which they never saw")
-RULE = ("a label gets its own threshold only when it beats 0.5 on the held-out half beyond "
-        "noise (two standard errors of the paired difference, and 0.02 of balanced "
-        "accuracy); the others keep 0.5")
+SPLIT = (
+    "two seeded halves of DATA, stratified by each row's rarest label: the thresholds "
+    "are chosen on the first and checked on the second, which they never saw"
+)
+RULE = (
+    "a label gets its own threshold only when it beats 0.5 on the held-out half beyond "
+    "noise (two standard errors of the paired difference, and 0.02 of balanced "
+    "accuracy); the others keep 0.5"
+)
 # Causes of a multi-label diagnosis that no edit of the weights cures: (why, what instead)
 WHY: dict[str, str] = {
     "output-activation": "a softmax head makes the labels compete (each row's scores sum to "
@@ -56,8 +60,15 @@ class LabelData:
     names: list[str]
 
 
-def load_npz(model_path: str, data_path: str, opts: Any, *, unsafe: bool = False,
-             output_name: str | None = None, lm: Any = None) -> LabelData:
+def load_npz(
+    model_path: str,
+    data_path: str,
+    opts: Any,
+    *,
+    unsafe: bool = False,
+    output_name: str | None = None,
+    lm: Any = None,
+) -> LabelData:
     """MODEL and an .npz whose `y` is multi-hot, bound together (exit 2 on a mismatch)."""
     from kerasdoctor.load import load_model
     from kerasdoctor.multilabel import read_multilabel_npz
@@ -69,8 +80,14 @@ def load_npz(model_path: str, data_path: str, opts: Any, *, unsafe: bool = False
     return bind(lm, str(data_path), arrays, y, names, where)
 
 
-def bind(lm: Any, path: str, arrays: dict[str, np.ndarray], y: Any,
-         names: list[str] | None, where: str = "y") -> LabelData:
+def bind(
+    lm: Any,
+    path: str,
+    arrays: dict[str, np.ndarray],
+    y: Any,
+    names: list[str] | None,
+    where: str = "y",
+) -> LabelData:
     from kerasdoctor.load import Labels, RawData, bind_inputs
     from kerasdoctor.model_facts import read_facts
     from kerasdoctor.multilabel import check_multi_hot
@@ -83,8 +100,10 @@ def bind(lm: Any, path: str, arrays: dict[str, np.ndarray], y: Any,
     out = tuple(lm.output_shape)
     if len(out) != 2 or out[-1] != k:
         shape = "(N, " + ", ".join(str(d) for d in out[1:]) + ")"
-        raise InputError(f"MODEL: {lm.path} outputs {shape} but the multi-hot labels have {k} "
-                         f"columns; a multi-label model needs {k} output units (N, {k})")
+        raise InputError(
+            f"MODEL: {lm.path} outputs {shape} but the multi-hot labels have {k} "
+            f"columns; a multi-label model needs {k} output units (N, {k})"
+        )
     raw = RawData(path, dict(arrays), Labels(np.zeros(n, np.int64), "multi-hot", k, label_names))
     return LabelData(lm, read_facts(lm), path, bind_inputs(raw, lm), yb, label_names)
 
@@ -95,11 +114,13 @@ def check_head(ld: LabelData) -> None:
         raise InputError(
             f"MODEL {ld.lm.path} has a softmax over its {ld.y.shape[1]} outputs: the labels "
             "compete (each row's scores sum to 1), so no per-label threshold applies; retrain "
-            "with one sigmoid unit per label (kerasdoctor explain output-activation)")
+            "with one sigmoid unit per label (kerasdoctor explain output-activation)"
+        )
 
 
-def scores(ld: LabelData, rows: np.ndarray | None = None, lm: Any = None,
-           logits: bool | None = None) -> tuple[np.ndarray, bool]:
+def scores(
+    ld: LabelData, rows: np.ndarray | None = None, lm: Any = None, logits: bool | None = None
+) -> tuple[np.ndarray, bool]:
     """P(label) per row and label, and whether the outputs were read as logits (a linear head
     whose values leave [0, 1], as the diagnosis reads them); `logits` forces that reading
     (the repaired model is read as the original was). NaN/Inf outputs exit 2."""
@@ -108,15 +129,17 @@ def scores(ld: LabelData, rows: np.ndarray | None = None, lm: Any = None,
 
     model = lm or ld.lm
     facts = ld.facts if lm is None else read_facts(lm)
-    raw = _predict(model, facts, ld.xs, rows, ld.y.shape[1],
-                   SimpleNamespace(batch_size=None, progress=None))
+    raw = _predict(
+        model, facts, ld.xs, rows, ld.y.shape[1], SimpleNamespace(batch_size=None, progress=None)
+    )
     bad = ~np.isfinite(raw).all(axis=1)
     if bad.any():
-        raise InputError(f"MODEL {model.path} outputs NaN/Inf for {int(bad.sum())} rows; no "
-                         "threshold applies (run kerasdoctor diagnose to see why)")
+        raise InputError(
+            f"MODEL {model.path} outputs NaN/Inf for {int(bad.sum())} rows; no "
+            "threshold applies (run kerasdoctor diagnose to see why)"
+        )
     if logits is None:
-        logits = facts.head not in ("sigmoid", "softmax") and bool(
-            raw.min() < 0 or raw.max() > 1)
+        logits = facts.head not in ("sigmoid", "softmax") and bool(raw.min() < 0 or raw.max() > 1)
     probs = 1.0 / (1.0 + np.exp(-np.clip(raw, -80, 80))) if logits else raw
     return probs, logits
 
@@ -126,32 +149,48 @@ def _logit(t: float) -> float:
     return math.log(t / (1 - t))
 
 
-def _summary(y: np.ndarray, pred: np.ndarray, names: list[str],
-             thresholds: list[float]) -> dict[str, Any]:
+def _summary(
+    y: np.ndarray, pred: np.ndarray, names: list[str], thresholds: list[float]
+) -> dict[str, Any]:
     """label_summary's macro figures plus a row per label (what the tables print)."""
     from kerasdoctor.multilabel import _rates, label_summary
 
     s = label_summary(y, pred)
     s["balanced_accuracy"] = s["macro_balanced_accuracy"]  # the single-label key, same sense
-    s["per_class"] = [dict(_rates(y[:, j].astype(bool), pred[:, j].astype(bool)), **{
-        "class": j, "name": names[j], "threshold": thresholds[j]}) for j in range(len(names))]
+    s["per_class"] = [
+        dict(
+            _rates(y[:, j].astype(bool), pred[:, j].astype(bool)),
+            **{"class": j, "name": names[j], "threshold": thresholds[j]},
+        )
+        for j in range(len(names))
+    ]
     return s
 
 
-def _labels(ld: LabelData, probs: np.ndarray, test: np.ndarray,
-            rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _labels(
+    ld: LabelData, probs: np.ndarray, test: np.ndarray, rows: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
     from kerasdoctor.multilabel import _auc
 
     out = []
     for r in rows:
         j = r["label"]
-        out.append({
-            "label": j, "name": ld.names[j],
-            "prevalence": float(ld.y[:, j].mean()),
-            "roc_auc": _auc(ld.y[test, j], probs[test, j]),
-            "threshold": r["threshold"], "threshold_fitted": r["threshold_fitted"],
-            "validated": r["validated"], "gain": r["gain"], "noise": r["noise"],
-            "note": r["note"], "before": r["before"], "after": r["after"]})
+        out.append(
+            {
+                "label": j,
+                "name": ld.names[j],
+                "prevalence": float(ld.y[:, j].mean()),
+                "roc_auc": _auc(ld.y[test, j], probs[test, j]),
+                "threshold": r["threshold"],
+                "threshold_fitted": r["threshold_fitted"],
+                "validated": r["validated"],
+                "gain": r["gain"],
+                "noise": r["noise"],
+                "note": r["note"],
+                "before": r["before"],
+                "after": r["after"],
+            }
+        )
     return out
 
 
@@ -176,30 +215,42 @@ def threshold_report(ld: LabelData, seed: int, data_opts: Any) -> dict[str, Any]
     validated = [ld.names[r["label"]] for r in rows if r["validated"]]
     rounded = [round(t, 6) for t in shipped]
     if logits:
-        code = ("import numpy as np\n"
-                "# the model outputs logits: P > t  <=>  logit > log(t / (1 - t))\n"
-                f"THRESHOLDS = np.array({rounded!r})\n"
-                "LOGIT_THRESHOLDS = np.log(THRESHOLDS / (1 - THRESHOLDS))\n"
-                "predicted = model.predict(x) > LOGIT_THRESHOLDS  # (N, K) booleans\n")
+        code = (
+            "import numpy as np\n"
+            "# the model outputs logits: P > t  <=>  logit > log(t / (1 - t))\n"
+            f"THRESHOLDS = np.array({rounded!r})\n"
+            "LOGIT_THRESHOLDS = np.log(THRESHOLDS / (1 - THRESHOLDS))\n"
+            "predicted = model.predict(x) > LOGIT_THRESHOLDS  # (N, K) booleans\n"
+        )
     else:
-        code = ("import numpy as np\n"
-                "# chosen on one seeded half of DATA, checked on the other; 0.5 where no cut "
-                "beat it\n"
-                f"THRESHOLDS = np.array({rounded!r})\n"
-                "predicted = model.predict(x) > THRESHOLDS  # (N, K) booleans, a column per "
-                "label\n")
+        code = (
+            "import numpy as np\n"
+            "# chosen on one seeded half of DATA, checked on the other; 0.5 where no cut "
+            "beat it\n"
+            f"THRESHOLDS = np.array({rounded!r})\n"
+            "predicted = model.predict(x) > THRESHOLDS  # (N, K) booleans, a column per "
+            "label\n"
+        )
     repair = None
     if validated:
-        repair = fix_commands(ld.lm.path, ld.path, data_opts, "decision-threshold",
-                              repair=True, threshold=False)[0].command
+        repair = fix_commands(
+            ld.lm.path, ld.path, data_opts, "decision-threshold", repair=True, threshold=False
+        )[0].command
     k = y.shape[1]
     return {
-        "model": ld.lm.path, "data": ld.path, "task": "multilabel",
+        "model": ld.lm.path,
+        "data": ld.path,
+        "task": "multilabel",
         "head": f"{k} sigmoid units" if not logits else f"{k} linear units (logits)",
-        "score": "P(label), per label", "objective": "balanced-accuracy",
-        "rule": "score > threshold", "default_threshold": DECISION,
-        "split": SPLIT, "validation": RULE, "seed": seed,
-        "fit_rows": int(fit.size), "heldout_rows": int(test.size),
+        "score": "P(label), per label",
+        "objective": "balanced-accuracy",
+        "rule": "score > threshold",
+        "default_threshold": DECISION,
+        "split": SPLIT,
+        "validation": RULE,
+        "seed": seed,
+        "fit_rows": int(fit.size),
+        "heldout_rows": int(test.size),
         "thresholds": shipped,
         "logit_thresholds": [_logit(t) for t in shipped] if logits else None,
         "validated_labels": validated,
@@ -210,15 +261,21 @@ def threshold_report(ld: LabelData, seed: int, data_opts: Any) -> dict[str, Any]
         "after": _summary(y[test], tuned[test], ld.names, shipped),
         "code": code,
         "repair_command": repair,
-        "note": ("before and after are measured on the held-out half only; choose the "
-                 "thresholds on validation data, not on the data you report on"
-                 + ("" if validated else "; no label's cut beat 0.5 beyond noise: the model's "
-                    "0.5 stays for every label")),
+        "note": (
+            "before and after are measured on the held-out half only; choose the "
+            "thresholds on validation data, not on the data you report on"
+            + (
+                ""
+                if validated
+                else "; no label's cut beat 0.5 beyond noise: the model's 0.5 stays for every label"
+            )
+        ),
     }
 
 
-def repair(ld: LabelData, report: Report, finding: Finding | None, output: Path,
-           seed: int) -> dict[str, Any]:
+def repair(
+    ld: LabelData, report: Report, finding: Finding | None, output: Path, seed: int
+) -> dict[str, Any]:
     """`fix --repair` of a multi-label model: the validated per-label cuts moved into the
     output bias, or a model-level cause cured (fix.task_repair); the file is written only when
     the reloaded model (safe mode) is better on the held-out half."""
@@ -229,13 +286,26 @@ def repair(ld: LabelData, report: Report, finding: Finding | None, output: Path,
     y, k = ld.y, ld.y.shape[1]
     fit, test = split_halves(y, seed)
     result: dict[str, Any] = {
-        "repaired": False, "task": "multilabel",
+        "repaired": False,
+        "task": "multilabel",
         "cause": None if finding is None else finding.id,
         "cause_title": None if finding is None else finding.title,
-        "repair": None, "why": None, "instead": [], "before": None, "after": None,
-        "gain": None, "required_gain": None, "rule": RULE, "split": SPLIT, "seed": seed,
-        "fit_rows": int(fit.size), "heldout_rows": int(test.size), "details": {},
-        "diagnosis_after": None, "output": None, "verdict_before": report.verdict,
+        "repair": None,
+        "why": None,
+        "instead": [],
+        "before": None,
+        "after": None,
+        "gain": None,
+        "required_gain": None,
+        "rule": RULE,
+        "split": SPLIT,
+        "seed": seed,
+        "fit_rows": int(fit.size),
+        "heldout_rows": int(test.size),
+        "details": {},
+        "diagnosis_after": None,
+        "output": None,
+        "verdict_before": report.verdict,
     }
     if finding is not None and finding.id in MODEL_LEVEL:  # fix.task_repair
         from kerasdoctor.fix.task_repair import repair_multilabel
@@ -243,15 +313,18 @@ def repair(ld: LabelData, report: Report, finding: Finding | None, output: Path,
         return repair_multilabel(ld, report, finding, output, seed, result)
     if finding is None or finding.id not in ("decision-threshold",):
         if finding is None:
-            result["why"] = ("the diagnosis finds the model healthy: nothing to repair, "
-                             "nothing written" if report.verdict == "healthy" else
-                             "the diagnosis names no cause for what it found: nothing to "
-                             "repair; run kerasdoctor diagnose for the symptoms")
+            result["why"] = (
+                "the diagnosis finds the model healthy: nothing to repair, nothing written"
+                if report.verdict == "healthy"
+                else "the diagnosis names no cause for what it found: nothing to "
+                "repair; run kerasdoctor diagnose for the symptoms"
+            )
         else:
             from kerasdoctor.fix.repair import UNREPAIRABLE
 
             result["why"] = WHY.get(finding.id) or UNREPAIRABLE.get(
-                finding.id, f"{finding.id} has no repair inside the model: it needs retraining")
+                finding.id, f"{finding.id} has no repair inside the model: it needs retraining"
+            )
             result["instead"] = _instead(finding, report)
         if finding is not None or report.verdict != "healthy":
             result["before"] = _before(ld, test)
@@ -261,8 +334,9 @@ def repair(ld: LabelData, report: Report, finding: Finding | None, output: Path,
         return result
     probs, logits = scores(ld)
     if ld.facts.head not in ("sigmoid",) and not logits:
-        result["why"] = (f"the {ld.facts.head} outputs lie in [0, 1] but are no sigmoid: no "
-                         "logit to shift")
+        result["why"] = (
+            f"the {ld.facts.head} outputs lie in [0, 1] but are no sigmoid: no logit to shift"
+        )
         return result
     rows = validate_label_thresholds(y, probs, fit, test)
     shipped = [float(r["threshold"]) for r in rows]
@@ -275,7 +349,8 @@ def repair(ld: LabelData, report: Report, finding: Finding | None, output: Path,
         result["why"] = (
             "no label's threshold beats 0.5 beyond noise on the held-out half ("
             + "; ".join(f"{ld.names[r['label']]}: {r['note']}" for r in rows if r["note"])
-            + "): nothing to move into the model, nothing written")
+            + "): nothing to move into the model, nothing written"
+        )
         result["instead"] = _instead(finding, report)
         return result
     shift = np.array([_logit(t) if r["validated"] else 0.0 for t, r in zip(shipped, rows)])
@@ -286,11 +361,12 @@ def repair(ld: LabelData, report: Report, finding: Finding | None, output: Path,
         result["instead"] = _instead(finding, report)
         return result
     names = [ld.names[r["label"]] for r in validated]
-    result["repair"] = (f"moved the thresholds of {len(validated)} of {k} labels ("
-                        + ", ".join(f"{ld.names[r['label']]} {r['threshold']:.4g}"
-                                    for r in validated)
-                        + f") into the output logits: {what} (-= logit(threshold)); the "
-                        "other labels keep 0.5, and the model's plain 0.5 rule applies them")
+    result["repair"] = (
+        f"moved the thresholds of {len(validated)} of {k} labels ("
+        + ", ".join(f"{ld.names[r['label']]} {r['threshold']:.4g}" for r in validated)
+        + f") into the output logits: {what} (-= logit(threshold)); the "
+        "other labels keep 0.5, and the model's plain 0.5 rule applies them"
+    )
     result["details"].update(details)
     result["details"]["validated_labels"] = names
     planned = (probs[test] > np.asarray(shipped)).astype(np.int8)
@@ -308,8 +384,10 @@ def repair(ld: LabelData, report: Report, finding: Finding | None, output: Path,
             result["why"] = "the repaired model holds non-standard layers: not written"
             return result
         if not gain > 0:
-            result["why"] = (f"the reloaded model moves the macro balanced accuracy of the "
-                             f"held-out half by {gain:+.3f}: not written")
+            result["why"] = (
+                f"the reloaded model moves the macro balanced accuracy of the "
+                f"held-out half by {gain:+.3f}: not written"
+            )
             return result
         result["diagnosis_after"] = _rediagnose(tmp, ld, test)
         os.replace(tmp, output)
@@ -348,13 +426,20 @@ def _rediagnose(path: str, ld: LabelData, test: np.ndarray) -> dict[str, Any]:
 
     try:
         xs = {s.name: a[test] for s, a in zip(ld.lm.inputs, ld.xs)}
-        rep = diagnose_arrays(path, xs if len(xs) > 1 else next(iter(xs.values())),
-                              ld.y[test], class_names=ld.names, multi_label=True)
+        rep = diagnose_arrays(
+            path,
+            xs if len(xs) > 1 else next(iter(xs.values())),
+            ld.y[test],
+            class_names=ld.names,
+            multi_label=True,
+        )
     except Exception as exc:  # reported, never fatal: the repair itself is measured above
         return {"error": f"{type(exc).__name__}: {exc}"[:300]}
-    return {"verdict": rep.verdict,
-            "root_cause": rep.root_cause.id if rep.root_cause else None,
-            "findings": [{"id": f.id, "severity": f.severity.value} for f in rep.findings]}
+    return {
+        "verdict": rep.verdict,
+        "root_cause": rep.root_cause.id if rep.root_cause else None,
+        "findings": [{"id": f.id, "severity": f.severity.value} for f in rep.findings],
+    }
 
 
 # ------------------------------------------------------------------ tables
@@ -369,27 +454,34 @@ def _f(v: float | None, pct: bool = True) -> str:
 def _label_rows(labels: list[dict[str, Any]], support: list[int]) -> Any:
     from kerasdoctor.render.simple import _simple
 
-    t = _simple("", ["label", "name", "positives", "threshold", "recall", "precision",
-                     "bal. acc."])
+    t = _simple("", ["label", "name", "positives", "threshold", "recall", "precision", "bal. acc."])
     for r, n in zip(labels, support):
         b, a = r["before"], r["after"]
-        t.add_row(str(r["label"]), r["name"], str(n),
-                  f"{r['threshold']:.3g}" if r["validated"] else "0.5 (kept)",
-                  f"{_f(b['recall'])} → {_f(a['recall'])}",
-                  f"{_f(b['precision'])} → {_f(a['precision'])}",
-                  f"{_f(b['balanced_accuracy'])} → {_f(a['balanced_accuracy'])}")
+        t.add_row(
+            str(r["label"]),
+            r["name"],
+            str(n),
+            f"{r['threshold']:.3g}" if r["validated"] else "0.5 (kept)",
+            f"{_f(b['recall'])} → {_f(a['recall'])}",
+            f"{_f(b['precision'])} → {_f(a['precision'])}",
+            f"{_f(b['balanced_accuracy'])} → {_f(a['balanced_accuracy'])}",
+        )
     return t
 
 
 def _macro(b: dict[str, Any], a: dict[str, Any] | None) -> str:
     if a is None:
-        return (f"macro balanced accuracy {_f(b['macro_balanced_accuracy'])} · rows predicted "
-                f"with no label {_f(b['no_predicted_label'])}")
-    return (f"macro balanced accuracy {_f(b['macro_balanced_accuracy'])} → "
-            f"{_f(a['macro_balanced_accuracy'])} · macro recall {_f(b['macro_recall'])} → "
-            f"{_f(a['macro_recall'])} · macro precision {_f(b['macro_precision'])} → "
-            f"{_f(a['macro_precision'])} · rows predicted with no label "
-            f"{_f(b['no_predicted_label'])} → {_f(a['no_predicted_label'])}")
+        return (
+            f"macro balanced accuracy {_f(b['macro_balanced_accuracy'])} · rows predicted "
+            f"with no label {_f(b['no_predicted_label'])}"
+        )
+    return (
+        f"macro balanced accuracy {_f(b['macro_balanced_accuracy'])} → "
+        f"{_f(a['macro_balanced_accuracy'])} · macro recall {_f(b['macro_recall'])} → "
+        f"{_f(a['macro_recall'])} · macro precision {_f(b['macro_precision'])} → "
+        f"{_f(a['macro_precision'])} · rows predicted with no label "
+        f"{_f(b['no_predicted_label'])} → {_f(a['no_predicted_label'])}"
+    )
 
 
 def _notes(labels: list[dict[str, Any]]) -> list[str]:
@@ -401,17 +493,21 @@ def threshold_table(r: dict[str, Any]) -> str:
     from kerasdoctor.render.simple import to_text
 
     support = [p["support"] for p in r["before"]["per_class"]]
-    lines = [f"Per-label thresholds maximising balanced accuracy · model head: {r['head']} · "
-             f"rule: score > threshold",
-             f"chosen on {r['fit_rows']} rows of {r['data']}, checked on the other "
-             f"{r['heldout_rows']} (seed {r['seed']}); before = 0.5, after = the kept cut",
-             to_text(_label_rows(r["labels"], support)).rstrip("\n"),
-             _macro(r["before"], r["after"])]
+    lines = [
+        f"Per-label thresholds maximising balanced accuracy · model head: {r['head']} · "
+        f"rule: score > threshold",
+        f"chosen on {r['fit_rows']} rows of {r['data']}, checked on the other "
+        f"{r['heldout_rows']} (seed {r['seed']}); before = 0.5, after = the kept cut",
+        to_text(_label_rows(r["labels"], support)).rstrip("\n"),
+        _macro(r["before"], r["after"]),
+    ]
     lines += _notes(r["labels"])
     lines.append(f"rule: {r['validation']}")
     if r.get("logit_thresholds") is not None:
-        lines.append("the model outputs logits: thresholds on them "
-                     + ", ".join(f"{v:.4g}" for v in r["logit_thresholds"]))
+        lines.append(
+            "the model outputs logits: thresholds on them "
+            + ", ".join(f"{v:.4g}" for v in r["logit_thresholds"])
+        )
     lines.append(f"note: {r['note']}")
     lines.append("Use them:\n" + r["code"].rstrip("\n"))
     if r.get("repair_command"):
@@ -428,10 +524,13 @@ def repair_table(r: dict[str, Any]) -> str:
     lines = [f"cause: {r['cause']} — {r.get('cause_title') or ''}".rstrip(" —")]
     if r.get("repair"):
         lines.append(f"repair: {r['repair']}")
-    fitted = ("the thresholds were chosen" if r["cause"] not in MODEL_LEVEL else
-              "the repair was fitted")
-    lines.append(f"held-out half of {r.get('data') or 'DATA'}: {r['heldout_rows']} rows; "
-                 f"{fitted} on the other {r['fit_rows']} (seed {r['seed']})")
+    fitted = (
+        "the thresholds were chosen" if r["cause"] not in MODEL_LEVEL else "the repair was fitted"
+    )
+    lines.append(
+        f"held-out half of {r.get('data') or 'DATA'}: {r['heldout_rows']} rows; "
+        f"{fitted} on the other {r['fit_rows']} (seed {r['seed']})"
+    )
     labels = r["details"].get("labels")
     if labels and r["before"] is not None:
         if r["after"] is not None:  # what the reloaded model predicts, not the plan
@@ -443,14 +542,19 @@ def repair_table(r: dict[str, Any]) -> str:
         lines.append(_macro(r["before"], r["after"]))
     diag = r.get("diagnosis_after")
     if diag and "verdict" in diag:
-        lines.append(f"diagnosis of the repaired model on the held-out half: {diag['verdict']}"
-                     + (f", root cause {diag['root_cause']}" if diag.get("root_cause") else ""))
+        lines.append(
+            f"diagnosis of the repaired model on the held-out half: {diag['verdict']}"
+            + (f", root cause {diag['root_cause']}" if diag.get("root_cause") else "")
+        )
     if r["repaired"]:
-        lines.append(f"written: {r['output']} (standard Keras layers; loads with "
-                     "keras.saving.load_model in safe mode)")
+        lines.append(
+            f"written: {r['output']} (standard Keras layers; loads with "
+            "keras.saving.load_model in safe mode)"
+        )
     else:
         lines.append(f"not repaired: {r['why']}")
         for fix in r.get("instead") or []:
-            lines.append(f"instead: {fix['summary']}"
-                         + (f": {fix['command']}" if fix.get("command") else ""))
+            lines.append(
+                f"instead: {fix['summary']}" + (f": {fix['command']}" if fix.get("command") else "")
+            )
     return "\n".join(lines) + "\n"

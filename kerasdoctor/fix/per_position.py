@@ -28,13 +28,17 @@ import numpy as np
 from kerasdoctor.errors import InputError
 from kerasdoctor.findings import Finding, Report
 
-SPLIT = ("two seeded halves of the samples of DATA (as the dense diagnosis splits them): the "
-         "cure is fitted on the first and measured on the second, over the positions that "
-         "count")
-RULE = ("kept only when, on the held-out samples, both the balanced accuracy over positions "
-        "(by 0.02 at least) and the mean IoU rise beyond their noise (two paired-bootstrap "
-        "standard errors): a shift toward the rare classes always buys recall, IoU also counts "
-        "the positions it paints wrongly, and mIoU is what the model is judged by")
+SPLIT = (
+    "two seeded halves of the samples of DATA (as the dense diagnosis splits them): the "
+    "cure is fitted on the first and measured on the second, over the positions that "
+    "count"
+)
+RULE = (
+    "kept only when, on the held-out samples, both the balanced accuracy over positions "
+    "(by 0.02 at least) and the mean IoU rise beyond their noise (two paired-bootstrap "
+    "standard errors): a shift toward the rare classes always buys recall, IoU also counts "
+    "the positions it paints wrongly, and mIoU is what the model is judged by"
+)
 WHY: dict[str, str] = {
     "decision-threshold": "the model has no single sigmoid unit per position: no threshold "
     "decides its classes",
@@ -59,8 +63,15 @@ class DenseData:
     ignore_label: int | None
 
 
-def load_npz(model_path: str, data_path: str, opts: Any, *, unsafe: bool = False,
-             output_name: str | None = None, lm: Any = None) -> DenseData:
+def load_npz(
+    model_path: str,
+    data_path: str,
+    opts: Any,
+    *,
+    unsafe: bool = False,
+    output_name: str | None = None,
+    lm: Any = None,
+) -> DenseData:
     """MODEL (a rank >= 3 output) and its dense labels, bound together: an .npz, or a
     segmentation folder (images/ + masks/) read as `diagnose` reads it."""
     from kerasdoctor.dense import read_dense_npz
@@ -72,8 +83,16 @@ def load_npz(model_path: str, data_path: str, opts: Any, *, unsafe: bool = False
     if is_seg_folder(data_path):
         return _load_folder(lm, data_path, opts)
     arrays, y, mask, names = read_dense_npz(data_path, opts.x_key, opts.y_key)
-    return bind(lm, str(data_path), arrays, y, mask, names, opts.ignore_label,
-                f"DATA: {data_path}: '{opts.y_key}'")
+    return bind(
+        lm,
+        str(data_path),
+        arrays,
+        y,
+        mask,
+        names,
+        opts.ignore_label,
+        f"DATA: {data_path}: '{opts.y_key}'",
+    )
 
 
 def _load_folder(lm: Any, data_path: str, opts: Any) -> DenseData:
@@ -86,37 +105,54 @@ def _load_folder(lm: Any, data_path: str, opts: Any) -> DenseData:
 
     src = SegFolderSource(Path(data_path), opts)
     # every pair (no --sample in fix), masks mapped with the void value as diagnose maps them
-    read = SimpleNamespace(sample=None, seed=0, batch_size=None,
-                           ignore_label=getattr(opts, "ignore_label", None))
+    read = SimpleNamespace(
+        sample=None, seed=0, batch_size=None, ignore_label=getattr(opts, "ignore_label", None)
+    )
     fd = read_folder(lm, src, read)
-    return bind(lm, str(data_path), fd.arrays, fd.y, fd.valid, fd.names, None,
-                f"DATA: {data_path}: masks/")
+    return bind(
+        lm, str(data_path), fd.arrays, fd.y, fd.valid, fd.names, None, f"DATA: {data_path}: masks/"
+    )
 
 
-def bind(lm: Any, path: str, arrays: dict[str, np.ndarray], y: Any, mask: Any,
-         names: list[str] | None, ignore_label: int | None, where: str = "y") -> DenseData:
+def bind(
+    lm: Any,
+    path: str,
+    arrays: dict[str, np.ndarray],
+    y: Any,
+    mask: Any,
+    names: list[str] | None,
+    ignore_label: int | None,
+    where: str = "y",
+) -> DenseData:
     """The checks of dense.diagnose_loaded (label shape, mask, --ignore-label, names)."""
     from kerasdoctor.dense import _fmt, _label_indices, check_labels, is_dense_output
     from kerasdoctor.load import Labels, RawData, bind_inputs
     from kerasdoctor.model_facts import read_facts
 
     if not is_dense_output(lm):
-        raise InputError(f"MODEL: {lm.path} outputs {_fmt(tuple(lm.output_shape))}, not one "
-                         "prediction per position (N, H, W, K) or (N, T, K), but DATA holds "
-                         "dense labels")
+        raise InputError(
+            f"MODEL: {lm.path} outputs {_fmt(tuple(lm.output_shape))}, not one "
+            "prediction per position (N, H, W, K) or (N, T, K), but DATA holds "
+            "dense labels"
+        )
     y = np.asarray(y)
     shapes = check_labels(y, tuple(lm.output_shape), where)
     if y.dtype.kind == "f" and not np.isfinite(y).all():
         raise InputError(f"{where} has NaN/Inf labels")
     n = y.shape[0]
-    pos_shape = y.shape[:-1] if shapes.onehot or (shapes.k_out == 1 and y.ndim == len(
-        lm.output_shape)) else y.shape
+    pos_shape = (
+        y.shape[:-1]
+        if shapes.onehot or (shapes.k_out == 1 and y.ndim == len(lm.output_shape))
+        else y.shape
+    )
     if mask is not None:
         mask = np.asarray(mask)
         if mask.shape != pos_shape or mask.dtype.kind not in "biu":
-            raise InputError(f"DATA: {path}: 'mask' has shape {_fmt(mask.shape)} "
-                             f"({mask.dtype}); expected booleans {_fmt(pos_shape)} "
-                             "(True = the position counts)")
+            raise InputError(
+                f"DATA: {path}: 'mask' has shape {_fmt(mask.shape)} "
+                f"({mask.dtype}); expected booleans {_fmt(pos_shape)} "
+                "(True = the position counts)"
+            )
         mask = mask.astype(bool)
     k = shapes.k
     if names is not None and len(names) != k:
@@ -129,14 +165,28 @@ def bind(lm: Any, path: str, arrays: dict[str, np.ndarray], y: Any, mask: Any,
     bad = counted & ((idx < 0) | (idx >= k))
     if bad.any():
         at = tuple(int(v) for v in np.argwhere(bad)[0])
-        raise InputError(f"{where} holds label {idx[at]} at {at}; the model has {k} classes "
-                         f"(0..{k - 1})" + ("" if ignore_label is not None else
-                                             "; mark void labels with --ignore-label"))
+        raise InputError(
+            f"{where} holds label {idx[at]} at {at}; the model has {k} classes "
+            f"(0..{k - 1})"
+            + ("" if ignore_label is not None else "; mark void labels with --ignore-label")
+        )
     if not counted.any():
         raise InputError(f"{where}: no position counts (the mask / --ignore-label leave none)")
     raw = RawData(path, dict(arrays), Labels(np.zeros(n, np.int64), "index", k, class_names))
-    return DenseData(lm, read_facts(lm), path, bind_inputs(raw, lm), idx, counted,
-                     shapes.k_out, k, class_names, y, mask, ignore_label)
+    return DenseData(
+        lm,
+        read_facts(lm),
+        path,
+        bind_inputs(raw, lm),
+        idx,
+        counted,
+        shapes.k_out,
+        k,
+        class_names,
+        y,
+        mask,
+        ignore_label,
+    )
 
 
 def check_threshold_model(dd: DenseData) -> None:
@@ -146,10 +196,13 @@ def check_threshold_model(dd: DenseData) -> None:
             f"--threshold needs one sigmoid unit per position; MODEL {dd.lm.path} has "
             f"{dd.k_out} {dd.facts.head} units per position (argmax over {dd.k} classes): no "
             "threshold decides them. Its class prior is the lever: kerasdoctor fix --repair "
-            "MODEL DATA --cause class-imbalance (kept only if it validates)")
+            "MODEL DATA --cause class-imbalance (kept only if it validates)"
+        )
     if dd.facts.head == "softmax":
-        raise InputError(f"MODEL {dd.lm.path} has a softmax over a single unit: its output is "
-                         "always 1.0 and no threshold can separate the classes")
+        raise InputError(
+            f"MODEL {dd.lm.path} has a softmax over a single unit: its output is "
+            "always 1.0 and no threshold can separate the classes"
+        )
 
 
 # ------------------------------------------------------------------ the streaming pass
@@ -173,21 +226,24 @@ def _run(dd: DenseData, rows: np.ndarray, on_batch: Batch, lm: Any = None) -> No
     per = int(np.prod(dd.idx.shape[1:], dtype=np.int64)) * max(dd.k_out, 2) * 4
     batch = max(1, min(default_batch_size(templates), OUT_BYTES // max(per, 1)))
     for start in range(0, len(rows), batch):
-        sel = rows[start:start + batch]
+        sel = rows[start : start + batch]
         try:
             raw = np.asarray(predictor.run_batch([a[sel] for a in dd.xs])[0])
         except (ValueError, TypeError) as exc:
             text = str(exc).strip().splitlines()
-            raise InputError(f"MODEL: {model.path} failed to run on the data: "
-                             f"{text[0] if text else type(exc).__name__}") from exc
+            raise InputError(
+                f"MODEL: {model.path} failed to run on the data: "
+                f"{text[0] if text else type(exc).__name__}"
+            ) from exc
         p = _probs(raw, facts.head, dd.k_out).reshape(len(sel), -1, dd.k)
         yb = np.asarray(dd.idx[sel], np.int64).reshape(len(sel), -1)
         cb = dd.counted[sel].reshape(len(sel), -1) & np.isfinite(p).all(axis=-1)
         on_batch(sel, p, yb, cb)
 
 
-def _counts(pred: np.ndarray, yb: np.ndarray, cb: np.ndarray, k: int
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _counts(
+    pred: np.ndarray, yb: np.ndarray, cb: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per sample of a batch: (true, predicted, hit) counts per class over counted positions."""
     b = yb.shape[0]
     g = np.broadcast_to(np.arange(b)[:, None], cb.shape)[cb]
@@ -203,19 +259,20 @@ class _Tally:
 
     def __init__(self, rows: np.ndarray, k: int, rules: tuple[str, ...]) -> None:
         self.pos = {int(r): i for i, r in enumerate(rows)}
-        self.counts = {rule: tuple(np.zeros((len(rows), k), np.int64) for _ in range(3))
-                       for rule in rules}
+        self.counts = {
+            rule: tuple(np.zeros((len(rows), k), np.int64) for _ in range(3)) for rule in rules
+        }
         self.k = k
 
-    def add(self, rule: str, sel: np.ndarray, pred: np.ndarray, yb: np.ndarray,
-            cb: np.ndarray) -> None:
+    def add(
+        self, rule: str, sel: np.ndarray, pred: np.ndarray, yb: np.ndarray, cb: np.ndarray
+    ) -> None:
         at = np.array([self.pos[int(s)] for s in sel])
         for target, part in zip(self.counts[rule], _counts(pred, yb, cb, self.k)):
             target[at] += part
 
 
-def _summary(counts: tuple[np.ndarray, ...], names: list[str], majority: int
-             ) -> dict[str, Any]:
+def _summary(counts: tuple[np.ndarray, ...], names: list[str], majority: int) -> dict[str, Any]:
     """Balanced accuracy (mean recall), mIoU and per-class figures over the positions."""
     from kerasdoctor.dense import _scores
 
@@ -228,16 +285,27 @@ def _summary(counts: tuple[np.ndarray, ...], names: list[str], majority: int
     per = []
     for j, name in enumerate(names):
         union = t[j] + p[j] - h[j]
-        per.append({"class": j, "name": name, "support": int(t[j]), "predicted": int(p[j]),
-                    "recall": float(h[j] / t[j]) if t[j] else None,
-                    "precision": float(h[j] / p[j]) if p[j] else None,
-                    "iou": float(h[j] / union) if union else None})
-    return {"samples": int(true_k.shape[0]), "positions": total,
-            "accuracy": float(h.sum() / total) if total else None,
-            "balanced_accuracy": float(ba), "mean_iou": float(miou),
-            "no_predicted_foreground": float((~fg_pred).mean()),
-            "no_true_foreground": float((~fg_true).mean()),
-            "per_class": per}
+        per.append(
+            {
+                "class": j,
+                "name": name,
+                "support": int(t[j]),
+                "predicted": int(p[j]),
+                "recall": float(h[j] / t[j]) if t[j] else None,
+                "precision": float(h[j] / p[j]) if p[j] else None,
+                "iou": float(h[j] / union) if union else None,
+            }
+        )
+    return {
+        "samples": int(true_k.shape[0]),
+        "positions": total,
+        "accuracy": float(h.sum() / total) if total else None,
+        "balanced_accuracy": float(ba),
+        "mean_iou": float(miou),
+        "no_predicted_foreground": float((~fg_pred).mean()),
+        "no_true_foreground": float((~fg_true).mean()),
+        "per_class": per,
+    }
 
 
 def _majority(dd: DenseData) -> int:
@@ -273,8 +341,9 @@ def _prior(dd: DenseData, fit: np.ndarray) -> np.ndarray:
     return out
 
 
-def _measure(dd: DenseData, test: np.ndarray, cut: float | None, log_prior: np.ndarray | None
-             ) -> tuple[_Tally, np.ndarray]:
+def _measure(
+    dd: DenseData, test: np.ndarray, cut: float | None, log_prior: np.ndarray | None
+) -> tuple[_Tally, np.ndarray]:
     """Held-out counts under the model's rule ('before') and the cure ('after'), and the
     held-out histogram of P(class 1) (one sigmoid unit; for its ROC AUC)."""
     from kerasdoctor.dense import BINS
@@ -318,38 +387,63 @@ def threshold_report(dd: DenseData, seed: int, data_opts: Any) -> dict[str, Any]
     ok = verdict["validated"]
     after = tried if ok else before
     name = dd.names[1]
-    code = (f"THRESHOLD = {t:.6g}  # chosen on one seeded half of the samples, checked on the "
-            "other\n"
-            "probs = model.predict(x)[..., 0]  # P(" + name + ") per position\n"
-            "mask = probs > THRESHOLD")
+    code = (
+        f"THRESHOLD = {t:.6g}  # chosen on one seeded half of the samples, checked on the "
+        "other\n"
+        "probs = model.predict(x)[..., 0]  # P(" + name + ") per position\n"
+        "mask = probs > THRESHOLD"
+    )
     repair = None
     if ok:
-        repair = fix_commands(dd.lm.path, dd.path, data_opts, "decision-threshold",
-                              repair=True, threshold=False)[0].command
-    note = None if ok else (
-        f"the threshold {t:.4g} chosen on one half moves the held-out balanced accuracy from "
-        f"{verdict['balanced_accuracy_before']:.3f} to {verdict['balanced_accuracy_after']:.3f}"
-        f" (noise ±{verdict['noise']:.3f}) and the mean IoU from "
-        f"{verdict['mean_iou_before']:.3f} to {verdict['mean_iou_after']:.3f} (noise "
-        f"±{verdict['mean_iou_noise']:.3f}): not validated, keep 0.5")
+        repair = fix_commands(
+            dd.lm.path, dd.path, data_opts, "decision-threshold", repair=True, threshold=False
+        )[0].command
+    note = (
+        None
+        if ok
+        else (
+            f"the threshold {t:.4g} chosen on one half moves the held-out balanced accuracy from "
+            f"{verdict['balanced_accuracy_before']:.3f} to {verdict['balanced_accuracy_after']:.3f}"
+            f" (noise ±{verdict['noise']:.3f}) and the mean IoU from "
+            f"{verdict['mean_iou_before']:.3f} to {verdict['mean_iou_after']:.3f} (noise "
+            f"±{verdict['mean_iou_noise']:.3f}): not validated, keep 0.5"
+        )
+    )
     return {
-        "model": dd.lm.path, "data": dd.path, "task": "dense",
-        "head": "one sigmoid unit per position", "score": f"P({name}) per position",
-        "objective": "balanced-accuracy", "rule": "score > threshold",
-        "default_threshold": 0.5, "split": SPLIT, "validation": RULE, "seed": seed,
-        "fit_samples": int(fit.size), "heldout_samples": int(test.size),
+        "model": dd.lm.path,
+        "data": dd.path,
+        "task": "dense",
+        "head": "one sigmoid unit per position",
+        "score": f"P({name}) per position",
+        "objective": "balanced-accuracy",
+        "rule": "score > threshold",
+        "default_threshold": 0.5,
+        "split": SPLIT,
+        "validation": RULE,
+        "seed": seed,
+        "fit_samples": int(fit.size),
+        "heldout_samples": int(test.size),
         "positions_heldout": before["positions"],
-        "threshold": t if ok else 0.5, "threshold_fitted": t, "validated": ok,
+        "threshold": t if ok else 0.5,
+        "threshold_fitted": t,
+        "validated": ok,
         "roc_auc": hist_auc(hist[0], hist[1]),
-        "class_names": dd.names, "ignore_label": dd.ignore_label,
+        "class_names": dd.names,
+        "ignore_label": dd.ignore_label,
         "mask": dd.mask is not None,
-        "before": before, "after": after, "tried": tried, "verdict": verdict,
-        "code": code, "repair_command": repair, "note": note,
+        "before": before,
+        "after": after,
+        "tried": tried,
+        "verdict": verdict,
+        "code": code,
+        "repair_command": repair,
+        "note": note,
     }
 
 
-def repair(dd: DenseData, report: Report, finding: Finding | None, output: Path,
-           seed: int) -> dict[str, Any]:
+def repair(
+    dd: DenseData, report: Report, finding: Finding | None, output: Path, seed: int
+) -> dict[str, Any]:
     """`fix --repair` of a dense model: the threshold (one sigmoid unit) or the logit
     adjustment (softmax) moved into the output bias, or a model-level cause cured
     (fix.task_repair); written only when the reloaded model passes dense.cure_verdict on the
@@ -368,21 +462,36 @@ def repair(dd: DenseData, report: Report, finding: Finding | None, output: Path,
     n = dd.idx.shape[0]
     fit, test = split_samples(n, seed)
     result: dict[str, Any] = {
-        "repaired": False, "task": "dense",
+        "repaired": False,
+        "task": "dense",
         "cause": None if finding is None else finding.id,
         "cause_title": None if finding is None else finding.title,
-        "repair": None, "why": None, "instead": [], "before": None, "after": None,
-        "gain": None, "required_gain": None, "rule": RULE, "split": SPLIT, "seed": seed,
-        "fit_rows": int(fit.size), "heldout_rows": int(test.size), "details": {},
-        "verdict": None, "diagnosis_after": None, "output": None,
+        "repair": None,
+        "why": None,
+        "instead": [],
+        "before": None,
+        "after": None,
+        "gain": None,
+        "required_gain": None,
+        "rule": RULE,
+        "split": SPLIT,
+        "seed": seed,
+        "fit_rows": int(fit.size),
+        "heldout_rows": int(test.size),
+        "details": {},
+        "verdict": None,
+        "diagnosis_after": None,
+        "output": None,
         "verdict_before": report.verdict,
     }
     m = _majority(dd)
     if finding is None:
-        result["why"] = ("the diagnosis finds the model healthy: nothing to repair, nothing "
-                         "written" if report.verdict == "healthy" else
-                         "the diagnosis names no cause for what it found: nothing to repair; "
-                         "run kerasdoctor diagnose for the symptoms")
+        result["why"] = (
+            "the diagnosis finds the model healthy: nothing to repair, nothing written"
+            if report.verdict == "healthy"
+            else "the diagnosis names no cause for what it found: nothing to repair; "
+            "run kerasdoctor diagnose for the symptoms"
+        )
         return result
     if finding.id in MODEL_LEVEL:  # inputs, BatchNorm statistics, a one-unit softmax
         from kerasdoctor.fix.task_repair import repair_dense
@@ -401,16 +510,21 @@ def repair(dd: DenseData, report: Report, finding: Finding | None, output: Path,
         tally, _ = _measure(dd, test, None, np.log(prior))
         shift = np.log(prior)
         acts = ("softmax", "linear")
-        cure = ("the log position prior of the fitting half (logit adjustment: argmax of "
-                "log p - log prior)")
+        cure = (
+            "the log position prior of the fitting half (logit adjustment: argmax of "
+            "log p - log prior)"
+        )
         result["details"] = {"prior": prior.tolist()}
     else:
         if finding.id == "class-imbalance":
-            result["why"] = ("with one sigmoid unit the prior's cure is the threshold: repair "
-                             "the decision-threshold cause (--cause decision-threshold)")
+            result["why"] = (
+                "with one sigmoid unit the prior's cure is the threshold: repair "
+                "the decision-threshold cause (--cause decision-threshold)"
+            )
         else:
             result["why"] = WHY.get(finding.id) or UNREPAIRABLE.get(
-                finding.id, f"{finding.id} has no repair inside the model: it needs retraining")
+                finding.id, f"{finding.id} has no repair inside the model: it needs retraining"
+            )
         result["instead"] = _instead(finding)
         return result
     result["before"] = _summary(tally.counts["before"], dd.names, m)
@@ -461,25 +575,36 @@ def repair(dd: DenseData, report: Report, finding: Finding | None, output: Path,
 
 
 def _refusal(v: dict[str, Any], what: str) -> str:
-    ba = (f"balanced accuracy over positions {v['balanced_accuracy_before']:.3f} → "
-          f"{v['balanced_accuracy_after']:.3f} (noise ±{v['noise']:.3f})")
-    iou = (f"mean IoU {v['mean_iou_before']:.3f} → {v['mean_iou_after']:.3f} (noise "
-           f"±{v['mean_iou_noise']:.3f})")
+    ba = (
+        f"balanced accuracy over positions {v['balanced_accuracy_before']:.3f} → "
+        f"{v['balanced_accuracy_after']:.3f} (noise ±{v['noise']:.3f})"
+    )
+    iou = (
+        f"mean IoU {v['mean_iou_before']:.3f} → {v['mean_iou_after']:.3f} (noise "
+        f"±{v['mean_iou_noise']:.3f})"
+    )
     if not v["restores"]:
         reason = "balanced accuracy does not rise beyond noise"
     elif v["mean_iou_gain"] < 0:
-        reason = ("recall rises but the mean IoU falls: the shift paints the rare classes on "
-                  "more wrong positions than it recovers")
+        reason = (
+            "recall rises but the mean IoU falls: the shift paints the rare classes on "
+            "more wrong positions than it recovers"
+        )
     else:
         reason = "the mean IoU does not rise beyond noise"
-    return (f"on the held-out samples {what} gives {ba} and {iou}: {reason}; nothing written. "
-            "Retrain with per-position class weights (a sample_weight array of the labels' "
-            "shape)")
+    return (
+        f"on the held-out samples {what} gives {ba} and {iou}: {reason}; nothing written. "
+        "Retrain with per-position class weights (a sample_weight array of the labels' "
+        "shape)"
+    )
 
 
 def _instead(finding: Finding) -> list[dict[str, Any]]:
-    return [f for f in (x.to_dict() for x in finding.fixes)
-            if "--repair" not in (f.get("command") or "")]
+    return [
+        f
+        for f in (x.to_dict() for x in finding.fixes)
+        if "--repair" not in (f.get("command") or "")
+    ]
 
 
 def _rediagnose(path: str, dd: DenseData, test: np.ndarray, seed: int) -> dict[str, Any]:
@@ -490,15 +615,20 @@ def _rediagnose(path: str, dd: DenseData, test: np.ndarray, seed: int) -> dict[s
 
     try:
         xs = {s.name: a[test] for s, a in zip(dd.lm.inputs, dd.xs)}
-        rep = diagnose_arrays(load_model(path), xs if len(xs) > 1 else next(iter(xs.values())),
-                              dd.y[test], Options(seed=seed, ignore_label=dd.ignore_label,
-                                                  class_names=dd.names),
-                              mask=None if dd.mask is None else dd.mask[test])
+        rep = diagnose_arrays(
+            load_model(path),
+            xs if len(xs) > 1 else next(iter(xs.values())),
+            dd.y[test],
+            Options(seed=seed, ignore_label=dd.ignore_label, class_names=dd.names),
+            mask=None if dd.mask is None else dd.mask[test],
+        )
     except Exception as exc:  # reported, never fatal: the repair itself is measured above
         return {"error": f"{type(exc).__name__}: {exc}"[:300]}
-    return {"verdict": rep.verdict,
-            "root_cause": rep.root_cause.id if rep.root_cause else None,
-            "findings": [{"id": f.id, "severity": f.severity.value} for f in rep.findings]}
+    return {
+        "verdict": rep.verdict,
+        "root_cause": rep.root_cause.id if rep.root_cause else None,
+        "findings": [{"id": f.id, "severity": f.severity.value} for f in rep.findings],
+    }
 
 
 # ------------------------------------------------------------------ tables
@@ -515,36 +645,43 @@ def _class_rows(before: dict[str, Any], after: dict[str, Any] | None) -> Any:
     t = _simple("", cols)
     rows_after = after["per_class"] if after is not None else [None] * len(before["per_class"])
     for b, a in zip(before["per_class"], rows_after):
-        pair = [_f(b[key]) + ("" if a is None else f" → {_f(a[key])}")
-                for key in ("recall", "precision", "iou")]
+        pair = [
+            _f(b[key]) + ("" if a is None else f" → {_f(a[key])}")
+            for key in ("recall", "precision", "iou")
+        ]
         t.add_row(str(b["class"]), b["name"], str(b["support"]), *pair)
     return t
 
 
 def _overall(b: dict[str, Any], a: dict[str, Any] | None) -> str:
     if a is None:
-        return (f"balanced accuracy {_f(b['balanced_accuracy'])} · mean IoU "
-                f"{b['mean_iou']:.3f}")
-    return (f"balanced accuracy over positions {_f(b['balanced_accuracy'])} → "
-            f"{_f(a['balanced_accuracy'])} · mean IoU {b['mean_iou']:.3f} → "
-            f"{a['mean_iou']:.3f} · samples predicted with no foreground "
-            f"{_f(b['no_predicted_foreground'])} → {_f(a['no_predicted_foreground'])}")
+        return f"balanced accuracy {_f(b['balanced_accuracy'])} · mean IoU {b['mean_iou']:.3f}"
+    return (
+        f"balanced accuracy over positions {_f(b['balanced_accuracy'])} → "
+        f"{_f(a['balanced_accuracy'])} · mean IoU {b['mean_iou']:.3f} → "
+        f"{a['mean_iou']:.3f} · samples predicted with no foreground "
+        f"{_f(b['no_predicted_foreground'])} → {_f(a['no_predicted_foreground'])}"
+    )
 
 
 def threshold_table(r: dict[str, Any]) -> str:
     from kerasdoctor.render.simple import to_text
 
-    lines = [f"Decision threshold over positions maximising balanced accuracy · model head: "
-             f"{r['head']} · score: {r['score']}",
-             f"chosen on {r['fit_samples']} samples of {r['data']}, measured on the other "
-             f"{r['heldout_samples']} ({r['positions_heldout']} positions; seed {r['seed']})"
-             f"; before = 0.5, after = {r['threshold_fitted']:.4g}",
-             to_text(_class_rows(r["before"], r["tried"])).rstrip("\n"),
-             _overall(r["before"], r["tried"])]
+    lines = [
+        f"Decision threshold over positions maximising balanced accuracy · model head: "
+        f"{r['head']} · score: {r['score']}",
+        f"chosen on {r['fit_samples']} samples of {r['data']}, measured on the other "
+        f"{r['heldout_samples']} ({r['positions_heldout']} positions; seed {r['seed']})"
+        f"; before = 0.5, after = {r['threshold_fitted']:.4g}",
+        to_text(_class_rows(r["before"], r["tried"])).rstrip("\n"),
+        _overall(r["before"], r["tried"]),
+    ]
     v = r["verdict"]
-    lines.append(f"gain {v['gain']:+.3f} (noise ±{v['noise']:.3f}) · mean IoU "
-                 f"{v['mean_iou_gain']:+.3f} (noise ±{v['mean_iou_noise']:.3f}) · "
-                 + ("validated" if r["validated"] else "NOT validated: keep 0.5"))
+    lines.append(
+        f"gain {v['gain']:+.3f} (noise ±{v['noise']:.3f}) · mean IoU "
+        f"{v['mean_iou_gain']:+.3f} (noise ±{v['mean_iou_noise']:.3f}) · "
+        + ("validated" if r["validated"] else "NOT validated: keep 0.5")
+    )
     if r.get("roc_auc") is not None:
         lines.append(f"ROC AUC over the held-out positions {r['roc_auc']:.3f}")
     lines.append(f"rule: {r['validation']}")
@@ -565,8 +702,10 @@ def repair_table(r: dict[str, Any]) -> str:
     lines = [f"cause: {r['cause']} — {r.get('cause_title') or ''}".rstrip(" —")]
     if r.get("repair"):
         lines.append(f"repair: {r['repair']}")
-    lines.append(f"held-out samples of {r.get('data') or 'DATA'}: {r['heldout_rows']}; the "
-                 f"cure was fitted on the other {r['fit_rows']} (seed {r['seed']})")
+    lines.append(
+        f"held-out samples of {r.get('data') or 'DATA'}: {r['heldout_rows']}; the "
+        f"cure was fitted on the other {r['fit_rows']} (seed {r['seed']})"
+    )
     before = r.get("before")
     shown = r.get("after") or r["details"].get("tried")
     if before is not None:
@@ -576,15 +715,20 @@ def repair_table(r: dict[str, Any]) -> str:
         lines.append(_overall(before, shown))
     diag = r.get("diagnosis_after")
     if diag and "verdict" in diag:
-        lines.append(f"diagnosis of the repaired model on the held-out samples: "
-                     f"{diag['verdict']}"
-                     + (f", root cause {diag['root_cause']}" if diag.get("root_cause") else ""))
+        lines.append(
+            f"diagnosis of the repaired model on the held-out samples: "
+            f"{diag['verdict']}"
+            + (f", root cause {diag['root_cause']}" if diag.get("root_cause") else "")
+        )
     if r["repaired"]:
-        lines.append(f"written: {r['output']} (standard Keras layers; loads with "
-                     "keras.saving.load_model in safe mode)")
+        lines.append(
+            f"written: {r['output']} (standard Keras layers; loads with "
+            "keras.saving.load_model in safe mode)"
+        )
     else:
         lines.append(f"not repaired: {r['why']}")
         for fix in r.get("instead") or []:
-            lines.append(f"instead: {fix['summary']}"
-                         + (f": {fix['command']}" if fix.get("command") else ""))
+            lines.append(
+                f"instead: {fix['summary']}" + (f": {fix['command']}" if fix.get("command") else "")
+            )
     return "\n".join(lines) + "\n"

@@ -36,8 +36,10 @@ MIN_GAIN_Z = 2.0
 # batches to average, large enough that each batch's statistics mix the classes.
 BN_BATCH = 64
 
-SPLIT = ("two seeded, stratified halves of DATA: the repair is fitted on the first and "
-         "measured on the second, which it never saw")
+SPLIT = (
+    "two seeded, stratified halves of DATA: the repair is fitted on the first and "
+    "measured on the second, which it never saw"
+)
 
 # Causes whose cure is a change to training, the data or the model's design: no edit of the
 # saved weights gives back what training never learned. (why, what to do instead)
@@ -92,8 +94,9 @@ def check_output(output: Path, model_path: str, data_path: str) -> None:
     from kerasdoctor.fix.common import refuse_overwrite
 
     if output.suffix.lower() != ".keras":
-        raise InputError(f"--output {output}: the repaired model is a .keras file: name it "
-                         "FIXED.keras")
+        raise InputError(
+            f"--output {output}: the repaired model is a .keras file: name it FIXED.keras"
+        )
     refuse_overwrite(output, [("MODEL", model_path), ("DATA", data_path)])
     parent = output.parent if str(output.parent) else Path(".")
     if not parent.is_dir():
@@ -101,12 +104,21 @@ def check_output(output: Path, model_path: str, data_path: str) -> None:
     if output.is_dir():
         raise InputError(f"--output: {output} is a directory")
     if Path(model_path).is_dir():
-        raise InputError(f"MODEL: {model_path} is a SavedModel, which has no Keras layers to "
-                         "edit; repair the .keras (or .h5) file it was exported from")
+        raise InputError(
+            f"MODEL: {model_path} is a SavedModel, which has no Keras layers to "
+            "edit; repair the .keras (or .h5) file it was exported from"
+        )
 
 
-def repair_paths(model_path: str, data_path: str, output: Path, *, cause: str | None = None,
-                 seed: int = 0, data_opts: DataOptions | None = None) -> dict[str, Any]:
+def repair_paths(
+    model_path: str,
+    data_path: str,
+    output: Path,
+    *,
+    cause: str | None = None,
+    seed: int = 0,
+    data_opts: DataOptions | None = None,
+) -> dict[str, Any]:
     """Diagnose MODEL on DATA, repair the root cause (or `cause`), measure on a held-out half
     and write the repaired model to `output` when it improves. Returns the JSON result."""
     from kerasdoctor.core import Options, diagnose_paths
@@ -114,35 +126,50 @@ def repair_paths(model_path: str, data_path: str, output: Path, *, cause: str | 
 
     opts = data_opts or DataOptions()
     check_output(output, model_path, data_path)
-    report = diagnose_paths(model_path, data_path, Options(
-        seed=seed, x_key=opts.x_key, y_key=opts.y_key, labels=opts.labels,
-        label_column=opts.label_column, feature_columns=opts.feature_columns,
-        drop_columns=opts.drop_columns, class_names=opts.class_names,
-        image_size=opts.image_size, ignore_label=opts.ignore_label,
-        multi_label=opts.multi_label))
+    report = diagnose_paths(
+        model_path,
+        data_path,
+        Options(
+            seed=seed,
+            x_key=opts.x_key,
+            y_key=opts.y_key,
+            labels=opts.labels,
+            label_column=opts.label_column,
+            feature_columns=opts.feature_columns,
+            drop_columns=opts.drop_columns,
+            class_names=opts.class_names,
+            image_size=opts.image_size,
+            ignore_label=opts.ignore_label,
+            multi_label=opts.multi_label,
+        ),
+    )
     task = report.metrics.task
     if opts.ignore_label is not None and task != "dense":
         held = "multi-hot labels" if task == "multilabel" else "one label per sample"
-        raise InputError(f"--ignore-label applies to dense labels (y (N, H, W) or (N, T)); "
-                         f"DATA {data_path} holds {held}")
+        raise InputError(
+            f"--ignore-label applies to dense labels (y (N, H, W) or (N, T)); "
+            f"DATA {data_path} holds {held}"
+        )
     finding = choose_cause(report, cause)
     if task == "multilabel":  # issue 16: per-label thresholds into the output bias
         from kerasdoctor.fix import per_label
 
-        result = per_label.repair(per_label.load_npz(model_path, data_path, opts), report,
-                                  finding, output, seed)
+        result = per_label.repair(
+            per_label.load_npz(model_path, data_path, opts), report, finding, output, seed
+        )
     elif task == "dense":  # issue 16: a threshold or the position prior into the bias
         from kerasdoctor.fix import per_position
 
-        result = per_position.repair(per_position.load_npz(model_path, data_path, opts),
-                                     report, finding, output, seed)
+        result = per_position.repair(
+            per_position.load_npz(model_path, data_path, opts), report, finding, output, seed
+        )
     else:
-        md = load_model_and_data(model_path, data_path, x_key=opts.x_key, y_key=opts.y_key,
-                                 data_opts=opts)
+        md = load_model_and_data(
+            model_path, data_path, x_key=opts.x_key, y_key=opts.y_key, data_opts=opts
+        )
         result = repair(md, report, finding, output, seed)
     result.update({"model": model_path, "data": data_path})
     return result
-
 
 
 @dataclass(frozen=True)
@@ -165,8 +192,9 @@ class RepairReport:
         return dict(self.result)
 
 
-def repair_arrays(model: Any, x: Any, y: Any, *, cause: str | None = None, seed: int = 0,
-                  **options: Any) -> tuple[Any, RepairReport]:
+def repair_arrays(
+    model: Any, x: Any, y: Any, *, cause: str | None = None, seed: int = 0, **options: Any
+) -> tuple[Any, RepairReport]:
     """`fix --repair` on a model object (or path) and in-memory arrays, for notebooks: the
     diagnosis, the repair fitted on one seeded stratified half of (x, y) and measured on the
     other. Returns the repaired model (a new object; `model` is never changed) or, when
@@ -179,8 +207,12 @@ def repair_arrays(model: Any, x: Any, y: Any, *, cause: str | None = None, seed:
     mask = options.pop("mask", None)  # dense labels: the positions that count (issue 16)
     opts = Options.from_keywords({**options, "seed": seed}, "kerasdoctor.repair()")
     if isinstance(model, (str, os.PathLike)):
-        lm = load_model(model, unsafe=opts.unsafe, custom_objects=opts.custom_objects,
-                        output_name=opts.output_name)
+        lm = load_model(
+            model,
+            unsafe=opts.unsafe,
+            custom_objects=opts.custom_objects,
+            output_name=opts.output_name,
+        )
     else:
         lm = from_keras_model(model, output_name=opts.output_name)
     if lm.keras_model is None:
@@ -190,8 +222,10 @@ def repair_arrays(model: Any, x: Any, y: Any, *, cause: str | None = None, seed:
         report, finding = fixer[0], choose_cause(fixer[0], cause)
     else:
         if mask is not None:
-            raise InputError("mask= marks the positions of dense labels (y (N, H, W) or "
-                             "(N, T)); y holds one label per sample")
+            raise InputError(
+                "mask= marks the positions of dense labels (y (N, H, W) or "
+                "(N, T)); y holds one label per sample"
+            )
         raw = raw_arrays(x, y, opts)
         report = _diagnose(lm, raw, opts)
         finding = choose_cause(report, cause)
@@ -209,18 +243,25 @@ def repair_arrays(model: Any, x: Any, y: Any, *, cause: str | None = None, seed:
             fixed = keras().saving.load_model(str(out), safe_mode=True)
             result["output"] = None  # the file lived in a temporary directory
     rep = RepairReport(
-        repaired=bool(result["repaired"]), cause=result["cause"], repair=result["repair"],
-        why=result["why"], before=result["before"], after=result["after"],
-        gain=result["gain"], instead=list(result["instead"]), details=result["details"],
-        diagnosis_after=result["diagnosis_after"], result=result)
+        repaired=bool(result["repaired"]),
+        cause=result["cause"],
+        repair=result["repair"],
+        why=result["why"],
+        before=result["before"],
+        after=result["after"],
+        gain=result["gain"],
+        instead=list(result["instead"]),
+        details=result["details"],
+        diagnosis_after=result["diagnosis_after"],
+        result=result,
+    )
     return fixed, rep
 
 
 _Fixer = Callable[[Report, "Finding | None", Path], dict[str, Any]]
 
 
-def _multi_fixer(lm: Any, x: Any, y: Any, mask: Any, opts: Any
-                 ) -> tuple[Report, _Fixer] | None:
+def _multi_fixer(lm: Any, x: Any, y: Any, mask: Any, opts: Any) -> tuple[Report, _Fixer] | None:
     """For repair(): the diagnosis of dense labels (y (N, H, W) / (N, T)) or multi-hot ones,
     and the repair that goes with it; None for single-label y (as core.diagnose_arrays
     routes them)."""
@@ -263,13 +304,15 @@ def choose_cause(report: Report, cause: str | None) -> Finding | None:
     found = next((f for f in report.causes if f.id == cause), None)
     if found is None:
         listed = ", ".join(f.id for f in report.causes) or "none"
-        raise InputError(f"--cause {cause}: the diagnosis did not find this cause (its causes: "
-                         f"{listed})")
+        raise InputError(
+            f"--cause {cause}: the diagnosis did not find this cause (its causes: {listed})"
+        )
     return found
 
 
-def repair(md: ModelData, report: Report, finding: Finding | None, output: Path,
-           seed: int = 0) -> dict[str, Any]:
+def repair(
+    md: ModelData, report: Report, finding: Finding | None, output: Path, seed: int = 0
+) -> dict[str, Any]:
     """Repair `finding` in md's model; write `output` only when the held-out half improves."""
     from kerasdoctor.experiments import noise_bound, split_halves
     from kerasdoctor.fix.common import n_classes_of, names_for, predict_outputs, summary
@@ -303,16 +346,20 @@ def repair(md: ModelData, report: Report, finding: Finding | None, output: Path,
         "verdict_before": report.verdict,
     }
     if finding is None:
-        result["why"] = ("the diagnosis finds the model healthy: nothing to repair, nothing "
-                         "written" if report.verdict == "healthy" else
-                         "the diagnosis names no cause for what it found: nothing to repair; "
-                         "run kerasdoctor diagnose for the symptoms")
+        result["why"] = (
+            "the diagnosis finds the model healthy: nothing to repair, nothing written"
+            if report.verdict == "healthy"
+            else "the diagnosis names no cause for what it found: nothing to repair; "
+            "run kerasdoctor diagnose for the symptoms"
+        )
         return result
     job = _Job(md, finding, fit, held, base, k, seed)
     fn = REPAIRS.get(finding.id)
     if fn is None:
-        result["why"] = UNREPAIRABLE.get(finding.id, f"{finding.id} has no repair inside the "
-                                         "model: it needs a change to training or data")
+        result["why"] = UNREPAIRABLE.get(
+            finding.id,
+            f"{finding.id} has no repair inside the model: it needs a change to training or data",
+        )
         result["instead"] = _instead(md, finding)
         return result
     try:
@@ -330,8 +377,9 @@ def repair(md: ModelData, report: Report, finding: Finding | None, output: Path,
         from kerasdoctor.load import load_model
         from kerasdoctor.model_facts import read_facts
 
-        lm = load_model(tmp, output_name=md.lm.output_name if len(md.lm.keras_model.outputs)
-                        > 1 else None)
+        lm = load_model(
+            tmp, output_name=md.lm.output_name if len(md.lm.keras_model.outputs) > 1 else None
+        )
         after_md = replace(md, lm=lm, facts=read_facts(lm))
         pred = predict_outputs(after_md, held).preds
         result["after"] = summary(y[held], pred, names)
@@ -344,7 +392,8 @@ def repair(md: ModelData, report: Report, finding: Finding | None, output: Path,
         if not gain >= required or gain <= 0:
             result["why"] = (
                 f"on the held-out half the repair moves balanced accuracy by {gain:+.1%}, "
-                f"less than the {required:.1%} that sampling noise could explain: not written")
+                f"less than the {required:.1%} that sampling noise could explain: not written"
+            )
             result["instead"] = [f.to_dict() for f in finding.fixes]
             return result
         result["diagnosis_after"] = _rediagnose(tmp, md, held, names)
@@ -358,16 +407,20 @@ def _instead(md: ModelData, finding: Finding) -> list[dict[str, Any]]:
     """What to do when surgery cannot cure: the finding's own remedies; fine-tuning with
     class weights only where the cause is the imbalance it cures."""
     fixes = [f.to_dict() for f in finding.fixes]
-    if finding.id == "class-imbalance" and not any("--retrain" in (f["command"] or "")
-                                                   for f in fixes):
+    if finding.id == "class-imbalance" and not any(
+        "--retrain" in (f["command"] or "") for f in fixes
+    ):
         fixes.append(_retrain_fix(md))
     return fixes
 
 
 def _retrain_fix(md: ModelData) -> dict[str, Any]:
-    return {"summary": "Fine-tune the model with class weights on the training data",
-            "command": f"kerasdoctor fix --retrain {md.lm.path} TRAIN_DATA --eval "
-                       f"{md.raw.path} --output fixed.keras", "code": None}
+    return {
+        "summary": "Fine-tune the model with class weights on the training data",
+        "command": f"kerasdoctor fix --retrain {md.lm.path} TRAIN_DATA --eval "
+        f"{md.raw.path} --output fixed.keras",
+        "code": None,
+    }
 
 
 class _saved:
@@ -381,8 +434,7 @@ class _saved:
         parent = self.output.parent if str(self.output.parent) else Path(".")
         if not parent.is_dir():
             raise InputError(f"--output: directory {parent} does not exist")
-        fd, self.tmp = tempfile.mkstemp(prefix=f".{self.output.name}.", suffix=".keras",
-                                        dir=parent)
+        fd, self.tmp = tempfile.mkstemp(prefix=f".{self.output.name}.", suffix=".keras", dir=parent)
         os.close(fd)
         os.unlink(self.tmp)  # Keras writes the file itself
         self.model.save(self.tmp)
@@ -397,8 +449,7 @@ def _standard(model: Any) -> bool:
     """Every layer (nested models' too) is a class of Keras itself."""
     from kerasdoctor.predictor_graph import all_layers
 
-    return all(type(layer).__module__.startswith("keras.")
-               for layer in [model, *all_layers(model)])
+    return all(type(layer).__module__.startswith("keras.") for layer in [model, *all_layers(model)])
 
 
 def _rediagnose(path: str, md: ModelData, held: np.ndarray, names: list[str]) -> dict[str, Any]:
@@ -407,8 +458,12 @@ def _rediagnose(path: str, md: ModelData, held: np.ndarray, names: list[str]) ->
 
     try:
         xs = {s.name: a[held] for s, a in zip(md.lm.inputs, md.arrays)}
-        report = diagnose_arrays(path, xs if len(xs) > 1 else next(iter(xs.values())),
-                                 md.raw.labels.y[held], class_names=names)
+        report = diagnose_arrays(
+            path,
+            xs if len(xs) > 1 else next(iter(xs.values())),
+            md.raw.labels.y[held],
+            class_names=names,
+        )
     except Exception as exc:  # reported, never fatal: the repair itself is measured above
         return {"error": f"{type(exc).__name__}: {exc}"[:300]}
     return {
@@ -467,16 +522,25 @@ def _output_dense(md: ModelData, model: Any) -> tuple[Any, str]:
     elif name in ("Activation", "Softmax"):
         act = "softmax" if name == "Softmax" else str(layer.get_config().get("activation"))
         dense = producer(layer.input)
-        if dense is None or type(dense).__name__ != "Dense" or \
-                dense.get_config().get("activation") != "linear":
-            raise CannotRepair("the activation at the output is not fed by a linear Dense "
-                               "layer: no logit to shift or reorder")
+        if (
+            dense is None
+            or type(dense).__name__ != "Dense"
+            or dense.get_config().get("activation") != "linear"
+        ):
+            raise CannotRepair(
+                "the activation at the output is not fed by a linear Dense "
+                "layer: no logit to shift or reorder"
+            )
     else:
-        raise CannotRepair(f"the output layer is a {name}, not a Dense layer (or a Dense "
-                           "followed by its activation): no logit to shift or reorder")
+        raise CannotRepair(
+            f"the output layer is a {name}, not a Dense layer (or a Dense "
+            "followed by its activation): no logit to shift or reorder"
+        )
     if act not in ("softmax", "sigmoid", "linear"):
-        raise CannotRepair(f"the output activation is {act}: only softmax, sigmoid or "
-                           "linear (logit) heads can be edited this way")
+        raise CannotRepair(
+            f"the output activation is {act}: only softmax, sigmoid or "
+            "linear (logit) heads can be edited this way"
+        )
     if not dense.use_bias:
         raise CannotRepair(f"the output Dense '{dense.name}' has no bias to shift")
     return _find(model, dense.name), act
@@ -496,8 +560,17 @@ def _set_dense(dense: Any, w: np.ndarray, b: np.ndarray) -> None:
 
 # Layers whose output is an affine map of their input plus a bias per unit of the last axis
 # (channels_last), so that subtracting c from that bias subtracts c from the logit.
-LOGIT_LAYERS = ("Dense", "Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose",
-                "Conv3DTranspose", "SeparableConv1D", "SeparableConv2D")
+LOGIT_LAYERS = (
+    "Dense",
+    "Conv1D",
+    "Conv2D",
+    "Conv3D",
+    "Conv1DTranspose",
+    "Conv2DTranspose",
+    "Conv3DTranspose",
+    "SeparableConv1D",
+    "SeparableConv2D",
+)
 
 
 def _act_name(layer: Any) -> str:
@@ -517,8 +590,9 @@ def _logit_layer(layer: Any) -> Any | None:
     return layer
 
 
-def shift_output_logits(lm: Any, shift: np.ndarray, activations: tuple[str, ...]
-                        ) -> tuple[Any, str, dict[str, Any]]:
+def shift_output_logits(
+    lm: Any, shift: np.ndarray, activations: tuple[str, ...]
+) -> tuple[Any, str, dict[str, Any]]:
     """A copy of lm's model whose output logits z (the last axis, before its sigmoid or
     softmax) become z - shift, made of standard layers only:
 
@@ -547,15 +621,20 @@ def shift_output_logits(lm: Any, shift: np.ndarray, activations: tuple[str, ...]
     if target is not None:
         act = _act_name(target)
         if act not in activations:
-            raise CannotRepair(f"the output layer '{layer.name}' has a {act} activation; this "
-                               f"repair shifts the logits of a {wanted} head")
+            raise CannotRepair(
+                f"the output layer '{layer.name}' has a {act} activation; this "
+                f"repair shifts the logits of a {wanted} head"
+            )
     elif kind in ("Activation", "Softmax"):
         act = "softmax" if kind == "Softmax" else str(layer.get_config().get("activation"))
         if act not in activations:
-            raise CannotRepair(f"the output activation is {act}; this repair shifts the "
-                               f"logits of a {wanted} head")
-        if kind == "Softmax" and layer.get_config().get("axis", -1) not in (-1, len(
-                lm.output_shape) - 1):
+            raise CannotRepair(
+                f"the output activation is {act}; this repair shifts the logits of a {wanted} head"
+            )
+        if kind == "Softmax" and layer.get_config().get("axis", -1) not in (
+            -1,
+            len(lm.output_shape) - 1,
+        ):
             raise CannotRepair("the output softmax is not over the last axis")
         prev = producer(layer.input)
         feeder = _logit_layer(prev) if prev is not None else None
@@ -563,30 +642,48 @@ def shift_output_logits(lm: Any, shift: np.ndarray, activations: tuple[str, ...]
             target = feeder
         else:  # no bias to shift: a fixed Normalization computes z - shift before it
             if len(model.outputs) != 1:
-                raise CannotRepair(f"the {act} layer '{layer.name}' is fed by no linear layer "
-                                   "with a bias, in a model with several outputs")
-            norm = k.layers.Normalization(axis=-1, mean=shift, variance=np.ones_like(shift),
-                                          name=f"repair_logit_shift_{layer.name}")
+                raise CannotRepair(
+                    f"the {act} layer '{layer.name}' is fed by no linear layer "
+                    "with a bias, in a model with several outputs"
+                )
+            norm = k.layers.Normalization(
+                axis=-1,
+                mean=shift,
+                variance=np.ones_like(shift),
+                name=f"repair_logit_shift_{layer.name}",
+            )
             rebuilt = k.Model(model.inputs, layer(norm(layer.input)), name=model.name)
             _recompile(lm.keras_model, rebuilt)
-            return rebuilt, (f"inserted a fixed Normalization (subtracts the shift from the "
-                             f"logits) before the {act} layer '{layer.name}'"), {
-                "layer": norm.name, "how": "normalization", "shift": shift.tolist()}
+            return (
+                rebuilt,
+                (
+                    f"inserted a fixed Normalization (subtracts the shift from the "
+                    f"logits) before the {act} layer '{layer.name}'"
+                ),
+                {"layer": norm.name, "how": "normalization", "shift": shift.tolist()},
+            )
     else:
-        raise CannotRepair(f"the output layer is a {kind}, not a Dense/Conv layer (or one "
-                           "followed by its activation): no logit to shift")
+        raise CannotRepair(
+            f"the output layer is a {kind}, not a Dense/Conv layer (or one "
+            "followed by its activation): no logit to shift"
+        )
     if not target.use_bias:
         raise CannotRepair(f"the output layer '{target.name}' has no bias to shift")
     weights = target.get_weights()
     bias_at = 2 if type(target).__name__.startswith("SeparableConv") else 1  # after kernels
     bias = np.asarray(weights[bias_at], np.float64)
     if bias.shape != (units,):
-        raise CannotRepair(f"the bias of '{target.name}' has shape {bias.shape}, not one "
-                           f"value per output unit ({units})")
+        raise CannotRepair(
+            f"the bias of '{target.name}' has shape {bias.shape}, not one "
+            f"value per output unit ({units})"
+        )
     weights[bias_at] = (bias - shift).astype(weights[bias_at].dtype)
     target.set_weights(weights)
-    return model, f"shifted the output bias of '{target.name}'", {
-        "layer": target.name, "how": "bias", "shift": shift.tolist()}
+    return (
+        model,
+        f"shifted the output bias of '{target.name}'",
+        {"layer": target.name, "how": "bias", "shift": shift.tolist()},
+    )
 
 
 # ------------------------------------------------------------------ the repairs
@@ -598,8 +695,14 @@ def _batchnorm(job: _Job) -> tuple[Any, str, dict[str, Any]]:
     return reestimate_batchnorm(md.lm, md.facts, md.arrays, job.fit, job.seed)
 
 
-def reestimate_batchnorm(lm: Any, facts: Any, arrays: list[np.ndarray], rows: np.ndarray,
-                         seed: int, batch: int = BN_BATCH) -> tuple[Any, str, dict[str, Any]]:
+def reestimate_batchnorm(
+    lm: Any,
+    facts: Any,
+    arrays: list[np.ndarray],
+    rows: np.ndarray,
+    seed: int,
+    batch: int = BN_BATCH,
+) -> tuple[Any, str, dict[str, Any]]:
     """AdaBN / update_bn on a copy of lm's model: every BatchNormalization layer's moving mean
     and variance become the average of its batch statistics over `rows` of `arrays` (batches
     weighted by their rows); no weight is trained. The other layers run in inference mode
@@ -608,11 +711,11 @@ def reestimate_batchnorm(lm: Any, facts: Any, arrays: list[np.ndarray], rows: np
     from kerasdoctor.probe import Predictor
 
     model = _clone(lm.keras_model)
-    bns = [layer for layer in all_layers(model)
-           if type(layer).__name__ == "BatchNormalization"]
+    bns = [layer for layer in all_layers(model) if type(layer).__name__ == "BatchNormalization"]
     if not bns:
-        raise CannotRepair("the model has no BatchNormalization layer: no statistics to "
-                           "re-estimate")
+        raise CannotRepair(
+            "the model has no BatchNormalization layer: no statistics to re-estimate"
+        )
     cast = Predictor(lm, facts, taps=False).cast
     # shuffled: DATA may be sorted by class, and a batch of one class has other statistics
     order = np.random.default_rng(seed).permutation(np.asarray(rows))
@@ -639,9 +742,11 @@ def reestimate_batchnorm(lm: Any, facts: Any, arrays: list[np.ndarray], rows: np
         for b, (_, momentum) in zip(bns, originals):
             b.__dict__.pop("call", None)  # back to the class's own call
             b.momentum = momentum
-    what = (f"re-estimated the moving mean and variance of {len(bns)} BatchNormalization "
-            f"layer(s) from {seen} rows (average over shuffled batches of {batch}; no "
-            "weight trained)")
+    what = (
+        f"re-estimated the moving mean and variance of {len(bns)} BatchNormalization "
+        f"layer(s) from {seen} rows (average over shuffled batches of {batch}; no "
+        "weight trained)"
+    )
     return model, what, {"layers": [b.name for b in bns], "rows": seen, "batch": batch}
 
 
@@ -662,9 +767,11 @@ def _preprocessing(job: _Job) -> tuple[Any, str, dict[str, Any]]:
     ev = job.finding.evidence
     rt = ev.get("restoring_transform")
     if not rt:
-        raise CannotRepair("the diagnosis found no transform of the data that restores the "
-                           "model (only a static disagreement with its preprocessing layer): "
-                           "prepare the data as in training")
+        raise CannotRepair(
+            "the diagnosis found no transform of the data that restores the "
+            "model (only a static disagreement with its preprocessing layer): "
+            "prepare the data as in training"
+        )
     per_input: dict[str, str] = {}
     if rt["transform"] == "combined":
         trials = (ev.get("sweep") or {}).get("trials", [])
@@ -679,8 +786,9 @@ def _preprocessing(job: _Job) -> tuple[Any, str, dict[str, Any]]:
     return model, what, dict(details, code=rt.get("code"))
 
 
-def prepend_transforms(lm: Any, facts: Any, arrays: list[np.ndarray], fit: np.ndarray,
-                       per_input: dict[str, str]) -> tuple[Any, str, dict[str, Any]]:
+def prepend_transforms(
+    lm: Any, facts: Any, arrays: list[np.ndarray], fit: np.ndarray, per_input: dict[str, str]
+) -> tuple[Any, str, dict[str, Any]]:
     """A model that takes the data as it is: `per_input` (input name -> a transform of
     checks.preprocessing_mismatch._transforms) done by fixed standard layers in front of a
     copy of lm's model. A statistic a transform needs (standardise) is counted on the `fit`
@@ -702,23 +810,39 @@ def prepend_transforms(lm: Any, facts: Any, arrays: list[np.ndarray], fit: np.nd
     if not done:
         raise CannotRepair("the restoring transform names no input of this model")
     out = inner(tensors if len(tensors) > 1 else tensors[0])
-    model = k.Model(new_inputs if len(new_inputs) > 1 else new_inputs[0], out,
-                    name=f"{inner.name}_repaired")
+    model = k.Model(
+        new_inputs if len(new_inputs) > 1 else new_inputs[0], out, name=f"{inner.name}_repaired"
+    )
     _recompile(lm.keras_model, model)
     what = "prepended " + "; ".join(
-        f"{d['description']} to input '{d['input']}'" for d in _described(done))
+        f"{d['description']} to input '{d['input']}'" for d in _described(done)
+    )
     return model, what, {"transforms": done}
 
 
 def _described(done: list[dict[str, Any]]) -> list[dict[str, Any]]:
     from kerasdoctor.checks.preprocessing_mismatch import DESCRIBE
 
-    return [dict(d, description=DESCRIBE.get(d["transform"], d["transform"]).format("the data")
-                 + " (as layers)") for d in done]
+    return [
+        dict(
+            d,
+            description=DESCRIBE.get(d["transform"], d["transform"]).format("the data")
+            + " (as layers)",
+        )
+        for d in done
+    ]
 
 
-def _transform_layers(lm: Any, facts: Any, arrays: list[np.ndarray], fit: np.ndarray,
-                      index: int, name: str, transform: str, inp: Any) -> Any:
+def _transform_layers(
+    lm: Any,
+    facts: Any,
+    arrays: list[np.ndarray],
+    fit: np.ndarray,
+    index: int,
+    name: str,
+    transform: str,
+    inp: Any,
+) -> Any:
     """inp through the standard layers that do `transform` (fixed, non-trainable)."""
     from kerasdoctor._keras import keras
 
@@ -729,12 +853,12 @@ def _transform_layers(lm: Any, facts: Any, arrays: list[np.ndarray], fit: np.nda
         return k.layers.Rescaling(scale, offset, name=f"repair_rescale_{index}")(inp)
     if transform in ("bgr<->rgb", "caffe"):
         if len(shape) != 3:
-            raise CannotRepair(f"input '{name}' is not an image (H, W, C): no channels to "
-                               "reorder")
+            raise CannotRepair(f"input '{name}' is not an image (H, W, C): no channels to reorder")
         c = int(shape[-1])
         caffe = transform == "caffe"
-        conv = k.layers.Conv2D(c, 1, use_bias=caffe, trainable=False,
-                               name=f"repair_channel_order_{index}")
+        conv = k.layers.Conv2D(
+            c, 1, use_bias=caffe, trainable=False, name=f"repair_channel_order_{index}"
+        )
         out = conv(inp)
         kernel = np.zeros((1, 1, c, c), np.float32)
         for j in range(c):  # output channel j is input channel c-1-j
@@ -750,8 +874,12 @@ def _transform_layers(lm: Any, facts: Any, arrays: list[np.ndarray], fit: np.nda
         var = np.asarray(layer.variance, np.float64)
         axis = layer.axis
         return k.layers.Normalization(
-            axis=axis, mean=_squeeze_for(mean, axis), variance=_squeeze_for(var, axis),
-            invert=True, name=f"repair_unstandardise_{index}")(inp)
+            axis=axis,
+            mean=_squeeze_for(mean, axis),
+            variance=_squeeze_for(var, axis),
+            invert=True,
+            name=f"repair_unstandardise_{index}",
+        )(inp)
     if transform == "undo-rescaling":
         norm = facts.input_normalizers.get(name)
         if norm is None:
@@ -762,12 +890,14 @@ def _transform_layers(lm: Any, facts: Any, arrays: list[np.ndarray], fit: np.nda
     if transform == "standardise":
         # per feature (last axis), counted on the fitting half only
         a = np.asarray(arrays[index][np.sort(np.asarray(fit))], np.float64).reshape(
-            -1, shape[-1] if shape else 1)
+            -1, shape[-1] if shape else 1
+        )
         mean = np.nanmean(a, axis=0)
         var = np.nanvar(a, axis=0)
         var = np.where(np.isfinite(var) & (var > 0), var, 1.0)
-        return k.layers.Normalization(axis=-1, mean=mean, variance=var,
-                                      name=f"repair_standardise_{index}")(inp)
+        return k.layers.Normalization(
+            axis=-1, mean=mean, variance=var, name=f"repair_standardise_{index}"
+        )(inp)
     raise CannotRepair(f"no layer does the transform '{transform}'")
 
 
@@ -790,8 +920,10 @@ def _label_permutation(job: _Job) -> tuple[Any, str, dict[str, Any]]:
     y, pred = job.y[job.fit], job.base.preds[job.fit]
     classes = 2 if units == 1 else units
     if classes != k:
-        raise CannotRepair(f"the model has {classes} outputs classes and the data {k}: a "
-                           "reordering cannot map one onto the other")
+        raise CannotRepair(
+            f"the model has {classes} outputs classes and the data {k}: a "
+            "reordering cannot map one onto the other"
+        )
     conf = np.zeros((k, k))
     np.add.at(conf, (y, np.clip(pred, 0, k - 1)), 1.0)
     sup = conf.sum(axis=1)
@@ -803,8 +935,10 @@ def _label_permutation(job: _Job) -> tuple[Any, str, dict[str, Any]]:
     for u in np.flatnonzero(to_label < 0):  # units no class claimed keep the free labels
         to_label[u] = free.pop(0)
     if np.array_equal(to_label, np.arange(k)):
-        raise CannotRepair("on the fitting half the best matching of output units to classes "
-                           "is the order the model has: nothing to reorder")
+        raise CannotRepair(
+            "on the fitting half the best matching of output units to classes "
+            "is the order the model has: nothing to reorder"
+        )
     if units == 1:  # binary sigmoid/logit: the swap is P(1) <-> P(0), a negated logit
         if act not in ("sigmoid", "linear"):
             raise CannotRepair(f"a one-unit {act} head cannot be swapped")
@@ -813,8 +947,10 @@ def _label_permutation(job: _Job) -> tuple[Any, str, dict[str, Any]]:
     else:
         perm = np.argsort(to_label)  # new unit L is the old unit that meant class L
         _set_dense(dense, w[:, perm], b[perm])
-        what = (f"reordered the {units} output units of '{dense.name}' (kernel columns and "
-                "bias) into the labels' class order")
+        what = (
+            f"reordered the {units} output units of '{dense.name}' (kernel columns and "
+            "bias) into the labels' class order"
+        )
     return model, what, {"layer": dense.name, "output_unit_to_label": to_label.tolist()}
 
 
@@ -848,9 +984,11 @@ def _decision_threshold(job: _Job) -> tuple[Any, str, dict[str, Any]]:
     b = b.copy()
     b[-1] -= shift  # one unit: its logit; two units: z1 (P1 > t iff z1 - z0 > logit t)
     _set_dense(dense, w, b)
-    what = (f"moved the decision cut P(class 1) = {t:.4g} (chosen on the fitting half) into "
-            f"the output bias of '{dense.name}' (bias -= logit({t:.4g}) = {shift:.4g}), so the "
-            "usual 0.5 / argmax rule applies it")
+    what = (
+        f"moved the decision cut P(class 1) = {t:.4g} (chosen on the fitting half) into "
+        f"the output bias of '{dense.name}' (bias -= logit({t:.4g}) = {shift:.4g}), so the "
+        "usual 0.5 / argmax rule applies it"
+    )
     return model, what, {"layer": dense.name, "threshold": t, "bias_shift": -shift}
 
 
@@ -873,11 +1011,15 @@ def _class_imbalance(job: _Job) -> tuple[Any, str, dict[str, Any]]:
     units = int(md.lm.output_shape[-1] or 1)
     model = _clone(md.lm.keras_model)
     dense, act = _output_dense(md, model)
-    if not ((units == k and act in ("softmax", "linear"))
-            or (units == 1 and k == 2 and act in ("sigmoid", "linear"))):
-        raise CannotRepair(f"the output is {units} {act} unit(s) for {k} classes: these "
-                           "repairs need a softmax/linear unit per class (or one sigmoid unit "
-                           "for two)")
+    if not (
+        (units == k and act in ("softmax", "linear"))
+        or (units == 1 and k == 2 and act in ("sigmoid", "linear"))
+    ):
+        raise CannotRepair(
+            f"the output is {units} {act} unit(s) for {k} classes: these "
+            "repairs need a softmax/linear unit per class (or one sigmoid unit "
+            "for two)"
+        )
     w, b = _dense_weights(dense)
     fit_x = [a[job.fit] for a in md.arrays]
     tap = head_tap(Predictor(md.lm, md.facts, taps=False), fit_x)
@@ -901,7 +1043,8 @@ def _class_imbalance(job: _Job) -> tuple[Any, str, dict[str, Any]]:
         return out
 
     fitters: dict[str, Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]] = {
-        "logit-adjustment": adjusted}
+        "logit-adjustment": adjusted
+    }
     scores: dict[str, float] = {}
     if feats is not None and feats.shape[1] > 0:
         fitters["classifier-retraining"] = crt
@@ -915,19 +1058,31 @@ def _class_imbalance(job: _Job) -> tuple[Any, str, dict[str, Any]]:
     w2, b2 = fitters[chosen](np.arange(y.size))
     _set_dense(dense, w2, b2)
     if chosen == "logit-adjustment":
-        what = ("logit adjustment: subtracted the log label prior (counted on the fitting "
-                f"half) from the output bias of '{dense.name}'")
+        what = (
+            "logit adjustment: subtracted the log label prior (counted on the fitting "
+            f"half) from the output bias of '{dense.name}'"
+        )
     else:
-        what = (f"re-fitted the output layer '{dense.name}' on the model's frozen penultimate "
-                "features with a class-balanced logistic regression (cRT; fitting half only)")
-    return model, what, {"layer": dense.name, "method": chosen,
-                         "selection_balanced_accuracy": scores,
-                         "selection": "each fitted on one quarter of DATA, scored on another "
-                         "(both inside the fitting half)"}
+        what = (
+            f"re-fitted the output layer '{dense.name}' on the model's frozen penultimate "
+            "features with a class-balanced logistic regression (cRT; fitting half only)"
+        )
+    return (
+        model,
+        what,
+        {
+            "layer": dense.name,
+            "method": chosen,
+            "selection_balanced_accuracy": scores,
+            "selection": "each fitted on one quarter of DATA, scored on another "
+            "(both inside the fitting half)",
+        },
+    )
 
 
-def _balanced_head(feats: np.ndarray, y: np.ndarray, k: int, units: int,
-                   seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _balanced_head(
+    feats: np.ndarray, y: np.ndarray, k: int, units: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Kernel and bias of a class-balanced logistic regression on the features, as the
     output Dense takes them (standardisation folded in)."""
     from sklearn.linear_model import LogisticRegression
@@ -935,8 +1090,9 @@ def _balanced_head(feats: np.ndarray, y: np.ndarray, k: int, units: int,
     mu = feats.mean(axis=0)
     sd = feats.std(axis=0)
     sd = np.where(sd > 0, sd, 1.0)
-    clf = LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000,
-                             random_state=seed).fit((feats - mu) / sd, y)
+    clf = LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000, random_state=seed).fit(
+        (feats - mu) / sd, y
+    )
     coef = np.zeros((k, feats.shape[1]))
     icpt = np.zeros(k)
     classes = clf.classes_.astype(np.int64)
@@ -965,8 +1121,10 @@ def _single_unit_softmax(job: _Job) -> tuple[Any, str, dict[str, Any]]:
 
     md = job.md
     if job.k != 2:
-        raise CannotRepair(f"the labels hold {job.k} classes; a sigmoid decides two: retrain "
-                           f"with {job.k} softmax units (kerasdoctor explain single-unit-softmax)")
+        raise CannotRepair(
+            f"the labels hold {job.k} classes; a sigmoid decides two: retrain "
+            f"with {job.k} softmax units (kerasdoctor explain single-unit-softmax)"
+        )
     tap = head_tap(Predictor(md.lm, md.facts, taps=False), [a[job.fit] for a in md.arrays])
     z = np.asarray(tap.preacts, np.float64).reshape(len(job.fit), -1)[:, 0]
     y = job.y[job.fit]
@@ -976,7 +1134,8 @@ def _single_unit_softmax(job: _Job) -> tuple[Any, str, dict[str, Any]]:
         raise CannotRepair(
             f"read through a sigmoid, the logit under the softmax reaches balanced accuracy "
             f"{bacc:.1%} on the fitting half, not above chance and its noise ({need:.1%}): "
-            f"{UNREPAIRABLE['single-unit-softmax']}")
+            f"{UNREPAIRABLE['single-unit-softmax']}"
+        )
     model, what, details = sigmoid_head(md.lm)
     return model, what, dict(details, fit_balanced_accuracy=bacc)
 
@@ -989,8 +1148,10 @@ def sigmoid_head(lm: Any) -> tuple[Any, str, dict[str, Any]]:
     from kerasdoctor._keras import keras
 
     if int(lm.output_shape[-1] or 0) != 1:
-        raise CannotRepair(f"the output has {lm.output_shape[-1]} units, not one: a softmax "
-                           "over them is no single-unit softmax")
+        raise CannotRepair(
+            f"the output has {lm.output_shape[-1]} units, not one: a softmax "
+            "over them is no single-unit softmax"
+        )
     model = _clone(lm.keras_model)
     head = output_layer(model, lm.output_index)
     if head is None:
@@ -999,27 +1160,37 @@ def sigmoid_head(lm: Any) -> tuple[Any, str, dict[str, Any]]:
     target = _logit_layer(head)
     if target is not None:
         if _act_name(target) != "softmax":
-            raise CannotRepair(f"the output layer '{target.name}' has a {_act_name(target)} "
-                               "activation, not a softmax")
+            raise CannotRepair(
+                f"the output layer '{target.name}' has a {_act_name(target)} "
+                "activation, not a softmax"
+            )
         target.activation = keras().activations.get("sigmoid")
-        what = (f"replaced the softmax of the one-unit output layer '{target.name}' by a "
-                "sigmoid")
+        what = f"replaced the softmax of the one-unit output layer '{target.name}' by a sigmoid"
         return model, what, {"layer": target.name}
     kind = type(head).__name__
-    act = "softmax" if kind == "Softmax" else (
-        str(head.get_config().get("activation")) if kind == "Activation" else kind)
+    act = (
+        "softmax"
+        if kind == "Softmax"
+        else (str(head.get_config().get("activation")) if kind == "Activation" else kind)
+    )
     if act != "softmax":
-        raise CannotRepair(f"the output layer '{head.name}' is a {kind} ({act}), not a "
-                           "softmax over one unit")
+        raise CannotRepair(
+            f"the output layer '{head.name}' is a {kind} ({act}), not a softmax over one unit"
+        )
     if len(model.outputs) != 1 or head not in model.layers:
-        raise CannotRepair("the one-unit softmax is a separate layer of a model with several "
-                           "outputs (or inside a nested model): rebuild the head with a "
-                           "sigmoid by hand")
+        raise CannotRepair(
+            "the one-unit softmax is a separate layer of a model with several "
+            "outputs (or inside a nested model): rebuild the head with a "
+            "sigmoid by hand"
+        )
     outputs = keras().layers.Activation("sigmoid", name=f"{head.name}_sigmoid")(head.input)
     rebuilt = keras().Model(model.inputs, outputs, name=model.name)
     _recompile(lm.keras_model, rebuilt)
-    return rebuilt, (f"replaced the one-unit softmax layer '{head.name}' by a sigmoid on "
-                     "its input"), {"layer": head.name}
+    return (
+        rebuilt,
+        (f"replaced the one-unit softmax layer '{head.name}' by a sigmoid on its input"),
+        {"layer": head.name},
+    )
 
 
 REPAIRS: dict[str, Callable[[_Job], tuple[Any, str, dict[str, Any]]]] = {

@@ -152,8 +152,10 @@ FORMATS = {"npz": "npz", "images": "image-folder", "csv": "csv", "parquet": "par
 
 def _note(method: str, n: int, unique: int) -> str:
     if method == "oversample":
-        return ("rare samples are repeated: split off validation data BEFORE oversampling, or "
-                "the copies leak into it")
+        return (
+            "rare samples are repeated: split off validation data BEFORE oversampling, or "
+            "the copies leak into it"
+        )
     return f"{n - unique} samples of the larger classes were left out"
 
 
@@ -193,8 +195,10 @@ def resample_data(
             "sample_from_datasets), or save x and y as an .npz and resample that"
         )
     if same_file(output, p):
-        raise InputError(f"--output {output} is the input TRAIN_DATA; kerasdoctor never "
-                         "overwrites its inputs: choose a new name")
+        raise InputError(
+            f"--output {output} is the input TRAIN_DATA; kerasdoctor never "
+            "overwrites its inputs: choose a new name"
+        )
     spec = DataSpec.of(opts)
     if kind in ("npz", "parquet"):  # read here, not through open_source: its refusal
         refuse_options(p, kind, spec)
@@ -207,8 +211,15 @@ def resample_data(
     return _resample_parquet(p, output, method, seed, spec, opts)
 
 
-def _report(data_path: str | Path, output: Path, method: str, seed: int, fmt: str,
-            labels: Any, idx: np.ndarray) -> dict[str, Any]:
+def _report(
+    data_path: str | Path,
+    output: Path,
+    method: str,
+    seed: int,
+    fmt: str,
+    labels: Any,
+    idx: np.ndarray,
+) -> dict[str, Any]:
     """The fields every format reports (labels: a load.Labels)."""
     from kerasdoctor.fix.common import n_classes_of, names_for
     from kerasdoctor.load import RawData
@@ -235,13 +246,21 @@ def _report(data_path: str | Path, output: Path, method: str, seed: int, fmt: st
 
 
 def _kept_columns_note(opts: Any) -> str:
-    given = [f for f, v in (("--feature-columns", opts.feature_columns),
-                            ("--drop-columns", opts.drop_columns)) if v is not None]
+    given = [
+        f
+        for f, v in (
+            ("--feature-columns", opts.feature_columns),
+            ("--drop-columns", opts.drop_columns),
+        )
+        if v is not None
+    ]
     if not given:
         return ""
     verb = "chooses" if len(given) == 1 else "choose"
-    return (f"; every column is kept ({' and '.join(given)} only {verb} what a model reads, "
-            "not what is written)")
+    return (
+        f"; every column is kept ({' and '.join(given)} only {verb} what a model reads, "
+        "not what is written)"
+    )
 
 
 def _check_output_suffix(data: Path, output: Path, suffixes: tuple[str, ...], what: str) -> None:
@@ -255,8 +274,9 @@ def _check_output_suffix(data: Path, output: Path, suffixes: tuple[str, ...], wh
 # -- a folder of class subfolders of images
 
 
-def _resample_images(data: Path, output: Path, method: str, seed: int, spec: DataSpec,
-                     opts: Any) -> dict[str, Any]:
+def _resample_images(
+    data: Path, output: Path, method: str, seed: int, spec: DataSpec, opts: Any
+) -> dict[str, Any]:
     from kerasdoctor.sources import (
         IMAGE_FORMATS,
         PARQUET_SUFFIXES,
@@ -268,25 +288,31 @@ def _resample_images(data: Path, output: Path, method: str, seed: int, spec: Dat
     # refuses the flags that are not for an image folder
     src = open_source(data, spec, seed=opts.seed)
     assert isinstance(src, ImageFolderSource)
-    if output.name.lower().endswith((".npz", ".npy", *TABLE_SUFFIXES, *PARQUET_SUFFIXES,
-                                     *IMAGE_FORMATS)):
+    if output.name.lower().endswith(
+        (".npz", ".npy", *TABLE_SUFFIXES, *PARQUET_SUFFIXES, *IMAGE_FORMATS)
+    ):
         raise InputError(
             f"--output {output}: an image folder is rebalanced into a NEW folder of class "
             "subfolders (links to the images): give --output a directory name, e.g. balanced/"
         )
     d_abs, o_abs = data.resolve(), output.resolve()
     if d_abs == o_abs or d_abs in o_abs.parents:
-        raise InputError(f"--output {output} lies inside the input TRAIN_DATA {data}; "
-                         "kerasdoctor never writes into its inputs: choose a folder outside it")
+        raise InputError(
+            f"--output {output} lies inside the input TRAIN_DATA {data}; "
+            "kerasdoctor never writes into its inputs: choose a folder outside it"
+        )
     if o_abs in d_abs.parents:
-        raise InputError(f"--output {output} holds the input TRAIN_DATA {data}; choose a new "
-                         "folder outside it")
+        raise InputError(
+            f"--output {output} holds the input TRAIN_DATA {data}; choose a new folder outside it"
+        )
     if output.exists() or output.is_symlink():
         if not output.is_dir() or output.is_symlink():
             raise InputError(f"--output {output} exists and is not a folder; give a new folder")
         if any(output.iterdir()):
-            raise InputError(f"--output {output} exists and is not empty; kerasdoctor writes a "
-                             "new folder: choose a new name or empty it")
+            raise InputError(
+                f"--output {output} exists and is not empty; kerasdoctor writes a "
+                "new folder: choose a new name or empty it"
+            )
     parent = output.parent if str(output.parent) else Path(".")
     if not parent.is_dir():
         raise InputError(f"--output: directory {parent} does not exist")
@@ -323,8 +349,9 @@ def _resample_images(data: Path, output: Path, method: str, seed: int, spec: Dat
             try:
                 _fill(tmp, names, plan, link=False)
             except OSError as exc:
-                raise InputError(f"--output {output}: cannot copy the images "
-                                 f"({_first_line(exc)})") from exc
+                raise InputError(
+                    f"--output {output}: cannot copy the images ({_first_line(exc)})"
+                ) from exc
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; a plain mkdir honours the umask
@@ -338,18 +365,22 @@ def _resample_images(data: Path, output: Path, method: str, seed: int, spec: Dat
     result = _report(data, output, method, seed, "image-folder", labels, idx)
     result["written_as"] = written_as
     if written_as == "links":
-        how = ("images are not duplicated on disk: the folder holds symbolic links to the "
-               "original files (repeats named NAME__copyK.EXT); keep the originals where they "
-               "are")
+        how = (
+            "images are not duplicated on disk: the folder holds symbolic links to the "
+            "original files (repeats named NAME__copyK.EXT); keep the originals where they "
+            "are"
+        )
     else:
-        how = ("symbolic links could not be made here, so the images were copied "
-               "(repeats named NAME__copyK.EXT)")
-    result["note"] = (f"{how}; train with keras.utils.image_dataset_from_directory('{output}'); "
-                      f"{result['note']}")
+        how = (
+            "symbolic links could not be made here, so the images were copied "
+            "(repeats named NAME__copyK.EXT)"
+        )
+    result["note"] = (
+        f"{how}; train with keras.utils.image_dataset_from_directory('{output}'); {result['note']}"
+    )
     shown = sorted(plan, key=lambda t: (t[0], t[2]))[:MAX_LISTED_FILES]
     result["files"] = [
-        {"class": cls, "source": source, "link": str(output / dest)}
-        for cls, source, dest in shown
+        {"class": cls, "source": source, "link": str(output / dest)} for cls, source, dest in shown
     ]
     if len(plan) > len(shown):
         result["files_omitted"] = len(plan) - len(shown)
@@ -362,8 +393,7 @@ def _first_line(exc: BaseException) -> str:
     return first(exc)
 
 
-def _fill(root: Path, classes: list[str], plan: list[tuple[str, str, str]], link: bool
-          ) -> None:
+def _fill(root: Path, classes: list[str], plan: list[tuple[str, str, str]], link: bool) -> None:
     for cls in classes:
         (root / cls).mkdir()
     for _, source, dest in plan:
@@ -412,13 +442,15 @@ def _raw_rows(src: Any) -> tuple[str, list[str]]:
                     continue
                 rows.append(text)
         except (csv.Error, UnicodeDecodeError, EOFError, OSError) as exc:
-            raise InputError(f"DATA: {src.path}: unreadable after row {len(rows)} "
-                             f"({_first_line(exc)})") from exc
+            raise InputError(
+                f"DATA: {src.path}: unreadable after row {len(rows)} ({_first_line(exc)})"
+            ) from exc
     return header or "", rows
 
 
-def _resample_csv(data: Path, output: Path, method: str, seed: int, spec: DataSpec,
-                  opts: Any) -> dict[str, Any]:
+def _resample_csv(
+    data: Path, output: Path, method: str, seed: int, spec: DataSpec, opts: Any
+) -> dict[str, Any]:
     from kerasdoctor.io import atomic_write
     from kerasdoctor.sources import TABLE_SUFFIXES, TableSource, open_source
 
@@ -429,12 +461,15 @@ def _resample_csv(data: Path, output: Path, method: str, seed: int, spec: DataSp
     dialect: Any = src._dialect()
     delim = str(getattr(dialect, "delimiter", ","))
     if output.name.lower().endswith((".tsv", ".tsv.gz")) and delim != "\t":
-        raise InputError(f"--output {output}: a .tsv is tab-separated but {data} is separated "
-                         f"by '{delim}': give a .csv name")
+        raise InputError(
+            f"--output {output}: a .tsv is tab-separated but {data} is separated "
+            f"by '{delim}': give a .csv name"
+        )
     header, rows = _raw_rows(src)
     if len(rows) != src.n_rows:
-        raise InputError(f"DATA: {data} changed while it was read ({src.n_rows} rows, then "
-                         f"{len(rows)})")
+        raise InputError(
+            f"DATA: {data} changed while it was read ({src.n_rows} rows, then {len(rows)})"
+        )
     idx = resample_indices(src.labels.y, method, seed)
     end = "\r\n" if header.endswith("\r\n") else ("\r" if header.endswith("\r") else "\n")
     encoding = "utf-8-sig" if _has_bom(data) else "utf-8"
@@ -477,10 +512,12 @@ def _parquet_labels(data: Path, spec: DataSpec) -> tuple[Any, Any, str]:
         pf = pq.ParquetFile(data)
         header = list(pf.schema_arrow.names)
     except Exception as exc:  # pyarrow raises its own ArrowInvalid/OSError family
-        raise InputError(f"DATA: {data} is not a readable Parquet file ({_first_line(exc)})"
-                         ) from exc
-    li, _ = _choose_columns(str(data), header, spec.label_column, spec.feature_columns,
-                            spec.drop_columns)
+        raise InputError(
+            f"DATA: {data} is not a readable Parquet file ({_first_line(exc)})"
+        ) from exc
+    li, _ = _choose_columns(
+        str(data), header, spec.label_column, spec.feature_columns, spec.drop_columns
+    )
     name = header[li]
     col = pf.read(columns=[name]).column(0)
     where = f"DATA: {data}: label column '{name}'"
@@ -498,8 +535,9 @@ def _parquet_labels(data: Path, spec: DataSpec) -> tuple[Any, Any, str]:
     return pf, labels, name
 
 
-def _resample_parquet(data: Path, output: Path, method: str, seed: int, spec: DataSpec,
-                      opts: Any) -> dict[str, Any]:
+def _resample_parquet(
+    data: Path, output: Path, method: str, seed: int, spec: DataSpec, opts: Any
+) -> dict[str, Any]:
     from kerasdoctor.io import atomic_write
     from kerasdoctor.sources import PARQUET_SUFFIXES
 

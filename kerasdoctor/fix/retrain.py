@@ -369,8 +369,7 @@ def retrain(
     def measure() -> dict[str, Any]:
         # only rows the fine-tuning never sees: EVAL_DATA, or the held-out part
         idx = None if eval_md is not None else held
-        return summary(y_eval[held], predict_outputs(scored, idx, predictor=predictor).preds,
-                       names)
+        return summary(y_eval[held], predict_outputs(scored, idx, predictor=predictor).preds, names)
 
     before = measure()
 
@@ -438,9 +437,7 @@ def retrain(
     rows_file = None
     if eval_md is None:
         rows_file = heldout_path(output)
-        atomic_write_text(
-            rows_file, heldout_json(md, train, held, validation_split, seed, output)
-        )
+        atomic_write_text(rows_file, heldout_json(md, train, held, validation_split, seed, output))
     return {
         "model": md.lm.path,
         "data": md.raw.path,

@@ -37,19 +37,25 @@ BOOTSTRAP = 200
 # float32 make ~21 a batch), and at most fix.repair.BN_BATCH rows
 BN_BATCH_BYTES = 64 * 2**20
 
-DENSE_RULE = ("written only when, on the held-out samples, the model as saved and reloaded "
-              "raises both the balanced accuracy over positions (by 0.02 at least) and the "
-              "mean IoU beyond their noise (two paired-bootstrap standard errors over the "
-              "samples)")
-MULTI_RULE = ("written only when, on the held-out half, the model as saved and reloaded "
-              "raises the macro balanced accuracy by more than two paired-bootstrap standard "
-              "errors over the rows and by 0.02 at least")
-SPLIT = {"dense": "two seeded halves of the samples of DATA (as the dense diagnosis splits "
-                  "them): the repair is fitted on the first and measured on the second, over "
-                  "the positions that count",
-         "multilabel": "two seeded halves of DATA, stratified by each row's rarest label: the "
-                       "repair is fitted on the first and measured on the second, which it "
-                       "never saw"}
+DENSE_RULE = (
+    "written only when, on the held-out samples, the model as saved and reloaded "
+    "raises both the balanced accuracy over positions (by 0.02 at least) and the "
+    "mean IoU beyond their noise (two paired-bootstrap standard errors over the "
+    "samples)"
+)
+MULTI_RULE = (
+    "written only when, on the held-out half, the model as saved and reloaded "
+    "raises the macro balanced accuracy by more than two paired-bootstrap standard "
+    "errors over the rows and by 0.02 at least"
+)
+SPLIT = {
+    "dense": "two seeded halves of the samples of DATA (as the dense diagnosis splits "
+    "them): the repair is fitted on the first and measured on the second, over "
+    "the positions that count",
+    "multilabel": "two seeded halves of DATA, stratified by each row's rarest label: the "
+    "repair is fitted on the first and measured on the second, which it "
+    "never saw",
+}
 # What to do when the held-out half is not restored, per cause
 ADVICE = {
     "preprocessing-mismatch": "prepare the data exactly as for training before predicting",
@@ -73,8 +79,11 @@ def repairable(lm: Any, facts: Any, finding_id: str, evidence: dict[str, Any]) -
         name = rt.get("transform")
         if name in ("bgr<->rgb", "caffe"):
             spec = next((s for s in lm.inputs if s.name == rt.get("input")), None)
-            return spec is not None and len(tuple(spec.shape)) == 3 \
+            return (
+                spec is not None
+                and len(tuple(spec.shape)) == 3
                 and int(spec.shape[-1] or 0) == len(CAFFE_MEAN)
+            )
         if name in ("undo-normalization", "undo-rescaling"):
             return rt.get("input") in facts.input_normalizers
         return name in RESCALINGS or name == "standardise"
@@ -85,8 +94,9 @@ def repairable(lm: Any, facts: Any, finding_id: str, evidence: dict[str, Any]) -
     return False
 
 
-def build(lm: Any, facts: Any, xs: list[np.ndarray], fit: np.ndarray, finding: Finding,
-          seed: int) -> tuple[Any, str, dict[str, Any]]:
+def build(
+    lm: Any, facts: Any, xs: list[np.ndarray], fit: np.ndarray, finding: Finding, seed: int
+) -> tuple[Any, str, dict[str, Any]]:
     """The repaired copy of lm's model, fitted on the `fit` rows of xs (CannotRepair when
     this model cannot be edited for this cause)."""
     from kerasdoctor.fix.repair import (
@@ -102,10 +112,13 @@ def build(lm: Any, facts: Any, xs: list[np.ndarray], fit: np.ndarray, finding: F
     if finding.id == "preprocessing-mismatch":
         rt = finding.evidence.get("restoring_transform")
         if not rt:
-            raise CannotRepair("the diagnosis names no transform of the data that restores "
-                               "the model: prepare the data as in training")
-        model, what, details = prepend_transforms(lm, facts, xs, fit,
-                                                  {rt["input"]: rt["transform"]})
+            raise CannotRepair(
+                "the diagnosis names no transform of the data that restores "
+                "the model: prepare the data as in training"
+            )
+        model, what, details = prepend_transforms(
+            lm, facts, xs, fit, {rt["input"]: rt["transform"]}
+        )
         return model, what, dict(details, code=rt.get("code"))
     if finding.id == "batchnorm-statistics":
         row = sum(int(np.prod(a.shape[1:], dtype=np.int64)) * 4 for a in xs)
@@ -125,15 +138,18 @@ def _reload(path: str, lm: Any) -> Any:
 
 
 def _not_restored(what: str, figures: str, cause: str) -> str:
-    return (f"on the held-out {what} the repaired model, reloaded, gives {figures}: not a "
-            f"gain beyond noise, nothing written. Instead: {ADVICE.get(cause, 'retrain')}")
+    return (
+        f"on the held-out {what} the repaired model, reloaded, gives {figures}: not a "
+        f"gain beyond noise, nothing written. Instead: {ADVICE.get(cause, 'retrain')}"
+    )
 
 
 # ------------------------------------------------------------------ dense
 
 
-def repair_dense(dd: Any, finding: Finding, output: Path, seed: int,
-                 result: dict[str, Any]) -> dict[str, Any]:
+def repair_dense(
+    dd: Any, finding: Finding, output: Path, seed: int, result: dict[str, Any]
+) -> dict[str, Any]:
     """Fill per_position.repair's `result` for a model-level cause of a dense model."""
     from kerasdoctor.dense import cure_verdict, split_samples
     from kerasdoctor.fix.per_position import (
@@ -184,11 +200,13 @@ def repair_dense(dd: Any, finding: Finding, output: Path, seed: int,
             return result
         if not verdict["validated"]:
             result["details"]["tried"] = summary
-            figures = (f"balanced accuracy over positions {verdict['balanced_accuracy_before']:.3f}"
-                       f" → {verdict['balanced_accuracy_after']:.3f} (noise "
-                       f"±{verdict['noise']:.3f}) and mean IoU {verdict['mean_iou_before']:.3f}"
-                       f" → {verdict['mean_iou_after']:.3f} (noise "
-                       f"±{verdict['mean_iou_noise']:.3f})")
+            figures = (
+                f"balanced accuracy over positions {verdict['balanced_accuracy_before']:.3f}"
+                f" → {verdict['balanced_accuracy_after']:.3f} (noise "
+                f"±{verdict['noise']:.3f}) and mean IoU {verdict['mean_iou_before']:.3f}"
+                f" → {verdict['mean_iou_after']:.3f} (noise "
+                f"±{verdict['mean_iou_noise']:.3f})"
+            )
             result["why"] = _not_restored("samples", figures, finding.id)
             result["instead"] = _instead(finding)
             return result
@@ -224,8 +242,9 @@ def macro_noise(y: np.ndarray, before: np.ndarray, after: np.ndarray, seed: int)
         return 2.0 * float(np.nanstd(macro(after) - macro(before)))
 
 
-def repair_multilabel(ld: Any, report: Report, finding: Finding, output: Path, seed: int,
-                      result: dict[str, Any]) -> dict[str, Any]:
+def repair_multilabel(
+    ld: Any, report: Report, finding: Finding, output: Path, seed: int, result: dict[str, Any]
+) -> dict[str, Any]:
     """Fill per_label.repair's `result` for a model-level cause of a multi-label model."""
     from kerasdoctor.fix.per_label import _instead, _rediagnose, _summary, scores
     from kerasdoctor.fix.repair import CannotRepair, _saved, _standard
@@ -248,8 +267,9 @@ def repair_multilabel(ld: Any, report: Report, finding: Finding, output: Path, s
     with _saved(model, output) as tmp:
         lm2 = _reload(tmp, ld.lm)
         # read as the original was, except a head the repair changed (softmax -> sigmoid)
-        p2, _ = scores(ld, test, lm=lm2,
-                       logits=None if finding.id == "single-unit-softmax" else logits)
+        p2, _ = scores(
+            ld, test, lm=lm2, logits=None if finding.id == "single-unit-softmax" else logits
+        )
         pred = (p2 > DECISION).astype(np.int8)
         summary = _summary(y[test], pred, ld.names, cut)
         b, a = result["before"]["balanced_accuracy"], summary["balanced_accuracy"]
@@ -258,20 +278,29 @@ def repair_multilabel(ld: Any, report: Report, finding: Finding, output: Path, s
         result["gain"] = gain
         result["required_gain"] = max(noise, MIN_GAIN)
         result["details"]["labels"] = [
-            {"label": j, "name": ld.names[j], "threshold": DECISION, "validated": False,
-             "note": None, "before": bp, "after": ap}
-            for j, (bp, ap) in enumerate(zip(result["before"]["per_class"],
-                                             summary["per_class"]))]
+            {
+                "label": j,
+                "name": ld.names[j],
+                "threshold": DECISION,
+                "validated": False,
+                "note": None,
+                "before": bp,
+                "after": ap,
+            }
+            for j, (bp, ap) in enumerate(zip(result["before"]["per_class"], summary["per_class"]))
+        ]
         result["standard_layers_only"] = _standard(lm2.keras_model)
         if not result["standard_layers_only"]:
             result["why"] = "the repaired model holds non-standard layers: not written"
             return result
         if gain is None or not gain > max(noise, MIN_GAIN):
             result["details"]["tried"] = summary
-            figures = ("no macro balanced accuracy (no label has both values)"
-                       if gain is None else
-                       f"macro balanced accuracy {b:.3f} → {a:.3f} (noise ±{noise:.3f}, "
-                       f"and {MIN_GAIN} at least)")
+            figures = (
+                "no macro balanced accuracy (no label has both values)"
+                if gain is None
+                else f"macro balanced accuracy {b:.3f} → {a:.3f} (noise ±{noise:.3f}, "
+                f"and {MIN_GAIN} at least)"
+            )
             result["why"] = _not_restored("half", figures, finding.id)
             result["instead"] = _instead(finding, report)
             return result
@@ -281,4 +310,3 @@ def repair_multilabel(ld: Any, report: Report, finding: Finding, output: Path, s
     result["repaired"] = True
     result["output"] = str(output)
     return result
-

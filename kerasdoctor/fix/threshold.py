@@ -27,9 +27,12 @@ def check_binary_model(md: ModelData) -> None:
     units = int(md.lm.output_shape[-1] or 1)
     head = md.facts.head
     if len(md.lm.output_shape) != 2 or units > 2:
-        multi = (" (one sigmoid unit per label: a multi-label model? y multi-hot in an .npz, "
-                 "or --multi-label, gives a threshold per label)"
-                 if head == "sigmoid" and len(md.lm.output_shape) == 2 else "")
+        multi = (
+            " (one sigmoid unit per label: a multi-label model? y multi-hot in an .npz, "
+            "or --multi-label, gives a threshold per label)"
+            if head == "sigmoid" and len(md.lm.output_shape) == 2
+            else ""
+        )
         raise InputError(
             f"--threshold needs a binary model (one sigmoid unit or a 2-unit softmax); "
             f"MODEL {md.lm.path} has output shape "

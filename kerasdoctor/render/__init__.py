@@ -26,15 +26,25 @@ def words(report: object) -> dict[str, str]:
 
     assert isinstance(report, Report)
     if report.metrics.task == "multilabel":
-        return {"classes": "labels", "accuracy": "label-wise accuracy",
-                "baseline": "per-label majority baseline",
-                "balanced": "macro balanced accuracy"}
+        return {
+            "classes": "labels",
+            "accuracy": "label-wise accuracy",
+            "baseline": "per-label majority baseline",
+            "balanced": "macro balanced accuracy",
+        }
     if report.metrics.task == "dense":  # counted over pixel / token positions
-        return {"classes": "classes", "accuracy": "position accuracy",
-                "baseline": "majority-class baseline (positions)",
-                "balanced": "balanced accuracy over positions"}
-    return {"classes": "classes", "accuracy": "accuracy", "baseline": "majority-class baseline",
-            "balanced": "balanced accuracy"}
+        return {
+            "classes": "classes",
+            "accuracy": "position accuracy",
+            "baseline": "majority-class baseline (positions)",
+            "balanced": "balanced accuracy over positions",
+        }
+    return {
+        "classes": "classes",
+        "accuracy": "accuracy",
+        "baseline": "majority-class baseline",
+        "balanced": "balanced accuracy",
+    }
 
 
 def render(

@@ -548,9 +548,26 @@ def plots(r: Report) -> list[Plot]:
 # Class i is drawn in MASK_PALETTE[i] (no grey among them: grey is void); classes beyond it get
 # hues spaced by the golden ratio. Fixed, so a class has the same colour in every report.
 MASK_PALETTE = (
-    "#000000", "#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#46f0f0",
-    "#f032e6", "#bcf60c", "#fabebe", "#008080", "#e6beff", "#9a6324", "#fffac8", "#800000",
-    "#aaffc3", "#808000", "#ffd8b1", "#000075",
+    "#000000",
+    "#e6194b",
+    "#3cb44b",
+    "#ffe119",
+    "#4363d8",
+    "#f58231",
+    "#911eb4",
+    "#46f0f0",
+    "#f032e6",
+    "#bcf60c",
+    "#fabebe",
+    "#008080",
+    "#e6beff",
+    "#9a6324",
+    "#fffac8",
+    "#800000",
+    "#aaffc3",
+    "#808000",
+    "#ffd8b1",
+    "#000075",
 )
 VOID_COLOR = "#9e9e9e"  # positions that do not count (the mask, --ignore-label)
 SAMPLE_PX = 168  # CSS width of each drawn image; small masks are scaled up, pixelated
@@ -597,14 +614,18 @@ def mask_png(classes: Any, void: Any, colors: Sequence[str]) -> str:
 
 
 def _sample_img(uri: str, kind: str, alt: str) -> str:
-    return (f'<img data-mask="{_e(kind)}" src="{uri}" alt="{_e(alt)}" '
-            f'style="width:{SAMPLE_PX}px;height:auto;display:block;'
-            'image-rendering:pixelated">')
+    return (
+        f'<img data-mask="{_e(kind)}" src="{uri}" alt="{_e(alt)}" '
+        f'style="width:{SAMPLE_PX}px;height:auto;display:block;'
+        'image-rendering:pixelated">'
+    )
 
 
 def _swatch(color: str) -> str:
-    return (f'<span style="display:inline-block;width:0.9em;height:0.9em;background:{color};'
-            'border:1px solid #57606a;vertical-align:-0.1em;margin-right:0.3em"></span>')
+    return (
+        f'<span style="display:inline-block;width:0.9em;height:0.9em;background:{color};'
+        'border:1px solid #57606a;vertical-align:-0.1em;margin-right:0.3em"></span>'
+    )
 
 
 def _samples_section(r: Report) -> str:
@@ -622,34 +643,63 @@ def _samples_section(r: Report) -> str:
     if k > MAX_LEGEND:
         import numpy as np
 
-        shown = {int(c) for s in samples for c in np.unique(np.concatenate(
-            [np.ravel(s.true[~s.void]), np.ravel(s.pred)]))}
+        shown = {
+            int(c)
+            for s in samples
+            for c in np.unique(np.concatenate([np.ravel(s.true[~s.void]), np.ravel(s.pred)]))
+        }
     legend = " ".join(
         f'<span class="meta" style="white-space:nowrap;margin-right:0.8em">{_swatch(colors[i])}'
-        f'{_e(names[i])}{" (majority)" if i == majority else ""}</span>'
-        for i in sorted(shown) if i < k)
+        f"{_e(names[i])}{' (majority)' if i == majority else ''}</span>"
+        for i in sorted(shown)
+        if i < k
+    )
     if any(bool(s.void.any()) for s in samples):
-        legend += (f' <span class="meta" style="white-space:nowrap">{_swatch(VOID_COLOR)}'
-                   "void / not counted</span>")
+        legend += (
+            f' <span class="meta" style="white-space:nowrap">{_swatch(VOID_COLOR)}'
+            "void / not counted</span>"
+        )
     has_image = any(s.image is not None for s in samples)
-    head = ('<tr><th class="l">sample</th>' + ('<th class="l">input</th>' if has_image else "")
-            + '<th class="l">true mask</th><th class="l">predicted mask</th></tr>')
+    head = (
+        '<tr><th class="l">sample</th>'
+        + ('<th class="l">input</th>' if has_image else "")
+        + '<th class="l">true mask</th><th class="l">predicted mask</th></tr>'
+    )
     rows = []
     for s in samples:
-        lost = (f"foreground lost: {s.lost:,} of {s.foreground:,} px "
-                f"({s.lost / s.foreground:.0%})" if s.foreground else "no foreground")
+        lost = (
+            f"foreground lost: {s.lost:,} of {s.foreground:,} px ({s.lost / s.foreground:.0%})"
+            if s.foreground
+            else "no foreground"
+        )
         why = "worst" if s.why == "worst" else "picked by seed"
         acc = "" if s.accuracy is None else f"<br>accuracy {s.accuracy:.1%}"
-        cells = [f'<td class="l" style="vertical-align:top"><b>#{s.row}</b> ({why})<br>'
-                 f"{_e(lost)}{acc}</td>"]
+        cells = [
+            f'<td class="l" style="vertical-align:top"><b>#{s.row}</b> ({why})<br>'
+            f"{_e(lost)}{acc}</td>"
+        ]
         if has_image:
-            cells.append("<td>" + (_sample_img(_png_array(s.image), "input",
-                                               f"input of sample {s.row}")
-                                   if s.image is not None else "—") + "</td>")
-        cells.append("<td>" + _sample_img(mask_png(s.true, s.void, colors), "true",
-                                          f"true mask of sample {s.row}") + "</td>")
-        cells.append("<td>" + _sample_img(mask_png(s.pred, s.void, colors), "pred",
-                                          f"predicted mask of sample {s.row}") + "</td>")
+            cells.append(
+                "<td>"
+                + (
+                    _sample_img(_png_array(s.image), "input", f"input of sample {s.row}")
+                    if s.image is not None
+                    else "—"
+                )
+                + "</td>"
+            )
+        cells.append(
+            "<td>"
+            + _sample_img(mask_png(s.true, s.void, colors), "true", f"true mask of sample {s.row}")
+            + "</td>"
+        )
+        cells.append(
+            "<td>"
+            + _sample_img(
+                mask_png(s.pred, s.void, colors), "pred", f"predicted mask of sample {s.row}"
+            )
+            + "</td>"
+        )
         rows.append(f'<tr data-sample="{s.row}">{"".join(cells)}</tr>')
     stride = max(s.stride for s in samples)
     scale = f"; drawn at 1/{stride} resolution" if stride > 1 else ""
@@ -664,6 +714,7 @@ def _samples_section(r: Report) -> str:
 
 def _mask_value(value: Any, color: Any, kind: Any) -> str:
     """A mask value of data.masks: a colour with its swatch, a palette index, a grey value."""
+
     def hexed(v: Any) -> str | None:
         if isinstance(v, (list, tuple)) and len(v) == 3 and all(isinstance(c, int) for c in v):
             return _hex([max(0, min(255, c)) for c in v])
@@ -690,18 +741,21 @@ def _masks_section(r: Report) -> str:
         rows.append(
             f'<tr><td>{_e(c.index)}</td><td class="l">{_e(c.name)}</td>'
             f'<td class="l">{_mask_value(c.value, c.color, kind)}</td>'
-            f"<td>{_e(f'{c.pixels:,}')}</td></tr>")
+            f"<td>{_e(f'{c.pixels:,}')}</td></tr>"
+        )
     void = m.void
     if void is not None:
         rows.append(
             f'<tr><td>—</td><td class="l">void (not counted)</td>'
             f'<td class="l">{_mask_value(void, None, kind)}</td>'
-            f"<td>{_e(f'{m.void_pixels:,}')}</td></tr>")
+            f"<td>{_e(f'{m.void_pixels:,}')}</td></tr>"
+        )
     matched, pairs = m.matched, m.pairs
     of = f" (a sample of {pairs})" if pairs != matched else ""
     rule = f" · {_e(m.rule)}" if m.rule else ""
-    head = ('<tr><th>class</th><th class="l">name</th><th class="l">mask value</th>'
-            "<th>pixels</th></tr>")
+    head = (
+        '<tr><th>class</th><th class="l">name</th><th class="l">mask value</th><th>pixels</th></tr>'
+    )
     return (
         f'<h2>Mask files</h2><p class="meta"><code>{_e(m.dir)}/</code>: '
         f"{_e(matched)} mask(s) matched to their images{_e(of)} · {_e(kind)} masks{rule}</p>"

@@ -186,8 +186,11 @@ def _masks(r: Report) -> list[str]:
     from kerasdoctor.seg_folder import mask_lines
 
     head, *rows = mask_lines(masks)
-    return [f"**Masks:** {esc(head.removeprefix('masks: '))}", ""] + [
-        f"- {esc(line.strip())}" for line in rows] + [""]
+    return (
+        [f"**Masks:** {esc(head.removeprefix('masks: '))}", ""]
+        + [f"- {esc(line.strip())}" for line in rows]
+        + [""]
+    )
 
 
 def _confusion(r: Report) -> list[str]:

@@ -30,8 +30,11 @@ def weights_table(result: dict[str, Any], names: list[str] | None) -> str:
     items = ", ".join(f"{k}: {v:.4g}" for k, v in result["class_weight"].items())
     note = f"note: {result['note']}\n" if result.get("note") else ""
     # a line of its own, not the title: rich wraps a title to the table's width
-    source = f"from the labels of TRAIN_DATA {result['train_data']}\n" if result.get(
-        "train_data") else ""
+    source = (
+        f"from the labels of TRAIN_DATA {result['train_data']}\n"
+        if result.get("train_data")
+        else ""
+    )
     return source + to_text(t) + f"\nmodel.fit(..., class_weight={{{items}}})\n" + note
 
 
@@ -145,10 +148,7 @@ def resample_table(r: dict[str, Any]) -> str:
     t.add_row("", "total", str(r["n_samples_before"]), str(r["n_samples_after"]))
     return (
         f"{r['method'].capitalize()}d TRAIN_DATA {r['data']} → {r['output']} "
-        f"(seed {r['seed']})\n"
-        + to_text(t)
-        + _resample_kept(r)
-        + f"note: {r['note']}\n"
+        f"(seed {r['seed']})\n" + to_text(t) + _resample_kept(r) + f"note: {r['note']}\n"
     )
 
 
@@ -156,8 +156,11 @@ def _resample_kept(r: dict[str, Any]) -> str:
     """What the rebalanced copy holds, by the format it was written in."""
     fmt = r.get("format", "npz")
     if fmt == "image-folder":
-        how = ("symbolic links to the original images" if r.get("written_as") == "links"
-               else "copies of the original images")
+        how = (
+            "symbolic links to the original images"
+            if r.get("written_as") == "links"
+            else "copies of the original images"
+        )
         return f"written as: {how}, in one subfolder per class\n"
     if "columns" in r:
         cols = list(r["columns"])
@@ -283,21 +286,30 @@ def repair_table(r: dict[str, Any]) -> str:
     if after is not None:
         cols += ["recall after", "predicted after"]
     # a line of its own, not the title: rich wraps a title to the table's width
-    lines.append(f"held-out half of {r.get('data') or 'DATA'}: {r['heldout_rows']} rows; the "
-                 f"repair was fitted on the other {r['fit_rows']} (seed {r['seed']})")
+    lines.append(
+        f"held-out half of {r.get('data') or 'DATA'}: {r['heldout_rows']} rows; the "
+        f"repair was fitted on the other {r['fit_rows']} (seed {r['seed']})"
+    )
     t = _simple("", cols)
     rows_after = after["per_class"] if after is not None else [None] * len(before["per_class"])
     for pb, pa in zip(before["per_class"], rows_after):
-        cells = [str(pb["class"]), pb["name"], str(pb["support"]), _pct(pb["recall"]),
-                 str(pb["predicted"])]
+        cells = [
+            str(pb["class"]),
+            pb["name"],
+            str(pb["support"]),
+            _pct(pb["recall"]),
+            str(pb["predicted"]),
+        ]
         if pa is not None:
             cells += [_pct(pa["recall"]), str(pa["predicted"])]
         t.add_row(*cells)
     lines.append(to_text(t).rstrip("\n"))
     bal = f"balanced accuracy {_pct(before['balanced_accuracy'])}{_ci(before)}"
     if after is not None:
-        bal += (f" → {_pct(after['balanced_accuracy'])}{_ci(after)} · accuracy "
-                f"{_pct(before['accuracy'])} → {_pct(after['accuracy'])}")
+        bal += (
+            f" → {_pct(after['balanced_accuracy'])}{_ci(after)} · accuracy "
+            f"{_pct(before['accuracy'])} → {_pct(after['accuracy'])}"
+        )
         if r.get("required_gain") is not None:
             bal += f" (a repair must gain at least {_pct(r['required_gain'])})"
     lines.append(bal)
@@ -308,11 +320,14 @@ def repair_table(r: dict[str, Any]) -> str:
             + (f", root cause {diag['root_cause']}" if diag.get("root_cause") else "")
         )
     if r["repaired"]:
-        lines.append(f"written: {r['output']} (standard Keras layers; loads with "
-                     "keras.saving.load_model in safe mode)")
+        lines.append(
+            f"written: {r['output']} (standard Keras layers; loads with "
+            "keras.saving.load_model in safe mode)"
+        )
     else:
         lines.append(f"not repaired: {r['why']}")
         for fix in r.get("instead") or []:
-            lines.append(f"instead: {fix['summary']}"
-                         + (f": {fix['command']}" if fix.get("command") else ""))
+            lines.append(
+                f"instead: {fix['summary']}" + (f": {fix['command']}" if fix.get("command") else "")
+            )
     return "\n".join(lines) + "\n"

@@ -47,8 +47,7 @@ def _header(r: Report) -> Any:
     from kerasdoctor.render import words
 
     w = words(r)
-    lines.append(f", {k} {w['classes']} · head {r.model.head} · loss "
-                 f"{r.model.loss}\n")
+    lines.append(f", {k} {w['classes']} · head {r.model.head} · loss {r.model.loss}\n")
     acc, base = m.accuracy, m.majority_baseline
     lines.append(f"{w['accuracy']} {_pct(acc)}  vs  {w['baseline']} {_pct(base)}")
     lines.append(f"  ·  {w['balanced']} {_pct(m.balanced_accuracy)}")

@@ -42,8 +42,11 @@ class ImageRows:
         return len(self.paths)
 
     def __getitem__(self, idx: Any) -> np.ndarray:
-        rows = range(*idx.indices(len(self.paths))) if isinstance(idx, slice) else (
-            np.asarray(idx, dtype=np.int64).reshape(-1).tolist())
+        rows = (
+            range(*idx.indices(len(self.paths)))
+            if isinstance(idx, slice)
+            else (np.asarray(idx, dtype=np.int64).reshape(-1).tolist())
+        )
         out = np.empty((len(rows), *self.shape[1:]), np.float32)
         for j, i in enumerate(rows):
             out[j] = load_image(self.paths[i], self.size, self.channels)
@@ -86,7 +89,8 @@ def resize_bilinear(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
     def axis(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         src = (np.arange(n_out, dtype=np.float32) + np.float32(0.5)) * np.float32(
-            n_in / n_out) - np.float32(0.5)
+            n_in / n_out
+        ) - np.float32(0.5)
         lo = np.floor(src)
         frac = (src - lo).astype(np.float32)
         lo_i = np.clip(lo, 0, n_in - 1).astype(np.int64)
@@ -117,8 +121,9 @@ class ImageFolderSource(Source):
         try:
             entries = sorted(os.listdir(path))
         except OSError as exc:
-            raise InputError(f"DATA: cannot read the directory {path} ({_first_line(exc)})"
-                             ) from exc
+            raise InputError(
+                f"DATA: cannot read the directory {path} ({_first_line(exc)})"
+            ) from exc
         classes = [e for e in entries if (path / e).is_dir() and not e.startswith(".")]
         if not classes:
             images = [e for e in entries if e.lower().endswith(IMAGE_FORMATS)]
@@ -177,6 +182,7 @@ def _list_images(folder: Path) -> list[str]:
     """Image files under a class folder, in keras.utils.dataset_utils.iter_valid_files order."""
     out: list[str] = []
     for root, _, files in sorted(os.walk(folder), key=lambda t: t[0]):
-        out.extend(os.path.join(root, f) for f in sorted(files)
-                   if f.lower().endswith(IMAGE_FORMATS))
+        out.extend(
+            os.path.join(root, f) for f in sorted(files) if f.lower().endswith(IMAGE_FORMATS)
+        )
     return out

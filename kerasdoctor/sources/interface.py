@@ -97,8 +97,9 @@ class StreamBound(Bound):
         return self.tracker.result()
 
 
-def rebatch(chunks: Iterable[Chunk], batch_size: int,
-            indices: np.ndarray | None = None) -> Iterator[Batch]:
+def rebatch(
+    chunks: Iterable[Chunk], batch_size: int, indices: np.ndarray | None = None
+) -> Iterator[Batch]:
     """Cut a stream of row chunks into batches of batch_size, keeping only the rows at the
     sorted positions `indices` when given; row ids count the rows kept."""
     xs_parts: list[list[np.ndarray]] = []
@@ -133,8 +134,9 @@ def rebatch(chunks: Iterable[Chunk], batch_size: int,
         yield bx, by, np.arange(emitted, emitted + pending, dtype=np.int64)
 
 
-def _take(xs_parts: list[list[np.ndarray]], y_parts: list[np.ndarray], n: int
-          ) -> tuple[list[np.ndarray], np.ndarray, list[list[np.ndarray]], list[np.ndarray]]:
+def _take(
+    xs_parts: list[list[np.ndarray]], y_parts: list[np.ndarray], n: int
+) -> tuple[list[np.ndarray], np.ndarray, list[list[np.ndarray]], list[np.ndarray]]:
     """The first n pending rows, and what remains."""
     if len(y_parts) == 1:
         xs, y = xs_parts[0], y_parts[0]
@@ -207,8 +209,9 @@ def _single_input(lm: LoadedModel, path: str, what: str) -> Any:
 # ------------------------------------------------------------------ parsing options
 
 
-def parse_columns(spec: str | Sequence[str] | None,
-                  flag: str = "--feature-columns") -> list[str] | None:
+def parse_columns(
+    spec: str | Sequence[str] | None, flag: str = "--feature-columns"
+) -> list[str] | None:
     """--feature-columns a,b,c (or a list) -> ['a', 'b', 'c']; --class-names alike."""
     if spec is None:
         return None
@@ -253,8 +256,12 @@ OPTION_KINDS: dict[str, tuple[str, ...]] = {
 }
 
 _KIND_NAMES = {
-    "npz": ".npz", "npy": ".npy", "csv": ".csv", "parquet": ".parquet",
-    "tfdata": "a tf.data directory", "images": "an image folder",
+    "npz": ".npz",
+    "npy": ".npy",
+    "csv": ".csv",
+    "parquet": ".parquet",
+    "tfdata": "a tf.data directory",
+    "images": "an image folder",
     "segmentation": "a segmentation folder (images/ and masks/)",
 }
 
@@ -263,8 +270,10 @@ def refused_option(flag: str, path: str | os.PathLike[str], kind: str) -> InputE
     """The error for a data option given with DATA of a kind it does not apply to (the one
     place that words it: open_source and `fix --oversample` on data it reads itself)."""
     kinds = OPTION_KINDS[flag]
-    return InputError(f"{flag} does not apply to {path} ({_KIND_NAMES[kind]}); it is for "
-                      f"{' and '.join(_KIND_NAMES[k] for k in kinds)} data")
+    return InputError(
+        f"{flag} does not apply to {path} ({_KIND_NAMES[kind]}); it is for "
+        f"{' and '.join(_KIND_NAMES[k] for k in kinds)} data"
+    )
 
 
 def refuse_options(path: str | os.PathLike[str], kind: str, spec: DataSpec) -> None:
@@ -307,8 +316,7 @@ def _seg_kind(p: Path, kind: str) -> str:
     return "segmentation" if is_seg_folder(p) else kind
 
 
-def open_source(path: str | os.PathLike[str], spec: DataSpec, *,
-                seed: int | None = 0) -> Source:
+def open_source(path: str | os.PathLike[str], spec: DataSpec, *, seed: int | None = 0) -> Source:
     """Open DATA by what it is: a file by its suffix (or its first bytes), a directory by
     what it holds, read as `spec` says (`seed`: an image folder's shuffle). Options that do
     not apply to that kind of data are refused, not ignored."""
@@ -382,8 +390,7 @@ def _kind(p: Path) -> str:
     )
 
 
-def read_labels(path: str | os.PathLike[str], spec: DataSpec, *,
-                seed: int | None = 0) -> Labels:
+def read_labels(path: str | os.PathLike[str], spec: DataSpec, *, seed: int | None = 0) -> Labels:
     """Only the labels of DATA, without a model (what `fix --class-weights` needs)."""
     from kerasdoctor.sources.arrays import ArraySource
 

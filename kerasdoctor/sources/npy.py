@@ -41,8 +41,9 @@ class NpyRows:
                     fh, version
                 )
         except (OSError, ValueError, EOFError) as exc:
-            raise InputError(f"DATA: {path} is not a readable .npy file ({_first_line(exc)})"
-                             ) from exc
+            raise InputError(
+                f"DATA: {path} is not a readable .npy file ({_first_line(exc)})"
+            ) from exc
         if dtype.hasobject:
             fh.close()
             raise InputError(
@@ -87,9 +88,10 @@ class NpyRows:
             return out
         # contiguous runs of the sorted rows are read in one go each
         breaks = np.flatnonzero(np.diff(rows) != 1) + 1
-        for part, first in zip(np.split(np.arange(rows.size), breaks),
-                               rows[np.concatenate([[0], breaks])]):
-            self._read(int(first), out[part[0]: part[-1] + 1])
+        for part, first in zip(
+            np.split(np.arange(rows.size), breaks), rows[np.concatenate([[0], breaks])]
+        ):
+            self._read(int(first), out[part[0] : part[-1] + 1])
         return out
 
     def _read(self, start: int, out: np.ndarray) -> None:
@@ -111,8 +113,9 @@ class NpySource(Source):
 
     kind = "npy"
 
-    def __init__(self, path: Path, labels_path: str | None,
-                 class_names: list[str] | None = None) -> None:
+    def __init__(
+        self, path: Path, labels_path: str | None, class_names: list[str] | None = None
+    ) -> None:
         self.path = str(path)
         if labels_path is None:
             raise InputError(
@@ -126,8 +129,9 @@ class NpySource(Source):
         try:
             y = np.load(lp, mmap_mode="r", allow_pickle=False)
         except (OSError, ValueError, EOFError) as exc:
-            raise InputError(f"--labels: {lp} is not a readable .npy file ({_first_line(exc)})"
-                             ) from exc
+            raise InputError(
+                f"--labels: {lp} is not a readable .npy file ({_first_line(exc)})"
+            ) from exc
         self.labels = decode_labels(np.asarray(y), class_names, where=f"--labels: {lp}")
         del y
         if self.labels.y.shape[0] == 0:

@@ -23,16 +23,21 @@ MISSING_CELLS = frozenset({"", "na", "n/a", "nan", "null", "none"})
 LABEL_CHUNK = 65536
 
 
-def _choose_columns(path: str, header: list[str], label_column: str | None,
-                    feature_columns: Sequence[str] | None,
-                    drop_columns: Sequence[str] | None = None) -> tuple[int, list[int]]:
+def _choose_columns(
+    path: str,
+    header: list[str],
+    label_column: str | None,
+    feature_columns: Sequence[str] | None,
+    drop_columns: Sequence[str] | None = None,
+) -> tuple[int, list[int]]:
     """(label index, feature indices): the features are --feature-columns in that order, or
     every column but the labels and --drop-columns, in file order."""
     shown = ", ".join(header[:20]) + (", ..." if len(header) > 20 else "")
     dropped = set(drop_columns or ())
     if feature_columns is not None and drop_columns is not None:
-        raise InputError("--feature-columns and --drop-columns both choose the features; "
-                         "give one of them")
+        raise InputError(
+            "--feature-columns and --drop-columns both choose the features; give one of them"
+        )
     absent = [c for c in drop_columns or () if c not in header]
     if absent:
         raise InputError(
@@ -41,8 +46,7 @@ def _choose_columns(path: str, header: list[str], label_column: str | None,
     if len(set(header)) != len(header):
         dup = sorted({c for c in header if header.count(c) > 1})
         used = {label_column, *(feature_columns or [])}
-        if any(d in used for d in dup) or (feature_columns is None
-                                           and not set(dup) <= dropped):
+        if any(d in used for d in dup) or (feature_columns is None and not set(dup) <= dropped):
             raise InputError(f"DATA: {path} has duplicate column names: {', '.join(dup[:5])}")
     if label_column is None:
         found = [c for c in header if c.lower() in LABEL_COLUMN_NAMES and c not in dropped]
@@ -95,8 +99,9 @@ def _table_input(lm: LoadedModel, path: str, features: list[str]) -> bool:
     return expand
 
 
-def _decode_label_values(values: np.ndarray, where: str,
-                         class_names: list[str] | None = None) -> Labels:
+def _decode_label_values(
+    values: np.ndarray, where: str, class_names: list[str] | None = None
+) -> Labels:
     """Label cells read as text: integers, whole floats or class names, as decode_labels
     reads them from an array (class names sorted, as for string labels in an .npz)."""
     for dtype in (np.int64, np.float64):
@@ -118,10 +123,14 @@ class TableSource(Source):
 
     kind = "csv"
 
-    def __init__(self, path: Path, label_column: str | None,
-                 feature_columns: Sequence[str] | None,
-                 class_names: list[str] | None = None,
-                 drop_columns: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        label_column: str | None,
+        feature_columns: Sequence[str] | None,
+        class_names: list[str] | None = None,
+        drop_columns: Sequence[str] | None = None,
+    ) -> None:
         self.path = str(path)
         self._p = path
         self.class_names = class_names
@@ -201,8 +210,9 @@ class TableSource(Source):
         if not parts:
             raise InputError(f"DATA: {self.path} holds no samples (only a header)")
         values = np.concatenate(parts) if len(parts) > 1 else parts[0]
-        return _decode_label_values(values, f"DATA: {self.path}: label column '{name}'",
-                                    self.class_names)
+        return _decode_label_values(
+            values, f"DATA: {self.path}: label column '{name}'", self.class_names
+        )
 
     def bind(self, lm: LoadedModel) -> Bound:
         expand = _table_input(lm, self.path, [self.header[i] for i in self.feature_index])
@@ -226,11 +236,11 @@ class TableSource(Source):
             for n, row in self._rows(reader):
                 buf.append([row[i] for i in feats])
                 if len(buf) == batch_size:
-                    yield self._to_float(buf, n - len(buf) + 1), y[start: start + len(buf)]
+                    yield self._to_float(buf, n - len(buf) + 1), y[start : start + len(buf)]
                     start += len(buf)
                     buf = []
             if buf:
-                yield self._to_float(buf, start + 1), y[start: start + len(buf)]
+                yield self._to_float(buf, start + 1), y[start : start + len(buf)]
 
     def _to_float(self, rows: list[list[str]], first_row: int) -> np.ndarray:
         try:
@@ -263,10 +273,14 @@ class ParquetSource(Source):
 
     kind = "parquet"
 
-    def __init__(self, path: Path, label_column: str | None,
-                 feature_columns: Sequence[str] | None,
-                 class_names: list[str] | None = None,
-                 drop_columns: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        label_column: str | None,
+        feature_columns: Sequence[str] | None,
+        class_names: list[str] | None = None,
+        drop_columns: Sequence[str] | None = None,
+    ) -> None:
         self.path = str(path)
         try:
             import pyarrow as pa
@@ -280,11 +294,11 @@ class ParquetSource(Source):
             self.pf = pq.ParquetFile(path)
             schema = self.pf.schema_arrow
         except Exception as exc:  # pyarrow raises its own ArrowInvalid/OSError family
-            raise InputError(f"DATA: {path} is not a readable Parquet file ({_first_line(exc)})"
-                             ) from exc
+            raise InputError(
+                f"DATA: {path} is not a readable Parquet file ({_first_line(exc)})"
+            ) from exc
         header = list(schema.names)
-        li, feats = _choose_columns(self.path, header, label_column, feature_columns,
-                                    drop_columns)
+        li, feats = _choose_columns(self.path, header, label_column, feature_columns, drop_columns)
         self.label_name = header[li]
         self.feature_names = [header[i] for i in feats]
         for name in self.feature_names:
@@ -321,11 +335,13 @@ class ParquetSource(Source):
         def chunks(batch_size: int) -> Iterator[Chunk]:
             start = 0
             for rb in self.pf.iter_batches(batch_size=batch_size, columns=self.feature_names):
-                cols = [pc.cast(rb.column(i), pa.float64()).to_numpy(zero_copy_only=False)
-                        for i in range(rb.num_columns)]
+                cols = [
+                    pc.cast(rb.column(i), pa.float64()).to_numpy(zero_copy_only=False)
+                    for i in range(rb.num_columns)
+                ]
                 x = np.stack(cols, axis=1) if cols else np.empty((rb.num_rows, 0))
                 m = x.shape[0]
-                yield [x[:, None, :] if expand else x], y[start: start + m]
+                yield [x[:, None, :] if expand else x], y[start : start + m]
                 start += m
 
         templ = np.empty((0, 1, f) if expand else (0, f), np.float64)

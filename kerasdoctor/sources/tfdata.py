@@ -45,11 +45,14 @@ class TFDataSource(Source):
             )
         self.x_spec, self.y_spec = spec[0], spec[1]
         if not isinstance(self.y_spec, tf.TensorSpec):
-            raise InputError(f"DATA: {path}: the labels y must be one tensor, found "
-                             f"{_describe_spec(self.y_spec)}")
+            raise InputError(
+                f"DATA: {path}: the labels y must be one tensor, found "
+                f"{_describe_spec(self.y_spec)}"
+            )
         if self.y_spec.dtype == tf.string:
-            raise InputError(f"DATA: {path}: the labels are strings; map them to class "
-                             "indices before saving")
+            raise InputError(
+                f"DATA: {path}: the labels are strings; map them to class indices before saving"
+            )
         card = int(self.ds.cardinality())
         self.cardinality = card if card >= 0 else None
 
@@ -73,6 +76,7 @@ class TFDataSource(Source):
 
             def pick(xv: Any) -> tuple[Any, ...]:
                 return (xv,)
+
         if len(parts) != len(specs) or not all(isinstance(p, tf.TensorSpec) for p in parts):
             raise InputError(
                 f"DATA: {self.path}: x is {_describe_spec(x)} but the model has "
@@ -104,8 +108,11 @@ class TFDataSource(Source):
         y_rank = self.y_spec.shape.rank or 0
         y_rank -= 1 if batched else 0
         if y_rank > 2 or y_rank < 0:
-            raise InputError(f"DATA: {self.path}: labels of shape {self.y_spec.shape} per "
-                             "sample; expected a class index or a one-hot row")
+            raise InputError(
+                f"DATA: {self.path}: labels of shape {self.y_spec.shape} per "
+                "sample; expected a class index or a one-hot row"
+            )
+
         @tf.autograph.experimental.do_not_convert  # plain tuple picking: nothing to convert
         def select(*element: Any) -> tuple[Any, Any]:
             return pick(element[0]), element[1]  # sample weights, if any, are not used
@@ -127,8 +134,7 @@ class TFDataSource(Source):
             except InputError:
                 raise
             except Exception as exc:  # tf.errors.* while reading the snapshot
-                raise InputError(f"DATA: {self.path}: reading failed ({_first_line(exc)})"
-                                 ) from exc
+                raise InputError(f"DATA: {self.path}: reading failed ({_first_line(exc)})") from exc
 
         n = None if batched else self.cardinality
         return StreamBound(self.path, templates, chunks, n_rows=n, tracker=tracker)

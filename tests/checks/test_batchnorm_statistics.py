@@ -28,16 +28,17 @@ def test_batchnorm_gap_confirmed_by_training_mode() -> None:
     assert f.evidence["median_gap"] > 1.0
     exp = f.evidence["experiment"]  # the better of the two BatchNorm experiments
     assert exp["balanced_accuracy_after"] > exp["balanced_accuracy_before"] + 0.1
-    assert {e["key"] for e in f.evidence["experiments"]} == {"bn-training-mode",
-                                                             "bn-reestimated"}
+    assert {e["key"] for e in f.evidence["experiments"]} == {"bn-training-mode", "bn-reestimated"}
     assert "BatchNorm" in f.title and "->" in f.title
 
 
 def test_batchnorm_thresholds_both_sides() -> None:
     f = only(model("batchnorm"), "batchnorm-statistics")
     gap = f.evidence["median_gap"]
-    gain = (f.evidence["experiment"]["balanced_accuracy_after"]
-            - f.evidence["experiment"]["balanced_accuracy_before"])
+    gain = (
+        f.evidence["experiment"]["balanced_accuracy_after"]
+        - f.evidence["experiment"]["balanced_accuracy_before"]
+    )
     # the gap never gates the experiment: above max_gap the cure still decides
     above_gap = override("batchnorm-statistics", max_gap=gap + 0.01)
     f = only(model("batchnorm", **above_gap), "batchnorm-statistics")
@@ -49,8 +50,9 @@ def test_batchnorm_thresholds_both_sides() -> None:
     over = override("batchnorm-statistics", confirm_gain=gain + 0.01)
     f = only(model("batchnorm", **over), "batchnorm-statistics")
     assert f is not None and f.severity.value == "info"
-    both = {"thresholds": {"batchnorm-statistics": {"confirm_gain": gain + 0.01,
-                                                    "max_gap": gap + 0.01}}}
+    both = {
+        "thresholds": {"batchnorm-statistics": {"confirm_gain": gain + 0.01, "max_gap": gap + 0.01}}
+    }
     assert only(model("batchnorm", **both), "batchnorm-statistics") is None
     # too few rows for batch statistics: no experiment, the gap alone is info
     few = override("batchnorm-statistics", min_confirm_samples=100000)

@@ -22,8 +22,11 @@ def test_the_bound_is_a_95_percent_bound_for_a_label_blind_guesser() -> None:
     """Simulated guessers that hand out classes in fixed shares, ignoring the labels: the
     balanced accuracy exceeds 1/K + margin in about 5% of draws, whatever the class sizes."""
     rng = np.random.default_rng(0)
-    for support, share in [([500, 400, 50], [0.6, 0.3, 0.1]), ([30, 30], [0.5, 0.5]),
-                           ([200, 20, 20, 5], [0.25, 0.25, 0.25, 0.25])]:
+    for support, share in [
+        ([500, 400, 50], [0.6, 0.3, 0.1]),
+        ([30, 30], [0.5, 0.5]),
+        ([200, 20, 20, 5], [0.25, 0.25, 0.25, 0.25]),
+    ]:
         support_a, share_a = np.array(support), np.array(share)
         y = np.repeat(np.arange(support_a.size), support_a)
         bar = 1 / support_a.size + chance_margin(support_a, share_a)

@@ -50,8 +50,11 @@ def test_imbalance_fires_as_root_on_collapsed_fixture() -> None:
     )
     # the features separate the dropped classes: the repair comes first; an output-bias
     # initialisation (for a head about to train) is no advice for this trained model
-    assert commands[0].startswith("kerasdoctor fix --repair ") and "--cause class-imbalance" \
-        in commands[0] and "collapsed_repaired.keras" in commands[0]
+    assert (
+        commands[0].startswith("kerasdoctor fix --repair ")
+        and "--cause class-imbalance" in commands[0]
+        and "collapsed_repaired.keras" in commands[0]
+    )
     assert not any("--output-bias" in c for c in commands)
     assert any(fx.code and "FocalCrossentropy" in fx.code for fx in f.fixes)
 

@@ -63,8 +63,9 @@ def _relu(dead: int, units: int, n: int) -> ActivationStats:
 
 def _built(dead: int, units: int, **thresholds: float) -> list[Any]:
     n = int(np.sum(COLLAPSED))
-    ctx = context(COLLAPSED, constant=True, activations=[_relu(dead, units, n)],
-                  overrides={ID: thresholds})
+    ctx = context(
+        COLLAPSED, constant=True, activations=[_relu(dead, units, n)], overrides={ID: thresholds}
+    )
     return dead_units.run(ctx)
 
 

@@ -32,8 +32,10 @@ def test_decision_threshold_reports_the_better_cut() -> None:
 
     model_arg = _shell_path(fixture_path("model_threshold.keras"))
     data_arg = _shell_path(fixture_path("model_threshold.npz"))
-    assert f.fixes[0].command == (f"kerasdoctor fix --repair {model_arg} {data_arg} --cause "
-                                  "decision-threshold --output model_threshold_repaired.keras")
+    assert f.fixes[0].command == (
+        f"kerasdoctor fix --repair {model_arg} {data_arg} --cause "
+        "decision-threshold --output model_threshold_repaired.keras"
+    )
     assert f.fixes[1].command == f"kerasdoctor fix --threshold {model_arg} {data_arg}"
 
 
@@ -46,8 +48,10 @@ def test_decision_threshold_thresholds_both_sides(name: str, delta: float) -> No
         at = ev["auc"]
     elif name == "min_gain":  # both the cut on all rows and the held-out cut must gain it
         exp = ev["experiment"]
-        at = min(ev["balanced_accuracy_at_threshold"] - ev["balanced_accuracy_at_0_5"],
-                 exp["balanced_accuracy_after"] - exp["balanced_accuracy_before"])
+        at = min(
+            ev["balanced_accuracy_at_threshold"] - ev["balanced_accuracy_at_0_5"],
+            exp["balanced_accuracy_after"] - exp["balanced_accuracy_before"],
+        )
     else:
         at = ev["predicted_at_0_5"][1] / ev["label_counts"][1]
     fires = override("decision-threshold", **{name: at - delta if delta > 0 else at})

@@ -31,11 +31,14 @@ def test_fires_as_the_root_cause_when_nothing_predicts_the_labels(scenario: str)
     assert not any("--class-weights" in c for c in commands)
 
 
-@pytest.mark.parametrize(("model", "data"), [
-    *HEALTHY_FIXTURES,
-    ("scn_lr_high.keras", "scn_lr_high.npz"),  # at chance, but the inputs carry the classes
-    ("scn_bgr.keras", "scn_bgr.npz"),  # at chance, but reversing the channels restores it
-])
+@pytest.mark.parametrize(
+    ("model", "data"),
+    [
+        *HEALTHY_FIXTURES,
+        ("scn_lr_high.keras", "scn_lr_high.npz"),  # at chance, but the inputs carry the classes
+        ("scn_bgr.keras", "scn_bgr.npz"),  # at chance, but reversing the channels restores it
+    ],
+)
 def test_quiet_where_the_inputs_carry_the_labels(model: str, data: str) -> None:
     assert diagnose_fixture(model, data).finding(ID) is None
 
@@ -52,14 +55,33 @@ def _context(cured_gain: float) -> Context:
     pm.update(probs)
     conf = np.zeros((3, 3), np.int64)
     np.add.at(conf, (y, pred), 1)
-    ev = Evidence(n_samples=y.size, n_classes=3, y_true=y, y_pred=pred, confusion=conf,
-                  output=OutputStats("softmax", pm, pm), inputs=[],
-                  sample_index=np.arange(y.size), sample_probs=probs,
-                  sample_inputs=[rng.normal(size=(y.size, 4))])
-    facts = ModelFacts(format="keras", n_outputs=3, head="softmax", head_layer="head",
-                       head_axis_size=3, loss=None, loss_from_logits=None, loss_config=None,
-                       compiled=False, optimizer=None, optimizer_iterations=None,
-                       input_normalizers={}, input_consumers={})
+    ev = Evidence(
+        n_samples=y.size,
+        n_classes=3,
+        y_true=y,
+        y_pred=pred,
+        confusion=conf,
+        output=OutputStats("softmax", pm, pm),
+        inputs=[],
+        sample_index=np.arange(y.size),
+        sample_probs=probs,
+        sample_inputs=[rng.normal(size=(y.size, 4))],
+    )
+    facts = ModelFacts(
+        format="keras",
+        n_outputs=3,
+        head="softmax",
+        head_layer="head",
+        head_axis_size=3,
+        loss=None,
+        loss_from_logits=None,
+        loss_config=None,
+        compiled=False,
+        optimizer=None,
+        optimizer_iterations=None,
+        input_normalizers={},
+        input_consumers={},
+    )
     exps = Experiments(None, ev)
     chance = ProbeResult("x", "probe", 0.34, (0.3, 0.4, 0.3), 1 / 3, 0.06, 200, 4)
     exps._cache["probe-inputs"] = chance
@@ -67,8 +89,9 @@ def _context(cured_gain: float) -> Context:
     before = exps.before
     exps.record(ExperimentResult("some-cure", "a cure", before, before + cured_gain, 200))
     ctx = Context(ev, facts, ["a", "b", "c"], experiments=exps)
-    ctx.symptoms = {"chance-level": Finding("chance-level", Kind.SYMPTOM, Severity.ERROR,
-                                            "t", "d", {})}
+    ctx.symptoms = {
+        "chance-level": Finding("chance-level", Kind.SYMPTOM, Severity.ERROR, "t", "d", {})
+    }
     return ctx
 
 

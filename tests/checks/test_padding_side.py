@@ -64,10 +64,24 @@ def test_quiet_on_other_fixtures(model: str, data: str) -> None:
 
 def test_min_gain_decides_at_the_measured_gain() -> None:
     gain = only(_post(), ID).evidence["gain"]
-    assert only(diagnose_fixture("seq_pad_post.keras", "seq_pad_post.npz",
-                                 **override(ID, min_gain=gain - 0.01)), ID) is not None
-    assert only(diagnose_fixture("seq_pad_post.keras", "seq_pad_post.npz",
-                                 **override(ID, min_gain=gain + 0.01)), ID) is None
+    assert (
+        only(
+            diagnose_fixture(
+                "seq_pad_post.keras", "seq_pad_post.npz", **override(ID, min_gain=gain - 0.01)
+            ),
+            ID,
+        )
+        is not None
+    )
+    assert (
+        only(
+            diagnose_fixture(
+                "seq_pad_post.keras", "seq_pad_post.npz", **override(ID, min_gain=gain + 0.01)
+            ),
+            ID,
+        )
+        is None
+    )
 
 
 def test_thresholds_are_documented() -> None:
@@ -78,22 +92,32 @@ def test_thresholds_are_documented() -> None:
 
 
 def test_padding_runs_and_moving_them() -> None:
-    x = np.array([[5, 6, 7, 0, 0], [8, 0, 0, 0, 0], [9, 9, 9, 9, 9], [3, 0, 4, 0, 0],
-                  [0, 0, 0, 0, 0]])
+    x = np.array(
+        [[5, 6, 7, 0, 0], [8, 0, 0, 0, 0], [9, 9, 9, 9, 9], [3, 0, 4, 0, 0], [0, 0, 0, 0, 0]]
+    )
     runs = padding_runs(x)
     assert runs["post_rows"] == 2 and runs["pre_rows"] == 0 and runs["side"] == "post"
     assert runs["share"] == pytest.approx(0.4) and runs["post_median_run"] == 3.0
     moved = move_padding(x, "post")
-    assert moved.tolist() == [[0, 0, 5, 6, 7], [0, 0, 0, 0, 8], [9, 9, 9, 9, 9],
-                              [3, 0, 4, 0, 0], [0, 0, 0, 0, 0]]  # a 0 inside: not padding
+    assert moved.tolist() == [
+        [0, 0, 5, 6, 7],
+        [0, 0, 0, 0, 8],
+        [9, 9, 9, 9, 9],
+        [3, 0, 4, 0, 0],
+        [0, 0, 0, 0, 0],
+    ]  # a 0 inside: not padding
     assert padding_runs(moved)["side"] == "pre"
     assert move_padding(moved, "pre")[:2].tolist() == x[:2].tolist()
 
 
-def _exp(before: float, after: float, rows: int = 600,
-         sample_rows: int = 600) -> dict[str, object]:
-    return {"what": "moving the padding", "balanced_accuracy_before": before,
-            "balanced_accuracy_after": after, "rows": rows, "sample_rows": sample_rows}
+def _exp(before: float, after: float, rows: int = 600, sample_rows: int = 600) -> dict[str, object]:
+    return {
+        "what": "moving the padding",
+        "balanced_accuracy_before": before,
+        "balanced_accuracy_after": after,
+        "rows": rows,
+        "sample_rows": sample_rows,
+    }
 
 
 def test_decision_thresholds_on_built_evidence() -> None:

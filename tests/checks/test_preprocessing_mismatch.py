@@ -145,7 +145,8 @@ def test_balanced_accuracy_and_its_noise() -> None:
     assert bal == pytest.approx(0.75)
     # the noise of a difference of two balanced accuracies, every recall at the worst 0.5
     assert noise_bound(np.bincount(y)) == pytest.approx(
-        np.sqrt(2) * 0.5 * np.sqrt(1 / 4 + 1 / 2) / 2)
+        np.sqrt(2) * 0.5 * np.sqrt(1 / 4 + 1 / 2) / 2
+    )
 
 
 @pytest.mark.parametrize("name", ["data_raw_pixels", "data_double_rescale", "data_norm_other"])

@@ -45,8 +45,9 @@ def test_single_unit_softmax_offers_the_swap_only_when_the_logits_separate() -> 
         model("single_softmax", **override("single-unit-softmax", rescue_balanced_accuracy=1.01)),
         "single-unit-softmax",
     )
-    assert not any("no retraining" in fx.summary or "without retraining" in fx.summary
-                   for fx in strict.fixes)
+    assert not any(
+        "no retraining" in fx.summary or "without retraining" in fx.summary for fx in strict.fixes
+    )
 
 
 def test_single_unit_softmax_in_a_savedmodel_is_only_a_hint(tmp_path: Path) -> None:

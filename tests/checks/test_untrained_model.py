@@ -97,7 +97,8 @@ def test_max_chance_gain_on_built_evidence_both_sides() -> None:
 
     def run(gain: float) -> list[Any]:
         return untrained_model.run(
-            context(conf, facts=never, overrides={ID: {"max_chance_gain": gain}}))
+            context(conf, facts=never, overrides={ID: {"max_chance_gain": gain}})
+        )
 
     f = one(run(0.5))
     assert f.evidence["chance_gain"] == pytest.approx(0.5)
