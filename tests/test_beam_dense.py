@@ -85,3 +85,31 @@ def test_npz_shards_keep_labels_and_mask(tmp_path: Path) -> None:
     with np.load(fixture_path("tag_collapsed.npz")) as src:
         for key in ("x", "y", "mask"):
             assert np.array_equal(np.concatenate([p[key] for p in parts]), src[key])
+
+
+def test_sharded_html_draws_sample_masks(tmp_path: Path) -> None:
+    """The HTML of a sharded dense run draws samples as the single run does, chosen among the
+    rows of the bounded sample: each drawn sample's true mask is its row's label."""
+    pytest.importorskip("apache_beam", reason="the [beam] extra is not installed")
+    import re
+
+    from kerasdoctor.beam.convert import convert_npz
+    from kerasdoctor.beam.pipeline import diagnose_shards
+    from kerasdoctor.core import Options
+    from kerasdoctor.render import render
+
+    name = "dense_unet_collapsed"
+    convert_npz(fixture_path(f"{name}.npz"), tmp_path, shards=3, fmt="npz")
+    report = diagnose_shards(
+        fixture_path(f"{name}.keras"), str(tmp_path / "shard-*.npz"), Options()
+    )
+    single = diagnose_fixture(f"{name}.keras", f"{name}.npz")
+    assert len(report.samples) == len(single.samples) == 6
+    y = np.load(fixture_path(f"{name}.npz"))["y"]
+    for s in report.samples:
+        assert np.array_equal(s.true, y[s.row][:: s.stride, :: s.stride])
+        assert s.image is not None and s.pred.shape == s.true.shape
+    # a collapsed model loses foreground: the first drawn sample is one of the worst
+    assert [s.why for s in report.samples][:1] == ["worst"]
+    html = render(report, "html")
+    assert len(re.findall(r"<tr data-sample=", html)) == 6

@@ -371,6 +371,11 @@ def diagnose_dense(
     idx = RowsAt(ids, np.concatenate([r[2] for r in kept]), n)
     cnt = RowsAt(ids, np.concatenate([r[3] for r in kept]), n)
     labels = _Labels(idx, cnt, None)  # type: ignore[arg-type]
+    drawn = (
+        _sample_masks(lm, facts, kept, shapes, tail, prior, int(np.argmax(sums.all)), opts)
+        if len(tail) == 2 and ids.size
+        else ()
+    )  # (N, H, W): images, not tokens
     return dense_report(
         lm,
         facts,
@@ -383,9 +388,46 @@ def diagnose_dense(
         class_names,
         prior,
         opts,
+        samples=drawn,
         sampled_from=shards.n_samples if plan.spec.selected is not None else None,
         shards=len(shards.shards),
     )
+
+
+def _sample_masks(
+    lm: Any,
+    facts: Any,
+    kept: Sequence[Any],
+    shapes: Any,
+    tail: tuple[int, ...],
+    prior: np.ndarray,
+    majority: int,
+    opts: Any,
+) -> tuple[Any, ...]:
+    """The samples the HTML report draws, for a sharded run: chosen as the single run chooses
+    them (the worst by foreground lost to the majority class, then seeded picks), but among
+    the rows of the bounded sample the workers kept, which the launcher re-runs (at most a
+    few hundred rows: the whole data never comes back to it)."""
+    import copy
+    from dataclasses import replace as with_row
+
+    from kerasdoctor.dense import _Labels, _mask_samples, _pass, _Picker
+
+    ids = np.concatenate([r[0] for r in kept])
+    order = np.argsort(ids, kind="stable")  # global row order
+    m = int(ids.size)
+    xs = [np.concatenate([r[1][i] for r in kept])[order] for i in range(len(kept[0][1]))]
+    labels = _Labels(
+        np.concatenate([r[2] for r in kept])[order],
+        np.concatenate([r[3] for r in kept])[order],
+        None,
+    )
+    quiet = copy.copy(opts)
+    quiet.progress = None
+    picker = _Picker(m, majority, opts.seed, tail, shapes.k)
+    acc = _pass(lm, facts, xs, labels, shapes, prior, np.arange(m), quiet, [], picker)
+    local = _mask_samples(picker, acc, xs, labels, np.arange(m))
+    return tuple(with_row(s, row=int(ids[order][s.row])) for s in local)
 
 
 # ------------------------------------------------------------------ multi-label
