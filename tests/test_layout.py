@@ -115,3 +115,17 @@ def test_the_command_line_is_imported_by_nothing_it_calls() -> None:
         "kerasdoctor.cli",
         "kerasdoctor.cli.fix",
     }
+
+
+@pytest.mark.unit
+def test_rich_lives_under_render() -> None:
+    """Text for people is made in one place (render/): the commands and the core hand it data,
+    so that the typed results they produce are the same for every format."""
+    found = [
+        f"{path.relative_to(PACKAGE)}: {n}"
+        for path in sources()
+        if path.relative_to(PACKAGE).parts[0] != "render"
+        for n in sorted(imported(ast.parse(path.read_text(encoding="utf-8"))))
+        if n.split(".")[0] == "rich"
+    ]
+    assert not found, "rich imported outside kerasdoctor/render/:\n" + "\n".join(found)

@@ -1,6 +1,6 @@
 """What every command shares: failures mapped to exit codes, output writing, the progress bar.
 
-Light to import (typer + stdlib): rich is imported only when a progress bar is shown.
+Light to import (typer + stdlib): the bar (render.progress, rich) is imported only when shown.
 """
 
 from __future__ import annotations
@@ -87,20 +87,7 @@ def progress(enabled: bool, label: str) -> Iterator[Callable[[int, int], None] |
     if not enabled:
         yield None
         return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+    from kerasdoctor.render.progress import progress_bar
 
-    with Progress(
-        label,
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    ) as bar:
-        task = bar.add_task(label, total=None)
-
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
+    with progress_bar(label) as update:
         yield update

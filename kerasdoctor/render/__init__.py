@@ -47,34 +47,39 @@ def words(report: object) -> dict[str, str]:
     }
 
 
+# format -> (module under render/, its function); json is the Report's own
+_RENDERERS: dict[Format, tuple[str, str]] = {
+    Format.table: ("table", "render_table"),
+    Format.markdown: ("markdown", "render_markdown"),
+    Format.junit: ("junit", "render_junit"),
+    Format.html: ("html", "render_html"),
+}
+
+
 def render(
     report: object,
-    fmt: str,
+    fmt: str | Format,
     *,
     fail_on: str = "error",
     color: bool = True,
     width: int | None = None,
 ) -> str:
-    """Render a report to text in one of FORMATS."""
+    """Render a report to text in one of Format (a Format or its name)."""
+    import importlib
+
     from kerasdoctor.findings import Report
 
     assert isinstance(report, Report)
-    if fmt == "json":
+    try:
+        chosen = Format(fmt)
+    except ValueError:
+        raise ValueError(f"unknown format {fmt!r}") from None
+    if chosen is Format.json:
         return report.to_json() + "\n"
-    if fmt == "table":
-        from kerasdoctor.render.table import render_table
-
-        return render_table(report, color=color, width=width)
-    if fmt == "markdown":
-        from kerasdoctor.render.markdown import render_markdown
-
-        return render_markdown(report)
-    if fmt == "junit":
-        from kerasdoctor.render.junit import render_junit
-
-        return render_junit(report, fail_on=fail_on)
-    if fmt == "html":
-        from kerasdoctor.render.html import render_html
-
-        return render_html(report)
-    raise ValueError(f"unknown format {fmt!r}")
+    module, name = _RENDERERS[chosen]
+    renderer = getattr(importlib.import_module(f"kerasdoctor.render.{module}"), name)
+    if chosen is Format.table:
+        return str(renderer(report, color=color, width=width))
+    if chosen is Format.junit:
+        return str(renderer(report, fail_on=fail_on))
+    return str(renderer(report))
