@@ -115,7 +115,37 @@ def _decode_label_values(
     return Labels(lab.y[inverse].astype(np.int64), lab.encoding, None, lab.class_names)
 
 
-class TableSource(Source):
+class _Table(Source):
+    """What a .csv and a .parquet share: labels read up front, then the chosen feature
+    columns streamed in batches of float64 rows (as length-1 sequences where the model's
+    input wants them so)."""
+
+    path: str
+    feature_names: list[str]
+    labels: Labels
+    n_rows: int
+
+    def _batches(self, batch_size: int) -> Iterator[np.ndarray]:
+        """The feature columns, batch_size rows at a time, in file order."""
+        raise NotImplementedError
+
+    def bind(self, lm: LoadedModel) -> Bound:
+        expand = _table_input(lm, self.path, self.feature_names)
+        f = len(self.feature_names)
+        y = self.labels.y
+
+        def chunks(batch_size: int) -> Iterator[Chunk]:
+            start = 0
+            for x in self._batches(batch_size):
+                m = x.shape[0]
+                yield [x[:, None, :] if expand else x], y[start : start + m]
+                start += m
+
+        templ = np.empty((0, 1, f) if expand else (0, f), np.float64)
+        return StreamBound(self.path, [templ], chunks, n_rows=self.n_rows, labels=self.labels)
+
+
+class TableSource(_Table):
     """A .csv (comma, semicolon, tab or pipe separated, optionally gzipped) with a header row.
 
     Two passes over the file: the first reads only the label column (labels decoded up front,
@@ -144,6 +174,7 @@ class TableSource(Source):
                 self.path, self.header, label_column, feature_columns, drop_columns
             )
             self.labels = self._read_labels(reader)
+        self.feature_names = [self.header[i] for i in self.feature_index]
         self.n_rows = int(self.labels.y.shape[0])
 
     def _open(self) -> TextIO:
@@ -214,33 +245,21 @@ class TableSource(Source):
             values, f"DATA: {self.path}: label column '{name}'", self.class_names
         )
 
-    def bind(self, lm: LoadedModel) -> Bound:
-        expand = _table_input(lm, self.path, [self.header[i] for i in self.feature_index])
-        f = len(self.feature_index)
-
-        def chunks(batch_size: int) -> Iterator[Chunk]:
-            for x, y in self._feature_chunks(batch_size):
-                yield [x[:, None, :] if expand else x], y
-
-        templ = np.empty((0, 1, f) if expand else (0, f), np.float64)
-        return StreamBound(self.path, [templ], chunks, n_rows=self.n_rows, labels=self.labels)
-
-    def _feature_chunks(self, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def _batches(self, batch_size: int) -> Iterator[np.ndarray]:
         feats = self.feature_index
-        y = self.labels.y
-        start = 0
+        done = 0
         buf: list[list[str]] = []
         with self._open() as fh:
             reader = csv.reader(fh, self._dialect())
             next(reader, None)
-            for n, row in self._rows(reader):
+            for _, row in self._rows(reader):
                 buf.append([row[i] for i in feats])
                 if len(buf) == batch_size:
-                    yield self._to_float(buf, n - len(buf) + 1), y[start : start + len(buf)]
-                    start += len(buf)
+                    yield self._to_float(buf, done + 1)
+                    done += len(buf)
                     buf = []
             if buf:
-                yield self._to_float(buf, start + 1), y[start : start + len(buf)]
+                yield self._to_float(buf, done + 1)
 
     def _to_float(self, rows: list[list[str]], first_row: int) -> np.ndarray:
         try:
@@ -267,7 +286,7 @@ class TableSource(Source):
         return out
 
 
-class ParquetSource(Source):
+class ParquetSource(_Table):
     """A .parquet file (needs pyarrow): the label column is read first, the feature columns
     are streamed in record batches."""
 
@@ -324,25 +343,13 @@ class ParquetSource(Source):
             self.labels = decode_labels(values, class_names, where=where)
         self.n_rows = int(self.labels.y.shape[0])
 
-    def bind(self, lm: LoadedModel) -> Bound:
+    def _batches(self, batch_size: int) -> Iterator[np.ndarray]:
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        expand = _table_input(lm, self.path, self.feature_names)
-        f = len(self.feature_names)
-        y = self.labels.y
-
-        def chunks(batch_size: int) -> Iterator[Chunk]:
-            start = 0
-            for rb in self.pf.iter_batches(batch_size=batch_size, columns=self.feature_names):
-                cols = [
-                    pc.cast(rb.column(i), pa.float64()).to_numpy(zero_copy_only=False)
-                    for i in range(rb.num_columns)
-                ]
-                x = np.stack(cols, axis=1) if cols else np.empty((rb.num_rows, 0))
-                m = x.shape[0]
-                yield [x[:, None, :] if expand else x], y[start : start + m]
-                start += m
-
-        templ = np.empty((0, 1, f) if expand else (0, f), np.float64)
-        return StreamBound(self.path, [templ], chunks, n_rows=self.n_rows, labels=self.labels)
+        for rb in self.pf.iter_batches(batch_size=batch_size, columns=self.feature_names):
+            cols = [
+                pc.cast(rb.column(i), pa.float64()).to_numpy(zero_copy_only=False)
+                for i in range(rb.num_columns)
+            ]
+            yield np.stack(cols, axis=1) if cols else np.empty((rb.num_rows, 0))
