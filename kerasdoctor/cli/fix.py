@@ -99,7 +99,9 @@ TRAIN_NOTE = (
 
 
 def fix(
-    paths: list[str] = typer.Argument(None, metavar="[MODEL] TRAIN_DATA|DATA", show_default=False),
+    paths: list[str] = typer.Argument(
+        None, metavar="[MODE] [MODEL] TRAIN_DATA|DATA", show_default=False
+    ),
     class_weights: bool = typer.Option(
         False,
         "--class-weights",
@@ -232,19 +234,20 @@ def fix(
     """Compute or apply a remedy for a classifier that drops its rare classes.
 
     \b
-      fix --class-weights TRAIN_DATA                weights for model.fit
-      fix --output-bias TRAIN_DATA                  output bias at the label prior
-      fix --threshold MODEL DATA                    best threshold of a binary model
+      fix class-weights TRAIN_DATA                  weights for model.fit
+      fix output-bias TRAIN_DATA                    output bias at the label prior
+      fix threshold MODEL DATA                      best threshold of a binary model
                                                     (per label: multi-label; per position:
                                                     one-sigmoid dense)
-      fix --oversample TRAIN_DATA -o balanced.npz   (or --undersample) rebalanced data
-      fix --retrain MODEL TRAIN_DATA --eval EVAL_DATA -o fixed.keras
+      fix oversample TRAIN_DATA -o balanced.npz     (or undersample) rebalanced data
+      fix retrain MODEL TRAIN_DATA --eval EVAL_DATA -o fixed.keras
                                                     fine-tune with class weights
-      fix --repair MODEL DATA -o fixed.keras        repair the diagnosed cause in the
+      fix repair MODEL DATA -o fixed.keras          repair the diagnosed cause in the
                                                     model, no training (exit 1: cannot)
 
+    Each mode is also a flag: fix --class-weights TRAIN_DATA is fix class-weights TRAIN_DATA.
     TRAIN_DATA is the data the model trains on: remedies learnt from validation or test
-    data spend it (it can no longer measure the model). Without --eval, --retrain holds out
+    data spend it (it can no longer measure the model). Without --eval, retrain holds out
     a seeded stratified part of TRAIN_DATA, never trains on it, and lists it in
     FIXED.heldout.json.
     """
