@@ -12,9 +12,11 @@ collapsed model falls back on, and is class 0 on every fixture).
 
 Findings use the catalogue ids: prediction-collapse, missing-classes, quality-gate (symptoms),
 class-imbalance (with a logit-adjustment experiment) and decision-threshold (one sigmoid unit,
-with a Youden-threshold experiment). Experiments fit on one seeded half of the samples and are
-scored on the other; their noise is a paired bootstrap over samples, since positions within a
-sample are far from independent.
+with a Youden-threshold experiment); chance-level and the model-level causes come from
+task_causes. The report lists exactly the checks whose specs declare the dense task
+(checks.for_task), assembled as a multi-label one is (task_report.assemble). Experiments fit
+on one seeded half of the samples and are scored on the other; their noise is a paired
+bootstrap over samples, since positions within a sample are far from independent.
 """
 
 from __future__ import annotations
@@ -48,9 +50,6 @@ RARE_SHARE = 0.10  # class-imbalance: the dropped classes hold < 10% of the posi
 BOOTSTRAP = 200
 OUT_BYTES = 64 * 2**20  # bound on one batch's model output (float32)
 CHUNK = 2**21  # positions x classes handled at once within a batch
-
-# What this diagnosis reports (its JSON checks, its JUnit cases): the checks whose specs
-# declare the DENSE task (checks.for_task), assembled by task_report.assemble.
 
 
 class _Shapes:

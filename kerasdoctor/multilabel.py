@@ -4,7 +4,9 @@ One pass predicts every row; the findings come from per-label figures at the mod
 rule (score > 0.5 per unit) and from one experiment: per-label thresholds chosen on one seeded
 half of the rows and scored on the other half. The catalogue ids are the single-label ones
 (docs/contract.md): prediction-collapse, missing-classes, decision-threshold, class-imbalance,
-output-activation, loss-mismatch, quality-gate.
+output-activation, loss-mismatch, quality-gate; chance-level and the model-level causes come
+from task_causes. The report lists exactly the checks whose specs declare the multilabel task
+(checks.for_task), assembled as a dense one is (task_report.assemble).
 """
 
 from __future__ import annotations
@@ -39,9 +41,6 @@ RARE_PREVALENCE = 0.10  # class-imbalance context: labels on fewer than 10% of t
 Z_ONE_SIDED = 2.326  # one-sided 99% (Wilson bound of the share of rows predicted empty)
 COLLAPSE_EXCESS = 0.25  # a quarter of the labelled rows lose every label: a collapse
 MIN_GAIN = 0.02  # a threshold experiment's gain must also clear this (besides 2 SE)
-
-# What this diagnosis reports (its JSON checks, its JUnit cases): the checks whose specs
-# declare the MULTILABEL task (checks.for_task), assembled by task_report.assemble.
 CATEGORICAL_LOSSES = (
     "categorical_crossentropy",
     "sparse_categorical_crossentropy",
