@@ -33,7 +33,7 @@ def readme_with_catalogue(text: str) -> str:
 def markdown() -> str:
     """Every check: kind, what it means, how it is measured, its thresholds, its edges, fix."""
     from kerasdoctor.checks import registry
-    from kerasdoctor.checks.base import OUTPUT, PREDICTIONS
+    from kerasdoctor.checks.base import OUTPUT, PREDICTIONS, SINGLE_LABEL
 
     groups = {PREDICTIONS: "any wrong-prediction symptom", OUTPUT: "the output's own symptoms"}
     lines = [
@@ -72,6 +72,8 @@ def markdown() -> str:
             located = ", ".join(f"`{e}`" for e in sorted(sp.subsumes))
             lines += [f"**Locates more precisely:** {located}.", ""]
         lines.append(f"**How to fix it.** {sp.fix}")
+        if sp.tasks != {SINGLE_LABEL}:
+            lines += ["", f"**Diagnosed for:** {sp.task_names()} models."]
         if sp.repair:
             lines += [
                 "",

@@ -12,9 +12,11 @@ collapsed model falls back on, and is class 0 on every fixture).
 
 Findings use the catalogue ids: prediction-collapse, missing-classes, quality-gate (symptoms),
 class-imbalance (with a logit-adjustment experiment) and decision-threshold (one sigmoid unit,
-with a Youden-threshold experiment). Experiments fit on one seeded half of the samples and are
-scored on the other; their noise is a paired bootstrap over samples, since positions within a
-sample are far from independent.
+with a Youden-threshold experiment); chance-level and the model-level causes come from
+task_causes. The report lists exactly the checks whose specs declare the dense task
+(checks.for_task), assembled as a multi-label one is (task_report.assemble). Experiments fit
+on one seeded half of the samples and are scored on the other; their noise is a paired
+bootstrap over samples, since positions within a sample are far from independent.
 """
 
 from __future__ import annotations
@@ -28,10 +30,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from kerasdoctor.checks.base import DENSE
 from kerasdoctor.errors import InputError
-from kerasdoctor.findings import Finding, Fix, Kind, Outcome, Report, Severity
+from kerasdoctor.findings import Finding, Fix, Kind, Report, Severity
 from kerasdoctor.metrics import names_for_classes
-from kerasdoctor.task_causes import CAUSES, rank
 
 if TYPE_CHECKING:
     from kerasdoctor.sections import ClassMetrics, DenseClassMetrics, DenseMetrics
@@ -48,16 +50,6 @@ RARE_SHARE = 0.10  # class-imbalance: the dropped classes hold < 10% of the posi
 BOOTSTRAP = 200
 OUT_BYTES = 64 * 2**20  # bound on one batch's model output (float32)
 CHUNK = 2**21  # positions x classes handled at once within a batch
-
-CHECKS = (  # what this diagnosis runs (the JUnit report lists exactly these)
-    ("prediction-collapse", Kind.SYMPTOM),
-    ("missing-classes", Kind.SYMPTOM),
-    ("chance-level", Kind.SYMPTOM),
-    ("quality-gate", Kind.SYMPTOM),
-    *((c, Kind.CAUSE) for c in CAUSES),
-    ("decision-threshold", Kind.CAUSE),
-    ("class-imbalance", Kind.CAUSE),
-)
 
 
 class _Shapes:
@@ -698,35 +690,15 @@ def _model_causes(
     """Input preparation, BatchNorm statistics, a one-unit softmax: the model-level causes,
     tried on a bounded sample of the samples and scored over positions (task_causes); with
     DATA's `path`, a repairable finding offers `fix --repair` first."""
-    from kerasdoctor.task_causes import DenseTask, model_causes, sample_rows
+    from kerasdoctor.task_causes import DenseTask, Task, found_causes, sample_rows
 
-    symptoms = [
-        f.id
-        for f in findings
-        if f.kind is Kind.SYMPTOM and f.severity is not Severity.INFO and f.id != "quality-gate"
-    ]
-    skip = set(opts.ignore) | (
-        {c for c in CAUSES if c not in opts.only}
-        if getattr(opts, "only", None) is not None
-        else set()
-    )
-    if not symptoms or set(CAUSES) <= skip:
-        return [], []
-    per_row = int(np.prod(labels.shape[1:], dtype=np.int64)) * max(shapes.k_out, 2)
-    pick = sample_rows(len(rows), per_row, opts.seed, dense=True)
-    sample = [np.asarray(a[rows[pick]]) for a in xs]
-    task = DenseTask(*labels.rows(rows[pick]), shapes.k, shapes.k_out, facts.head)
-    found, trials = model_causes(
-        lm,
-        facts,
-        sample,
-        task,
-        symptoms=symptoms,
-        seed=opts.seed,
-        paths=None if path is None else (lm.path, path),
-        opts=opts,
-    )
-    return [f for f in found if f.id not in skip], trials
+    def sample() -> tuple[list[np.ndarray], Task]:
+        per_row = int(np.prod(labels.shape[1:], dtype=np.int64)) * max(shapes.k_out, 2)
+        pick = sample_rows(len(rows), per_row, opts.seed, dense=True)
+        task = DenseTask(*labels.rows(rows[pick]), shapes.k, shapes.k_out, facts.head)
+        return [np.asarray(a[rows[pick]]) for a in xs], task
+
+    return found_causes(lm, facts, findings, opts, sample, dense=True, path=path)
 
 
 # ------------------------------------------------------------------ statistics
@@ -874,7 +846,8 @@ def dense_report(
     both end here. `xs` and `labels` are indexed by the ids in `rows`; the experiments read
     only the bounded sample of them (task_causes.sample_rows)."""
     from kerasdoctor import __version__
-    from kerasdoctor.sections import DataSection, ModelInput, ModelSection, int_tuple
+    from kerasdoctor.sections import DataSection, int_tuple
+    from kerasdoctor.task_report import assemble, model_section
 
     k = shapes.k
     n = len(rows)
@@ -888,37 +861,7 @@ def dense_report(
         acc, metrics, names, shapes, prior, fit, test, facts, opts, paths=(lm.path, path)
     )
     causes, trials = _model_causes(lm, facts, list(xs), labels, rows, shapes, findings, opts, path)
-    findings += causes
-    only = getattr(opts, "only", None)
-    outcomes, kept = [], []
-    for check_id, kind in CHECKS:
-        mine = [f for f in findings if f.id == check_id]
-        if check_id in opts.ignore:
-            outcomes.append(Outcome(check_id, kind, "skipped", f"ignored: {opts.ignore[check_id]}"))
-        elif only is not None and check_id not in only:
-            outcomes.append(Outcome(check_id, kind, "skipped", "not selected"))
-        else:
-            outcomes.append(Outcome(check_id, kind, "found" if mine else "passed"))
-            kept += mine
-    ordered, chain = rank(kept)
-    experiments = tuple(
-        dict(f.evidence["experiment"], finding=f.id) for f in ordered if "experiment" in f.evidence
-    )
-    logged = {e.get("key") for e in experiments}
-    experiments += tuple(t for t in trials if t["key"] not in logged)  # the cures tried
-    model_info = ModelSection(
-        path=lm.path,
-        format=lm.format,
-        inputs=tuple(ModelInput(s.name, tuple(s.shape)) for s in lm.inputs),
-        output=lm.output_name,
-        output_shape=tuple(lm.output_shape),
-        n_outputs=facts.n_outputs,
-        head=facts.head,
-        loss=facts.loss,
-        loss_from_logits=facts.loss_from_logits,
-        optimizer_iterations=facts.optimizer_iterations,
-        notes=tuple(notes),
-    )
+    done = assemble(DENSE, findings + causes, trials, opts)
     data_info = DataSection(
         path=path,
         n_samples=n,
@@ -936,15 +879,15 @@ def dense_report(
         shards=shards,
     )
     return DenseReport(
-        model=model_info,
+        model=model_section(lm, facts, notes, dense=True),
         data=data_info,
         metrics=metrics,
-        findings=tuple(ordered),
-        chain=tuple(chain),
+        findings=done.findings,
+        chain=done.chain,
         ignored=dict(opts.ignore),
         version=__version__,
-        experiments=experiments,
-        outcomes=tuple(outcomes),
+        experiments=done.experiments,
+        outcomes=done.outcomes,
         fail_on=opts.fail_on,
         samples=samples,
     )
@@ -1565,7 +1508,3 @@ def _threshold(
         },
         tuple(fixes),
     )
-
-
-CAUSE_ORDER = ("decision-threshold", "class-imbalance")
-SYMPTOM_ORDER = ("prediction-collapse", "missing-classes", "quality-gate")

@@ -9,6 +9,11 @@ the defect forces the output (each spec's tier: a one-unit softmax or NaN weight
 output by themselves, statistics of the data only make failure likely), then by how many of
 the observed symptoms they explain. The edges and tiers are declared on the check specs.
 The chain is the root followed by the causes and symptoms it explains, upstream first.
+
+Dense and multi-label reports are ranked by the same rules, over the checks their specs declare
+for the task, with the task's order (spec.task_order) in place of the catalogue order where
+equals are placed: their findings are not produced in catalogue order by registry runs, and
+their reports list missing classes before chance level.
 """
 
 from __future__ import annotations
@@ -111,8 +116,18 @@ def measured_gain(f: Finding) -> float | None:
     return float(after) - float(before)
 
 
-def rank(findings: Sequence[Finding]) -> tuple[list[Finding], list[str]]:
-    """Order findings per the contract and return the causal chain of the root cause."""
+def rank(
+    findings: Sequence[Finding], order: Sequence[str] | None = None
+) -> tuple[list[Finding], list[str]]:
+    """Order findings per the contract and return the causal chain of the root cause.
+
+    `order`: the report's check ids in order, when the findings do not come in it (a dense or
+    multi-label report: checks.for_task); it breaks ties and orders the chain's symptoms. By
+    default the findings' own order (the runner's, the catalogue's) breaks ties and the chain
+    follows the graph's symptom order."""
+    if order is not None:
+        at = {cid: i for i, cid in enumerate(order)}
+        findings = sorted(findings, key=lambda f: at.get(f.id, len(at)))  # stable
     position = {id(f): i for i, f in enumerate(findings)}  # stable tie-break: check order
     symptoms = [f for f in findings if f.kind is Kind.SYMPTOM]
     causes = [f for f in findings if f.kind is Kind.CAUSE]
@@ -172,16 +187,17 @@ def rank(findings: Sequence[Finding]) -> tuple[list[Finding], list[str]]:
     context = sorted((f for f in causes if f.severity is Severity.INFO), key=other_key)
     symptoms.sort(key=lambda f: (-f.severity.rank, position[id(f)]))
     ordered_causes = ordered_roots + downstream + context
-    chain = _chain(ordered_roots[0], active, symptoms) if ordered_roots else []
+    chain = (
+        _chain(ordered_roots[0], active, symptoms, order or graph().symptom_order)
+        if ordered_roots
+        else []
+    )
     return symptoms + ordered_causes, chain
 
 
-def _symptom_rank(symptom_id: str) -> int:
-    order = graph().symptom_order
-    return order.index(symptom_id) if symptom_id in order else len(order)
-
-
-def _chain(root: Finding, active: list[Finding], symptoms: list[Finding]) -> list[str]:
+def _chain(
+    root: Finding, active: list[Finding], symptoms: list[Finding], order: Sequence[str]
+) -> list[str]:
     """The root, the causes it explains (nearest first), then the symptoms it explains."""
     dist = _reach(root.id, [graph().explains])
     downstream = sorted(
@@ -193,7 +209,7 @@ def _chain(root: Finding, active: list[Finding], symptoms: list[Finding]) -> lis
         for f in symptoms
         if f.severity is not Severity.INFO and _explains_symptom(root.id, f.id)
     ]
-    shown.sort(key=_symptom_rank)
+    shown.sort(key=lambda sid: order.index(sid) if sid in order else len(order))
     chain = [root.id]
     for cid in downstream + shown:
         if cid not in chain:

@@ -4,7 +4,9 @@ One pass predicts every row; the findings come from per-label figures at the mod
 rule (score > 0.5 per unit) and from one experiment: per-label thresholds chosen on one seeded
 half of the rows and scored on the other half. The catalogue ids are the single-label ones
 (docs/contract.md): prediction-collapse, missing-classes, decision-threshold, class-imbalance,
-output-activation, loss-mismatch, quality-gate.
+output-activation, loss-mismatch, quality-gate; chance-level and the model-level causes come
+from task_causes. The report lists exactly the checks whose specs declare the multilabel task
+(checks.for_task), assembled as a dense one is (task_report.assemble).
 """
 
 from __future__ import annotations
@@ -17,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from kerasdoctor.checks.base import MULTILABEL
 from kerasdoctor.errors import InputError
-from kerasdoctor.findings import Finding, Fix, Kind, Outcome, Report, Severity
+from kerasdoctor.findings import Finding, Fix, Kind, Report, Severity
 from kerasdoctor.metrics import names_for_classes
-from kerasdoctor.task_causes import CAUSES, rank
 
 if TYPE_CHECKING:
     from kerasdoctor.sections import ClassMetrics, LabelMetrics, MultiLabelMetrics
@@ -39,18 +41,6 @@ RARE_PREVALENCE = 0.10  # class-imbalance context: labels on fewer than 10% of t
 Z_ONE_SIDED = 2.326  # one-sided 99% (Wilson bound of the share of rows predicted empty)
 COLLAPSE_EXCESS = 0.25  # a quarter of the labelled rows lose every label: a collapse
 MIN_GAIN = 0.02  # a threshold experiment's gain must also clear this (besides 2 SE)
-
-CHECKS = (  # what this diagnosis runs (the JUnit report lists exactly these)
-    ("prediction-collapse", Kind.SYMPTOM),
-    ("missing-classes", Kind.SYMPTOM),
-    ("chance-level", Kind.SYMPTOM),
-    ("quality-gate", Kind.SYMPTOM),
-    *((c, Kind.CAUSE) for c in CAUSES),
-    ("output-activation", Kind.CAUSE),
-    ("loss-mismatch", Kind.CAUSE),
-    ("decision-threshold", Kind.CAUSE),
-    ("class-imbalance", Kind.CAUSE),
-)
 CATEGORICAL_LOSSES = (
     "categorical_crossentropy",
     "sparse_categorical_crossentropy",
@@ -623,7 +613,8 @@ def multilabel_report(
     run and the sharded (Beam) run both end here. `y_all` and `xs` are indexed by the ids in
     `rows`; the experiments read only their bounded sample (task_causes.sample_rows)."""
     from kerasdoctor import __version__
-    from kerasdoctor.sections import DataSection, ModelInput, ModelSection, int_tuple
+    from kerasdoctor.sections import DataSection, int_tuple
+    from kerasdoctor.task_report import assemble, model_section
 
     k = int(y_all.shape[1])
     y = np.asarray(y_all[rows])
@@ -642,37 +633,7 @@ def multilabel_report(
     metrics = label_metrics(y, probs, names)
     findings = _findings(facts, y, probs, names, metrics, opts, paths=(lm.path, path))
     causes, trials = _model_causes(lm, facts, list(xs), y_all, rows, findings, opts, path)
-    findings += causes
-    only = getattr(opts, "only", None)
-    outcomes = []
-    kept = []
-    for check_id, kind in CHECKS:
-        mine = [f for f in findings if f.id == check_id]
-        if check_id in opts.ignore:
-            outcomes.append(Outcome(check_id, kind, "skipped", f"ignored: {opts.ignore[check_id]}"))
-        elif only is not None and check_id not in only:
-            outcomes.append(Outcome(check_id, kind, "skipped", "not selected"))
-        else:
-            outcomes.append(Outcome(check_id, kind, "found" if mine else "passed"))
-            kept += mine
-    ordered, chain = rank(kept)
-    experiments = tuple(
-        dict(f.evidence["experiment"], finding=f.id) for f in ordered if "experiment" in f.evidence
-    )
-    logged = {e.get("key") for e in experiments}
-    experiments += tuple(t for t in trials if t["key"] not in logged)  # the cures tried
-    model_info = ModelSection(
-        path=lm.path,
-        format=lm.format,
-        inputs=tuple(ModelInput(s.name, tuple(s.shape)) for s in lm.inputs),
-        output=lm.output_name,
-        n_outputs=facts.n_outputs,
-        head=head,
-        loss=facts.loss,
-        loss_from_logits=facts.loss_from_logits,
-        optimizer_iterations=facts.optimizer_iterations,
-        notes=tuple(notes),
-    )
+    done = assemble(MULTILABEL, findings + causes, trials, opts)
     data_info = DataSection(
         path=path,
         n_samples=int(y.shape[0]),
@@ -686,15 +647,15 @@ def multilabel_report(
         shards=shards,
     )
     return Report(
-        model=model_info,
+        model=model_section(lm, facts, notes),
         data=data_info,
         metrics=metrics,
-        findings=tuple(ordered),
-        chain=tuple(chain),
+        findings=done.findings,
+        chain=done.chain,
         ignored=dict(opts.ignore),
         version=__version__,
-        experiments=experiments,
-        outcomes=tuple(outcomes),
+        experiments=done.experiments,
+        outcomes=done.outcomes,
         fail_on=opts.fail_on,
     )
 
@@ -709,38 +670,17 @@ def _model_causes(
     opts: Any,
     path: str | None = None,
 ) -> tuple[list[Finding], list[dict[str, Any]]]:
-    """Input preparation and BatchNorm statistics: the model-level causes, tried on a bounded
-    sample of the rows and scored by macro balanced accuracy (task_causes); with DATA's
-    `path`, a repairable finding offers `fix --repair` first."""
-    from kerasdoctor.task_causes import MultiLabelTask, model_causes, sample_rows
+    """Input preparation, BatchNorm statistics, a one-unit softmax: the model-level causes,
+    tried on a bounded sample of the rows and scored by macro balanced accuracy (task_causes);
+    with DATA's `path`, a repairable finding offers `fix --repair` first."""
+    from kerasdoctor.task_causes import MultiLabelTask, Task, found_causes, sample_rows
 
-    symptoms = [
-        f.id
-        for f in findings
-        if f.kind is Kind.SYMPTOM and f.severity is not Severity.INFO and f.id != "quality-gate"
-    ]
-    skip = set(opts.ignore) | (
-        {c for c in CAUSES if c not in opts.only}
-        if getattr(opts, "only", None) is not None
-        else set()
-    )
-    if not symptoms or set(CAUSES) <= skip:
-        return [], []
-    pick = rows[sample_rows(len(rows), int(y_all.shape[1]), opts.seed, dense=False)]
-    sample = [np.asarray(a[pick]) for a in xs]
-    task = MultiLabelTask(np.asarray(y_all[pick], np.float32), facts.head)
-    found, trials = model_causes(
-        lm,
-        facts,
-        sample,
-        task,
-        symptoms=symptoms,
-        seed=opts.seed,
-        dense=False,
-        paths=None if path is None else (lm.path, path),
-        opts=opts,
-    )
-    return [f for f in found if f.id not in skip], trials
+    def sample() -> tuple[list[np.ndarray], Task]:
+        pick = rows[sample_rows(len(rows), int(y_all.shape[1]), opts.seed, dense=False)]
+        task = MultiLabelTask(np.asarray(y_all[pick], np.float32), facts.head)
+        return [np.asarray(a[pick]) for a in xs], task
+
+    return found_causes(lm, facts, findings, opts, sample, dense=False, path=path)
 
 
 def _names(rows: Sequence[ClassMetrics]) -> str:

@@ -27,6 +27,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from kerasdoctor.checks import batchnorm_statistics, preprocessing_mismatch, single_unit_softmax
+from kerasdoctor.checks import chance_level as chance_level_check
 from kerasdoctor.findings import Finding, Fix, Kind, Severity
 
 # Rows of the bounded sample: enough samples that a restored model shows (a cure moves
@@ -38,18 +40,6 @@ MIN_ROWS = 16
 # Bound on the raw outputs of the sample held at once (float32): 512x512x21 masks keep ~23.
 OUTPUT_BYTES = 256 * 2**20
 BATCH_BYTES = 32 * 2**20
-
-# What this module can add to a dense or multi-label report, upstream causes first: a cure of
-# the inputs or of the statistics explains the head's symptoms, never the other way round.
-CAUSES = ("preprocessing-mismatch", "batchnorm-statistics", "single-unit-softmax")
-CAUSE_ORDER = (
-    *CAUSES,
-    "output-activation",
-    "loss-mismatch",
-    "decision-threshold",
-    "class-imbalance",
-)
-SYMPTOM_ORDER = ("prediction-collapse", "missing-classes", "chance-level", "quality-gate")
 
 
 class Task(Protocol):
@@ -222,17 +212,17 @@ def model_causes(
         return [], []
     run = _Runner(lm, facts, xs, task, budget_s)
     out: list[Finding] = []
-    for step in (_preprocessing, _batchnorm, _single_unit_softmax):
+    for step in STEPS.values():
         f = step(run, facts, symptoms, seed, dense)
         if f is not None:
             out.append(_with_repair(f, lm, facts, paths, opts))
     ids = {f.id for f in out}
-    if "preprocessing-mismatch" in ids and "batchnorm-statistics" in ids:
+    if preprocessing_mismatch.SPEC.id in ids and batchnorm_statistics.SPEC.id in ids:
         # Re-estimated statistics also absorb a shift or scale of the inputs (the first
         # BatchNorm re-normalises them): the upstream cause is the data's preparation.
         out = [
             f
-            if f.id != "batchnorm-statistics"
+            if f.id != batchnorm_statistics.SPEC.id
             else Finding(
                 f.id,
                 f.kind,
@@ -313,8 +303,7 @@ def _judged_inputs(lm: Any, facts: Any, xs: list[np.ndarray]) -> list[Any]:
 def _preprocessing(
     run: _Runner, facts: Any, symptoms: Sequence[str], seed: int, dense: bool
 ) -> Finding | None:
-    from kerasdoctor.checks import preprocessing_mismatch as pm
-
+    pm = preprocessing_mismatch
     spec = pm.SPEC
     min_gain = spec.thresholds["min_gain"].value
     removed = spec.thresholds["min_error_removed"].value
@@ -346,8 +335,8 @@ def _preprocessing(
     name, transform = best_of
     code = best.code.replace("X", "x")
     return Finding(
-        "preprocessing-mismatch",
-        Kind.CAUSE,
+        spec.id,
+        spec.kind,
         Severity.ERROR,
         f"the inputs are not prepared as the model expects: {code} takes the "
         f"{run.task.what} from {best.before:.0%} to {best.after:.0%}",
@@ -381,12 +370,11 @@ def _preprocessing(
 def _batchnorm(
     run: _Runner, facts: Any, symptoms: Sequence[str], seed: int, dense: bool
 ) -> Finding | None:
-    from kerasdoctor.checks import batchnorm_statistics as bs
     from kerasdoctor.predictor_graph import batchnorm_run
 
     if not facts.batchnorms or run.lm.keras_model is None:
         return None
-    spec = bs.SPEC
+    spec = batchnorm_statistics.SPEC
     min_gain = spec.thresholds["confirm_gain"].value
     removed = spec.thresholds["min_error_removed"].value
     what = "re-estimating BatchNorm statistics on these rows"
@@ -416,8 +404,8 @@ def _batchnorm(
     names = [b.name for b in facts.batchnorms]
     momentum = sorted({b.momentum for b in facts.batchnorms})
     return Finding(
-        "batchnorm-statistics",
-        Kind.CAUSE,
+        spec.id,
+        spec.kind,
         Severity.ERROR,
         f"BatchNorm moving statistics do not fit the data: {what}, {run.task.what} "
         f"{t.before:.0%} -> {t.after:.0%}",
@@ -493,9 +481,10 @@ def _single_unit_softmax(
     if t.after is None:
         return None
     rescued = t.after - t.before >= 0.10
+    spec = single_unit_softmax.SPEC
     return Finding(
-        "single-unit-softmax",
-        Kind.CAUSE,
+        spec.id,
+        spec.kind,
         Severity.ERROR,
         f"softmax over 1 output unit: every score is 1.0, every "
         f"{'position' if dense else 'row'} is predicted positive",
@@ -522,6 +511,58 @@ def _single_unit_softmax(
             ),
         ),
     )
+
+
+# ------------------------------------------------------------------ the steps
+
+# What model_causes can add to a dense or multi-label report, by the id of the spec that
+# declares it for those tasks: one experiment each, in this order.
+STEPS: dict[str, Callable[[_Runner, Any, Sequence[str], int, bool], Finding | None]] = {
+    preprocessing_mismatch.SPEC.id: _preprocessing,
+    batchnorm_statistics.SPEC.id: _batchnorm,
+    single_unit_softmax.SPEC.id: _single_unit_softmax,
+}
+CAUSES = tuple(STEPS)
+
+
+def found_causes(
+    lm: Any,
+    facts: Any,
+    findings: Sequence[Finding],
+    opts: Any,
+    sample: Callable[[], tuple[list[np.ndarray], Task]],
+    *,
+    dense: bool,
+    path: str | None = None,
+) -> tuple[list[Finding], list[dict[str, Any]]]:
+    """model_causes for a dense or multi-label diagnosis whose own checks gave `findings`:
+    the symptoms above info (the quality gate aside) are what a cure must explain; nothing
+    runs without one, or when every step is ignored or outside `only`. `sample()` gives the
+    bounded sample's inputs and its Task (drawn only when something runs). With DATA's
+    `path`, a repairable finding offers `fix --repair` first."""
+    from kerasdoctor.task_report import skipped
+
+    symptoms = [
+        f.id
+        for f in findings
+        if f.kind is Kind.SYMPTOM and f.severity is not Severity.INFO and f.id != "quality-gate"
+    ]
+    skip = skipped(opts, CAUSES)
+    if not symptoms or set(CAUSES) <= skip:
+        return [], []
+    xs, task = sample()
+    found, trials = model_causes(
+        lm,
+        facts,
+        xs,
+        task,
+        symptoms=symptoms,
+        seed=opts.seed,
+        dense=dense,
+        paths=None if path is None else (lm.path, path),
+        opts=opts,
+    )
+    return [f for f in found if f.id not in skip], trials
 
 
 # ------------------------------------------------------------------ the tasks
@@ -595,17 +636,16 @@ def chance_level(
     better than a guesser that ignores the input and hands out the model's prediction shares
     (the single-label check's z, one-sided 95%; `variance` is that guesser's variance, over
     samples for a dense model since positions inside a sample are not independent)."""
-    from kerasdoctor.checks import chance_level as cl
-
+    spec = chance_level_check.SPEC
     if balanced is None or not np.isfinite(variance):
         return None
-    margin = cl.SPEC.thresholds["z"].value * float(np.sqrt(max(variance, 0.0)))
+    margin = spec.thresholds["z"].value * float(np.sqrt(max(variance, 0.0)))
     bar = chance + margin
     if balanced > bar:
         return None
     return Finding(
-        "chance-level",
-        Kind.SYMPTOM,
+        spec.id,
+        spec.kind,
         Severity.ERROR,
         f"{what[0].upper()}{what[1:]} {balanced:.1%} is no better than chance ({chance:.1%})",
         f"The {what} is {balanced:.1%}; a guesser that ignores the input and hands out the "
@@ -613,30 +653,3 @@ def chance_level(
         "predictions carry no measurable information about the labels.",
         {"balanced_accuracy": balanced, "chance": chance, "bound": bar, "margin": margin, **extra},
     )
-
-
-# ------------------------------------------------------------------ ranking
-
-
-def rank(findings: Sequence[Finding]) -> tuple[list[Finding], list[str]]:
-    """Symptoms first, then causes (above info first, upstream first); the chain is the root
-    cause followed by the symptoms found. Shared by the dense and multi-label diagnoses."""
-    symptoms = sorted(
-        (f for f in findings if f.kind is Kind.SYMPTOM),
-        key=lambda f: (-f.severity.rank, _index(SYMPTOM_ORDER, f.id)),
-    )
-    causes = sorted(
-        (f for f in findings if f.kind is Kind.CAUSE),
-        key=lambda f: (f.severity is Severity.INFO, _index(CAUSE_ORDER, f.id)),
-    )
-    root = next((f for f in causes if f.severity is not Severity.INFO), None)
-    chain = (
-        [root.id] + [s.id for s in symptoms if s.severity is not Severity.INFO]
-        if root is not None
-        else []
-    )
-    return symptoms + causes, chain
-
-
-def _index(order: Sequence[str], key: str) -> int:
-    return order.index(key) if key in order else len(order)

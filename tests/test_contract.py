@@ -12,7 +12,7 @@ from conftest import FIXTURES, HEALTHY_FIXTURES, diagnose_fixture, run_cli
 
 from kerasdoctor.checks import registry
 from kerasdoctor.checks.base import OUTPUT, PREDICTIONS, CheckSpec, Threshold
-from kerasdoctor.findings import Kind, Severity
+from kerasdoctor.findings import Finding, Kind, Severity
 
 CHECKS = {c.spec.id: c.spec for c in registry()}
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -169,3 +169,103 @@ def test_every_repairable_cause_has_its_repair_and_back() -> None:
     promised = {c.spec.id for c in registry() if c.spec.repair}
     assert promised == set(REPAIRS)
     assert not promised & (set(UNREPAIRABLE) - {"single-unit-softmax"})
+
+
+# ------------------------------------------------ the dense and multi-label diagnoses
+
+
+def _emitted_ids(module: str) -> set[str]:
+    """The ids a module's code passes as the first argument of Finding(...) (a literal)."""
+    import ast
+    import importlib.util
+
+    spec = importlib.util.find_spec(module)
+    assert spec is not None and spec.origin is not None
+    tree = ast.parse(Path(spec.origin).read_text())
+    return {
+        node.args[0].value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and getattr(node.func, "id", getattr(node.func, "attr", None)) == "Finding"
+        and node.args
+        and isinstance(node.args[0], ast.Constant)
+        and isinstance(node.args[0].value, str)
+    }
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("module", "tasks"),
+    [
+        ("kerasdoctor.dense", ("dense",)),
+        ("kerasdoctor.multilabel", ("multilabel",)),
+        ("kerasdoctor.task_causes", ("dense", "multilabel")),
+    ],
+)
+def test_every_task_finding_is_a_registry_check_declaring_its_task(
+    module: str, tasks: tuple[str, ...]
+) -> None:
+    """A dense or multi-label finding's id is a registry id whose spec declares the task (the
+    report lists and ranks exactly those; assemble() raises on any other)."""
+    from kerasdoctor.checks import for_task
+
+    emitted = _emitted_ids(module)
+    if module == "kerasdoctor.task_causes":  # by spec id, not by literal
+        from kerasdoctor import task_causes
+
+        emitted |= set(task_causes.STEPS) | {"chance-level"}
+    else:
+        assert emitted, f"no Finding(...) literal found in {module}: the scan is broken"
+    for task in tasks:
+        declared = {c.spec.id for c in for_task(task)}
+        assert emitted <= declared, (task, sorted(emitted - declared))
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("task", ["dense", "multilabel"])
+def test_task_checks_are_the_registry_filter_in_a_declared_order(task: str) -> None:
+    """What a dense or multi-label report lists (JSON checks, JUnit cases) is the registry
+    filtered by the task, each with a unique task_order within its kind."""
+    from types import SimpleNamespace
+
+    from kerasdoctor.checks import for_task
+    from kerasdoctor.task_report import assemble, task_check_ids
+
+    declared = [sp for sp in CHECKS.values() if task in sp.tasks]
+    assert {sp.id for sp in declared} == set(task_check_ids(task))
+    for kind in Kind:
+        orders = [sp.task_order for sp in declared if sp.kind is kind]
+        assert len(set(orders)) == len(orders) and 999 not in orders, (task, kind)
+    opts = SimpleNamespace(ignore={"class-imbalance": "why"}, only=None)
+    done = assemble(task, [], [], opts)
+    assert [o.check_id for o in done.outcomes] == [c.spec.id for c in for_task(task)]
+    assert {o.check_id: o.status for o in done.outcomes}["class-imbalance"] == "skipped"
+
+
+@pytest.mark.unit
+def test_a_task_finding_outside_its_registry_checks_is_refused() -> None:
+    from types import SimpleNamespace
+
+    from kerasdoctor.task_report import assemble
+
+    opts = SimpleNamespace(ignore={}, only=None)
+    stray = Finding("dead-units", Kind.CAUSE, Severity.ERROR, "t", "d", {}, ())
+    with pytest.raises(RuntimeError, match="dead-units"):
+        assemble("dense", [stray], [], opts)
+    wrong_kind = dataclasses.replace(stray, id="prediction-collapse")
+    with pytest.raises(RuntimeError, match="prediction-collapse"):
+        assemble("multilabel", [wrong_kind], [], opts)
+
+
+@pytest.mark.parametrize(
+    ("stem", "task"), [("dense_unet_collapsed", "dense"), ("ml_collapsed", "multilabel")]
+)
+def test_task_report_lists_the_registry_checks_of_its_task(stem: str, task: str) -> None:
+    from kerasdoctor.checks import for_task
+
+    report = diagnose_fixture(f"{stem}.keras", f"{stem}.npz")
+    assert report.metrics.task == task
+    assert [o.check_id for o in report.outcomes] == [c.spec.id for c in for_task(task)]
+    assert report.findings and {f.id for f in report.findings} <= {
+        c.spec.id for c in for_task(task)
+    }

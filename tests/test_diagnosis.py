@@ -112,6 +112,41 @@ def test_upstream_end_of_the_chain_is_the_root() -> None:
 
 
 @pytest.mark.unit
+def test_a_task_report_is_ranked_by_the_same_rules_in_its_own_order() -> None:
+    """Dense and multi-label findings go through rank() with the task's order (spec
+    task_order): it places equals and the chain's symptoms (missing classes before chance
+    level there, after it in the single-label graph); the edges still pick the root."""
+    from kerasdoctor.task_report import task_check_ids
+
+    found = [
+        f("class-imbalance", "info"),
+        f("decision-threshold"),
+        f("preprocessing-mismatch"),
+        s("chance-level"),
+        s("missing-classes"),
+        s("prediction-collapse"),
+    ]
+    ordered, chain = rank(found, task_check_ids("dense"))
+    assert ids(ordered) == [
+        "prediction-collapse",
+        "missing-classes",
+        "chance-level",
+        "preprocessing-mismatch",  # explains a threshold that does not fit: the root
+        "decision-threshold",
+        "class-imbalance",
+    ]
+    assert chain == [
+        "preprocessing-mismatch",
+        "decision-threshold",
+        "prediction-collapse",
+        "missing-classes",
+        "chance-level",
+    ]
+    _, single = rank([*found[:3], *found[:2:-1]])
+    assert single[-2:] == ["chance-level", "missing-classes"]
+
+
+@pytest.mark.unit
 def test_dead_units_are_root_when_nothing_upstream_explains_them() -> None:
     ordered, chain = rank([s("constant-output"), f("dead-units"), f("class-imbalance", "info")])
     assert causes_of(ordered) == ["dead-units", "class-imbalance"]

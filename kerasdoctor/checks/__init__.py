@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import ModuleType
 
-from kerasdoctor.checks.base import CheckSpec, Context, NotApplicable
+from kerasdoctor.checks.base import SINGLE_LABEL, TASKS, CheckSpec, Context, NotApplicable
 from kerasdoctor.findings import CheckError, Finding, Kind, Outcome, Severity
 
 
@@ -45,6 +45,17 @@ def registry() -> list[Check]:
     return checks
 
 
+def for_task(task: str) -> list[Check]:
+    """The checks a diagnosis of this task reports (their specs declare it), symptoms first:
+    single-label in catalogue order, dense and multi-label in their task order."""
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}: one of {', '.join(TASKS)}")
+    checks = [c for c in registry() if task in c.spec.tasks]
+    if task != SINGLE_LABEL:
+        checks.sort(key=lambda c: (c.spec.kind is not Kind.SYMPTOM, c.spec.task_order, c.spec.id))
+    return checks
+
+
 def get(check_id: str) -> Check | None:
     return next((c for c in registry() if c.spec.id == check_id), None)
 
@@ -72,7 +83,7 @@ def run_checks(
     """
     reasons = dict(skip) if isinstance(skip, Mapping) else {cid: "" for cid in skip}
     run = CheckRun([], [], [])
-    checks = registry()
+    checks = for_task(SINGLE_LABEL)
     for phase in (Kind.SYMPTOM, Kind.CAUSE):
         if phase is Kind.CAUSE:
             ctx.symptoms = symptoms_of(run.findings)
@@ -118,7 +129,7 @@ def symptoms_of(findings: list[Finding]) -> dict[str, Finding]:
 def run_symptoms(ctx: Context) -> list[Finding]:
     """Phase 1 alone, filling ctx.symptoms (for a cause check run by itself, as in tests)."""
     findings: list[Finding] = []
-    for check in (c for c in registry() if c.spec.kind is Kind.SYMPTOM):
+    for check in (c for c in for_task(SINGLE_LABEL) if c.spec.kind is Kind.SYMPTOM):
         try:
             findings.extend(check.run(ctx))
         except NotApplicable:

@@ -1,5 +1,6 @@
-"""What a check is: a spec (id, kind, order, causal edges, tier, thresholds, needs) and a pure
-run(Context). Everything else (the catalogue, the ranking, explain, JUnit) derives from specs."""
+"""What a check is: a spec (id, kind, order, causal edges, tier, thresholds, needs, the tasks it
+covers) and a pure run(Context). Everything else (the catalogue, the ranking, explain, JUnit, the
+checks a dense or multi-label diagnosis reports) derives from specs."""
 
 from __future__ import annotations
 
@@ -20,6 +21,15 @@ if TYPE_CHECKING:  # the heavy side stays out of `kerasdoctor checks` / `explain
 # Groups a cause's `explains` may name instead of listing symptom ids one by one.
 PREDICTIONS = "@predictions"  # every symptom of wrong predictions (collapse, recall, gates...)
 OUTPUT = "@output"  # the output's own symptoms: it does not follow the input
+
+# The diagnoses a model is routed to (core.py): a single-label classifier (the registry's run()
+# functions on the probe's evidence), a dense one (per pixel or token: kerasdoctor/dense.py) and
+# a multi-label one (multi-hot labels: kerasdoctor/multilabel.py). The last two compute their
+# findings from their own pass (and task_causes.py), under the ids of the specs that cover them.
+SINGLE_LABEL, DENSE, MULTILABEL = "single-label", "dense", "multilabel"
+TASKS = (SINGLE_LABEL, DENSE, MULTILABEL)
+ALL_TASKS = frozenset(TASKS)
+TASK_NAMES = {SINGLE_LABEL: "single-label", DENSE: "dense", MULTILABEL: "multi-label"}
 
 
 @dataclass(frozen=True)
@@ -58,6 +68,13 @@ class CheckSpec:
     # causes: what `fix --repair` changes inside the saved model to cure it, without
     # retraining ("" when no surgery can); fix/repair.py holds one repair per such id
     repair: str = ""
+    # the diagnoses that report this id (TASKS); a dense or multi-label diagnosis lists
+    # exactly the checks that declare its task, with their outcomes (JSON, JUnit)
+    tasks: frozenset[str] = frozenset({SINGLE_LABEL})
+    # position in the dense and multi-label reports (their checks, and the ranking's order
+    # between equals), symptoms and causes apart: there the model-level causes found by
+    # experiment come first, upstream first (inputs, statistics, head, loss, decision, data)
+    task_order: int = 999
 
     def explain(self) -> str:
         """The text of `kerasdoctor explain ID`."""
@@ -74,6 +91,8 @@ class CheckSpec:
             for name, t in self.thresholds.items():
                 lines.append(f"  {name} = {t.value:g}: {t.why}")
         lines += ["", "How to fix it:", f"  {self.fix}"]
+        if self.tasks != {SINGLE_LABEL}:
+            lines += ["", f"Diagnosed for: {self.task_names()} models."]
         if self.repair:
             lines += [
                 "",
@@ -81,6 +100,11 @@ class CheckSpec:
                 f"  {self.repair}",
             ]
         return "\n".join(lines)
+
+    def task_names(self) -> str:
+        """'single-label, dense and multi-label': the diagnoses that report this id."""
+        names = [TASK_NAMES[t] for t in TASKS if t in self.tasks]
+        return ", ".join(names[:-1]) + (" and " if len(names) > 1 else "") + names[-1]
 
 
 @dataclass

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from kerasdoctor._lazy import numpy as np
 from kerasdoctor.checks._model import py_path
 from kerasdoctor.checks.base import (
+    ALL_TASKS,
     OUTPUT,
     PREDICTIONS,
     CheckSpec,
@@ -86,6 +87,8 @@ SPEC = CheckSpec(
         " cumulative average over batches; no weight changes)"
     ),
     order=150,
+    tasks=ALL_TASKS,
+    task_order=20,
     needs=frozenset({"symptoms", "experiments"}),
     explains=frozenset({OUTPUT, PREDICTIONS, "dead-units"}),
     tier=4,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from kerasdoctor._lazy import numpy as np
-from kerasdoctor.checks.base import CheckSpec, Context, Threshold, finding
+from kerasdoctor.checks.base import ALL_TASKS, CheckSpec, Context, Threshold, finding
 from kerasdoctor.findings import Finding, Kind, Severity
 
 SPEC = CheckSpec(
@@ -41,6 +41,8 @@ SPEC = CheckSpec(
     },
     fires_on=("scn_shuffled",),
     order=15,
+    tasks=ALL_TASKS,
+    task_order=30,
 )
 
 

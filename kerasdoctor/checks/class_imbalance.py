@@ -7,6 +7,7 @@ from typing import Any
 from kerasdoctor._lazy import numpy as np
 from kerasdoctor.checks._data import fixed_model_name, prediction_symptoms
 from kerasdoctor.checks.base import (
+    ALL_TASKS,
     PREDICTIONS,
     CheckSpec,
     Context,
@@ -100,6 +101,8 @@ SPEC = CheckSpec(
         "balanced weights, whichever wins on held-out rows"
     ),
     order=50,
+    tasks=ALL_TASKS,
+    task_order=70,
     explains=frozenset({PREDICTIONS}),
     tier=7,
     needs=frozenset({"symptoms", "experiments"}),

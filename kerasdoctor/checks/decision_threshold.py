@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from kerasdoctor._lazy import numpy as np
 from kerasdoctor.checks.base import (
+    ALL_TASKS,
     PREDICTIONS,
     CheckSpec,
     Context,
@@ -74,6 +75,8 @@ SPEC = CheckSpec(
         "output is the new cut"
     ),
     order=170,
+    tasks=ALL_TASKS,
+    task_order=60,
     explains=frozenset({PREDICTIONS}),
     subsumes=frozenset({"class-imbalance"}),
     tier=6,

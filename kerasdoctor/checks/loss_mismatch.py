@@ -12,7 +12,9 @@ from kerasdoctor.checks._model import (
     label_classes,
 )
 from kerasdoctor.checks.base import (
+    MULTILABEL,
     PREDICTIONS,
+    SINGLE_LABEL,
     CheckSpec,
     Context,
     NotApplicable,
@@ -60,6 +62,8 @@ SPEC = CheckSpec(
     ),
     fires_on=("model_cce_one_unit",),
     order=120,
+    tasks=frozenset({SINGLE_LABEL, MULTILABEL}),
+    task_order=50,
     needs=frozenset({"symptoms"}),
     explains=frozenset({PREDICTIONS, "untrained-model"}),
     tier=1,

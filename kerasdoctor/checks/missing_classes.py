@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from kerasdoctor._lazy import numpy as np
 from kerasdoctor.checks.base import (
+    ALL_TASKS,
     CheckSpec,
     Context,
     Threshold,
@@ -34,6 +35,8 @@ SPEC = CheckSpec(
     },
     fires_on=("collapsed",),
     order=20,
+    tasks=ALL_TASKS,
+    task_order=20,
 )
 
 

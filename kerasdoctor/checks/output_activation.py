@@ -17,8 +17,10 @@ from kerasdoctor.checks._model import (
     loss_text,
 )
 from kerasdoctor.checks.base import (
+    MULTILABEL,
     OUTPUT,
     PREDICTIONS,
+    SINGLE_LABEL,
     CheckSpec,
     Context,
     NotApplicable,
@@ -62,6 +64,8 @@ SPEC = CheckSpec(
     ),
     fires_on=("model_relu_head",),
     order=110,
+    tasks=frozenset({SINGLE_LABEL, MULTILABEL}),
+    task_order=40,
     explains=frozenset({OUTPUT, PREDICTIONS, "dead-units"}),
     tier=2,
     needs=frozenset({"symptoms", "experiments"}),

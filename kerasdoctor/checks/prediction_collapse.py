@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from kerasdoctor._lazy import numpy as np
-from kerasdoctor.checks.base import CheckSpec, Context, Threshold, finding
+from kerasdoctor.checks.base import ALL_TASKS, CheckSpec, Context, Threshold, finding
 from kerasdoctor.findings import Finding, Fix, Kind, Severity
 
 SPEC = CheckSpec(
@@ -29,6 +29,8 @@ SPEC = CheckSpec(
     },
     fires_on=("collapsed",),
     order=10,
+    tasks=ALL_TASKS,
+    task_order=10,
 )
 
 

@@ -14,6 +14,7 @@ from kerasdoctor.checks._data import (
     value_inputs,
 )
 from kerasdoctor.checks.base import (
+    ALL_TASKS,
     OUTPUT,
     PREDICTIONS,
     CheckSpec,
@@ -115,6 +116,8 @@ SPEC = CheckSpec(
         "fixed 1x1 convolution that swaps channels) so the model takes the data as it comes"
     ),
     order=160,
+    tasks=ALL_TASKS,
+    task_order=10,
     needs=frozenset({"symptoms", "experiments"}),
     explains=frozenset(
         {

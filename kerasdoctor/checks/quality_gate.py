@@ -5,7 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from kerasdoctor._lazy import numpy as np
-from kerasdoctor.checks.base import CheckSpec, Context, NotApplicable, finding, names_list
+from kerasdoctor.checks.base import (
+    ALL_TASKS,
+    CheckSpec,
+    Context,
+    NotApplicable,
+    finding,
+    names_list,
+)
 from kerasdoctor.findings import Finding, Fix, Kind, Severity
 
 # The gate names, as in the command line (--min-recall) and [tool.kerasdoctor] (min_recall).
@@ -30,6 +37,8 @@ SPEC = CheckSpec(
     ),
     fires_on=("healthy_imbalanced", "--min-recall", "0.99"),
     order=210,
+    tasks=ALL_TASKS,
+    task_order=40,
 )
 
 

@@ -7,6 +7,7 @@ from typing import Any
 from kerasdoctor._lazy import numpy as np
 from kerasdoctor.checks._model import loss_text, py_path
 from kerasdoctor.checks.base import (
+    ALL_TASKS,
     OUTPUT,
     PREDICTIONS,
     CheckSpec,
@@ -52,6 +53,8 @@ SPEC = CheckSpec(
         "(the softmax was added after training)"
     ),
     order=100,
+    tasks=ALL_TASKS,
+    task_order=30,
     needs=frozenset({"experiments"}),
     explains=frozenset(
         {
