@@ -71,6 +71,9 @@ UNREPAIRABLE: dict[str, str] = {
     "single-unit-softmax": "a softmax over one unit is constant 1 and passed no gradient to "
     "the logit under it, which does not rank the classes: retrain with a sigmoid head",
     "nonfinite-inputs": "the data holds NaN or infinite values: clean the data",
+    "padding-side": "the sequences are padded on the other side than in training: re-pad them "
+    'as the training data was padded (keras.utils.pad_sequences(..., padding="pre" or "post")); '
+    "no change inside the model can move the padding of the data it is given",
 }
 
 
@@ -358,8 +361,27 @@ def _ba(s: ClassSummary) -> float:
 
 def unrepairable_why(finding: Finding, needs: str = "a change to training or data") -> str:
     """Why no edit of the model cures `finding` (its cure is in training or in the data)."""
+    if finding.id == "padding-side":
+        return _padding_why(finding)
     return UNREPAIRABLE.get(
         finding.id, f"{finding.id} has no repair inside the model: it needs {needs}"
+    )
+
+
+def _padding_why(finding: Finding) -> str:
+    """padding-side: the data is padded on the other side than in training; the cure is to
+    pad it as in training, which no edit of the weights can stand in for."""
+    inputs = finding.evidence.get("inputs") or [{}]
+    side = inputs[0].get("side")
+    if side not in ("pre", "post"):
+        return UNREPAIRABLE["padding-side"]
+    other = "pre" if side == "post" else "post"
+    where = "at the end" if side == "post" else "at the front"
+    return (
+        f"the sequences are padded {where} ('{side}') but the model was trained on them padded "
+        f"'{other}': re-pad them as in training, keras.utils.pad_sequences(sequences, "
+        f'padding="{other}"); no change inside the model can move the padding of the data '
+        "it is given (or build the Embedding with mask_zero=True and retrain)"
     )
 
 
