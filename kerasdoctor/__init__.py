@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from kerasdoctor.callback import DoctorCallback
+    from kerasdoctor.fix.repair_result import RepairReport
 
 
 def diagnose(model: Any, x: Any, y: np.ndarray | Any = None, **options: Any) -> Report:
@@ -77,7 +78,7 @@ def diagnose(model: Any, x: Any, y: np.ndarray | Any = None, **options: Any) -> 
 
 def repair(
     model: Any, x: Any, y: Any, *, cause: str | None = None, seed: int = 0, **options: Any
-) -> tuple[Any, Any]:
+) -> tuple[Any, RepairReport]:
     """Cure the diagnosed root cause inside the model, without retraining, as
     ``kerasdoctor fix --repair`` does: the repair is fitted on one seeded, stratified half of
     (x, y) and kept only when it beats sampling noise on the other half.
@@ -85,8 +86,9 @@ def repair(
     Returns ``(repaired_model, report)``: a new Keras model made of standard layers (the
     given one is never changed), or the given model itself when nothing was repaired;
     ``report`` is a RepairReport (``repaired``, ``cause``, ``repair``, ``why``, ``before``,
-    ``after``, ``gain``, ``instead``, ``to_dict()``). ``cause`` picks another cause of the
-    diagnosis than its root; the other keywords are diagnose()'s.
+    ``after``, ``gain``, ``instead``, ``to_dict()``; ``outcome`` is the typed RepairResult
+    they are read from). ``cause`` picks another cause of the diagnosis than its root; the
+    other keywords are diagnose()'s.
 
     >>> import numpy as np, kerasdoctor
     >>> d = np.load("fixtures/data_permuted.npz")
@@ -165,7 +167,7 @@ def __getattr__(name: str) -> Any:
 
         return DoctorCallback
     if name == "RepairReport":
-        from kerasdoctor.fix.repair import RepairReport
+        from kerasdoctor.fix.repair_result import RepairReport
 
         return RepairReport
     raise AttributeError(f"module 'kerasdoctor' has no attribute {name!r}")

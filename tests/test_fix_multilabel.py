@@ -188,6 +188,7 @@ def test_no_validated_label_is_exit_1_with_the_reason(tmp_path: Path) -> None:
 
     from kerasdoctor.findings import Finding, Kind, Severity
     from kerasdoctor.fix import per_label
+    from kerasdoctor.fix.repair_result import LabelSummary
 
     keras.utils.set_random_seed(5)
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="sigmoid")])
@@ -203,9 +204,11 @@ def test_no_validated_label_is_exit_1_with_the_reason(tmp_path: Path) -> None:
     finding = Finding("decision-threshold", Kind.CAUSE, Severity.ERROR, "t", "d")
     out = tmp_path / "fixed.keras"
     res = per_label.repair(ld, report, finding, out, 0)
-    assert res["repaired"] is False and not out.exists()
-    assert "no label's threshold beats 0.5 beyond noise" in res["why"]
-    assert res["before"]["macro_balanced_accuracy"] is not None and res["after"] is None
+    assert res.repaired is False and not out.exists()
+    assert res.why is not None and "no label's threshold beats 0.5 beyond noise" in res.why
+    assert isinstance(res.before, LabelSummary) and res.after is None
+    assert res.before.macro_balanced_accuracy is not None
+    assert res.to_dict()["before"]["macro_balanced_accuracy"] is not None
 
 
 def test_class_imbalance_points_to_the_thresholds(tmp_path: Path) -> None:

@@ -317,3 +317,23 @@ def test_library_repair_returns_a_new_model_and_its_report() -> None:
         fixture_path("healthy.keras"), *(np.load(fixture_path("healthy.npz"))[k] for k in "xy")
     )
     assert not rep2.repaired and rep2.cause is None and isinstance(same, str)
+
+
+def test_padding_side_is_cured_in_the_data_not_the_model(tmp_path: Path) -> None:
+    """Sequences padded 'post' fed to a model trained on 'pre' padding: no edit of the model
+    moves the padding of its inputs, so nothing is written, exit 1, and the result says to
+    re-pad the data as in training (pad_sequences(..., padding="pre"))."""
+    out = tmp_path / "fixed.keras"
+    args = (fixture_path("seq_pad_post.keras"), fixture_path("seq_pad_post.npz"), "-o", str(out))
+    r = run_cli("fix", "--repair", *args, "--format", "json")
+    assert r.exit_code == 1, (r.stdout, r.stderr)
+    res = r.json()
+    assert res["repaired"] is False and res["cause"] == "padding-side" and res["output"] is None
+    assert 'pad_sequences(sequences, padding="pre")' in res["why"]
+    assert "no change inside the model" in res["why"] and "'post'" in res["why"]
+    assert 'padding="pre"' in (res["instead"][0]["code"] or "")
+    table = run_cli("fix", "--repair", *args)
+    assert table.exit_code == 1
+    assert "not repaired: the sequences are padded at the end ('post')" in table.stdout
+    assert "instead: Pad the sequences 'pre', as in training" in table.stdout
+    assert list(tmp_path.iterdir()) == []

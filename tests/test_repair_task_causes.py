@@ -189,8 +189,9 @@ def test_batchnorm_repair_of_a_model_without_batchnorm(tmp_path: Path) -> None:
     report = diagnose_paths(model, data, Options())
     forged = Finding("batchnorm-statistics", Kind.CAUSE, Severity.ERROR, "t", "d", {}, ())
     res = repair(load_npz(model, data, DataOptions()), report, forged, out, 0)
-    assert res["repaired"] is False and "no BatchNormalization layer" in res["why"]
-    assert res["before"]["balanced_accuracy"] == pytest.approx(0.25)
+    assert res.repaired is False and "no BatchNormalization layer" in (res.why or "")
+    assert res.before is not None and res.before.balanced_accuracy == pytest.approx(0.25)
+    assert res.to_dict()["before"]["balanced_accuracy"] == pytest.approx(0.25)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -558,10 +558,14 @@ def _threshold_multi(
             "--objective f1 applies to a binary model; per-label and per-position "
             "thresholds maximise balanced accuracy"
         )
+    from kerasdoctor.render.repair import label_threshold_table, position_threshold_table
+
     lm = load_model(paths[0], unsafe=unsafe, output_name=output_name)
     if not opts.multi_label and is_dense_output(lm):
         dd = per_position.load_npz(paths[0], paths[1], opts, lm=lm)
-        return per_position.threshold_report(dd, seed, opts), per_position.threshold_table
+        dense = per_position.threshold_report(dd, seed, opts)
+        # the caller takes (the JSON, a table of it): the table reads the typed report
+        return dense.to_dict(), lambda _: position_threshold_table(dense)
     if not (opts.multi_label or isinstance(exc, MultiHotLabels)):
         assert exc is not None
         raise exc
@@ -571,7 +575,8 @@ def _threshold_multi(
             "to multi-hot labels"
         )
     ld = per_label.load_npz(paths[0], paths[1], opts, lm=lm)
-    return per_label.threshold_report(ld, seed, opts), per_label.threshold_table
+    multi = per_label.threshold_report(ld, seed, opts)
+    return multi.to_dict(), lambda _: label_threshold_table(multi)
 
 
 def _resample(data: str, mode: str, seed: int, fmt: str, output: Path, data_opts: Any) -> None:
@@ -669,22 +674,13 @@ def _repair(
     check_output(output, paths[0], paths[1])  # before the diagnosis: exit 2 at once
     result = repair_paths(paths[0], paths[1], output, cause=cause, seed=seed, data_opts=data_opts)
     if fmt == "json":
-        text = _json(result)
-    elif result.get("task") == "multilabel":  # issue 16
-        from kerasdoctor.fix.per_label import repair_table as multi_table
-
-        text = multi_table(result)
-    elif result.get("task") == "dense":
-        from kerasdoctor.fix.per_position import repair_table as dense_table
-
-        text = dense_table(result)
+        text = _json(result.to_dict())
     else:
-        from kerasdoctor.render.simple import repair_table
+        from kerasdoctor.render.repair import repair_table
 
         text = repair_table(result)
     write_output(text, None)  # --output is the model file: the report goes to stdout
-    healthy = result["cause"] is None and result["verdict_before"] == "healthy"
-    if not result["repaired"] and not healthy:
+    if not result.repaired and not result.healthy:
         raise typer.Exit(EXIT_FINDINGS)  # not repaired: 1, as diagnose exits on the finding
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -24,7 +24,16 @@ from typing import Any
 import numpy as np
 
 from kerasdoctor.errors import InputError
-from kerasdoctor.findings import Finding, Report
+from kerasdoctor.findings import Finding, Fix, Report
+from kerasdoctor.fix.repair_result import (
+    LabelRates,
+    LabelRow,
+    LabelSummary,
+    LabelThresholds,
+    Rediagnosis,
+    RepairDetails,
+    RepairResult,
+)
 from kerasdoctor.fix.task_repair import MODEL_LEVEL  # model-level causes, repaired there
 
 SPLIT = (
@@ -151,52 +160,51 @@ def _logit(t: float) -> float:
 
 def _summary(
     y: np.ndarray, pred: np.ndarray, names: list[str], thresholds: list[float]
-) -> dict[str, Any]:
+) -> LabelSummary:
     """label_summary's macro figures plus a row per label (what the tables print)."""
     from kerasdoctor.multilabel import _rates, label_summary
 
-    s = label_summary(y, pred)
-    s["balanced_accuracy"] = s["macro_balanced_accuracy"]  # the single-label key, same sense
-    s["per_class"] = [
-        dict(
-            _rates(y[:, j].astype(bool), pred[:, j].astype(bool)),
-            **{"class": j, "name": names[j], "threshold": thresholds[j]},
-        )
-        for j in range(len(names))
-    ]
-    return s
+    return LabelSummary.of(
+        label_summary(y, pred),
+        [
+            dict(
+                _rates(y[:, j].astype(bool), pred[:, j].astype(bool)),
+                **{"class": j, "name": names[j], "threshold": thresholds[j]},
+            )
+            for j in range(len(names))
+        ],
+    )
 
 
 def _labels(
     ld: LabelData, probs: np.ndarray, test: np.ndarray, rows: list[dict[str, Any]]
-) -> list[dict[str, Any]]:
+) -> tuple[LabelRow, ...]:
+    """multilabel.validate_label_thresholds's rows, with each label's name, prevalence and
+    held-out ROC AUC."""
     from kerasdoctor.multilabel import _auc
 
-    out = []
-    for r in rows:
-        j = r["label"]
-        out.append(
-            {
-                "label": j,
-                "name": ld.names[j],
-                "prevalence": float(ld.y[:, j].mean()),
-                "roc_auc": _auc(ld.y[test, j], probs[test, j]),
-                "threshold": r["threshold"],
-                "threshold_fitted": r["threshold_fitted"],
-                "validated": r["validated"],
-                "gain": r["gain"],
-                "noise": r["noise"],
-                "note": r["note"],
-                "before": r["before"],
-                "after": r["after"],
-            }
+    return tuple(
+        LabelRow(
+            label=r["label"],
+            name=ld.names[r["label"]],
+            prevalence=float(ld.y[:, r["label"]].mean()),
+            roc_auc=_auc(ld.y[test, r["label"]], probs[test, r["label"]]),
+            threshold=r["threshold"],
+            threshold_fitted=r["threshold_fitted"],
+            validated=r["validated"],
+            gain=r["gain"],
+            noise=r["noise"],
+            note=r["note"],
+            before=LabelRates.of(r["before"]),
+            after=LabelRates.of(r["after"]),
         )
-    return out
+        for r in rows
+    )
 
 
-def threshold_report(ld: LabelData, seed: int, data_opts: Any) -> dict[str, Any]:
+def threshold_report(ld: LabelData, seed: int, data_opts: Any) -> LabelThresholds:
     """`fix --threshold MODEL DATA` on a multi-label model: a cut per label chosen on one
-    half, checked on the other; the JSON result."""
+    half, checked on the other."""
     from kerasdoctor.multilabel import (
         DECISION,
         fix_commands,
@@ -237,31 +245,27 @@ def threshold_report(ld: LabelData, seed: int, data_opts: Any) -> dict[str, Any]
             ld.lm.path, ld.path, data_opts, "decision-threshold", repair=True, threshold=False
         )[0].command
     k = y.shape[1]
-    return {
-        "model": ld.lm.path,
-        "data": ld.path,
-        "task": "multilabel",
-        "head": f"{k} sigmoid units" if not logits else f"{k} linear units (logits)",
-        "score": "P(label), per label",
-        "objective": "balanced-accuracy",
-        "rule": "score > threshold",
-        "default_threshold": DECISION,
-        "split": SPLIT,
-        "validation": RULE,
-        "seed": seed,
-        "fit_rows": int(fit.size),
-        "heldout_rows": int(test.size),
-        "thresholds": shipped,
-        "logit_thresholds": [_logit(t) for t in shipped] if logits else None,
-        "validated_labels": validated,
-        "labels": _labels(ld, probs, test, rows),
-        "label_counts": [int(v) for v in y.sum(axis=0)],
-        "class_names": ld.names,
-        "before": _summary(y[test], base[test], ld.names, [DECISION] * k),
-        "after": _summary(y[test], tuned[test], ld.names, shipped),
-        "code": code,
-        "repair_command": repair,
-        "note": (
+    return LabelThresholds(
+        model=ld.lm.path,
+        data=ld.path,
+        head=f"{k} sigmoid units" if not logits else f"{k} linear units (logits)",
+        default_threshold=DECISION,
+        split=SPLIT,
+        validation=RULE,
+        seed=seed,
+        fit_rows=int(fit.size),
+        heldout_rows=int(test.size),
+        thresholds=tuple(shipped),
+        logit_thresholds=tuple(_logit(t) for t in shipped) if logits else None,
+        validated_labels=tuple(validated),
+        labels=_labels(ld, probs, test, rows),
+        label_counts=tuple(int(v) for v in y.sum(axis=0)),
+        class_names=tuple(ld.names),
+        before=_summary(y[test], base[test], ld.names, [DECISION] * k),
+        after=_summary(y[test], tuned[test], ld.names, shipped),
+        code=code,
+        repair_command=repair,
+        note=(
             "before and after are measured on the held-out half only; choose the "
             "thresholds on validation data, not on the data you report on"
             + (
@@ -270,133 +274,126 @@ def threshold_report(ld: LabelData, seed: int, data_opts: Any) -> dict[str, Any]
                 else "; no label's cut beat 0.5 beyond noise: the model's 0.5 stays for every label"
             )
         ),
-    }
+    )
 
 
 def repair(
     ld: LabelData, report: Report, finding: Finding | None, output: Path, seed: int
-) -> dict[str, Any]:
+) -> RepairResult:
     """`fix --repair` of a multi-label model: the validated per-label cuts moved into the
     output bias, or a model-level cause cured (fix.task_repair); the file is written only when
     the reloaded model (safe mode) is better on the held-out half."""
-    from kerasdoctor.fix.repair import CannotRepair, _saved, _standard, shift_output_logits
+    from kerasdoctor.fix.repair import (
+        CannotRepair,
+        _saved,
+        _standard,
+        shift_output_logits,
+        unrepairable_why,
+    )
     from kerasdoctor.load import load_model
     from kerasdoctor.multilabel import DECISION, split_halves, validate_label_thresholds
 
     y, k = ld.y, ld.y.shape[1]
     fit, test = split_halves(y, seed)
-    result: dict[str, Any] = {
-        "repaired": False,
-        "task": "multilabel",
-        "cause": None if finding is None else finding.id,
-        "cause_title": None if finding is None else finding.title,
-        "repair": None,
-        "why": None,
-        "instead": [],
-        "before": None,
-        "after": None,
-        "gain": None,
-        "required_gain": None,
-        "rule": RULE,
-        "split": SPLIT,
-        "seed": seed,
-        "fit_rows": int(fit.size),
-        "heldout_rows": int(test.size),
-        "details": {},
-        "diagnosis_after": None,
-        "output": None,
-        "verdict_before": report.verdict,
-    }
+    result = RepairResult.start(
+        "multilabel",
+        report,
+        finding,
+        split=SPLIT,
+        seed=seed,
+        fit_rows=int(fit.size),
+        heldout_rows=int(test.size),
+        rule=RULE,
+    )
     if finding is not None and finding.id in MODEL_LEVEL:  # fix.task_repair
         from kerasdoctor.fix.task_repair import repair_multilabel
 
         return repair_multilabel(ld, report, finding, output, seed, result)
     if finding is None or finding.id not in ("decision-threshold",):
-        if finding is None:
-            result["why"] = (
-                "the diagnosis finds the model healthy: nothing to repair, nothing written"
-                if report.verdict == "healthy"
-                else "the diagnosis names no cause for what it found: nothing to "
-                "repair; run kerasdoctor diagnose for the symptoms"
+        if finding is not None:
+            result = replace(
+                result,
+                why=WHY.get(finding.id) or unrepairable_why(finding, "retraining"),
+                instead=_instead(finding, report),
             )
-        else:
-            from kerasdoctor.fix.repair import UNREPAIRABLE
-
-            result["why"] = WHY.get(finding.id) or UNREPAIRABLE.get(
-                finding.id, f"{finding.id} has no repair inside the model: it needs retraining"
-            )
-            result["instead"] = _instead(finding, report)
         if finding is not None or report.verdict != "healthy":
-            result["before"] = _before(ld, test)
+            result = replace(result, before=_before(ld, test))
         return result
     if ld.facts.head == "softmax":  # the diagnosis names output-activation first, but --cause
-        result["why"] = WHY["output-activation"]
-        return result
+        return replace(result, why=WHY["output-activation"])
     probs, logits = scores(ld)
     if ld.facts.head not in ("sigmoid",) and not logits:
-        result["why"] = (
-            f"the {ld.facts.head} outputs lie in [0, 1] but are no sigmoid: no logit to shift"
+        return replace(
+            result,
+            why=f"the {ld.facts.head} outputs lie in [0, 1] but are no sigmoid: no logit to shift",
         )
-        return result
     rows = validate_label_thresholds(y, probs, fit, test)
     shipped = [float(r["threshold"]) for r in rows]
     base = (probs > DECISION).astype(np.int8)
-    result["before"] = _summary(y[test], base[test], ld.names, [DECISION] * k)
-    labels = _labels(ld, probs, test, rows)
-    result["details"] = {"labels": labels, "thresholds": shipped}
+    before = _summary(y[test], base[test], ld.names, [DECISION] * k)
+    fitted = RepairDetails(labels=_labels(ld, probs, test, rows), thresholds=tuple(shipped))
+    result = replace(result, before=before, details=fitted)
     validated = [r for r in rows if r["validated"]]
     if not validated:
-        result["why"] = (
-            "no label's threshold beats 0.5 beyond noise on the held-out half ("
+        return replace(
+            result,
+            why="no label's threshold beats 0.5 beyond noise on the held-out half ("
             + "; ".join(f"{ld.names[r['label']]}: {r['note']}" for r in rows if r["note"])
-            + "): nothing to move into the model, nothing written"
+            + "): nothing to move into the model, nothing written",
+            instead=_instead(finding, report),
         )
-        result["instead"] = _instead(finding, report)
-        return result
     shift = np.array([_logit(t) if r["validated"] else 0.0 for t, r in zip(shipped, rows)])
     try:
         model, what, details = shift_output_logits(ld.lm, shift, ("sigmoid", "linear"))
     except CannotRepair as exc:
-        result["why"] = str(exc)
-        result["instead"] = _instead(finding, report)
-        return result
-    names = [ld.names[r["label"]] for r in validated]
-    result["repair"] = (
-        f"moved the thresholds of {len(validated)} of {k} labels ("
-        + ", ".join(f"{ld.names[r['label']]} {r['threshold']:.4g}" for r in validated)
-        + f") into the output logits: {what} (-= logit(threshold)); the "
-        "other labels keep 0.5, and the model's plain 0.5 rule applies them"
+        return replace(result, why=str(exc), instead=_instead(finding, report))
+    names = tuple(ld.names[r["label"]] for r in validated)
+    result = replace(
+        result,
+        repair=(
+            f"moved the thresholds of {len(validated)} of {k} labels ("
+            + ", ".join(f"{ld.names[r['label']]} {r['threshold']:.4g}" for r in validated)
+            + f") into the output logits: {what} (-= logit(threshold)); the "
+            "other labels keep 0.5, and the model's plain 0.5 rule applies them"
+        ),
+        details=replace(fitted, surgery=details, validated_labels=names),
     )
-    result["details"].update(details)
-    result["details"]["validated_labels"] = names
     planned = (probs[test] > np.asarray(shipped)).astype(np.int8)
     with _saved(model, output) as tmp:
         # measured on the file as written, loaded back by plain Keras in safe mode
         lm2 = load_model(tmp)
         p2, _ = scores(ld, test, lm=lm2, logits=logits)
         pred = (p2 > DECISION).astype(np.int8)
-        result["after"] = _summary(y[test], pred, ld.names, shipped)
-        result["details"]["agreement_with_thresholds"] = float((pred == planned).mean())
-        result["standard_layers_only"] = _standard(lm2.keras_model)
-        gain = float(result["after"]["balanced_accuracy"] - result["before"]["balanced_accuracy"])
-        result["gain"] = gain
-        if not result["standard_layers_only"]:
-            result["why"] = "the repaired model holds non-standard layers: not written"
-            return result
+        after = _summary(y[test], pred, ld.names, shipped)
+        standard = _standard(lm2.keras_model)
+        gain = float(_ba(after) - _ba(before))
+        result = replace(
+            result,
+            after=after,
+            details=replace(
+                result.details, agreement_with_thresholds=float((pred == planned).mean())
+            ),
+            standard_layers_only=standard,
+            gain=gain,
+        )
+        if not standard:
+            return replace(result, why="the repaired model holds non-standard layers: not written")
         if not gain > 0:
-            result["why"] = (
-                f"the reloaded model moves the macro balanced accuracy of the "
-                f"held-out half by {gain:+.3f}: not written"
+            return replace(
+                result,
+                why=f"the reloaded model moves the macro balanced accuracy of the "
+                f"held-out half by {gain:+.3f}: not written",
             )
-            return result
-        result["diagnosis_after"] = _rediagnose(tmp, ld, test)
+        result = replace(result, diagnosis_after=_rediagnose(tmp, ld, test))
         os.replace(tmp, output)
-    result["repaired"] = True
-    result["output"] = str(output)
-    return result
+    return replace(result, repaired=True, output=str(output))
 
 
-def _before(ld: LabelData, test: np.ndarray) -> dict[str, Any] | None:
+def _ba(s: LabelSummary) -> float:
+    return float("nan") if s.balanced_accuracy is None else s.balanced_accuracy
+
+
+def _before(ld: LabelData, test: np.ndarray) -> LabelSummary | None:
     """The held-out figures at 0.5 for a result that repairs nothing (None when the model
     cannot be read per label)."""
     from kerasdoctor.multilabel import DECISION
@@ -409,18 +406,18 @@ def _before(ld: LabelData, test: np.ndarray) -> dict[str, Any] | None:
     return _summary(ld.y[test], pred, ld.names, [DECISION] * ld.y.shape[1])
 
 
-def _instead(finding: Finding, report: Report) -> list[dict[str, Any]]:
+def _instead(finding: Finding, report: Report) -> tuple[Fix, ...]:
     """The finding's own remedies but a repair command (that is what failed); for a cause
     whose cure is the threshold, the decision-threshold finding's."""
-    fixes = [f.to_dict() for f in finding.fixes]
+    fixes = tuple(finding.fixes)
     if finding.id == "class-imbalance":
         other = next((f for f in report.causes if f.id == "decision-threshold"), None)
         if other is not None:
-            fixes = [f.to_dict() for f in other.fixes] + fixes
-    return [f for f in fixes if "--repair" not in (f.get("command") or "")]
+            fixes = tuple(other.fixes) + fixes
+    return tuple(f for f in fixes if "--repair" not in (f.command or ""))
 
 
-def _rediagnose(path: str, ld: LabelData, test: np.ndarray) -> dict[str, Any]:
+def _rediagnose(path: str, ld: LabelData, test: np.ndarray) -> Rediagnosis:
     """The diagnosis of the repaired model on the held-out half (rows it never fitted)."""
     from kerasdoctor.core import diagnose_arrays
 
@@ -434,127 +431,5 @@ def _rediagnose(path: str, ld: LabelData, test: np.ndarray) -> dict[str, Any]:
             multi_label=True,
         )
     except Exception as exc:  # reported, never fatal: the repair itself is measured above
-        return {"error": f"{type(exc).__name__}: {exc}"[:300]}
-    return {
-        "verdict": rep.verdict,
-        "root_cause": rep.root_cause.id if rep.root_cause else None,
-        "findings": [{"id": f.id, "severity": f.severity.value} for f in rep.findings],
-    }
-
-
-# ------------------------------------------------------------------ tables
-
-
-def _f(v: float | None, pct: bool = True) -> str:
-    if v is None:
-        return "—"
-    return f"{100 * v:.1f}%" if pct else f"{v:.4g}"
-
-
-def _label_rows(labels: list[dict[str, Any]], support: list[int]) -> Any:
-    from kerasdoctor.render.simple import _simple
-
-    t = _simple("", ["label", "name", "positives", "threshold", "recall", "precision", "bal. acc."])
-    for r, n in zip(labels, support):
-        b, a = r["before"], r["after"]
-        t.add_row(
-            str(r["label"]),
-            r["name"],
-            str(n),
-            f"{r['threshold']:.3g}" if r["validated"] else "0.5 (kept)",
-            f"{_f(b['recall'])} → {_f(a['recall'])}",
-            f"{_f(b['precision'])} → {_f(a['precision'])}",
-            f"{_f(b['balanced_accuracy'])} → {_f(a['balanced_accuracy'])}",
-        )
-    return t
-
-
-def _macro(b: dict[str, Any], a: dict[str, Any] | None) -> str:
-    if a is None:
-        return (
-            f"macro balanced accuracy {_f(b['macro_balanced_accuracy'])} · rows predicted "
-            f"with no label {_f(b['no_predicted_label'])}"
-        )
-    return (
-        f"macro balanced accuracy {_f(b['macro_balanced_accuracy'])} → "
-        f"{_f(a['macro_balanced_accuracy'])} · macro recall {_f(b['macro_recall'])} → "
-        f"{_f(a['macro_recall'])} · macro precision {_f(b['macro_precision'])} → "
-        f"{_f(a['macro_precision'])} · rows predicted with no label "
-        f"{_f(b['no_predicted_label'])} → {_f(a['no_predicted_label'])}"
-    )
-
-
-def _notes(labels: list[dict[str, Any]]) -> list[str]:
-    return [f"{r['name']}: {r['note']}" for r in labels if r["note"]]
-
-
-def threshold_table(r: dict[str, Any]) -> str:
-    """`fix --threshold` on a multi-label model: a row per label, held-out half."""
-    from kerasdoctor.render.simple import to_text
-
-    support = [p["support"] for p in r["before"]["per_class"]]
-    lines = [
-        f"Per-label thresholds maximising balanced accuracy · model head: {r['head']} · "
-        f"rule: score > threshold",
-        f"chosen on {r['fit_rows']} rows of {r['data']}, checked on the other "
-        f"{r['heldout_rows']} (seed {r['seed']}); before = 0.5, after = the kept cut",
-        to_text(_label_rows(r["labels"], support)).rstrip("\n"),
-        _macro(r["before"], r["after"]),
-    ]
-    lines += _notes(r["labels"])
-    lines.append(f"rule: {r['validation']}")
-    if r.get("logit_thresholds") is not None:
-        lines.append(
-            "the model outputs logits: thresholds on them "
-            + ", ".join(f"{v:.4g}" for v in r["logit_thresholds"])
-        )
-    lines.append(f"note: {r['note']}")
-    lines.append("Use them:\n" + r["code"].rstrip("\n"))
-    if r.get("repair_command"):
-        lines.append(f"Or move them into the model: {r['repair_command']}")
-    return "\n".join(lines) + "\n"
-
-
-def repair_table(r: dict[str, Any]) -> str:
-    """`fix --repair` of a multi-label model: what moved, a row per label, held-out half."""
-    from kerasdoctor.render.simple import to_text
-
-    if r["cause"] is None:
-        return f"Nothing repaired: {r['why']}\n"
-    lines = [f"cause: {r['cause']} — {r.get('cause_title') or ''}".rstrip(" —")]
-    if r.get("repair"):
-        lines.append(f"repair: {r['repair']}")
-    fitted = (
-        "the thresholds were chosen" if r["cause"] not in MODEL_LEVEL else "the repair was fitted"
-    )
-    lines.append(
-        f"held-out half of {r.get('data') or 'DATA'}: {r['heldout_rows']} rows; "
-        f"{fitted} on the other {r['fit_rows']} (seed {r['seed']})"
-    )
-    labels = r["details"].get("labels")
-    if labels and r["before"] is not None:
-        if r["after"] is not None:  # what the reloaded model predicts, not the plan
-            labels = [dict(lab, after=pa) for lab, pa in zip(labels, r["after"]["per_class"])]
-        support = [p["support"] for p in r["before"]["per_class"]]
-        lines.append(to_text(_label_rows(labels, support)).rstrip("\n"))
-        lines += _notes(labels)
-    if r["before"] is not None:
-        lines.append(_macro(r["before"], r["after"]))
-    diag = r.get("diagnosis_after")
-    if diag and "verdict" in diag:
-        lines.append(
-            f"diagnosis of the repaired model on the held-out half: {diag['verdict']}"
-            + (f", root cause {diag['root_cause']}" if diag.get("root_cause") else "")
-        )
-    if r["repaired"]:
-        lines.append(
-            f"written: {r['output']} (standard Keras layers; loads with "
-            "keras.saving.load_model in safe mode)"
-        )
-    else:
-        lines.append(f"not repaired: {r['why']}")
-        for fix in r.get("instead") or []:
-            lines.append(
-                f"instead: {fix['summary']}" + (f": {fix['command']}" if fix.get("command") else "")
-            )
-    return "\n".join(lines) + "\n"
+        return Rediagnosis.failed(exc)
+    return Rediagnosis.of(rep)

@@ -19,14 +19,23 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from kerasdoctor.errors import InputError
-from kerasdoctor.findings import Finding, Report
+from kerasdoctor.findings import Finding, Fix, Report
+from kerasdoctor.fix.repair_result import (
+    CureVerdict,
+    PositionClassRow,
+    PositionSummary,
+    PositionThreshold,
+    Rediagnosis,
+    RepairDetails,
+    RepairResult,
+)
 
 SPLIT = (
     "two seeded halves of the samples of DATA (as the dense diagnosis splits them): the "
@@ -272,7 +281,7 @@ class _Tally:
             target[at] += part
 
 
-def _summary(counts: tuple[np.ndarray, ...], names: list[str], majority: int) -> dict[str, Any]:
+def _summary(counts: tuple[np.ndarray, ...], names: list[str], majority: int) -> PositionSummary:
     """Balanced accuracy (mean recall), mIoU and per-class figures over the positions."""
     from kerasdoctor.dense import _scores
 
@@ -286,26 +295,26 @@ def _summary(counts: tuple[np.ndarray, ...], names: list[str], majority: int) ->
     for j, name in enumerate(names):
         union = t[j] + p[j] - h[j]
         per.append(
-            {
-                "class": j,
-                "name": name,
-                "support": int(t[j]),
-                "predicted": int(p[j]),
-                "recall": float(h[j] / t[j]) if t[j] else None,
-                "precision": float(h[j] / p[j]) if p[j] else None,
-                "iou": float(h[j] / union) if union else None,
-            }
+            PositionClassRow(
+                index=j,
+                name=name,
+                support=int(t[j]),
+                predicted=int(p[j]),
+                recall=float(h[j] / t[j]) if t[j] else None,
+                precision=float(h[j] / p[j]) if p[j] else None,
+                iou=float(h[j] / union) if union else None,
+            )
         )
-    return {
-        "samples": int(true_k.shape[0]),
-        "positions": total,
-        "accuracy": float(h.sum() / total) if total else None,
-        "balanced_accuracy": float(ba),
-        "mean_iou": float(miou),
-        "no_predicted_foreground": float((~fg_pred).mean()),
-        "no_true_foreground": float((~fg_true).mean()),
-        "per_class": per,
-    }
+    return PositionSummary(
+        samples=int(true_k.shape[0]),
+        positions=total,
+        accuracy=float(h.sum() / total) if total else None,
+        balanced_accuracy=float(ba),
+        mean_iou=float(miou),
+        no_predicted_foreground=float((~fg_pred).mean()),
+        no_true_foreground=float((~fg_true).mean()),
+        per_class=tuple(per),
+    )
 
 
 def _majority(dd: DenseData) -> int:
@@ -369,7 +378,7 @@ def _measure(
     return tally, hist
 
 
-def threshold_report(dd: DenseData, seed: int, data_opts: Any) -> dict[str, Any]:
+def threshold_report(dd: DenseData, seed: int, data_opts: Any) -> PositionThreshold:
     """`fix --threshold MODEL DATA` on a one-sigmoid dense model: one threshold over the
     positions, chosen on one half of the samples and measured on the other."""
     from kerasdoctor.dense import cure_verdict, hist_auc, split_samples
@@ -380,11 +389,11 @@ def threshold_report(dd: DenseData, seed: int, data_opts: Any) -> dict[str, Any]
     fit, test = split_samples(n, seed)
     t, _ = _choose_threshold(dd, fit)
     tally, hist = _measure(dd, test, t, None)
-    verdict = cure_verdict(tally.counts["before"], tally.counts["after"], seed)
+    verdict = CureVerdict.of(cure_verdict(tally.counts["before"], tally.counts["after"], seed))
     m = _majority(dd)
     before = _summary(tally.counts["before"], dd.names, m)
     tried = _summary(tally.counts["after"], dd.names, m)
-    ok = verdict["validated"]
+    ok = verdict.validated
     after = tried if ok else before
     name = dd.names[1]
     code = (
@@ -403,100 +412,76 @@ def threshold_report(dd: DenseData, seed: int, data_opts: Any) -> dict[str, Any]
         if ok
         else (
             f"the threshold {t:.4g} chosen on one half moves the held-out balanced accuracy from "
-            f"{verdict['balanced_accuracy_before']:.3f} to {verdict['balanced_accuracy_after']:.3f}"
-            f" (noise ±{verdict['noise']:.3f}) and the mean IoU from "
-            f"{verdict['mean_iou_before']:.3f} to {verdict['mean_iou_after']:.3f} (noise "
-            f"±{verdict['mean_iou_noise']:.3f}): not validated, keep 0.5"
+            f"{verdict.balanced_accuracy_before:.3f} to {verdict.balanced_accuracy_after:.3f}"
+            f" (noise ±{verdict.noise:.3f}) and the mean IoU from "
+            f"{verdict.mean_iou_before:.3f} to {verdict.mean_iou_after:.3f} (noise "
+            f"±{verdict.mean_iou_noise:.3f}): not validated, keep 0.5"
         )
     )
-    return {
-        "model": dd.lm.path,
-        "data": dd.path,
-        "task": "dense",
-        "head": "one sigmoid unit per position",
-        "score": f"P({name}) per position",
-        "objective": "balanced-accuracy",
-        "rule": "score > threshold",
-        "default_threshold": 0.5,
-        "split": SPLIT,
-        "validation": RULE,
-        "seed": seed,
-        "fit_samples": int(fit.size),
-        "heldout_samples": int(test.size),
-        "positions_heldout": before["positions"],
-        "threshold": t if ok else 0.5,
-        "threshold_fitted": t,
-        "validated": ok,
-        "roc_auc": hist_auc(hist[0], hist[1]),
-        "class_names": dd.names,
-        "ignore_label": dd.ignore_label,
-        "mask": dd.mask is not None,
-        "before": before,
-        "after": after,
-        "tried": tried,
-        "verdict": verdict,
-        "code": code,
-        "repair_command": repair,
-        "note": note,
-    }
+    return PositionThreshold(
+        model=dd.lm.path,
+        data=dd.path,
+        score=f"P({name}) per position",
+        split=SPLIT,
+        validation=RULE,
+        seed=seed,
+        fit_samples=int(fit.size),
+        heldout_samples=int(test.size),
+        positions_heldout=before.positions,
+        threshold=t if ok else 0.5,
+        threshold_fitted=t,
+        validated=ok,
+        roc_auc=hist_auc(hist[0], hist[1]),
+        class_names=tuple(dd.names),
+        ignore_label=dd.ignore_label,
+        mask=dd.mask is not None,
+        before=before,
+        after=after,
+        tried=tried,
+        verdict=verdict,
+        code=code,
+        repair_command=repair,
+        note=note,
+    )
 
 
 def repair(
     dd: DenseData, report: Report, finding: Finding | None, output: Path, seed: int
-) -> dict[str, Any]:
+) -> RepairResult:
     """`fix --repair` of a dense model: the threshold (one sigmoid unit) or the logit
     adjustment (softmax) moved into the output bias, or a model-level cause cured
     (fix.task_repair); written only when the reloaded model passes dense.cure_verdict on the
     held-out samples."""
     from kerasdoctor.dense import cure_verdict, split_samples
     from kerasdoctor.fix.repair import (
-        UNREPAIRABLE,
         CannotRepair,
         _saved,
         _standard,
         shift_output_logits,
+        unrepairable_why,
     )
     from kerasdoctor.fix.task_repair import MODEL_LEVEL
     from kerasdoctor.load import load_model
 
     n = dd.idx.shape[0]
     fit, test = split_samples(n, seed)
-    result: dict[str, Any] = {
-        "repaired": False,
-        "task": "dense",
-        "cause": None if finding is None else finding.id,
-        "cause_title": None if finding is None else finding.title,
-        "repair": None,
-        "why": None,
-        "instead": [],
-        "before": None,
-        "after": None,
-        "gain": None,
-        "required_gain": None,
-        "rule": RULE,
-        "split": SPLIT,
-        "seed": seed,
-        "fit_rows": int(fit.size),
-        "heldout_rows": int(test.size),
-        "details": {},
-        "verdict": None,
-        "diagnosis_after": None,
-        "output": None,
-        "verdict_before": report.verdict,
-    }
-    m = _majority(dd)
+    result = RepairResult.start(
+        "dense",
+        report,
+        finding,
+        split=SPLIT,
+        seed=seed,
+        fit_rows=int(fit.size),
+        heldout_rows=int(test.size),
+        rule=RULE,
+    )
     if finding is None:
-        result["why"] = (
-            "the diagnosis finds the model healthy: nothing to repair, nothing written"
-            if report.verdict == "healthy"
-            else "the diagnosis names no cause for what it found: nothing to repair; "
-            "run kerasdoctor diagnose for the symptoms"
-        )
         return result
     if finding.id in MODEL_LEVEL:  # inputs, BatchNorm statistics, a one-unit softmax
         from kerasdoctor.fix.task_repair import repair_dense
 
         return repair_dense(dd, finding, output, seed, result)
+    m = _majority(dd)
     one = dd.k_out == 1
     if finding.id == "decision-threshold" and one:
         t, _ = _choose_threshold(dd, fit)
@@ -504,7 +489,7 @@ def repair(
         shift = np.array([_logit(t)])
         acts: tuple[str, ...] = ("sigmoid", "linear")
         cure = f"the threshold P({dd.names[1]}) > {t:.4g} (chosen on the fitting half)"
-        result["details"] = {"threshold": t}
+        fitted = RepairDetails(threshold=t)
     elif finding.id == "class-imbalance" and not one:
         prior = _prior(dd, fit)
         tally, _ = _measure(dd, test, None, np.log(prior))
@@ -514,37 +499,36 @@ def repair(
             "the log position prior of the fitting half (logit adjustment: argmax of "
             "log p - log prior)"
         )
-        result["details"] = {"prior": prior.tolist()}
+        fitted = RepairDetails(prior=tuple(prior.tolist()))
     else:
         if finding.id == "class-imbalance":
-            result["why"] = (
+            why = (
                 "with one sigmoid unit the prior's cure is the threshold: repair "
                 "the decision-threshold cause (--cause decision-threshold)"
             )
         else:
-            result["why"] = WHY.get(finding.id) or UNREPAIRABLE.get(
-                finding.id, f"{finding.id} has no repair inside the model: it needs retraining"
-            )
-        result["instead"] = _instead(finding)
-        return result
-    result["before"] = _summary(tally.counts["before"], dd.names, m)
-    planned = cure_verdict(tally.counts["before"], tally.counts["after"], seed)
-    result["details"]["planned"] = planned
-    if not planned["validated"]:
-        result["after"] = None
-        result["verdict"] = planned
-        result["details"]["tried"] = _summary(tally.counts["after"], dd.names, m)
-        result["why"] = _refusal(planned, cure)
-        result["instead"] = _instead(finding)
-        return result
+            why = WHY.get(finding.id) or unrepairable_why(finding, "retraining")
+        return replace(result, why=why, instead=_instead(finding))
+    before = _summary(tally.counts["before"], dd.names, m)
+    planned = CureVerdict.of(cure_verdict(tally.counts["before"], tally.counts["after"], seed))
+    result = replace(result, before=before, details=replace(fitted, planned=planned))
+    if not planned.validated:
+        return replace(
+            result,
+            verdict=planned,
+            details=replace(result.details, tried=_summary(tally.counts["after"], dd.names, m)),
+            why=_refusal(planned, cure),
+            instead=_instead(finding),
+        )
     try:
         model, what, details = shift_output_logits(dd.lm, shift, acts)
     except CannotRepair as exc:
-        result["why"] = str(exc)
-        result["instead"] = _instead(finding)
-        return result
-    result["repair"] = f"moved {cure} into the output logits: {what}"
-    result["details"].update(details)
+        return replace(result, why=str(exc), instead=_instead(finding))
+    result = replace(
+        result,
+        repair=f"moved {cure} into the output logits: {what}",
+        details=replace(result.details, surgery=details),
+    )
     with _saved(model, output) as tmp:
         lm2 = load_model(tmp)  # plain Keras, safe mode: what a user loads
         after = _Tally(test, dd.k, ("after",))
@@ -554,38 +538,38 @@ def repair(
             after.add("after", sel, pred, yb, cb)
 
         _run(dd, test, on, lm=lm2)
-        result["after"] = _summary(after.counts["after"], dd.names, m)
-        verdict = cure_verdict(tally.counts["before"], after.counts["after"], seed)
-        result["verdict"] = verdict
-        result["gain"] = verdict["gain"]
-        result["required_gain"] = max(verdict["noise"], 0.02)
-        result["standard_layers_only"] = _standard(lm2.keras_model)
-        if not result["standard_layers_only"]:
-            result["why"] = "the repaired model holds non-standard layers: not written"
-            return result
-        if not verdict["validated"]:
-            result["why"] = _refusal(verdict, "the reloaded model")
-            result["instead"] = _instead(finding)
-            return result
-        result["diagnosis_after"] = _rediagnose(tmp, dd, test, seed)
+        verdict = CureVerdict.of(cure_verdict(tally.counts["before"], after.counts["after"], seed))
+        standard = _standard(lm2.keras_model)
+        result = replace(
+            result,
+            after=_summary(after.counts["after"], dd.names, m),
+            verdict=verdict,
+            gain=verdict.gain,
+            required_gain=max(verdict.noise, 0.02),
+            standard_layers_only=standard,
+        )
+        if not standard:
+            return replace(result, why="the repaired model holds non-standard layers: not written")
+        if not verdict.validated:
+            return replace(
+                result, why=_refusal(verdict, "the reloaded model"), instead=_instead(finding)
+            )
+        result = replace(result, diagnosis_after=_rediagnose(tmp, dd, test, seed))
         os.replace(tmp, output)
-    result["repaired"] = True
-    result["output"] = str(output)
-    return result
+    return replace(result, repaired=True, output=str(output))
 
 
-def _refusal(v: dict[str, Any], what: str) -> str:
+def _refusal(v: CureVerdict, what: str) -> str:
     ba = (
-        f"balanced accuracy over positions {v['balanced_accuracy_before']:.3f} → "
-        f"{v['balanced_accuracy_after']:.3f} (noise ±{v['noise']:.3f})"
+        f"balanced accuracy over positions {v.balanced_accuracy_before:.3f} → "
+        f"{v.balanced_accuracy_after:.3f} (noise ±{v.noise:.3f})"
     )
     iou = (
-        f"mean IoU {v['mean_iou_before']:.3f} → {v['mean_iou_after']:.3f} (noise "
-        f"±{v['mean_iou_noise']:.3f})"
+        f"mean IoU {v.mean_iou_before:.3f} → {v.mean_iou_after:.3f} (noise ±{v.mean_iou_noise:.3f})"
     )
-    if not v["restores"]:
+    if not v.restores:
         reason = "balanced accuracy does not rise beyond noise"
-    elif v["mean_iou_gain"] < 0:
+    elif v.mean_iou_gain < 0:
         reason = (
             "recall rises but the mean IoU falls: the shift paints the rare classes on "
             "more wrong positions than it recovers"
@@ -599,15 +583,11 @@ def _refusal(v: dict[str, Any], what: str) -> str:
     )
 
 
-def _instead(finding: Finding) -> list[dict[str, Any]]:
-    return [
-        f
-        for f in (x.to_dict() for x in finding.fixes)
-        if "--repair" not in (f.get("command") or "")
-    ]
+def _instead(finding: Finding) -> tuple[Fix, ...]:
+    return tuple(f for f in finding.fixes if "--repair" not in (f.command or ""))
 
 
-def _rediagnose(path: str, dd: DenseData, test: np.ndarray, seed: int) -> dict[str, Any]:
+def _rediagnose(path: str, dd: DenseData, test: np.ndarray, seed: int) -> Rediagnosis:
     """The dense diagnosis of the repaired model on the held-out samples."""
     from kerasdoctor.core import Options
     from kerasdoctor.dense import diagnose_arrays
@@ -623,112 +603,5 @@ def _rediagnose(path: str, dd: DenseData, test: np.ndarray, seed: int) -> dict[s
             mask=None if dd.mask is None else dd.mask[test],
         )
     except Exception as exc:  # reported, never fatal: the repair itself is measured above
-        return {"error": f"{type(exc).__name__}: {exc}"[:300]}
-    return {
-        "verdict": rep.verdict,
-        "root_cause": rep.root_cause.id if rep.root_cause else None,
-        "findings": [{"id": f.id, "severity": f.severity.value} for f in rep.findings],
-    }
-
-
-# ------------------------------------------------------------------ tables
-
-
-def _f(v: float | None) -> str:
-    return "—" if v is None else f"{100 * v:.1f}%"
-
-
-def _class_rows(before: dict[str, Any], after: dict[str, Any] | None) -> Any:
-    from kerasdoctor.render.simple import _simple
-
-    cols = ["class", "name", "positions", "recall", "precision", "IoU"]
-    t = _simple("", cols)
-    rows_after = after["per_class"] if after is not None else [None] * len(before["per_class"])
-    for b, a in zip(before["per_class"], rows_after):
-        pair = [
-            _f(b[key]) + ("" if a is None else f" → {_f(a[key])}")
-            for key in ("recall", "precision", "iou")
-        ]
-        t.add_row(str(b["class"]), b["name"], str(b["support"]), *pair)
-    return t
-
-
-def _overall(b: dict[str, Any], a: dict[str, Any] | None) -> str:
-    if a is None:
-        return f"balanced accuracy {_f(b['balanced_accuracy'])} · mean IoU {b['mean_iou']:.3f}"
-    return (
-        f"balanced accuracy over positions {_f(b['balanced_accuracy'])} → "
-        f"{_f(a['balanced_accuracy'])} · mean IoU {b['mean_iou']:.3f} → "
-        f"{a['mean_iou']:.3f} · samples predicted with no foreground "
-        f"{_f(b['no_predicted_foreground'])} → {_f(a['no_predicted_foreground'])}"
-    )
-
-
-def threshold_table(r: dict[str, Any]) -> str:
-    from kerasdoctor.render.simple import to_text
-
-    lines = [
-        f"Decision threshold over positions maximising balanced accuracy · model head: "
-        f"{r['head']} · score: {r['score']}",
-        f"chosen on {r['fit_samples']} samples of {r['data']}, measured on the other "
-        f"{r['heldout_samples']} ({r['positions_heldout']} positions; seed {r['seed']})"
-        f"; before = 0.5, after = {r['threshold_fitted']:.4g}",
-        to_text(_class_rows(r["before"], r["tried"])).rstrip("\n"),
-        _overall(r["before"], r["tried"]),
-    ]
-    v = r["verdict"]
-    lines.append(
-        f"gain {v['gain']:+.3f} (noise ±{v['noise']:.3f}) · mean IoU "
-        f"{v['mean_iou_gain']:+.3f} (noise ±{v['mean_iou_noise']:.3f}) · "
-        + ("validated" if r["validated"] else "NOT validated: keep 0.5")
-    )
-    if r.get("roc_auc") is not None:
-        lines.append(f"ROC AUC over the held-out positions {r['roc_auc']:.3f}")
-    lines.append(f"rule: {r['validation']}")
-    if r.get("note"):
-        lines.append(f"note: {r['note']}")
-    else:
-        lines.append("Use it:\n" + r["code"].rstrip("\n"))
-    if r.get("repair_command"):
-        lines.append(f"Or move it into the model: {r['repair_command']}")
-    return "\n".join(lines) + "\n"
-
-
-def repair_table(r: dict[str, Any]) -> str:
-    from kerasdoctor.render.simple import to_text
-
-    if r["cause"] is None:
-        return f"Nothing repaired: {r['why']}\n"
-    lines = [f"cause: {r['cause']} — {r.get('cause_title') or ''}".rstrip(" —")]
-    if r.get("repair"):
-        lines.append(f"repair: {r['repair']}")
-    lines.append(
-        f"held-out samples of {r.get('data') or 'DATA'}: {r['heldout_rows']}; the "
-        f"cure was fitted on the other {r['fit_rows']} (seed {r['seed']})"
-    )
-    before = r.get("before")
-    shown = r.get("after") or r["details"].get("tried")
-    if before is not None:
-        if shown is not None and r.get("after") is None:
-            lines.append("what the cure would give (not written):")
-        lines.append(to_text(_class_rows(before, shown)).rstrip("\n"))
-        lines.append(_overall(before, shown))
-    diag = r.get("diagnosis_after")
-    if diag and "verdict" in diag:
-        lines.append(
-            f"diagnosis of the repaired model on the held-out samples: "
-            f"{diag['verdict']}"
-            + (f", root cause {diag['root_cause']}" if diag.get("root_cause") else "")
-        )
-    if r["repaired"]:
-        lines.append(
-            f"written: {r['output']} (standard Keras layers; loads with "
-            "keras.saving.load_model in safe mode)"
-        )
-    else:
-        lines.append(f"not repaired: {r['why']}")
-        for fix in r.get("instead") or []:
-            lines.append(
-                f"instead: {fix['summary']}" + (f": {fix['command']}" if fix.get("command") else "")
-            )
-    return "\n".join(lines) + "\n"
+        return Rediagnosis.failed(exc)
+    return Rediagnosis.of(rep)

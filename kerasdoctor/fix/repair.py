@@ -24,8 +24,15 @@ from typing import Any
 import numpy as np
 
 from kerasdoctor.errors import InputError
-from kerasdoctor.findings import Finding, Report
+from kerasdoctor.findings import Finding, Fix, Report
 from kerasdoctor.fix.common import DataOptions, ModelData, Outputs
+from kerasdoctor.fix.repair_result import (
+    ClassSummary,
+    Rediagnosis,
+    RepairDetails,
+    RepairReport,
+    RepairResult,
+)
 from kerasdoctor.keras_graph import innermost_head, output_layer, producer
 
 # The held-out gain that counts as a repair: two standard errors of the difference of two
@@ -64,6 +71,9 @@ UNREPAIRABLE: dict[str, str] = {
     "single-unit-softmax": "a softmax over one unit is constant 1 and passed no gradient to "
     "the logit under it, which does not rank the classes: retrain with a sigmoid head",
     "nonfinite-inputs": "the data holds NaN or infinite values: clean the data",
+    "padding-side": "the sequences are padded on the other side than in training: re-pad them "
+    'as the training data was padded (keras.utils.pad_sequences(..., padding="pre" or "post")); '
+    "no change inside the model can move the padding of the data it is given",
 }
 
 
@@ -118,9 +128,9 @@ def repair_paths(
     cause: str | None = None,
     seed: int = 0,
     data_opts: DataOptions | None = None,
-) -> dict[str, Any]:
+) -> RepairResult:
     """Diagnose MODEL on DATA, repair the root cause (or `cause`), measure on a held-out half
-    and write the repaired model to `output` when it improves. Returns the JSON result."""
+    and write the repaired model to `output` when it improves."""
     from kerasdoctor.core import Options, diagnose_paths
     from kerasdoctor.fix.common import load_model_and_data
 
@@ -168,28 +178,7 @@ def repair_paths(
             model_path, data_path, x_key=opts.x_key, y_key=opts.y_key, data_opts=opts
         )
         result = repair(md, report, finding, output, seed)
-    result.update({"model": model_path, "data": data_path})
-    return result
-
-
-@dataclass(frozen=True)
-class RepairReport:
-    """What `kerasdoctor.repair()` did: the same fields as `fix --repair --format json`."""
-
-    repaired: bool
-    cause: str | None
-    repair: str | None  # what was changed inside the model
-    why: str | None  # why nothing was changed, when nothing was
-    before: dict[str, Any]  # held-out half: per-class recall, balanced accuracy...
-    after: dict[str, Any] | None
-    gain: float | None
-    instead: list[dict[str, Any]]  # what to do when no surgery cures the cause
-    details: dict[str, Any]
-    diagnosis_after: dict[str, Any] | None
-    result: dict[str, Any]  # the whole JSON result
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.result)
+    return replace(result, model=model_path, data=data_path)
 
 
 def repair_arrays(
@@ -237,28 +226,15 @@ def repair_arrays(
         else:
             result = repair(md, report, finding, out, seed)
         fixed = model
-        if result["repaired"]:
+        if result.repaired:
             from kerasdoctor._keras import keras
 
             fixed = keras().saving.load_model(str(out), safe_mode=True)
-            result["output"] = None  # the file lived in a temporary directory
-    rep = RepairReport(
-        repaired=bool(result["repaired"]),
-        cause=result["cause"],
-        repair=result["repair"],
-        why=result["why"],
-        before=result["before"],
-        after=result["after"],
-        gain=result["gain"],
-        instead=list(result["instead"]),
-        details=result["details"],
-        diagnosis_after=result["diagnosis_after"],
-        result=result,
-    )
-    return fixed, rep
+            result = replace(result, output=None)  # the file lived in a temporary directory
+    return fixed, RepairReport(result)
 
 
-_Fixer = Callable[[Report, "Finding | None", Path], dict[str, Any]]
+_Fixer = Callable[[Report, "Finding | None", Path], RepairResult]
 
 
 def _multi_fixer(lm: Any, x: Any, y: Any, mask: Any, opts: Any) -> tuple[Report, _Fixer] | None:
@@ -312,7 +288,7 @@ def choose_cause(report: Report, cause: str | None) -> Finding | None:
 
 def repair(
     md: ModelData, report: Report, finding: Finding | None, output: Path, seed: int = 0
-) -> dict[str, Any]:
+) -> RepairResult:
     """Repair `finding` in md's model; write `output` only when the held-out half improves."""
     from kerasdoctor.experiments import noise_bound, split_halves
     from kerasdoctor.fix.common import n_classes_of, names_for, predict_outputs, summary
@@ -324,54 +300,34 @@ def repair(
     names = names_for(md.raw, k)
     fit, held = split_halves(y, seed)
     base = predict_outputs(md)
-    before = summary(y[held], base.preds[held], names)
-    result: dict[str, Any] = {
-        "repaired": False,
-        "cause": None if finding is None else finding.id,
-        "cause_title": None if finding is None else finding.title,
-        "repair": None,
-        "why": None,
-        "instead": [],
-        "before": before,
-        "after": None,
-        "gain": None,
-        "required_gain": None,
-        "split": SPLIT,
-        "seed": seed,
-        "fit_rows": int(fit.size),
-        "heldout_rows": int(held.size),
-        "details": {},
-        "diagnosis_after": None,
-        "output": None,
-        "verdict_before": report.verdict,
-    }
+    before = ClassSummary.of(summary(y[held], base.preds[held], names))
+    result = replace(
+        RepairResult.start(
+            "single-label",
+            report,
+            finding,
+            split=SPLIT,
+            seed=seed,
+            fit_rows=int(fit.size),
+            heldout_rows=int(held.size),
+        ),
+        before=before,
+    )
     if finding is None:
-        result["why"] = (
-            "the diagnosis finds the model healthy: nothing to repair, nothing written"
-            if report.verdict == "healthy"
-            else "the diagnosis names no cause for what it found: nothing to repair; "
-            "run kerasdoctor diagnose for the symptoms"
-        )
         return result
     job = _Job(md, finding, fit, held, base, k, seed)
     fn = REPAIRS.get(finding.id)
     if fn is None:
-        result["why"] = UNREPAIRABLE.get(
-            finding.id,
-            f"{finding.id} has no repair inside the model: it needs a change to training or data",
-        )
-        result["instead"] = _instead(md, finding)
-        return result
+        return replace(result, why=unrepairable_why(finding), instead=_instead(md, finding))
     try:
         model, what, details = fn(job)
     except CannotRepair as exc:
-        result["why"] = str(exc)
-        result["instead"] = _instead(md, finding)
-        return result
-    result["repair"], result["details"] = what, details
+        return replace(result, why=str(exc), instead=_instead(md, finding))
     support = np.bincount(y[held], minlength=k)[:k]
     required = MIN_GAIN_Z * noise_bound(support)
-    result["required_gain"] = required
+    result = replace(
+        result, repair=what, details=RepairDetails(surgery=details), required_gain=required
+    )
     with _saved(model, output) as tmp:
         # measured on the file as written, loaded back by plain Keras in safe mode
         from kerasdoctor.load import load_model
@@ -381,46 +337,69 @@ def repair(
             tmp, output_name=md.lm.output_name if len(md.lm.keras_model.outputs) > 1 else None
         )
         after_md = replace(md, lm=lm, facts=read_facts(lm))
-        pred = predict_outputs(after_md, held).preds
-        result["after"] = summary(y[held], pred, names)
-        result["standard_layers_only"] = _standard(lm.keras_model)
-        gain = float(result["after"]["balanced_accuracy"] - before["balanced_accuracy"])
-        result["gain"] = gain
-        if not result["standard_layers_only"]:
-            result["why"] = "the repaired model holds non-standard layers: not written"
-            return result
+        after = ClassSummary.of(summary(y[held], predict_outputs(after_md, held).preds, names))
+        standard = _standard(lm.keras_model)
+        gain = float(_ba(after) - _ba(before))
+        result = replace(result, after=after, standard_layers_only=standard, gain=gain)
+        if not standard:
+            return replace(result, why="the repaired model holds non-standard layers: not written")
         if not gain >= required or gain <= 0:
-            result["why"] = (
-                f"on the held-out half the repair moves balanced accuracy by {gain:+.1%}, "
-                f"less than the {required:.1%} that sampling noise could explain: not written"
+            return replace(
+                result,
+                why=f"on the held-out half the repair moves balanced accuracy by {gain:+.1%}, "
+                f"less than the {required:.1%} that sampling noise could explain: not written",
+                instead=tuple(finding.fixes),
             )
-            result["instead"] = [f.to_dict() for f in finding.fixes]
-            return result
-        result["diagnosis_after"] = _rediagnose(tmp, md, held, names)
+        result = replace(result, diagnosis_after=_rediagnose(tmp, md, held, names))
         os.replace(tmp, output)
-    result["repaired"] = True
-    result["output"] = str(output)
-    return result
+    return replace(result, repaired=True, output=str(output))
 
 
-def _instead(md: ModelData, finding: Finding) -> list[dict[str, Any]]:
+def _ba(s: ClassSummary) -> float:
+    return float("nan") if s.balanced_accuracy is None else s.balanced_accuracy
+
+
+def unrepairable_why(finding: Finding, needs: str = "a change to training or data") -> str:
+    """Why no edit of the model cures `finding` (its cure is in training or in the data)."""
+    if finding.id == "padding-side":
+        return _padding_why(finding)
+    return UNREPAIRABLE.get(
+        finding.id, f"{finding.id} has no repair inside the model: it needs {needs}"
+    )
+
+
+def _padding_why(finding: Finding) -> str:
+    """padding-side: the data is padded on the other side than in training; the cure is to
+    pad it as in training, which no edit of the weights can stand in for."""
+    inputs = finding.evidence.get("inputs") or [{}]
+    side = inputs[0].get("side")
+    if side not in ("pre", "post"):
+        return UNREPAIRABLE["padding-side"]
+    other = "pre" if side == "post" else "post"
+    where = "at the end" if side == "post" else "at the front"
+    return (
+        f"the sequences are padded {where} ('{side}') but the model was trained on them padded "
+        f"'{other}': re-pad them as in training, keras.utils.pad_sequences(sequences, "
+        f'padding="{other}"); no change inside the model can move the padding of the data '
+        "it is given (or build the Embedding with mask_zero=True and retrain)"
+    )
+
+
+def _instead(md: ModelData, finding: Finding) -> tuple[Fix, ...]:
     """What to do when surgery cannot cure: the finding's own remedies; fine-tuning with
     class weights only where the cause is the imbalance it cures."""
-    fixes = [f.to_dict() for f in finding.fixes]
-    if finding.id == "class-imbalance" and not any(
-        "--retrain" in (f["command"] or "") for f in fixes
-    ):
-        fixes.append(_retrain_fix(md))
+    fixes = tuple(finding.fixes)
+    if finding.id == "class-imbalance" and not any("--retrain" in (f.command or "") for f in fixes):
+        fixes += (_retrain_fix(md),)
     return fixes
 
 
-def _retrain_fix(md: ModelData) -> dict[str, Any]:
-    return {
-        "summary": "Fine-tune the model with class weights on the training data",
-        "command": f"kerasdoctor fix --retrain {md.lm.path} TRAIN_DATA --eval "
+def _retrain_fix(md: ModelData) -> Fix:
+    return Fix(
+        "Fine-tune the model with class weights on the training data",
+        command=f"kerasdoctor fix --retrain {md.lm.path} TRAIN_DATA --eval "
         f"{md.raw.path} --output fixed.keras",
-        "code": None,
-    }
+    )
 
 
 class _saved:
@@ -452,7 +431,7 @@ def _standard(model: Any) -> bool:
     return all(type(layer).__module__.startswith("keras.") for layer in [model, *all_layers(model)])
 
 
-def _rediagnose(path: str, md: ModelData, held: np.ndarray, names: list[str]) -> dict[str, Any]:
+def _rediagnose(path: str, md: ModelData, held: np.ndarray, names: list[str]) -> Rediagnosis:
     """The diagnosis of the repaired model on the held-out half (the rows it never saw)."""
     from kerasdoctor.core import diagnose_arrays
 
@@ -465,13 +444,8 @@ def _rediagnose(path: str, md: ModelData, held: np.ndarray, names: list[str]) ->
             class_names=names,
         )
     except Exception as exc:  # reported, never fatal: the repair itself is measured above
-        return {"error": f"{type(exc).__name__}: {exc}"[:300]}
-    return {
-        "verdict": report.verdict,
-        "root_cause": report.root_cause.id if report.root_cause else None,
-        "findings": [{"id": f.id, "severity": f.severity.value} for f in report.findings],
-        "errors": [e.to_dict() for e in report.errors],
-    }
+        return Rediagnosis.failed(exc)
+    return Rediagnosis.of(report, with_errors=True)
 
 
 # ------------------------------------------------------------------ model surgery helpers

@@ -23,12 +23,14 @@ multi-label model the macro balanced accuracy up beyond two paired-bootstrap sta
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from kerasdoctor.findings import Finding, Report
+from kerasdoctor.fix.repair_result import CureVerdict, LabelRow, RepairDetails, RepairResult
 
 MODEL_LEVEL = ("preprocessing-mismatch", "batchnorm-statistics", "single-unit-softmax")
 MIN_GAIN = 0.02  # the held-out gain must also clear this (besides 2 bootstrap SE)
@@ -148,9 +150,9 @@ def _not_restored(what: str, figures: str, cause: str) -> str:
 
 
 def repair_dense(
-    dd: Any, finding: Finding, output: Path, seed: int, result: dict[str, Any]
-) -> dict[str, Any]:
-    """Fill per_position.repair's `result` for a model-level cause of a dense model."""
+    dd: Any, finding: Finding, output: Path, seed: int, result: RepairResult
+) -> RepairResult:
+    """per_position.repair's `result` for a model-level cause of a dense model."""
     from kerasdoctor.dense import cure_verdict, split_samples
     from kerasdoctor.fix.per_position import (
         _instead,
@@ -166,7 +168,7 @@ def repair_dense(
     fit, test = split_samples(n, seed)
     one = dd.k_out == 1
     m = _majority(dd)
-    result.update(rule=DENSE_RULE, split=SPLIT["dense"])
+    result = replace(result, rule=DENSE_RULE, split=SPLIT["dense"])
 
     def tally(rule: str, t: Any) -> Any:
         def on(sel: np.ndarray, p: np.ndarray, yb: np.ndarray, cb: np.ndarray) -> None:
@@ -177,45 +179,45 @@ def repair_dense(
 
     before = _Tally(test, dd.k, ("before",))
     _run(dd, test, tally("before", before))
-    result["before"] = _summary(before.counts["before"], dd.names, m)
+    result = replace(result, before=_summary(before.counts["before"], dd.names, m))
     try:
         model, what, details = build(dd.lm, dd.facts, dd.xs, fit, finding, seed)
     except CannotRepair as exc:
-        result["why"] = str(exc)
-        result["instead"] = _instead(finding)
-        return result
-    result["repair"], result["details"] = what, details
+        return replace(result, why=str(exc), instead=_instead(finding))
+    result = replace(result, repair=what, details=RepairDetails(surgery=details))
     with _saved(model, output) as tmp:
         lm2 = _reload(tmp, dd.lm)
         after = _Tally(test, dd.k, ("after",))
         _run(dd, test, tally("after", after), lm=lm2)
         summary = _summary(after.counts["after"], dd.names, m)
-        verdict = cure_verdict(before.counts["before"], after.counts["after"], seed)
-        result["verdict"] = verdict
-        result["gain"] = verdict["gain"]
-        result["required_gain"] = max(verdict["noise"], 0.02)
-        result["standard_layers_only"] = _standard(lm2.keras_model)
-        if not result["standard_layers_only"]:
-            result["why"] = "the repaired model holds non-standard layers: not written"
-            return result
-        if not verdict["validated"]:
-            result["details"]["tried"] = summary
+        verdict = CureVerdict.of(cure_verdict(before.counts["before"], after.counts["after"], seed))
+        standard = _standard(lm2.keras_model)
+        result = replace(
+            result,
+            verdict=verdict,
+            gain=verdict.gain,
+            required_gain=max(verdict.noise, 0.02),
+            standard_layers_only=standard,
+        )
+        if not standard:
+            return replace(result, why="the repaired model holds non-standard layers: not written")
+        if not verdict.validated:
             figures = (
-                f"balanced accuracy over positions {verdict['balanced_accuracy_before']:.3f}"
-                f" → {verdict['balanced_accuracy_after']:.3f} (noise "
-                f"±{verdict['noise']:.3f}) and mean IoU {verdict['mean_iou_before']:.3f}"
-                f" → {verdict['mean_iou_after']:.3f} (noise "
-                f"±{verdict['mean_iou_noise']:.3f})"
+                f"balanced accuracy over positions {verdict.balanced_accuracy_before:.3f}"
+                f" → {verdict.balanced_accuracy_after:.3f} (noise "
+                f"±{verdict.noise:.3f}) and mean IoU {verdict.mean_iou_before:.3f}"
+                f" → {verdict.mean_iou_after:.3f} (noise "
+                f"±{verdict.mean_iou_noise:.3f})"
             )
-            result["why"] = _not_restored("samples", figures, finding.id)
-            result["instead"] = _instead(finding)
-            return result
-        result["after"] = summary
-        result["diagnosis_after"] = _rediagnose(tmp, dd, test, seed)
+            return replace(
+                result,
+                details=replace(result.details, tried=summary),
+                why=_not_restored("samples", figures, finding.id),
+                instead=_instead(finding),
+            )
+        result = replace(result, after=summary, diagnosis_after=_rediagnose(tmp, dd, test, seed))
         os.replace(tmp, output)
-    result["repaired"] = True
-    result["output"] = str(output)
-    return result
+    return replace(result, repaired=True, output=str(output))
 
 
 # ------------------------------------------------------------------ multi-label
@@ -243,27 +245,26 @@ def macro_noise(y: np.ndarray, before: np.ndarray, after: np.ndarray, seed: int)
 
 
 def repair_multilabel(
-    ld: Any, report: Report, finding: Finding, output: Path, seed: int, result: dict[str, Any]
-) -> dict[str, Any]:
-    """Fill per_label.repair's `result` for a model-level cause of a multi-label model."""
+    ld: Any, report: Report, finding: Finding, output: Path, seed: int, result: RepairResult
+) -> RepairResult:
+    """per_label.repair's `result` for a model-level cause of a multi-label model."""
     from kerasdoctor.fix.per_label import _instead, _rediagnose, _summary, scores
     from kerasdoctor.fix.repair import CannotRepair, _saved, _standard
     from kerasdoctor.multilabel import DECISION, split_halves
 
     y, k = ld.y, ld.y.shape[1]
     fit, test = split_halves(y, seed)
-    result.update(rule=MULTI_RULE, split=SPLIT["multilabel"])
+    result = replace(result, rule=MULTI_RULE, split=SPLIT["multilabel"])
     cut = [DECISION] * k
     probs, logits = scores(ld, test)
     base = (probs > DECISION).astype(np.int8)
-    result["before"] = _summary(y[test], base, ld.names, cut)
+    before = _summary(y[test], base, ld.names, cut)
+    result = replace(result, before=before)
     try:
         model, what, details = build(ld.lm, ld.facts, ld.xs, fit, finding, seed)
     except CannotRepair as exc:
-        result["why"] = str(exc)
-        result["instead"] = _instead(finding, report)
-        return result
-    result["repair"], result["details"] = what, details
+        return replace(result, why=str(exc), instead=_instead(finding, report))
+    result = replace(result, repair=what, details=RepairDetails(surgery=details))
     with _saved(model, output) as tmp:
         lm2 = _reload(tmp, ld.lm)
         # read as the original was, except a head the repair changed (softmax -> sigmoid)
@@ -272,41 +273,45 @@ def repair_multilabel(
         )
         pred = (p2 > DECISION).astype(np.int8)
         summary = _summary(y[test], pred, ld.names, cut)
-        b, a = result["before"]["balanced_accuracy"], summary["balanced_accuracy"]
+        b, a = before.balanced_accuracy, summary.balanced_accuracy
         gain = None if a is None or b is None else float(a - b)
         noise = macro_noise(y[test], base, pred, seed)
-        result["gain"] = gain
-        result["required_gain"] = max(noise, MIN_GAIN)
-        result["details"]["labels"] = [
-            {
-                "label": j,
-                "name": ld.names[j],
-                "threshold": DECISION,
-                "validated": False,
-                "note": None,
-                "before": bp,
-                "after": ap,
-            }
-            for j, (bp, ap) in enumerate(zip(result["before"]["per_class"], summary["per_class"]))
-        ]
-        result["standard_layers_only"] = _standard(lm2.keras_model)
-        if not result["standard_layers_only"]:
-            result["why"] = "the repaired model holds non-standard layers: not written"
-            return result
+        labels = tuple(
+            LabelRow(
+                label=j,
+                name=ld.names[j],
+                threshold=DECISION,
+                validated=False,
+                note=None,
+                before=bp,
+                after=ap,
+                cut=False,
+            )
+            for j, (bp, ap) in enumerate(zip(before.per_class, summary.per_class))
+        )
+        standard = _standard(lm2.keras_model)
+        result = replace(
+            result,
+            gain=gain,
+            required_gain=max(noise, MIN_GAIN),
+            details=replace(result.details, labels=labels),
+            standard_layers_only=standard,
+        )
+        if not standard:
+            return replace(result, why="the repaired model holds non-standard layers: not written")
         if gain is None or not gain > max(noise, MIN_GAIN):
-            result["details"]["tried"] = summary
             figures = (
                 "no macro balanced accuracy (no label has both values)"
                 if gain is None
                 else f"macro balanced accuracy {b:.3f} → {a:.3f} (noise ±{noise:.3f}, "
                 f"and {MIN_GAIN} at least)"
             )
-            result["why"] = _not_restored("half", figures, finding.id)
-            result["instead"] = _instead(finding, report)
-            return result
-        result["after"] = summary
-        result["diagnosis_after"] = _rediagnose(tmp, ld, test)
+            return replace(
+                result,
+                details=replace(result.details, tried=summary),
+                why=_not_restored("half", figures, finding.id),
+                instead=_instead(finding, report),
+            )
+        result = replace(result, after=summary, diagnosis_after=_rediagnose(tmp, ld, test))
         os.replace(tmp, output)
-    result["repaired"] = True
-    result["output"] = str(output)
-    return result
+    return replace(result, repaired=True, output=str(output))
