@@ -587,7 +587,7 @@ def _resample(data: str, mode: str, seed: int, fmt: str, output: Path, data_opts
 
     result = replace(resample_data(data, output, mode, seed, data_opts), train_data=data)
     if fmt == "json":
-        text = _json(result.to_dict())  # an image folder's file list: JSON only
+        text = _json(result.to_dict())  # with an image folder's file list: JSON only
     else:
         from kerasdoctor.render.simple import resample_table
 
