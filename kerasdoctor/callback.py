@@ -419,7 +419,7 @@ class DoctorCallback(_base()):  # type: ignore[misc]
 
         n_classes = class_count(int(report.data.n_classes), labels_max=int(y.max()))
         result = class_weights(y, n_classes)
-        self.class_weight = {int(k): float(v) for k, v in result["class_weight"].items()}
+        self.class_weight = {int(k): float(v) for k, v in result.class_weight.items()}
         self.class_weight_source = source
         return [
             f"  fix: train with class weights, computed from {where}:",

@@ -5,9 +5,9 @@ no CLI code."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
+
+from kerasdoctor.fix.results import ClassWeights
 
 METHODS = ("balanced", "effective-number")
 
@@ -18,8 +18,8 @@ def label_counts(y: np.ndarray, n_classes: int) -> np.ndarray:
 
 def class_weights(
     y: np.ndarray, n_classes: int | None = None, method: str = "balanced", beta: float = 0.999
-) -> dict[str, Any]:
-    """Weights for every class present in y, in the contract's JSON shape.
+) -> ClassWeights:
+    """Weights for every class present in y (to_dict() is the contract's JSON shape).
 
     balanced: n_samples / (n_present_classes * count), exactly scikit-learn's formula.
     effective-number: (1 - beta) / (1 - beta**count) (Cui et al., 2019), scaled so the
@@ -38,17 +38,15 @@ def class_weights(
         w = w * present.size / w.sum()
     else:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
-    out: dict[str, Any] = {
-        "class_weight": {str(int(c)): float(wc) for c, wc in zip(present, w)},
-        "method": method,
-        "label_counts": counts.tolist(),
-    }
-    if method == "effective-number":
-        out["beta"] = beta
-    return out
+    return ClassWeights(
+        class_weight={str(int(c)): float(wc) for c, wc in zip(present, w)},
+        method=method,
+        label_counts=tuple(counts.tolist()),
+        beta=beta if method == "effective-number" else None,
+    )
 
 
-def python_line(result: dict[str, Any]) -> str:
+def python_line(result: ClassWeights) -> str:
     """`class_weight = {0: 0.63, ...}` ready to paste into model.fit(..., class_weight=...)."""
-    items = ", ".join(f"{k}: {v:.6g}" for k, v in result["class_weight"].items())
+    items = ", ".join(f"{k}: {v:.6g}" for k, v in result.class_weight.items())
     return f"class_weight = {{{items}}}"

@@ -271,9 +271,9 @@ def test_threshold_sweep_matches_brute_force() -> None:
     for objective in ("balanced-accuracy", "f1"):
         t, value = sweep(y, scores, objective)
         cands = np.concatenate([[1.0], np.unique(scores) - 1e-9])
-        brute = max(_side(y, scores, c, objective)["objective"] for c in cands)
+        brute = max(_side(y, scores, c, objective).objective for c in cands)
         assert value == pytest.approx(brute)
-        assert _side(y, scores, t, objective)["objective"] == pytest.approx(value)
+        assert _side(y, scores, t, objective).objective == pytest.approx(value)
 
 
 @pytest.mark.unit

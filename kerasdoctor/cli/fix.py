@@ -10,13 +10,16 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from kerasdoctor.cli.common import guard, progress, progress_enabled, write_output
 from kerasdoctor.errors import InputError
 from kerasdoctor.policy import EXIT_FINDINGS
+
+if TYPE_CHECKING:
+    from kerasdoctor.fix.results import FollowUp, RetrainReport
 
 
 class FixFormat(str, Enum):
@@ -436,6 +439,8 @@ def _json(result: dict[str, Any]) -> str:
 def _class_weights(
     data: str, method: str, beta: float, fmt: str, output: Path | None, data_opts: Any
 ) -> None:
+    from dataclasses import replace
+
     from kerasdoctor.class_weights import METHODS, python_line
     from kerasdoctor.class_weights import class_weights as compute
     from kerasdoctor.fix.common import n_classes_of, read_labels_raw
@@ -446,11 +451,10 @@ def _class_weights(
         raise InputError(f"--beta must be in [0, 1), got {beta}")
     raw = read_labels_raw(data, data_opts)
     n_classes = n_classes_of(raw)
-    result = compute(raw.labels.y, n_classes, method=method, beta=beta)
-    result["train_data"] = data
-    result["note"] = TRAIN_NOTE
+    computed = compute(raw.labels.y, n_classes, method=method, beta=beta)
+    result = replace(computed, train_data=data, note=TRAIN_NOTE)
     if fmt == "json":
-        text = _json(result)
+        text = _json(result.to_dict())
     elif fmt == "python":
         text = f"{python_line(result)}  # from the labels of TRAIN_DATA {data}\n"
     else:
@@ -461,15 +465,16 @@ def _class_weights(
 
 
 def _output_bias(data: str, fmt: str, output: Path | None, data_opts: Any) -> None:
+    from dataclasses import replace
+
     from kerasdoctor.fix.common import n_classes_of, names_for, read_labels_raw
     from kerasdoctor.fix.output_bias import prior_bias, python_text
 
     raw = read_labels_raw(data, data_opts)
     k = n_classes_of(raw)
-    result = prior_bias(raw.labels.y, k, names_for(raw, k))
-    result["train_data"] = data
+    result = replace(prior_bias(raw.labels.y, k, names_for(raw, k)), train_data=data)
     if fmt == "json":
-        text = _json(result)
+        text = _json(result.to_dict())
     elif fmt == "python":
         text = python_text(result)
     else:
@@ -521,8 +526,12 @@ def _threshold(
                 f"--ignore-label applies to dense labels (y (N, H, W) or (N, T)); "
                 f"DATA {paths[1]} holds one label per sample"
             )
-        result = find_threshold(md, objective, seed)
-        from kerasdoctor.render.simple import threshold_table as table
+        from kerasdoctor.render.simple import threshold_table
+
+        report = find_threshold(md, objective, seed)
+        text = _json(report.to_dict()) if fmt == "json" else threshold_table(report)
+        write_output(text, output)
+        return
     write_output(_json(result) if fmt == "json" else table(result), output)
 
 
@@ -580,14 +589,13 @@ def _threshold_multi(
 
 
 def _resample(data: str, mode: str, seed: int, fmt: str, output: Path, data_opts: Any) -> None:
+    from dataclasses import replace
+
     from kerasdoctor.fix.resample import resample_data
 
-    result = resample_data(data, output, mode, seed, data_opts)
-    result["train_data"] = data
-    if fmt != "json":
-        result.pop("files", None)  # an image folder's file list: JSON only
+    result = replace(resample_data(data, output, mode, seed, data_opts), train_data=data)
     if fmt == "json":
-        text = _json(result)
+        text = _json(result.to_dict())  # with an image folder's file list: JSON only
     else:
         from kerasdoctor.render.simple import resample_table
 
@@ -656,9 +664,11 @@ def _retrain(
             progress=update,
             eval_md=eval_md,
         )
-    result.update(_follow_up(result, paths[1], output, eval_data, opts, eval_opts))
+    result = replace(
+        result, follow_up=_follow_up(result, paths[1], output, eval_data, opts, eval_opts)
+    )
     if fmt == "json":
-        text = _json(result)
+        text = _json(result.to_dict())
     else:
         from kerasdoctor.render.simple import retrain_table
 
@@ -685,13 +695,13 @@ def _repair(
 
 
 def _follow_up(
-    r: dict[str, Any],
+    r: RetrainReport,
     train_data: str,
     output: Path,
     eval_data: str | None,
     opts: Any,
     eval_opts: Any,
-) -> dict[str, Any]:
+) -> FollowUp:
     """What to run next, and what not to: never a diagnosis on rows the model trained on.
 
     With --eval: diagnose FIXED on EVAL_DATA. Without: the only unseen rows of TRAIN_DATA are
@@ -701,27 +711,28 @@ def _follow_up(
     import shlex
 
     from kerasdoctor.fix.common import data_arguments
+    from kerasdoctor.fix.results import FollowUp
 
     model = shlex.quote(str(output))
     if eval_data is not None:
         args = data_arguments(eval_data, eval_opts, eval_opts.labels)
-        return {
-            "follow_up": f"kerasdoctor diagnose {model} {args}",
-            "follow_up_why": "EVAL_DATA, never trained on",
-            "spent": None,
-        }
+        return FollowUp(
+            command=f"kerasdoctor diagnose {model} {args}",
+            why="EVAL_DATA, never trained on",
+            spent=None,
+        )
     flags = data_arguments("NEW_DATA", opts, "NEW_LABELS" if opts.labels else None)
-    n_held, n_train = r["n_heldout"], r["n_train"]
-    return {
-        "follow_up": f"kerasdoctor diagnose {model} {flags}",
-        "follow_up_why": (
+    n_held, n_train = r.n_heldout, r.n_train
+    return FollowUp(
+        command=f"kerasdoctor diagnose {model} {flags}",
+        why=(
             f"data it never saw; not {train_data}: {n_train} of its rows trained this model "
             "and diagnose reads them all"
         ),
-        "spent": (
+        spent=(
             f"fine-tuning on evaluation data spends it: if {train_data} was your validation or "
             f"test set, only its {n_held} held-out rows can still measure this model; fine-tune on "
             "the training data instead: kerasdoctor fix --retrain MODEL TRAIN_DATA "
             f"--eval {shlex.quote(train_data)}"
         ),
-    }
+    )

@@ -12,6 +12,7 @@ import numpy as np
 
 from kerasdoctor.dataspec import DataSpec
 from kerasdoctor.errors import InputError
+from kerasdoctor.fix.results import ClassRecall, Summary
 from kerasdoctor.load import LoadedModel, RawData
 from kerasdoctor.model_facts import ModelFacts
 
@@ -295,7 +296,7 @@ def balanced_accuracy_interval(
     return max(0.0, centre - half), min(1.0, centre + half), n
 
 
-def summary(y: np.ndarray, pred: np.ndarray, names: Sequence[str]) -> dict[str, Any]:
+def summarize(y: np.ndarray, pred: np.ndarray, names: Sequence[str]) -> Summary:
     """Accuracy, balanced accuracy (with its 95% interval), confusion matrix and per-class
     recall of some predictions."""
     from kerasdoctor.metrics import compute_metrics
@@ -305,24 +306,23 @@ def summary(y: np.ndarray, pred: np.ndarray, names: Sequence[str]) -> dict[str, 
     np.add.at(conf, (y, np.clip(pred, 0, k - 1)), 1)
     m = compute_metrics(conf, names)
     ci = balanced_accuracy_interval(conf)
-    return {
-        "n_samples": int(y.shape[0]),
-        "accuracy": m.accuracy,
-        "balanced_accuracy": m.balanced_accuracy,
-        "balanced_accuracy_ci95": None if ci is None else [ci[0], ci[1]],
-        "effective_n": None if ci is None else ci[2],
-        "confusion_matrix": [list(row) for row in m.confusion_matrix],
-        "per_class": [
-            {
-                "class": row.index,
-                "name": row.name,
-                "support": row.support,
-                "predicted": row.predicted,
-                "recall": row.recall,
-            }
+    return Summary(
+        n_samples=int(y.shape[0]),
+        accuracy=m.accuracy,
+        balanced_accuracy=m.balanced_accuracy,
+        balanced_accuracy_ci95=None if ci is None else (float(ci[0]), float(ci[1])),
+        effective_n=None if ci is None else float(ci[2]),
+        confusion_matrix=m.confusion_matrix,
+        per_class=tuple(
+            ClassRecall(row.index, row.name, row.support, row.predicted, row.recall)
             for row in m.per_class
-        ],
-    }
+        ),
+    )
+
+
+def summary(y: np.ndarray, pred: np.ndarray, names: Sequence[str]) -> dict[str, Any]:
+    """summarize(...) as its JSON dict, for the callers that still pass dicts around."""
+    return summarize(y, pred, names).to_dict()
 
 
 ProgressFn = Callable[[int, int], None]

@@ -8,16 +8,16 @@ for Training Neural Networks": "init well").
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
+
+from kerasdoctor.fix.results import BiasHead, OutputBias
 
 # A class absent from the labels has share 0 and log(0) = -inf, which would freeze its unit.
 # It gets the share of half a sample instead: the smallest prior the data cannot rule out.
 ABSENT_PSEUDO_COUNT = 0.5
 
 
-def prior_bias(y: np.ndarray, n_classes: int, names: list[str] | None = None) -> dict[str, Any]:
+def prior_bias(y: np.ndarray, n_classes: int, names: list[str] | None = None) -> OutputBias:
     """The bias of each kind of head that puts the model's initial output at the label prior.
 
     softmax (K units, or a linear head trained from logits): b_k = log(count_k / N); any
@@ -29,49 +29,50 @@ def prior_bias(y: np.ndarray, n_classes: int, names: list[str] | None = None) ->
     absent = [int(k) for k in np.flatnonzero(counts == 0)]
     smoothed = np.where(counts == 0, ABSENT_PSEUDO_COUNT, counts).astype(np.float64)
     share = smoothed / n
-    heads: list[dict[str, Any]] = [
-        {
-            "head": "softmax",
-            "units": n_classes,
-            "bias": [float(v) for v in np.log(share)],
-            "formula": "log(count_k / N)",
-            "for": f"Dense({n_classes}, activation='softmax'), or a linear head of "
+    heads = [
+        _head(
+            "softmax",
+            n_classes,
+            [float(v) for v in np.log(share)],
+            "log(count_k / N)",
+            f"Dense({n_classes}, activation='softmax'), or a linear head of "
             f"{n_classes} units trained with from_logits=True",
-        }
+        )
     ]
     if n_classes == 2:
         heads.append(
-            {
-                "head": "sigmoid",
-                "units": 1,
-                "bias": [float(np.log(smoothed[1] / smoothed[0]))],
-                "formula": "log(positives / negatives)",
-                "for": "Dense(1, activation='sigmoid'), or one linear unit trained with "
-                "from_logits=True",
-            }
+            _head(
+                "sigmoid",
+                1,
+                [float(np.log(smoothed[1] / smoothed[0]))],
+                "log(positives / negatives)",
+                "Dense(1, activation='sigmoid'), or one linear unit trained with from_logits=True",
+            )
         )
     else:
         rest = np.maximum(n - smoothed, ABSENT_PSEUDO_COUNT)
         heads.append(
-            {
-                "head": "sigmoid",
-                "units": n_classes,
-                "bias": [float(v) for v in np.log(smoothed / rest)],
-                "formula": "log(count_k / (N - count_k))",
-                "for": f"Dense({n_classes}, activation='sigmoid') (one-vs-rest)",
-            }
+            _head(
+                "sigmoid",
+                n_classes,
+                [float(v) for v in np.log(smoothed / rest)],
+                "log(count_k / (N - count_k))",
+                f"Dense({n_classes}, activation='sigmoid') (one-vs-rest)",
+            )
         )
-    for h in heads:
-        h["code"] = snippet(h)
-    return {
-        "label_counts": counts.tolist(),
-        "prior": [float(c / n) for c in counts],
-        "class_names": names,
-        "absent_classes": absent,
-        "heads": heads,
-        "note": "computed from the labels alone: the bias a head should START training with; "
+    return OutputBias(
+        label_counts=tuple(counts.tolist()),
+        prior=tuple(float(c / n) for c in counts),
+        class_names=None if names is None else tuple(names),
+        absent_classes=tuple(absent),
+        heads=tuple(heads),
+        note="computed from the labels alone: the bias a head should START training with; "
         "a trained model's bias also absorbs what its features learned",
-    }
+    )
+
+
+def _head(head: str, units: int, bias: list[float], formula: str, for_: str) -> BiasHead:
+    return BiasHead(head, units, tuple(bias), formula, for_, snippet(head, units, bias, formula))
 
 
 def _vector(values: list[float]) -> str:
@@ -79,11 +80,11 @@ def _vector(values: list[float]) -> str:
     return f"[{inner}]"
 
 
-def snippet(head: dict[str, Any]) -> str:
+def snippet(act: str, units: int, values: list[float], formula: str) -> str:
     """Python that sets this bias on a new output layer and on an existing model's head."""
-    units, act, bias = head["units"], head["head"], _vector(head["bias"])
+    bias = _vector(values)
     return (
-        f"# {act} head, {units} unit(s): bias = {head['formula']}\n"
+        f"# {act} head, {units} unit(s): bias = {formula}\n"
         "import keras\n"
         "import numpy as np\n"
         "\n"
@@ -98,6 +99,6 @@ def snippet(head: dict[str, Any]) -> str:
     )
 
 
-def python_text(result: dict[str, Any]) -> str:
+def python_text(result: OutputBias) -> str:
     """The snippets of every head, ready to paste (`--format python`)."""
-    return "\n".join(h["code"] for h in result["heads"])
+    return "\n".join(h.code for h in result.heads)

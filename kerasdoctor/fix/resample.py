@@ -20,6 +20,7 @@ import shutil
 import tempfile
 import zipfile
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ import numpy as np
 
 from kerasdoctor.dataspec import DataSpec
 from kerasdoctor.errors import InputError
+from kerasdoctor.fix.results import ResampledFile, ResampleReport
 
 METHODS = ("oversample", "undersample")
 # np.savez takes these as its own arguments: an array so named cannot be written back.
@@ -82,16 +84,15 @@ def _read_all(path: str) -> tuple[dict[str, np.ndarray], bool]:
 
 def resample_file(
     data_path: str, output: Path, method: str, seed: int, y_key: str = "y"
-) -> dict[str, Any]:
+) -> ResampleReport:
     """An .npz: write its rebalanced copy to `output` (atomically); return the report."""
     return _resample_npz(data_path, output, method, seed, y_key)
 
 
 def _resample_npz(
     data_path: str, output: Path, method: str, seed: int, y_key: str = "y"
-) -> dict[str, Any]:
+) -> ResampleReport:
     """Write the rebalanced copy of DATA to `output` (atomically); return the report."""
-    from kerasdoctor.fix.common import n_classes_of, names_for
     from kerasdoctor.io import atomic_write
     from kerasdoctor.load import read_npz
 
@@ -124,25 +125,8 @@ def _resample_npz(
             save(fh, **out)
 
     atomic_write(output, write)
-    k = n_classes_of(raw)
-    before = np.bincount(y, minlength=k)
-    after = np.bincount(y[idx], minlength=k)
-    unique = int(np.unique(idx).size)
-    return {
-        "method": method,
-        "seed": seed,
-        "data": data_path,
-        "output": str(output),
-        "format": "npz",
-        "arrays": [key for key in out if key != "class_names"],
-        "class_names": names_for(raw, k),
-        "n_samples_before": n,
-        "n_samples_after": int(idx.size),
-        "distinct_samples": unique,
-        "label_counts_before": before.tolist(),
-        "label_counts_after": after.tolist(),
-        "note": _note(method, n, unique),
-    }
+    result = _report(data_path, output, method, seed, "npz", raw.labels, idx)
+    return replace(result, arrays=tuple(key for key in out if key != "class_names"))
 
 
 # The most file entries an image folder's JSON result lists.
@@ -161,7 +145,7 @@ def _note(method: str, n: int, unique: int) -> str:
 
 def resample_data(
     data_path: str, output: Path, method: str, seed: int, opts: Any = None
-) -> dict[str, Any]:
+) -> ResampleReport:
     """Write the rebalanced copy of TRAIN_DATA, of any kind `fix` resamples, to `output` in
     the same format; return the report. `opts` is a fix.common.DataOptions (the data flags)."""
     from kerasdoctor.fix.common import DataOptions, same_file
@@ -219,7 +203,7 @@ def _report(
     fmt: str,
     labels: Any,
     idx: np.ndarray,
-) -> dict[str, Any]:
+) -> ResampleReport:
     """The fields every format reports (labels: a load.Labels)."""
     from kerasdoctor.fix.common import n_classes_of, names_for
     from kerasdoctor.load import RawData
@@ -229,20 +213,20 @@ def _report(
     n = int(y.shape[0])
     k = n_classes_of(raw)
     unique = int(np.unique(idx).size)
-    return {
-        "method": method,
-        "seed": seed,
-        "data": str(data_path),
-        "output": str(output),
-        "format": fmt,
-        "class_names": names_for(raw, k),
-        "n_samples_before": n,
-        "n_samples_after": int(idx.size),
-        "distinct_samples": unique,
-        "label_counts_before": np.bincount(y, minlength=k).tolist(),
-        "label_counts_after": np.bincount(y[idx], minlength=k).tolist(),
-        "note": _note(method, n, unique),
-    }
+    return ResampleReport(
+        method=method,
+        seed=seed,
+        data=str(data_path),
+        output=str(output),
+        format=fmt,
+        class_names=tuple(names_for(raw, k)),
+        n_samples_before=n,
+        n_samples_after=int(idx.size),
+        distinct_samples=unique,
+        label_counts_before=tuple(np.bincount(y, minlength=k).tolist()),
+        label_counts_after=tuple(np.bincount(y[idx], minlength=k).tolist()),
+        note=_note(method, n, unique),
+    )
 
 
 def _kept_columns_note(opts: Any) -> str:
@@ -276,7 +260,7 @@ def _check_output_suffix(data: Path, output: Path, suffixes: tuple[str, ...], wh
 
 def _resample_images(
     data: Path, output: Path, method: str, seed: int, spec: DataSpec, opts: Any
-) -> dict[str, Any]:
+) -> ResampleReport:
     from kerasdoctor.sources import (
         IMAGE_FORMATS,
         PARQUET_SUFFIXES,
@@ -363,7 +347,6 @@ def _resample_images(
         raise
 
     result = _report(data, output, method, seed, "image-folder", labels, idx)
-    result["written_as"] = written_as
     if written_as == "links":
         how = (
             "images are not duplicated on disk: the folder holds symbolic links to the "
@@ -375,16 +358,15 @@ def _resample_images(
             "symbolic links could not be made here, so the images were copied "
             "(repeats named NAME__copyK.EXT)"
         )
-    result["note"] = (
-        f"{how}; train with keras.utils.image_dataset_from_directory('{output}'); {result['note']}"
-    )
     shown = sorted(plan, key=lambda t: (t[0], t[2]))[:MAX_LISTED_FILES]
-    result["files"] = [
-        {"class": cls, "source": source, "link": str(output / dest)} for cls, source, dest in shown
-    ]
-    if len(plan) > len(shown):
-        result["files_omitted"] = len(plan) - len(shown)
-    return result
+    return replace(
+        result,
+        note=f"{how}; train with keras.utils.image_dataset_from_directory('{output}'); "
+        f"{result.note}",
+        written_as=written_as,
+        files=tuple(ResampledFile(cls, source, str(output / dest)) for cls, source, dest in shown),
+        files_omitted=len(plan) - len(shown) if len(plan) > len(shown) else None,
+    )
 
 
 def _first_line(exc: BaseException) -> str:
@@ -450,7 +432,7 @@ def _raw_rows(src: Any) -> tuple[str, list[str]]:
 
 def _resample_csv(
     data: Path, output: Path, method: str, seed: int, spec: DataSpec, opts: Any
-) -> dict[str, Any]:
+) -> ResampleReport:
     from kerasdoctor.io import atomic_write
     from kerasdoctor.sources import TABLE_SUFFIXES, TableSource, open_source
 
@@ -485,10 +467,12 @@ def _resample_csv(
 
     atomic_write(output, write)
     result = _report(data, output, method, seed, "csv", src.labels, idx)
-    result["label_column"] = src.header[src.label_index]
-    result["columns"] = list(src.header)
-    result["note"] += _kept_columns_note(opts)
-    return result
+    return replace(
+        result,
+        label_column=src.header[src.label_index],
+        columns=tuple(src.header),
+        note=result.note + _kept_columns_note(opts),
+    )
 
 
 # -- .parquet
@@ -537,7 +521,7 @@ def _parquet_labels(data: Path, spec: DataSpec) -> tuple[Any, Any, str]:
 
 def _resample_parquet(
     data: Path, output: Path, method: str, seed: int, spec: DataSpec, opts: Any
-) -> dict[str, Any]:
+) -> ResampleReport:
     from kerasdoctor.io import atomic_write
     from kerasdoctor.sources import PARQUET_SUFFIXES
 
@@ -565,7 +549,9 @@ def _resample_parquet(
 
     atomic_write(output, write)
     result = _report(data, output, method, seed, "parquet", labels, idx)
-    result["label_column"] = label_name
-    result["columns"] = list(table.schema.names)
-    result["note"] += _kept_columns_note(opts)
-    return result
+    return replace(
+        result,
+        label_column=label_name,
+        columns=tuple(table.schema.names),
+        note=result.note + _kept_columns_note(opts),
+    )

@@ -24,6 +24,7 @@ from kerasdoctor.fix.common import (
     ModelData,
     ProgressFn,
 )
+from kerasdoctor.fix.results import BiasRefit, Interval, RetrainReport, Summary
 
 # Losses whose targets kerasdoctor knows how to encode, by the canonical names of model_facts.
 SPARSE_LOSSES = {"sparse_categorical_crossentropy"}
@@ -202,7 +203,7 @@ def balanced_loss(
 
 def refit_bias(
     md: ModelData, train: np.ndarray, kind: str, seed: int, predictor: Any
-) -> tuple[Any, dict[str, Any]]:
+) -> tuple[Any, BiasRefit]:
     """The output bias minimising the class-balanced loss with the features held fixed.
 
     A model trained on imbalanced data stores the imbalance in its output bias (the bias of an
@@ -214,7 +215,7 @@ def refit_bias(
     model = md.lm.keras_model
     dense = _head_dense(model, md.facts)
     if dense is None:
-        return None, {"applied": False, "reason": "the output layer is not a Dense layer"}
+        return None, BiasRefit(False, "the output layer is not a Dense layer")
     from kerasdoctor._keras import keras
     from kerasdoctor.probe import stratified_sample
 
@@ -222,13 +223,13 @@ def refit_bias(
     try:
         features = k.Model(model.inputs, dense.input)
     except Exception as exc:  # a graph we cannot cut (nested models, shared layers)
-        return None, {"applied": False, "reason": f"features not reachable ({type(exc).__name__})"}
+        return None, BiasRefit(False, f"features not reachable ({type(exc).__name__})")
     y = md.raw.labels.y
     rows = train[stratified_sample(y[train], md.arrays, seed, limit=BIAS_SAMPLE)]
     xs = predictor.cast([a[rows] for a in md.arrays])
     h = np.asarray(features.predict(xs if len(xs) > 1 else xs[0], batch_size=256, verbose=0))
     if h.ndim != 2:
-        return None, {"applied": False, "reason": "the output layer's input is not 2-D"}
+        return None, BiasRefit(False, "the output layer's input is not 2-D")
     kernel = np.asarray(dense.kernel, dtype=np.float64)
     b0 = np.asarray(dense.bias, dtype=np.float64)
     z0 = h.astype(np.float64) @ kernel
@@ -241,20 +242,20 @@ def refit_bias(
     loss1, _ = balanced_loss(z0, yr, b1, kind)
     gain = loss0 - loss1
     applied = bool(np.isfinite(loss1) and gain > BIAS_MIN_GAIN)
-    info = {
-        "applied": applied,
-        "layer": dense.name,
-        "before": [float(v) for v in b0],
-        "refit": [float(v) for v in b1],
-        "balanced_loss_before": float(loss0),
-        "balanced_loss_refit": float(loss1),
-        "reason": (
+    info = BiasRefit(
+        applied=applied,
+        layer=dense.name,
+        before=tuple(float(v) for v in b0),
+        refit=tuple(float(v) for v in b1),
+        balanced_loss_before=float(loss0),
+        balanced_loss_refit=float(loss1),
+        reason=(
             f"the saved bias cost {gain:.3f} nats of class-balanced loss: re-fitted"
             if applied
             else f"the saved bias is within {BIAS_MIN_GAIN} nats of the class-balanced optimum: "
             "kept"
         ),
-    }
+    )
     return (dense, b1) if applied else None, info
 
 
@@ -318,7 +319,7 @@ def retrain(
     bias_reset: bool = True,
     progress: ProgressFn | None = None,
     eval_md: ModelData | None = None,
-) -> dict[str, Any]:
+) -> RetrainReport:
     """Fine-tune md's model with balanced class weights, save it to `output`, report.
 
     md is the training data. With eval_md (EVAL_DATA), all of md trains and before/after are
@@ -332,7 +333,7 @@ def retrain(
         names_for,
         predict_outputs,
         stratified_split,
-        summary,
+        summarize,
     )
     from kerasdoctor.io import atomic_write, atomic_write_text
     from kerasdoctor.probe import Predictor
@@ -366,10 +367,11 @@ def retrain(
     saved_optimizer = getattr(model, "optimizer", None)  # absent on a never-compiled model
     predictor = Predictor(md.lm, md.facts, taps=False)
 
-    def measure() -> dict[str, Any]:
+    def measure() -> Summary:
         # only rows the fine-tuning never sees: EVAL_DATA, or the held-out part
         idx = None if eval_md is not None else held
-        return summary(y_eval[held], predict_outputs(scored, idx, predictor=predictor).preds, names)
+        preds = predict_outputs(scored, idx, predictor=predictor).preds
+        return summarize(y_eval[held], preds, names)
 
     before = measure()
 
@@ -381,11 +383,11 @@ def retrain(
             dense, b1 = new_bias
             dense.bias.assign(b1.astype(np.dtype(dense.bias.dtype)))
     else:
-        bias = {"applied": False, "reason": "--no-bias-reset"}
+        bias = BiasRefit(False, "--no-bias-reset")
 
     weights = class_weights(y[train], kc)
     per_class = np.ones(kc)
-    for c, wc in weights["class_weight"].items():
+    for c, wc in weights.class_weight.items():
         per_class[int(c)] = wc
     # The saved optimizer's kind and settings are kept, its state is not: a fresh instance
     # (moments from the old, unweighted loss would steer the first steps; and an optimizer
@@ -438,33 +440,32 @@ def retrain(
     if eval_md is None:
         rows_file = heldout_path(output)
         atomic_write_text(rows_file, heldout_json(md, train, held, validation_split, seed, output))
-    return {
-        "model": md.lm.path,
-        "data": md.raw.path,
-        "train_data": md.raw.path,
-        "eval_data": None if eval_md is None else eval_md.raw.path,
-        "evaluated_on": "eval-data" if eval_md is not None else "heldout-part",
-        "output": str(output),
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "learning_rate": _learning_rate_of(model),
-        "optimizer": type(model.optimizer).__name__,  # compiled above in every case
-        "loss": plan.name,
-        "loss_from_logits": plan.from_logits,
-        "loss_source": plan.source,
-        "validation_split": None if eval_md is not None else validation_split,
-        "seed": seed,
-        "n_train": int(train.size),
-        "n_heldout": int(held.size),
-        "heldout_file": None if rows_file is None else str(rows_file),
-        "interval": {"level": INTERVAL_LEVEL, "method": INTERVAL_METHOD},
-        "class_names": names,
-        "class_weight": weights["class_weight"],
-        "bias": bias,
-        "train_loss": history,
-        "heldout": {"before": before, "after": after},
-        "notes": notes,
-    }
+    return RetrainReport(
+        model=md.lm.path,
+        data=md.raw.path,
+        eval_data=None if eval_md is None else eval_md.raw.path,
+        output=str(output),
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=_learning_rate_of(model),
+        optimizer=type(model.optimizer).__name__,  # compiled above in every case
+        loss=plan.name,
+        loss_from_logits=plan.from_logits,
+        loss_source=plan.source,
+        validation_split=None if eval_md is not None else validation_split,
+        seed=seed,
+        n_train=int(train.size),
+        n_heldout=int(held.size),
+        heldout_file=None if rows_file is None else str(rows_file),
+        interval=Interval(INTERVAL_LEVEL, INTERVAL_METHOD),
+        class_names=tuple(names),
+        class_weight=weights.class_weight,
+        bias=bias,
+        train_loss=tuple(history),
+        before=before,
+        after=after,
+        notes=tuple(notes),
+    )
 
 
 def heldout_json(

@@ -7,12 +7,11 @@ Moving the threshold changes no weight; it only moves the cut along the ranking.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from kerasdoctor.errors import InputError
 from kerasdoctor.fix.common import ModelData, predict_outputs
+from kerasdoctor.fix.results import CrossCheck, ThresholdReport, ThresholdSide
 
 OBJECTIVES = ("balanced-accuracy", "f1")
 DEFAULT_THRESHOLD = 0.5
@@ -105,25 +104,24 @@ def sweep(y: np.ndarray, scores: np.ndarray, objective: str) -> tuple[float, flo
     return float(cut_t[j]), float(value[j])
 
 
-def _side(y: np.ndarray, scores: np.ndarray, t: float, objective: str) -> dict[str, Any]:
+def _side(y: np.ndarray, scores: np.ndarray, t: float, objective: str) -> ThresholdSide:
     pred = (scores > t).astype(np.int64)
     conf = np.zeros((2, 2), np.int64)
     np.add.at(conf, (y, pred), 1)
     tn, fp, fn, tp = (int(v) for v in conf.ravel())
     pos, neg = tp + fn, tn + fp
-    recall = [tn / neg if neg else None, tp / pos if pos else None]
     bal = 0.5 * (tp / pos + tn / neg)
     f1 = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
-    return {
-        "threshold": float(t),
-        "objective": float(bal if objective == "balanced-accuracy" else f1),
-        "balanced_accuracy": float(bal),
-        "f1": float(f1),
-        "accuracy": float((tp + tn) / (pos + neg)),
-        "confusion_matrix": conf.tolist(),
-        "predicted_counts": conf.sum(axis=0).tolist(),
-        "recall": recall,
-    }
+    return ThresholdSide(
+        threshold=float(t),
+        objective=float(bal if objective == "balanced-accuracy" else f1),
+        balanced_accuracy=float(bal),
+        f1=float(f1),
+        accuracy=float((tp + tn) / (pos + neg)),
+        confusion_matrix=((tn, fp), (fn, tp)),
+        predicted_counts=(tn + fn, fp + tp),
+        recall=(tn / neg if neg else None, tp / pos if pos else None),
+    )
 
 
 def roc_auc(y: np.ndarray, scores: np.ndarray) -> float:
@@ -136,7 +134,7 @@ def roc_auc(y: np.ndarray, scores: np.ndarray) -> float:
     return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def cross_check(y: np.ndarray, scores: np.ndarray, objective: str, seed: int) -> dict[str, Any]:
+def cross_check(y: np.ndarray, scores: np.ndarray, objective: str, seed: int) -> CrossCheck:
     """Choose the threshold on one half, measure it on the other (and vice versa).
 
     The sweep's own figure is optimistic: the threshold was chosen on the very samples it is
@@ -149,13 +147,13 @@ def cross_check(y: np.ndarray, scores: np.ndarray, objective: str, seed: int) ->
         min(int((y[a] == 1).sum()), int((y[b] == 1).sum())) == 0
         or min(int((y[a] == 0).sum()), int((y[b] == 0).sum())) == 0
     ):
-        return {"objective": None, "thresholds": [], "note": "too few samples per class"}
+        return CrossCheck(None, (), note="too few samples per class")
     values, ts = [], []
     for fit, test in ((a, b), (b, a)):
         t, _ = sweep(y[fit], scores[fit], objective)
         ts.append(t)
-        values.append(_side(y[test], scores[test], t, objective)["objective"])
-    return {"objective": float(np.mean(values)), "thresholds": ts}
+        values.append(_side(y[test], scores[test], t, objective).objective)
+    return CrossCheck(float(np.mean(values)), tuple(ts))
 
 
 def logit(p: float) -> float:
@@ -165,8 +163,8 @@ def logit(p: float) -> float:
 
 def find_threshold(
     md: ModelData, objective: str = "balanced-accuracy", seed: int = 0
-) -> dict[str, Any]:
-    """The threshold report: before (0.5) and after, as JSON-ready numbers."""
+) -> ThresholdReport:
+    """The threshold report: before (0.5) and after (to_dict(): the JSON)."""
     if objective not in OBJECTIVES:
         raise InputError(f"--objective must be one of {', '.join(OBJECTIVES)}, got '{objective}'")
     check_binary_model(md)
@@ -220,23 +218,24 @@ def find_threshold(
             "only trades one class's recall for the other's; it needs retraining (kerasdoctor "
             f"diagnose {shlex.quote(md.lm.path)} {shlex.quote(md.raw.path)} tells why)"
         )
-    return {
-        "model": md.lm.path,
-        "data": md.raw.path,
-        "head": desc,
-        "score": "P(class 1)",
-        "objective": objective,
-        "threshold": t,
-        "logit_threshold": logit(t) if head == "linear" else None,
-        "default_threshold": DEFAULT_THRESHOLD,
-        "roc_auc": auc,
-        "warning": warning,
-        "label_counts": np.bincount(y, minlength=2).tolist(),
-        "class_names": names_for(md.raw, 2),
-        "before": before,
-        "after": after,
-        "cross_check": cross_check(y, scores, objective, seed),
-        "code": code,
-        "note": "chosen on DATA itself: confirm it on data it was not chosen on "
+    neg, pos = (int(c) for c in np.bincount(y, minlength=2))
+    return ThresholdReport(
+        model=md.lm.path,
+        data=md.raw.path,
+        head=desc,
+        score="P(class 1)",
+        objective=objective,
+        threshold=t,
+        logit_threshold=logit(t) if head == "linear" else None,
+        default_threshold=DEFAULT_THRESHOLD,
+        roc_auc=auc,
+        warning=warning,
+        label_counts=(neg, pos),
+        class_names=tuple(names_for(md.raw, 2)),
+        before=before,
+        after=after,
+        cross_check=cross_check(y, scores, objective, seed),
+        code=code,
+        note="chosen on DATA itself: confirm it on data it was not chosen on "
         "(the split-half cross_check estimates how well it holds)",
-    }
+    )
