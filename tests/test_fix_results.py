@@ -257,13 +257,15 @@ def test_threshold_report_keys() -> None:
     assert d["before"]["threshold"] == 0.5 and d["cross_check"]["thresholds"] == [0.19, 0.21]
 
 
-def test_summary_and_the_dict_summary_agree() -> None:
-    from kerasdoctor.fix.common import summarize, summary
+def test_summary_reads_back_from_its_json() -> None:
+    from kerasdoctor.fix.common import summarize
+    from kerasdoctor.fix.results import Summary
 
     y, pred = np.array([0, 0, 0, 1, 1, 2]), np.array([0, 0, 1, 1, 0, 0])
     s = summarize(y, pred, ["a", "b", "c"])
     d = _json(s.to_dict())
-    assert d == summary(y, pred, ["a", "b", "c"])
+    assert Summary.of(d) == s
+    assert [p["recall"] for p in d["per_class"]] == [2 / 3, 0.5, 0.0]
     assert list(d) == [
         "n_samples",
         "accuracy",

@@ -14,7 +14,6 @@ import pytest
 
 from kerasdoctor.findings import CheckError, Finding, Fix, Kind, Report, Severity
 from kerasdoctor.fix.repair_result import (
-    ClassSummary,
     CureVerdict,
     LabelRates,
     LabelRow,
@@ -26,6 +25,7 @@ from kerasdoctor.fix.repair_result import (
     RepairDetails,
     RepairReport,
     RepairResult,
+    Summary,
 )
 
 pytestmark = pytest.mark.unit
@@ -98,7 +98,7 @@ def _position_summary() -> PositionSummary:
 
 
 def test_summaries_round_trip_the_dicts_they_are_read_from() -> None:
-    assert ClassSummary.of(SUMMARY).to_dict() == SUMMARY
+    assert Summary.of(SUMMARY).to_dict() == SUMMARY
     assert LabelRates.of(RATES).to_dict() == RATES
     assert CureVerdict.of(VERDICT).to_dict() == VERDICT
     row = _label_summary(0.6).to_dict()
@@ -121,8 +121,8 @@ def test_single_label_result_prints_the_contract_keys_in_order() -> None:
         _start("single-label"),
         repaired=True,
         repair="moved the cut",
-        before=ClassSummary.of(SUMMARY),
-        after=ClassSummary.of(dict(SUMMARY, balanced_accuracy=0.9)),
+        before=Summary.of(SUMMARY),
+        after=Summary.of(dict(SUMMARY, balanced_accuracy=0.9)),
         gain=0.4,
         required_gain=float("nan"),  # NaN/Inf print as null
         details=RepairDetails(surgery={"layer": "out", "threshold": 0.2}),
@@ -344,7 +344,7 @@ def test_tables_read_the_typed_result() -> None:
 
     single = replace(
         _start("single-label"),
-        before=ClassSummary.of(SUMMARY),
+        before=Summary.of(SUMMARY),
         why="no edit cures it",
         instead=(Fix("Retrain", command="kerasdoctor fix --retrain M D"),),
     )

@@ -19,6 +19,7 @@ from kerasdoctor.errors import InputError
 from kerasdoctor.policy import EXIT_FINDINGS
 
 if TYPE_CHECKING:
+    from kerasdoctor.fix.repair_result import LabelThresholds, PositionThreshold
     from kerasdoctor.fix.results import FollowUp, RetrainReport
 
 
@@ -417,23 +418,13 @@ def fix(
             ) from exc
 
 
-def _finite(value: Any) -> Any:
-    """NaN/Inf become null: JSON has no spelling for them (json.dumps would write NaN)."""
-    import math
-
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
-
-
-def _json(result: dict[str, Any]) -> str:
+def _json(result: Any) -> str:
+    """A typed result (or its dict) as the JSON the command prints: NaN/Inf as null."""
     import json
 
-    return json.dumps(_finite(result), indent=2, allow_nan=False) + "\n"
+    from kerasdoctor.fix.results import finite
+
+    return json.dumps(finite(result), indent=2, allow_nan=False) + "\n"
 
 
 def _class_weights(
@@ -454,7 +445,7 @@ def _class_weights(
     computed = compute(raw.labels.y, n_classes, method=method, beta=beta)
     result = replace(computed, train_data=data, note=TRAIN_NOTE)
     if fmt == "json":
-        text = _json(result.to_dict())
+        text = _json(result)
     elif fmt == "python":
         text = f"{python_line(result)}  # from the labels of TRAIN_DATA {data}\n"
     else:
@@ -474,7 +465,7 @@ def _output_bias(data: str, fmt: str, output: Path | None, data_opts: Any) -> No
     k = n_classes_of(raw)
     result = replace(prior_bias(raw.labels.y, k, names_for(raw, k)), train_data=data)
     if fmt == "json":
-        text = _json(result.to_dict())
+        text = _json(result)
     elif fmt == "python":
         text = python_text(result)
     else:
@@ -503,10 +494,9 @@ def _threshold(
     if objective not in OBJECTIVES:  # before loading anything
         raise InputError(f"--objective must be one of {', '.join(OBJECTIVES)}, got '{objective}'")
     opts = data_opts or DataOptions(x_key=x_key, y_key=y_key)
-    table: Any
     if opts.multi_label:
-        result, table = _threshold_multi(paths, None, objective, seed, unsafe, output_name, opts)
-        write_output(_json(result) if fmt == "json" else table(result), output)
+        multi = _threshold_multi(paths, None, objective, seed, unsafe, output_name, opts)
+        write_output(_json(multi) if fmt == "json" else _threshold_text(multi), output)
         return
     try:
         md = load_model_and_data(
@@ -519,7 +509,8 @@ def _threshold(
             data_opts=data_opts,
         )
     except (MultiHotLabels, DenseLabels) as exc:  # issue 16: multi-label or dense DATA
-        result, table = _threshold_multi(paths, exc, objective, seed, unsafe, output_name, opts)
+        multi = _threshold_multi(paths, exc, objective, seed, unsafe, output_name, opts)
+        write_output(_json(multi) if fmt == "json" else _threshold_text(multi), output)
     else:
         if opts.ignore_label is not None:
             raise InputError(
@@ -529,10 +520,17 @@ def _threshold(
         from kerasdoctor.render.simple import threshold_table
 
         report = find_threshold(md, objective, seed)
-        text = _json(report.to_dict()) if fmt == "json" else threshold_table(report)
+        text = _json(report) if fmt == "json" else threshold_table(report)
         write_output(text, output)
-        return
-    write_output(_json(result) if fmt == "json" else table(result), output)
+
+
+def _threshold_text(report: LabelThresholds | PositionThreshold) -> str:
+    from kerasdoctor.fix.repair_result import PositionThreshold
+    from kerasdoctor.render.repair import label_threshold_table, position_threshold_table
+
+    if isinstance(report, PositionThreshold):
+        return position_threshold_table(report)
+    return label_threshold_table(report)
 
 
 def _threshold_multi(
@@ -543,7 +541,7 @@ def _threshold_multi(
     unsafe: bool,
     output_name: str | None,
     opts: Any,
-) -> tuple[dict[str, Any], Any]:
+) -> LabelThresholds | PositionThreshold:
     """`fix --threshold` on multi-hot or dense labels in an .npz: per-label thresholds
     (fix.per_label) or one threshold over the positions (fix.per_position)."""
     from kerasdoctor.dense import is_dense_output
@@ -567,14 +565,10 @@ def _threshold_multi(
             "--objective f1 applies to a binary model; per-label and per-position "
             "thresholds maximise balanced accuracy"
         )
-    from kerasdoctor.render.repair import label_threshold_table, position_threshold_table
-
     lm = load_model(paths[0], unsafe=unsafe, output_name=output_name)
     if not opts.multi_label and is_dense_output(lm):
         dd = per_position.load_npz(paths[0], paths[1], opts, lm=lm)
-        dense = per_position.threshold_report(dd, seed, opts)
-        # the caller takes (the JSON, a table of it): the table reads the typed report
-        return dense.to_dict(), lambda _: position_threshold_table(dense)
+        return per_position.threshold_report(dd, seed, opts)
     if not (opts.multi_label or isinstance(exc, MultiHotLabels)):
         assert exc is not None
         raise exc
@@ -584,8 +578,7 @@ def _threshold_multi(
             "to multi-hot labels"
         )
     ld = per_label.load_npz(paths[0], paths[1], opts, lm=lm)
-    multi = per_label.threshold_report(ld, seed, opts)
-    return multi.to_dict(), lambda _: label_threshold_table(multi)
+    return per_label.threshold_report(ld, seed, opts)
 
 
 def _resample(data: str, mode: str, seed: int, fmt: str, output: Path, data_opts: Any) -> None:
@@ -595,7 +588,7 @@ def _resample(data: str, mode: str, seed: int, fmt: str, output: Path, data_opts
 
     result = replace(resample_data(data, output, mode, seed, data_opts), train_data=data)
     if fmt == "json":
-        text = _json(result.to_dict())  # with an image folder's file list: JSON only
+        text = _json(result)  # with an image folder's file list: JSON only
     else:
         from kerasdoctor.render.simple import resample_table
 
@@ -668,7 +661,7 @@ def _retrain(
         result, follow_up=_follow_up(result, paths[1], output, eval_data, opts, eval_opts)
     )
     if fmt == "json":
-        text = _json(result.to_dict())
+        text = _json(result)
     else:
         from kerasdoctor.render.simple import retrain_table
 
@@ -684,7 +677,7 @@ def _repair(
     check_output(output, paths[0], paths[1])  # before the diagnosis: exit 2 at once
     result = repair_paths(paths[0], paths[1], output, cause=cause, seed=seed, data_opts=data_opts)
     if fmt == "json":
-        text = _json(result.to_dict())
+        text = _json(result)
     else:
         from kerasdoctor.render.repair import repair_table
 

@@ -320,9 +320,4 @@ def summarize(y: np.ndarray, pred: np.ndarray, names: Sequence[str]) -> Summary:
     )
 
 
-def summary(y: np.ndarray, pred: np.ndarray, names: Sequence[str]) -> dict[str, Any]:
-    """summarize(...) as its JSON dict, for the callers that still pass dicts around."""
-    return summarize(y, pred, names).to_dict()
-
-
 ProgressFn = Callable[[int, int], None]

@@ -27,11 +27,11 @@ from kerasdoctor.errors import InputError
 from kerasdoctor.findings import Finding, Fix, Report
 from kerasdoctor.fix.common import DataOptions, ModelData, Outputs
 from kerasdoctor.fix.repair_result import (
-    ClassSummary,
     Rediagnosis,
     RepairDetails,
     RepairReport,
     RepairResult,
+    Summary,
 )
 from kerasdoctor.keras_graph import innermost_head, output_layer, producer
 
@@ -291,7 +291,7 @@ def repair(
 ) -> RepairResult:
     """Repair `finding` in md's model; write `output` only when the held-out half improves."""
     from kerasdoctor.experiments import noise_bound, split_halves
-    from kerasdoctor.fix.common import n_classes_of, names_for, predict_outputs, summary
+    from kerasdoctor.fix.common import n_classes_of, names_for, predict_outputs, summarize
 
     if md.lm.keras_model is None:
         raise InputError(f"MODEL: {md.lm.path} has no Keras layers to edit")
@@ -300,7 +300,7 @@ def repair(
     names = names_for(md.raw, k)
     fit, held = split_halves(y, seed)
     base = predict_outputs(md)
-    before = ClassSummary.of(summary(y[held], base.preds[held], names))
+    before = summarize(y[held], base.preds[held], names)
     result = replace(
         RepairResult.start(
             "single-label",
@@ -337,7 +337,7 @@ def repair(
             tmp, output_name=md.lm.output_name if len(md.lm.keras_model.outputs) > 1 else None
         )
         after_md = replace(md, lm=lm, facts=read_facts(lm))
-        after = ClassSummary.of(summary(y[held], predict_outputs(after_md, held).preds, names))
+        after = summarize(y[held], predict_outputs(after_md, held).preds, names)
         standard = _standard(lm.keras_model)
         gain = float(_ba(after) - _ba(before))
         result = replace(result, after=after, standard_layers_only=standard, gain=gain)
@@ -355,7 +355,7 @@ def repair(
     return replace(result, repaired=True, output=str(output))
 
 
-def _ba(s: ClassSummary) -> float:
+def _ba(s: Summary) -> float:
     return float("nan") if s.balanced_accuracy is None else s.balanced_accuracy
 
 

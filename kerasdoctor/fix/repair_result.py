@@ -6,104 +6,25 @@ attributes; to_dict() is the JSON the command prints (NaN/Inf as null, tuples as
 One RepairResult for the three tasks: the contract's `{"repaired", "cause", "repair",
 "before", "after", "output"}` and what we added (why, instead, gain, the split, the details of
 the edit, the re-diagnosis...). What differs by task is the kind of summary before/after
-(ClassSummary, LabelSummary, PositionSummary) and three keys: `task` and `rule` (not printed
+(fix.results.Summary, LabelSummary, PositionSummary) and three keys: `task` and `rule` (not printed
 for single-label results) and `verdict` (dense only).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from kerasdoctor.findings import CheckError, Finding, Fix, Report
+from kerasdoctor.fix.results import Summary
+from kerasdoctor.fix.results import finite as jsonable
 
 TASKS = ("single-label", "multilabel", "dense")
 
 
-def jsonable(value: Any) -> Any:
-    """A value as the JSON prints it: typed parts through their to_dict(), tuples as lists,
-    NaN/Inf as None (JSON has no spelling for them), as cli/fix.py's _finite does."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if hasattr(value, "to_dict"):
-        return jsonable(value.to_dict())
-    if isinstance(value, Mapping):
-        return {k: jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    return value
-
-
 def _opt_pair(v: Any) -> tuple[float, float] | None:
     return None if v is None else (v[0], v[1])
-
-
-# ------------------------------------------------------------------ single-label summary
-
-
-@dataclass(frozen=True)
-class ClassRecall:
-    """One class of a single-label summary."""
-
-    index: int
-    name: str
-    support: int
-    predicted: int
-    recall: float | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "class": self.index,
-            "name": self.name,
-            "support": self.support,
-            "predicted": self.predicted,
-            "recall": self.recall,
-        }
-
-
-@dataclass(frozen=True)
-class ClassSummary:
-    """Single-label predictions on the held-out half: accuracy, balanced accuracy with its
-    95% interval, the confusion matrix and per-class recall (fix.common.summary)."""
-
-    n_samples: int
-    accuracy: float | None
-    balanced_accuracy: float | None
-    balanced_accuracy_ci95: tuple[float, float] | None
-    effective_n: float | None
-    confusion_matrix: tuple[tuple[int, ...], ...]
-    per_class: tuple[ClassRecall, ...]
-
-    @classmethod
-    def of(cls, s: Mapping[str, Any]) -> ClassSummary:
-        """From fix.common.summary's dict (the shared summary of the fix modes)."""
-        return cls(
-            n_samples=s["n_samples"],
-            accuracy=s["accuracy"],
-            balanced_accuracy=s["balanced_accuracy"],
-            balanced_accuracy_ci95=_opt_pair(s["balanced_accuracy_ci95"]),
-            effective_n=s["effective_n"],
-            confusion_matrix=tuple(tuple(row) for row in s["confusion_matrix"]),
-            per_class=tuple(
-                ClassRecall(p["class"], p["name"], p["support"], p["predicted"], p["recall"])
-                for p in s["per_class"]
-            ),
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "n_samples": self.n_samples,
-            "accuracy": self.accuracy,
-            "balanced_accuracy": self.balanced_accuracy,
-            "balanced_accuracy_ci95": (
-                None if self.balanced_accuracy_ci95 is None else list(self.balanced_accuracy_ci95)
-            ),
-            "effective_n": self.effective_n,
-            "confusion_matrix": [list(row) for row in self.confusion_matrix],
-            "per_class": [p.to_dict() for p in self.per_class],
-        }
 
 
 # ------------------------------------------------------------------ multi-label summary
@@ -340,7 +261,8 @@ class CureVerdict:
         }
 
 
-Summary = ClassSummary | LabelSummary | PositionSummary
+# the held-out summary of each task (single-label: fix.results.Summary, as the other modes)
+AnySummary = Summary | LabelSummary | PositionSummary
 
 
 # ------------------------------------------------------------------ the repair result
@@ -419,7 +341,7 @@ class RepairDetails:
     planned: CureVerdict | None = None
     validated_labels: tuple[str, ...] | None = None
     agreement_with_thresholds: float | None = None
-    tried: Summary | None = None
+    tried: AnySummary | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -474,8 +396,8 @@ class RepairResult:
     repair: str | None = None  # what was changed inside the model
     why: str | None = None  # why nothing was written, when nothing was
     instead: tuple[Fix, ...] = ()  # what to do when no edit cures the cause
-    before: Summary | None = None
-    after: Summary | None = None  # the model as saved and reloaded
+    before: AnySummary | None = None
+    after: AnySummary | None = None  # the model as saved and reloaded
     gain: float | None = None
     required_gain: float | None = None
     details: RepairDetails = field(default_factory=RepairDetails)

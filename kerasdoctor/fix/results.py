@@ -15,12 +15,14 @@ from typing import Any
 
 
 def finite(value: Any) -> Any:
-    """NaN/Inf become null, tuples lists: JSON has no spelling for NaN (json.dumps would write
-    it) and no tuples. Applied to every to_dict(), as cli/fix.py's _finite is to the dicts of
-    the other modes."""
+    """A value as fix's JSON prints it: NaN/Inf as null (JSON has no spelling for them;
+    json.dumps would write NaN), tuples as lists, typed parts through their to_dict(). The
+    one such rule of every fix and repair result (fix.repair_result, cli.fix)."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
-    if isinstance(value, dict):
+    if hasattr(value, "to_dict"):  # a typed part: its JSON
+        return finite(value.to_dict())
+    if isinstance(value, Mapping):
         return {k: finite(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [finite(v) for v in value]
@@ -75,6 +77,23 @@ class Summary:
     effective_n: float | None  # Kish's effective sample size of the interval
     confusion_matrix: tuple[tuple[int, ...], ...]
     per_class: tuple[ClassRecall, ...]
+
+    @classmethod
+    def of(cls, s: Mapping[str, Any]) -> Summary:
+        """From its JSON dict (to_dict() read back)."""
+        ci = s["balanced_accuracy_ci95"]
+        return cls(
+            n_samples=s["n_samples"],
+            accuracy=s["accuracy"],
+            balanced_accuracy=s["balanced_accuracy"],
+            balanced_accuracy_ci95=None if ci is None else (ci[0], ci[1]),
+            effective_n=s["effective_n"],
+            confusion_matrix=tuple(tuple(row) for row in s["confusion_matrix"]),
+            per_class=tuple(
+                ClassRecall(p["class"], p["name"], p["support"], p["predicted"], p["recall"])
+                for p in s["per_class"]
+            ),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         ci = self.balanced_accuracy_ci95

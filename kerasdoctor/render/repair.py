@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from kerasdoctor.fix.repair_result import (
-    ClassSummary,
     LabelRates,
     LabelRow,
     LabelSummary,
@@ -16,6 +15,7 @@ from kerasdoctor.fix.repair_result import (
     PositionThreshold,
     Rediagnosis,
     RepairResult,
+    Summary,
 )
 from kerasdoctor.render.simple import _simple, to_text
 
@@ -62,14 +62,14 @@ def _outcome(r: RepairResult) -> list[str]:
 # ------------------------------------------------------------------ single-label
 
 
-def _ci(s: ClassSummary) -> str:
+def _ci(s: Summary) -> str:
     ci = s.balanced_accuracy_ci95
     return "" if not ci else f" [{_pct(ci[0])}, {_pct(ci[1])}]"
 
 
 def _class_lines(r: RepairResult) -> list[str]:
     before, after = r.before, r.after
-    assert isinstance(before, ClassSummary) and (after is None or isinstance(after, ClassSummary))
+    assert isinstance(before, Summary) and (after is None or isinstance(after, Summary))
     cols = ["class", "name", "support", "recall before", "predicted before"]
     if after is not None:
         cols += ["recall after", "predicted after"]
