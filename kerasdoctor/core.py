@@ -14,6 +14,7 @@ from kerasdoctor.errors import InputError
 from kerasdoctor.findings import Report
 
 if TYPE_CHECKING:
+    from kerasdoctor.dataspec import DataSpec
     from kerasdoctor.sections import InputSummary
 
 # The quality gates (the quality-gate check) and the policy, named alike in the CLI
@@ -475,10 +476,10 @@ def build_report(
     )
 
 
-def data_arguments(data_path: str, opts: Options) -> str:
+def data_arguments(data_path: str, opts: Options | DataSpec) -> str:
     """DATA as a kerasdoctor command line takes it: the path plus every flag that says how to
     read it (--labels, --label-column, ..., --ignore-label, --multi-label), shell-quoted, so
-    suggested commands can be pasted (dataspec.DataSpec, shared with `fix`)."""
+    suggested commands can be pasted (a diagnosis's Options, or fix's DataSpec)."""
     from kerasdoctor.dataspec import DataSpec
 
     return DataSpec.of(opts).to_args(data_path)

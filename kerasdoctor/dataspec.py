@@ -1,8 +1,9 @@
 """How to read DATA, once (issue 17): the options every command that reads data shares, and
 their way back to the command line for suggested commands.
 
-`diagnose` (core.Options), `fix` (fix.common.DataOptions) and the library API each hold these
-options; `DataSpec.of(opts)` reads them from any of those, and `to_args(path)` turns them back
+`fix` reads DATA through a DataSpec built from its flags; `diagnose`, the configuration and
+the library API keep these options in core.Options under the same names (one vocabulary), and
+`DataSpec.of(opts)` reads them from there; and `to_args(path)` turns them back
 into the flags that read DATA the same way, so a suggested `kerasdoctor fix ... MODEL DATA`
 reads a CSV, an image folder or a dense .npz exactly as the diagnosis that suggested it. A flag
 is written only for the kinds of DATA it applies to (sources.OPTION_KINDS), since the commands
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import os
 import shlex
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -39,11 +40,18 @@ class DataSpec:
 
     @classmethod
     def of(cls, opts: Any, labels: str | None = None) -> DataSpec:
-        """From any options object with these attribute names (missing ones: default);
-        comma-separated strings and HxW sizes are split as the CLI splits them."""
+        """From the command line's flags (a Mapping of flag names as parameters: strings),
+        or from any options object with these attribute names (core.Options, the API's
+        keywords); missing ones take the default. Comma-separated strings and HxW sizes are
+        split as the CLI splits them (a malformed one is an InputError)."""
         from kerasdoctor.sources import parse_columns, parse_image_size
 
+        if isinstance(opts, DataSpec) and labels is None:
+            return opts
+
         def get(name: str) -> Any:
+            if isinstance(opts, Mapping):
+                return opts.get(name)
             return getattr(opts, name, None)
 
         def columns(name: str) -> tuple[str, ...] | None:

@@ -113,13 +113,13 @@ def test_suggested_commands_carry_the_dense_flags() -> None:
     """diagnose and fix build their suggested commands from the same spec: --ignore-label and
     --multi-label are no longer dropped from diagnose's suggestions."""
     from kerasdoctor.core import Options, data_arguments
-    from kerasdoctor.fix.common import DataOptions
     from kerasdoctor.fix.common import data_arguments as fix_arguments
 
     opts = Options.from_keywords({"ignore_label": 255, "x_key": "image"}, "test")
     assert data_arguments("seg.npz", opts) == "seg.npz --x-key image --ignore-label 255"
-    fopts = DataOptions(ignore_label=255, x_key="image")
-    assert fix_arguments("seg.npz", fopts) == data_arguments("seg.npz", opts)
+    spec = DataSpec.of({"ignore_label": 255, "x_key": "image"})  # as `fix` reads its flags
+    assert fix_arguments("seg.npz", spec) == data_arguments("seg.npz", opts)
+    assert DataSpec.of(opts) == spec and DataSpec.of(spec) is spec
     ml = Options.from_keywords({"multi_label": True}, "test")
     assert data_arguments("tags.npz", ml) == "tags.npz --multi-label"
 

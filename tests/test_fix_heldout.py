@@ -79,9 +79,9 @@ class Spy:
 
 def _row_index(folder: Path) -> tuple[dict[bytes, int], Any]:
     """Each image of the folder by its pixels -> its row, in the order the fix reads it."""
-    from kerasdoctor.fix.common import DataOptions, load_model_and_data
+    from kerasdoctor.fix.common import load_model_and_data
 
-    md = load_model_and_data(fixture_path(MODEL), str(folder), data_opts=DataOptions())
+    md = load_model_and_data(fixture_path(MODEL), str(folder))
     rows = np.asarray(md.arrays[0], dtype=np.float32)
     index = {r.tobytes(): i for i, r in enumerate(rows)}
     assert len(index) == rows.shape[0]  # no two images alike: pixels identify a row

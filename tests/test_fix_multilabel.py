@@ -197,9 +197,9 @@ def test_no_validated_label_is_exit_1_with_the_reason(tmp_path: Path) -> None:
     y = (rng.random((600, 3)) < 0.3).astype(np.int8)  # nothing in x says which
     model.save(tmp_path / "m.keras")
     np.savez(tmp_path / "d.npz", x=x, y=y)
-    from kerasdoctor.fix.common import DataOptions
+    from kerasdoctor.dataspec import DataSpec
 
-    ld = per_label.load_npz(str(tmp_path / "m.keras"), str(tmp_path / "d.npz"), DataOptions())
+    ld = per_label.load_npz(str(tmp_path / "m.keras"), str(tmp_path / "d.npz"), DataSpec())
     report = __import__("kerasdoctor").diagnose(model, x, y)
     finding = Finding("decision-threshold", Kind.CAUSE, Severity.ERROR, "t", "d")
     out = tmp_path / "fixed.keras"

@@ -175,8 +175,8 @@ def test_batchnorm_repair_of_a_model_without_batchnorm(tmp_path: Path) -> None:
     """Not a cause the diagnosis found: exit 2 at once. Asked of the repair itself (as the API
     would be with another finding): the reason, nothing written."""
     from kerasdoctor.core import Options, diagnose_paths
+    from kerasdoctor.dataspec import DataSpec
     from kerasdoctor.findings import Finding, Kind, Severity
-    from kerasdoctor.fix.common import DataOptions
     from kerasdoctor.fix.per_position import load_npz, repair
 
     model, data = _args("dense_unet_collapsed")
@@ -188,7 +188,7 @@ def test_batchnorm_repair_of_a_model_without_batchnorm(tmp_path: Path) -> None:
     assert "did not find this cause" in r.stderr.strip().splitlines()[-1]
     report = diagnose_paths(model, data, Options())
     forged = Finding("batchnorm-statistics", Kind.CAUSE, Severity.ERROR, "t", "d", {}, ())
-    res = repair(load_npz(model, data, DataOptions()), report, forged, out, 0)
+    res = repair(load_npz(model, data, DataSpec()), report, forged, out, 0)
     assert res.repaired is False and "no BatchNormalization layer" in (res.why or "")
     assert res.before is not None and res.before.balanced_accuracy == pytest.approx(0.25)
     assert res.to_dict()["before"]["balanced_accuracy"] == pytest.approx(0.25)

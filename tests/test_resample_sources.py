@@ -16,7 +16,6 @@ import pytest
 from conftest import run_cli
 
 from kerasdoctor.dataspec import DataSpec
-from kerasdoctor.fix.common import DataOptions
 from kerasdoctor.sources import read_labels
 
 COUNTS = {"cat": 12, "dog": 4, "fox": 2}
@@ -59,8 +58,7 @@ def _photos(tmp_path: Path) -> Path:
 
 
 def _counts(path: Path, **opts: Any) -> list[int]:
-    data_opts = DataOptions(**opts)
-    return np.bincount(read_labels(path, DataSpec.of(data_opts), seed=data_opts.seed).y).tolist()
+    return np.bincount(read_labels(path, DataSpec.of(opts), seed=0).y).tolist()
 
 
 # ---------------------------------------------------------------- image folders

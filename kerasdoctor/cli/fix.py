@@ -19,6 +19,7 @@ from kerasdoctor.errors import InputError
 from kerasdoctor.policy import EXIT_FINDINGS
 
 if TYPE_CHECKING:
+    from kerasdoctor.dataspec import DataSpec
     from kerasdoctor.fix.repair_result import LabelThresholds, PositionThreshold
     from kerasdoctor.fix.results import FollowUp, RetrainReport
 
@@ -282,22 +283,6 @@ def fix(
                 f"choose one remedy at a time, got {', '.join('--' + m for m in chosen)}"
             )
         mode = chosen[0]
-        from kerasdoctor.fix.common import DataOptions
-        from kerasdoctor.load import MultiHotLabels
-
-        data_opts = DataOptions(
-            x_key=x_key,
-            y_key=y_key,
-            labels=labels,
-            label_column=label_column,
-            feature_columns=feature_columns,
-            drop_columns=drop_columns,
-            class_names=class_names,
-            image_size=image_size,
-            seed=seed or 0,
-            ignore_label=ignore_label,
-            multi_label=True if multi_label else None,
-        )
         # --oversample/--undersample: which data flags apply is decided by the kind of
         # TRAIN_DATA (resample.resample_data refuses the others, and .npy / tf.data data)
         given = {
@@ -355,6 +340,23 @@ def fix(
 
                 refuse_overwrite(heldout_path(output), inputs)
 
+        from kerasdoctor.dataspec import DataSpec
+        from kerasdoctor.load import MultiHotLabels
+
+        spec = DataSpec.of(  # how to read DATA: the same flags, and meaning, as diagnose's
+            {
+                "x_key": x_key,
+                "y_key": y_key,
+                "labels": labels,
+                "label_column": label_column,
+                "feature_columns": feature_columns,
+                "drop_columns": drop_columns,
+                "class_names": class_names,
+                "image_size": image_size,
+                "ignore_label": ignore_label,
+                "multi_label": multi_label,
+            }
+        )
         try:  # issue 16: the label-only modes refuse multi-hot labels with a pointer
             if mode == "class-weights":
                 _class_weights(
@@ -363,10 +365,10 @@ def fix(
                     0.999 if beta is None else beta,
                     format.value,
                     output,
-                    data_opts,
+                    spec,
                 )
             elif mode == "output-bias":
-                _output_bias(paths[0], format.value, output, data_opts)
+                _output_bias(paths[0], format.value, output, spec)
             elif mode == "threshold":
                 _threshold(
                     paths,
@@ -374,18 +376,16 @@ def fix(
                     seed or 0,
                     format.value,
                     output,
-                    x_key,
-                    y_key,
                     unsafe,
                     output_name,
-                    data_opts,
+                    spec,
                 )
             elif mode == "repair":
                 assert output is not None
-                _repair(paths, output, format.value, cause, seed or 0, data_opts)
+                _repair(paths, output, format.value, cause, seed or 0, spec)
             elif mode in ("oversample", "undersample"):
                 assert output is not None
-                _resample(paths[0], mode, seed or 0, format.value, output, data_opts)
+                _resample(paths[0], mode, seed or 0, format.value, output, spec)
             else:
                 assert output is not None
                 _retrain(
@@ -398,10 +398,8 @@ def fix(
                     seed=seed or 0,
                     batch_size=32 if batch_size is None else batch_size,
                     bias_reset=not no_bias_reset,
-                    x_key=x_key,
-                    y_key=y_key,
                     unsafe=unsafe,
-                    data_opts=data_opts,
+                    spec=spec,
                     eval_data=eval_data,
                     eval_labels=eval_labels,
                 )
@@ -428,7 +426,7 @@ def _json(result: Any) -> str:
 
 
 def _class_weights(
-    data: str, method: str, beta: float, fmt: str, output: Path | None, data_opts: Any
+    data: str, method: str, beta: float, fmt: str, output: Path | None, spec: DataSpec
 ) -> None:
     from dataclasses import replace
 
@@ -440,7 +438,7 @@ def _class_weights(
         raise InputError(f"--method must be one of {', '.join(METHODS)}, got '{method}'")
     if not 0.0 <= beta < 1.0:
         raise InputError(f"--beta must be in [0, 1), got {beta}")
-    raw = read_labels_raw(data, data_opts)
+    raw = read_labels_raw(data, spec)
     n_classes = n_classes_of(raw)
     computed = compute(raw.labels.y, n_classes, method=method, beta=beta)
     result = replace(computed, train_data=data, note=TRAIN_NOTE)
@@ -455,13 +453,13 @@ def _class_weights(
     write_output(text, output)
 
 
-def _output_bias(data: str, fmt: str, output: Path | None, data_opts: Any) -> None:
+def _output_bias(data: str, fmt: str, output: Path | None, spec: DataSpec) -> None:
     from dataclasses import replace
 
     from kerasdoctor.fix.common import n_classes_of, names_for, read_labels_raw
     from kerasdoctor.fix.output_bias import prior_bias, python_text
 
-    raw = read_labels_raw(data, data_opts)
+    raw = read_labels_raw(data, spec)
     k = n_classes_of(raw)
     result = replace(prior_bias(raw.labels.y, k, names_for(raw, k)), train_data=data)
     if fmt == "json":
@@ -481,38 +479,34 @@ def _threshold(
     seed: int,
     fmt: str,
     output: Path | None,
-    x_key: str | None,
-    y_key: str,
     unsafe: bool,
     output_name: str | None,
-    data_opts: Any = None,
+    spec: DataSpec,
 ) -> None:
-    from kerasdoctor.fix.common import DataOptions, load_model_and_data
+    from kerasdoctor.fix.common import load_model_and_data
     from kerasdoctor.fix.threshold import OBJECTIVES, find_threshold
     from kerasdoctor.load import DenseLabels, MultiHotLabels
 
     if objective not in OBJECTIVES:  # before loading anything
         raise InputError(f"--objective must be one of {', '.join(OBJECTIVES)}, got '{objective}'")
-    opts = data_opts or DataOptions(x_key=x_key, y_key=y_key)
-    if opts.multi_label:
-        multi = _threshold_multi(paths, None, objective, seed, unsafe, output_name, opts)
+    if spec.multi_label:
+        multi = _threshold_multi(paths, None, objective, seed, unsafe, output_name, spec)
         write_output(_json(multi) if fmt == "json" else _threshold_text(multi), output)
         return
     try:
         md = load_model_and_data(
             paths[0],
             paths[1],
-            x_key=x_key,
-            y_key=y_key,
+            spec=spec,
+            seed=seed,
             unsafe=unsafe,
             output_name=output_name,
-            data_opts=data_opts,
         )
     except (MultiHotLabels, DenseLabels) as exc:  # issue 16: multi-label or dense DATA
-        multi = _threshold_multi(paths, exc, objective, seed, unsafe, output_name, opts)
+        multi = _threshold_multi(paths, exc, objective, seed, unsafe, output_name, spec)
         write_output(_json(multi) if fmt == "json" else _threshold_text(multi), output)
     else:
-        if opts.ignore_label is not None:
+        if spec.ignore_label is not None:
             raise InputError(
                 f"--ignore-label applies to dense labels (y (N, H, W) or (N, T)); "
                 f"DATA {paths[1]} holds one label per sample"
@@ -540,7 +534,7 @@ def _threshold_multi(
     seed: int,
     unsafe: bool,
     output_name: str | None,
-    opts: Any,
+    opts: DataSpec,
 ) -> LabelThresholds | PositionThreshold:
     """`fix --threshold` on multi-hot or dense labels in an .npz: per-label thresholds
     (fix.per_label) or one threshold over the positions (fix.per_position)."""
@@ -581,12 +575,12 @@ def _threshold_multi(
     return per_label.threshold_report(ld, seed, opts)
 
 
-def _resample(data: str, mode: str, seed: int, fmt: str, output: Path, data_opts: Any) -> None:
+def _resample(data: str, mode: str, seed: int, fmt: str, output: Path, spec: DataSpec) -> None:
     from dataclasses import replace
 
     from kerasdoctor.fix.resample import resample_data
 
-    result = replace(resample_data(data, output, mode, seed, data_opts), train_data=data)
+    result = replace(resample_data(data, output, mode, seed, spec), train_data=data)
     if fmt == "json":
         text = _json(result)  # with an image folder's file list: JSON only
     else:
@@ -607,16 +601,14 @@ def _retrain(
     seed: int,
     batch_size: int,
     bias_reset: bool,
-    x_key: str | None,
-    y_key: str,
     unsafe: bool,
-    data_opts: Any = None,
+    spec: DataSpec,
     eval_data: str | None = None,
     eval_labels: str | None = None,
 ) -> None:
     from dataclasses import replace
 
-    from kerasdoctor.fix.common import DataOptions, load_model_and_data, load_more_data
+    from kerasdoctor.fix.common import load_model_and_data, load_more_data
     from kerasdoctor.fix.retrain import DEFAULT_HELDOUT, check_output_name, retrain
 
     check_output_name(output)
@@ -638,12 +630,9 @@ def _retrain(
                 "measure it; give other data, or leave --eval out to hold out part of "
                 "TRAIN_DATA"
             )
-    opts = data_opts or DataOptions()
-    md = load_model_and_data(
-        paths[0], paths[1], x_key=x_key, y_key=y_key, unsafe=unsafe, data_opts=opts
-    )
-    eval_opts = replace(opts, x_key=x_key, y_key=y_key, labels=eval_labels)
-    eval_md = None if eval_data is None else load_more_data(md, eval_data, eval_opts)
+    md = load_model_and_data(paths[0], paths[1], spec=spec, seed=seed, unsafe=unsafe)
+    eval_spec = replace(spec, labels=eval_labels)  # EVAL_DATA: the same flags, its own labels
+    eval_md = None if eval_data is None else load_more_data(md, eval_data, eval_spec, seed)
     with progress(progress_enabled(fmt), "fine-tuning") as update:
         result = retrain(
             md,
@@ -658,7 +647,7 @@ def _retrain(
             eval_md=eval_md,
         )
     result = replace(
-        result, follow_up=_follow_up(result, paths[1], output, eval_data, opts, eval_opts)
+        result, follow_up=_follow_up(result, paths[1], output, eval_data, spec, eval_spec)
     )
     if fmt == "json":
         text = _json(result)
@@ -670,12 +659,12 @@ def _retrain(
 
 
 def _repair(
-    paths: list[str], output: Path, fmt: str, cause: str | None, seed: int, data_opts: Any
+    paths: list[str], output: Path, fmt: str, cause: str | None, seed: int, spec: DataSpec
 ) -> None:
     from kerasdoctor.fix.repair import check_output, repair_paths
 
     check_output(output, paths[0], paths[1])  # before the diagnosis: exit 2 at once
-    result = repair_paths(paths[0], paths[1], output, cause=cause, seed=seed, data_opts=data_opts)
+    result = repair_paths(paths[0], paths[1], output, cause=cause, seed=seed, spec=spec)
     if fmt == "json":
         text = _json(result)
     else:
@@ -692,8 +681,8 @@ def _follow_up(
     train_data: str,
     output: Path,
     eval_data: str | None,
-    opts: Any,
-    eval_opts: Any,
+    spec: DataSpec,
+    eval_spec: DataSpec,
 ) -> FollowUp:
     """What to run next, and what not to: never a diagnosis on rows the model trained on.
 
@@ -708,13 +697,13 @@ def _follow_up(
 
     model = shlex.quote(str(output))
     if eval_data is not None:
-        args = data_arguments(eval_data, eval_opts, eval_opts.labels)
+        args = data_arguments(eval_data, eval_spec, eval_spec.labels)
         return FollowUp(
             command=f"kerasdoctor diagnose {model} {args}",
             why="EVAL_DATA, never trained on",
             spent=None,
         )
-    flags = data_arguments("NEW_DATA", opts, "NEW_LABELS" if opts.labels else None)
+    flags = data_arguments("NEW_DATA", spec, "NEW_LABELS" if spec.labels else None)
     n_held, n_train = r.n_heldout, r.n_train
     return FollowUp(
         command=f"kerasdoctor diagnose {model} {flags}",

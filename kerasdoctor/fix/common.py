@@ -55,30 +55,12 @@ def refuse_overwrite(output: Path, inputs: Sequence[tuple[str, str]]) -> None:
             raise InputError(f"--output {output} lies inside the input {what} {path}")
 
 
-@dataclass(frozen=True)
-class DataOptions:
-    """How to read DATA when it is not an .npz (the same flags as `diagnose`)."""
-
-    x_key: str | None = None
-    y_key: str = "y"
-    labels: str | None = None
-    label_column: str | None = None
-    feature_columns: str | None = None
-    drop_columns: str | None = None  # table columns that are not features (an id)
-    class_names: str | None = None
-    image_size: str | None = None
-    seed: int = 0
-    # issue 16: dense labels' void value (--ignore-label); --multi-label forces multi-hot y
-    ignore_label: int | None = None
-    multi_label: bool | None = None
-
-
-def read_labels_raw(data_path: str, opts: DataOptions) -> RawData:
+def read_labels_raw(data_path: str, spec: DataSpec, seed: int = 0) -> RawData:
     """The labels of any DATA kind, as a RawData without inputs."""
     from kerasdoctor.load import RawData
     from kerasdoctor.sources import read_labels
 
-    return RawData(str(data_path), {}, read_labels(data_path, DataSpec.of(opts), seed=opts.seed))
+    return RawData(str(data_path), {}, read_labels(data_path, spec, seed=seed))
 
 
 @dataclass
@@ -97,22 +79,18 @@ def load_model_and_data(
     model_path: str,
     data_path: str,
     *,
-    x_key: str | None = None,
-    y_key: str = "y",
+    spec: DataSpec | None = None,
+    seed: int = 0,
     unsafe: bool = False,
     output_name: str | None = None,
-    data_opts: DataOptions | None = None,
 ) -> ModelData:
-    """Model and data in memory; DATA of any kind `diagnose` reads (non-.npz data is read
-    once through its source: these modes train or sweep on all of it anyway)."""
-    from dataclasses import replace
-
+    """Model and data in memory; DATA of any kind `diagnose` reads, as `spec` says (non-.npz
+    data is read once through its source: these modes train or sweep on all of it anyway)."""
     from kerasdoctor.load import load_model
     from kerasdoctor.model_facts import read_facts
     from kerasdoctor.sources import open_source
 
-    opts = replace(data_opts or DataOptions(), x_key=x_key, y_key=y_key)
-    src = open_source(data_path, DataSpec.of(opts), seed=opts.seed)  # cheap errors first
+    src = open_source(data_path, spec or DataSpec(), seed=seed)  # cheap errors first
     lm = load_model(model_path, unsafe=unsafe, output_name=output_name)
     return _bind(src, lm, read_facts(lm), data_path)
 
@@ -126,14 +104,12 @@ def bind_arrays(lm: LoadedModel, raw: RawData) -> ModelData:
 
 
 def load_more_data(
-    md: ModelData, data_path: str, opts: DataOptions, what: str = "EVAL_DATA"
+    md: ModelData, data_path: str, spec: DataSpec, seed: int = 0, what: str = "EVAL_DATA"
 ) -> ModelData:
     """Other data (e.g. EVAL_DATA) read for md's model, its class indices made md's."""
     from kerasdoctor.sources import open_source
 
-    other = _bind(
-        open_source(data_path, DataSpec.of(opts), seed=opts.seed), md.lm, md.facts, data_path
-    )
+    other = _bind(open_source(data_path, spec, seed=seed), md.lm, md.facts, data_path)
     other.raw.labels = _labels_as(md.raw, other.raw, what)
     return other
 
@@ -180,12 +156,12 @@ def _labels_as(ref: RawData, other: RawData, what: str) -> Any:
     return labels
 
 
-def data_arguments(path: str, opts: DataOptions, labels: str | None = None) -> str:
+def data_arguments(path: str, spec: DataSpec, labels: str | None = None) -> str:
     """DATA as a command line takes it: the path and every flag that reads it, shell-quoted
-    (dataspec.DataSpec, shared with `diagnose`); `labels` stands for --labels."""
+    (DataSpec.to_args, shared with `diagnose`); `labels` stands for --labels."""
     from dataclasses import replace
 
-    return replace(DataSpec.of(opts), labels=labels).to_args(str(path))
+    return replace(spec, labels=labels).to_args(str(path))
 
 
 @dataclass

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from kerasdoctor.dataspec import DataSpec
 from kerasdoctor.errors import InputError
 from kerasdoctor.findings import Finding, Fix, Report
 from kerasdoctor.fix.repair_result import (
@@ -72,7 +73,7 @@ class LabelData:
 def load_npz(
     model_path: str,
     data_path: str,
-    opts: Any,
+    opts: DataSpec,
     *,
     unsafe: bool = False,
     output_name: str | None = None,
@@ -202,7 +203,7 @@ def _labels(
     )
 
 
-def threshold_report(ld: LabelData, seed: int, data_opts: Any) -> LabelThresholds:
+def threshold_report(ld: LabelData, seed: int, spec: DataSpec) -> LabelThresholds:
     """`fix --threshold MODEL DATA` on a multi-label model: a cut per label chosen on one
     half, checked on the other."""
     from kerasdoctor.multilabel import (
@@ -242,7 +243,7 @@ def threshold_report(ld: LabelData, seed: int, data_opts: Any) -> LabelThreshold
     repair = None
     if validated:
         repair = fix_commands(
-            ld.lm.path, ld.path, data_opts, "decision-threshold", repair=True, threshold=False
+            ld.lm.path, ld.path, spec, "decision-threshold", repair=True, threshold=False
         )[0].command
     k = y.shape[1]
     return LabelThresholds(

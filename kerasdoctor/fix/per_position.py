@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from kerasdoctor.dataspec import DataSpec
 from kerasdoctor.errors import InputError
 from kerasdoctor.findings import Finding, Fix, Report
 from kerasdoctor.fix.repair_result import (
@@ -75,7 +76,7 @@ class DenseData:
 def load_npz(
     model_path: str,
     data_path: str,
-    opts: Any,
+    opts: DataSpec,
     *,
     unsafe: bool = False,
     output_name: str | None = None,
@@ -104,7 +105,7 @@ def load_npz(
     )
 
 
-def _load_folder(lm: Any, data_path: str, opts: Any) -> DenseData:
+def _load_folder(lm: Any, data_path: str, opts: DataSpec) -> DenseData:
     """A segmentation folder: masks mapped to classes (and --ignore-label applied) exactly as
     `diagnose` maps them; the images decoded when a batch needs them."""
     from pathlib import Path
@@ -114,9 +115,7 @@ def _load_folder(lm: Any, data_path: str, opts: Any) -> DenseData:
 
     src = SegFolderSource(Path(data_path), opts)
     # every pair (no --sample in fix), masks mapped with the void value as diagnose maps them
-    read = SimpleNamespace(
-        sample=None, seed=0, batch_size=None, ignore_label=getattr(opts, "ignore_label", None)
-    )
+    read = SimpleNamespace(sample=None, seed=0, batch_size=None, ignore_label=opts.ignore_label)
     fd = read_folder(lm, src, read)
     return bind(
         lm, str(data_path), fd.arrays, fd.y, fd.valid, fd.names, None, f"DATA: {data_path}: masks/"
@@ -378,7 +377,7 @@ def _measure(
     return tally, hist
 
 
-def threshold_report(dd: DenseData, seed: int, data_opts: Any) -> PositionThreshold:
+def threshold_report(dd: DenseData, seed: int, spec: DataSpec) -> PositionThreshold:
     """`fix --threshold MODEL DATA` on a one-sigmoid dense model: one threshold over the
     positions, chosen on one half of the samples and measured on the other."""
     from kerasdoctor.dense import cure_verdict, hist_auc, split_samples
@@ -405,7 +404,7 @@ def threshold_report(dd: DenseData, seed: int, data_opts: Any) -> PositionThresh
     repair = None
     if ok:
         repair = fix_commands(
-            dd.lm.path, dd.path, data_opts, "decision-threshold", repair=True, threshold=False
+            dd.lm.path, dd.path, spec, "decision-threshold", repair=True, threshold=False
         )[0].command
     note = (
         None

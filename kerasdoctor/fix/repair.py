@@ -23,9 +23,10 @@ from typing import Any
 
 import numpy as np
 
+from kerasdoctor.dataspec import DataSpec
 from kerasdoctor.errors import InputError
 from kerasdoctor.findings import Finding, Fix, Report
-from kerasdoctor.fix.common import DataOptions, ModelData, Outputs
+from kerasdoctor.fix.common import ModelData, Outputs
 from kerasdoctor.fix.repair_result import (
     Rediagnosis,
     RepairDetails,
@@ -127,32 +128,16 @@ def repair_paths(
     *,
     cause: str | None = None,
     seed: int = 0,
-    data_opts: DataOptions | None = None,
+    spec: DataSpec | None = None,
 ) -> RepairResult:
     """Diagnose MODEL on DATA, repair the root cause (or `cause`), measure on a held-out half
     and write the repaired model to `output` when it improves."""
     from kerasdoctor.core import Options, diagnose_paths
     from kerasdoctor.fix.common import load_model_and_data
 
-    opts = data_opts or DataOptions()
+    opts = spec or DataSpec()
     check_output(output, model_path, data_path)
-    report = diagnose_paths(
-        model_path,
-        data_path,
-        Options(
-            seed=seed,
-            x_key=opts.x_key,
-            y_key=opts.y_key,
-            labels=opts.labels,
-            label_column=opts.label_column,
-            feature_columns=opts.feature_columns,
-            drop_columns=opts.drop_columns,
-            class_names=opts.class_names,
-            image_size=opts.image_size,
-            ignore_label=opts.ignore_label,
-            multi_label=opts.multi_label,
-        ),
-    )
+    report = diagnose_paths(model_path, data_path, Options(seed=seed, **opts.options()))
     task = report.metrics.task
     if opts.ignore_label is not None and task != "dense":
         held = "multi-hot labels" if task == "multilabel" else "one label per sample"
@@ -174,9 +159,7 @@ def repair_paths(
             per_position.load_npz(model_path, data_path, opts), report, finding, output, seed
         )
     else:
-        md = load_model_and_data(
-            model_path, data_path, x_key=opts.x_key, y_key=opts.y_key, data_opts=opts
-        )
+        md = load_model_and_data(model_path, data_path, spec=opts, seed=seed)
         result = repair(md, report, finding, output, seed)
     return replace(result, model=model_path, data=data_path)
 

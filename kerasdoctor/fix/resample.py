@@ -144,16 +144,16 @@ def _note(method: str, n: int, unique: int) -> str:
 
 
 def resample_data(
-    data_path: str, output: Path, method: str, seed: int, opts: Any = None
+    data_path: str, output: Path, method: str, seed: int, spec: DataSpec | None = None
 ) -> ResampleReport:
     """Write the rebalanced copy of TRAIN_DATA, of any kind `fix` resamples, to `output` in
-    the same format; return the report. `opts` is a fix.common.DataOptions (the data flags)."""
-    from kerasdoctor.fix.common import DataOptions, same_file
+    the same format, read as `spec` says; return the report."""
+    from kerasdoctor.fix.common import same_file
     from kerasdoctor.load import refuse_special_file
     from kerasdoctor.sources import data_kind, refuse_options
     from kerasdoctor.sources.interface import _kind
 
-    opts = opts or DataOptions(seed=seed)
+    spec = spec or DataSpec()
     p = Path(data_path)
     if not p.exists():
         raise InputError(f"DATA: no such file or directory: {p}")
@@ -183,16 +183,15 @@ def resample_data(
             f"--output {output} is the input TRAIN_DATA; kerasdoctor never "
             "overwrites its inputs: choose a new name"
         )
-    spec = DataSpec.of(opts)
     if kind in ("npz", "parquet"):  # read here, not through open_source: its refusal
         refuse_options(p, kind, spec)
     if kind == "npz":
-        return _resample_npz(data_path, output, method, seed, opts.y_key)
+        return _resample_npz(data_path, output, method, seed, spec.y_key)
     if kind == "images":
-        return _resample_images(p, output, method, seed, spec, opts)
+        return _resample_images(p, output, method, seed, spec)
     if kind == "csv":
-        return _resample_csv(p, output, method, seed, spec, opts)
-    return _resample_parquet(p, output, method, seed, spec, opts)
+        return _resample_csv(p, output, method, seed, spec)
+    return _resample_parquet(p, output, method, seed, spec)
 
 
 def _report(
@@ -229,12 +228,12 @@ def _report(
     )
 
 
-def _kept_columns_note(opts: Any) -> str:
+def _kept_columns_note(spec: DataSpec) -> str:
     given = [
         f
         for f, v in (
-            ("--feature-columns", opts.feature_columns),
-            ("--drop-columns", opts.drop_columns),
+            ("--feature-columns", spec.feature_columns),
+            ("--drop-columns", spec.drop_columns),
         )
         if v is not None
     ]
@@ -259,7 +258,7 @@ def _check_output_suffix(data: Path, output: Path, suffixes: tuple[str, ...], wh
 
 
 def _resample_images(
-    data: Path, output: Path, method: str, seed: int, spec: DataSpec, opts: Any
+    data: Path, output: Path, method: str, seed: int, spec: DataSpec
 ) -> ResampleReport:
     from kerasdoctor.sources import (
         IMAGE_FORMATS,
@@ -270,7 +269,7 @@ def _resample_images(
     )
 
     # refuses the flags that are not for an image folder
-    src = open_source(data, spec, seed=opts.seed)
+    src = open_source(data, spec, seed=seed)
     assert isinstance(src, ImageFolderSource)
     if output.name.lower().endswith(
         (".npz", ".npy", *TABLE_SUFFIXES, *PARQUET_SUFFIXES, *IMAGE_FORMATS)
@@ -431,13 +430,13 @@ def _raw_rows(src: Any) -> tuple[str, list[str]]:
 
 
 def _resample_csv(
-    data: Path, output: Path, method: str, seed: int, spec: DataSpec, opts: Any
+    data: Path, output: Path, method: str, seed: int, spec: DataSpec
 ) -> ResampleReport:
     from kerasdoctor.io import atomic_write
     from kerasdoctor.sources import TABLE_SUFFIXES, TableSource, open_source
 
     # the labels, found and decoded as `diagnose` does
-    src = open_source(data, spec, seed=opts.seed)
+    src = open_source(data, spec, seed=seed)
     assert isinstance(src, TableSource)
     _check_output_suffix(data, output, TABLE_SUFFIXES, "a table of the same format")
     dialect: Any = src._dialect()
@@ -471,7 +470,7 @@ def _resample_csv(
         result,
         label_column=src.header[src.label_index],
         columns=tuple(src.header),
-        note=result.note + _kept_columns_note(opts),
+        note=result.note + _kept_columns_note(spec),
     )
 
 
@@ -520,7 +519,7 @@ def _parquet_labels(data: Path, spec: DataSpec) -> tuple[Any, Any, str]:
 
 
 def _resample_parquet(
-    data: Path, output: Path, method: str, seed: int, spec: DataSpec, opts: Any
+    data: Path, output: Path, method: str, seed: int, spec: DataSpec
 ) -> ResampleReport:
     from kerasdoctor.io import atomic_write
     from kerasdoctor.sources import PARQUET_SUFFIXES
@@ -553,5 +552,5 @@ def _resample_parquet(
         result,
         label_column=label_name,
         columns=tuple(table.schema.names),
-        note=result.note + _kept_columns_note(opts),
+        note=result.note + _kept_columns_note(spec),
     )
