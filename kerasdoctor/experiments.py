@@ -1,10 +1,15 @@
 """The experiment service: the only code that re-runs the model after the single pass.
 
-Every experiment runs on the bounded, class-stratified sample the pass kept, and returns a
-typed ExperimentResult (what was tried, balanced accuracy before and after, rows, seconds) or
-a recorded failure with its reason; nothing is swallowed. Cause checks ask for experiments
-through Context.experiments and never touch Keras themselves. Results are cached by key, so
-two checks that need the same re-run share it, and a time budget bounds the whole set.
+Every experiment runs on a bounded sample and returns a typed ExperimentResult (what was
+tried, balanced accuracy before and after, rows, seconds) or a recorded failure with its
+reason; nothing is swallowed. One engine (Service) times every experiment against one
+budget, caches it by key, records a failure or a skip for time, and logs it for the report;
+one rule (restores) says whether a cure gives the trained model back. Two services stand on
+it: Experiments, on the class-stratified sample of a single-label pass, scored by balanced
+accuracy over rows, whose cause checks ask through Context.experiments and never touch Keras
+themselves; and TaskExperiments, on the bounded sample of a dense or multi-label diagnosis,
+scored by the task's own rule (a Task: balanced accuracy over positions, macro balanced
+accuracy over labels), which task_causes asks for its model-level causes.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -43,6 +48,8 @@ SCREEN_ROWS = 512
 SCREEN_GAIN = 0.05
 # One-sided z of the bounds used across experiments: 95%.
 Z_95 = 1.645
+# Input bytes of one batch when a dense or multi-label sample is re-run (TaskExperiments).
+TASK_BATCH_BYTES = 32 * 2**20
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,7 @@ class ExperimentResult:
     predicted_counts: tuple[int, ...] = ()
     recall_after: tuple[float, ...] = ()
     error: str | None = None  # why it failed or was skipped
+    code: str | None = None  # an input cure's transform, as code with X for the array
 
     @property
     def ok(self) -> bool:
@@ -202,12 +210,110 @@ def split_halves(y: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(np.concatenate(a)), np.sort(np.concatenate(b))
 
 
+def restores(
+    r: ExperimentResult,
+    min_gain: float,
+    min_error_removed: float,
+    noise_bar: float | None = None,
+) -> bool:
+    """The one rule for a cure: it restores the model when it gains at least min_gain (and
+    at least `noise_bar`, the sampling noise a gain must clear, where the caller measures
+    one) and removes at least min_error_removed of the balanced error: a cure gives back the
+    trained model, a perturbation only nudges it."""
+    if not r.ok or r.after is None:
+        return False
+    gain = r.after - r.before
+    bar = min_gain if noise_bar is None else max(min_gain, noise_bar)
+    removed = gain / (1.0 - r.before) if r.before < 1.0 else 0.0
+    return gain >= bar and removed >= min_error_removed
+
+
+class Task(Protocol):
+    """How a dense or multi-label task scores raw model outputs (TaskExperiments' strategy):
+    additive tallies per batch, one figure at the end."""
+
+    @property
+    def what(self) -> str:
+        """'balanced accuracy over positions', 'macro balanced accuracy'."""
+
+    def tally(self, rows: np.ndarray, raw: np.ndarray) -> np.ndarray:
+        """Additive counts for these sample rows' raw outputs (rows index the sample)."""
+
+    def score(self, total: np.ndarray) -> float:
+        """The task's balanced accuracy from summed tallies."""
+
+
 # ------------------------------------------------------------------ the service
 
 
+class Service:
+    """The engine under every experiment: one time budget, one cache by key, one log.
+
+    An experiment is a function that gives its ExperimentResult; the engine times it against
+    the budget, records an exception as a failed result with its reason (and, once the budget
+    is spent, every later experiment as skipped for time), and logs each result once for the
+    report. Subclasses say what the sample is, how the model scores on it as it is
+    (`before`) and how a cure is judged (`restores`, the one rule with or without a noise
+    term)."""
+
+    budget_s: float
+    spent_s: float
+    _cache: dict[str, Any]
+    log: list[ExperimentResult | ProbeResult]
+
+    @property
+    def before(self) -> float:
+        raise NotImplementedError
+
+    @property
+    def rows(self) -> int:
+        raise NotImplementedError
+
+    def _timed(
+        self,
+        key: str,
+        what: str,
+        fn: Callable[[], ExperimentResult],
+        code: str | None = None,
+    ) -> ExperimentResult:
+        if key in self._cache:
+            cached: ExperimentResult = self._cache[key]
+            return cached
+        if self.spent_s >= self.budget_s:
+            res = self._failed(key, what, f"skipped: the {self.budget_s:g} s budget is spent", code)
+        else:
+            t0 = time.perf_counter()
+            try:
+                res = fn()
+            except Exception as exc:  # recorded, never swallowed: the report shows it
+                res = self._failed(key, what, f"{type(exc).__name__}: {exc}".strip()[:300], code)
+            dt = time.perf_counter() - t0
+            self.spent_s += dt
+            res = ExperimentResult(**{**res.__dict__, "seconds": dt})
+        self._cache[key] = res
+        self.log.append(res)
+        return res
+
+    def _failed(self, key: str, what: str, why: str, code: str | None = None) -> ExperimentResult:
+        return ExperimentResult(key, what, self.before, None, self.rows, error=why, code=code)
+
+    def record(self, result: ExperimentResult) -> ExperimentResult:
+        """Log a cure a check computed from the pass's own outputs (no re-run: a threshold
+        on the scores of every row), so the report lists it with the others."""
+        if result.key not in self._cache:
+            self._cache[result.key] = result
+            self.log.append(result)
+        return result
+
+    def results(self) -> list[ExperimentResult | ProbeResult]:
+        """Every experiment run, in order (for the report)."""
+        return list(self.log)
+
+
 @dataclass
-class Experiments:
-    """Runs every re-run of the model on the bounded sample, with typed, cached results."""
+class Experiments(Service):
+    """Runs every re-run of the model on a single-label pass's bounded sample, with typed,
+    cached results scored by balanced accuracy over rows."""
 
     predictor: Predictor | None
     evidence: Evidence
@@ -267,50 +373,13 @@ class Experiments:
         noise_z: float = 3.0,
         min_error_removed: float = 0.5,
     ) -> bool:
-        """A cure restores the model when it gains more than min_gain and noise_z x the
-        sampling noise of a difference, and removes at least min_error_removed of the
-        balanced error: a cure gives back the trained model, a perturbation only nudges it."""
-        if not r.ok or r.after is None:
-            return False
-        gain = r.after - r.before
+        """The one rule (restores), with the row noise: a cure must also gain noise_z x the
+        sampling noise of a difference of balanced accuracies on these class sizes, which
+        on a few hundred rows of a rare class can exceed min_gain."""
         # the noise of the rows the result was scored on: a half (split-half validation) or
         # a screen has proportionally fewer rows per class, so sqrt(rows / r.rows) more noise
         scale = float(np.sqrt(self.rows / r.rows)) if 0 < r.rows < self.rows else 1.0
-        bar = max(min_gain, noise_z * self.noise * scale)
-        removed = gain / (1.0 - r.before) if r.before < 1.0 else 0.0
-        return gain >= bar and removed >= min_error_removed
-
-    # -- bookkeeping
-
-    def _timed(self, key: str, what: str, fn: Callable[[], ExperimentResult]) -> ExperimentResult:
-        if key in self._cache:
-            cached: ExperimentResult = self._cache[key]
-            return cached
-        if self.spent_s >= self.budget_s:
-            res = self._failed(key, what, f"skipped: the {self.budget_s:g} s budget is spent")
-        else:
-            t0 = time.perf_counter()
-            try:
-                res = fn()
-            except Exception as exc:  # recorded, never swallowed: the report shows it
-                res = self._failed(key, what, f"{type(exc).__name__}: {exc}".strip()[:300])
-            dt = time.perf_counter() - t0
-            self.spent_s += dt
-            res = ExperimentResult(**{**res.__dict__, "seconds": dt})
-        self._cache[key] = res
-        self.log.append(res)
-        return res
-
-    def _failed(self, key: str, what: str, why: str) -> ExperimentResult:
-        return ExperimentResult(key, what, self.before, None, self.rows, error=why)
-
-    def record(self, result: ExperimentResult) -> ExperimentResult:
-        """Log a cure a check computed from the pass's own outputs (no re-run: a threshold
-        on the scores of every row), so the report lists it with the others."""
-        if result.key not in self._cache:
-            self._cache[result.key] = result
-            self.log.append(result)
-        return result
+        return restores(r, min_gain, min_error_removed, noise_z * self.noise * scale)
 
     def scored(
         self,
@@ -615,11 +684,129 @@ class Experiments:
         self.spent_s += dt
         return ProbeResult(**{**res.__dict__, "seconds": dt})
 
-    # -- the report
 
-    def results(self) -> list[ExperimentResult | ProbeResult]:
-        """Every experiment run, in order (for the report)."""
-        return list(self.log)
+class TaskExperiments(Service):
+    """Runs every re-run of a dense or multi-label model on its bounded sample, scored by the
+    task's rule (`task`, a Task) over the raw outputs, in batches that bound memory."""
+
+    def __init__(
+        self,
+        lm: Any,
+        facts: Any,
+        xs: list[np.ndarray],
+        task: Task,
+        *,
+        seed: int = 0,
+        budget_s: float = DEFAULT_BUDGET_S,
+        predictor: Predictor | None = None,
+    ) -> None:
+        """`predictor`: the model behind its adapter, built from lm and facts (no probe
+        taps) when not given."""
+        if predictor is None:
+            from kerasdoctor.predictor import Predictor
+
+            predictor = Predictor(lm, facts, taps=False)
+        self.lm, self.facts, self.xs, self.task, self.seed = lm, facts, xs, task, seed
+        self.predictor = predictor
+        self.n = int(xs[0].shape[0])
+        row_bytes = sum(int(np.prod(x.shape[1:], dtype=np.int64)) * 4 for x in xs)
+        self.batch = max(1, min(64, TASK_BATCH_BYTES // max(row_bytes, 1)))
+        self.budget_s, self.spent_s = budget_s, 0.0
+        self._cache: dict[str, Any] = {}
+        self.log: list[ExperimentResult | ProbeResult] = []
+        # the model as it is: what every cure is measured against (not an experiment, so
+        # outside the budget; a model that cannot run on its own sample raises)
+        self._before = self.score(self._forward)
+
+    @property
+    def before(self) -> float:
+        return self._before
+
+    @property
+    def rows(self) -> int:
+        return self.n
+
+    def restores(self, r: ExperimentResult, min_gain: float, min_error_removed: float) -> bool:
+        """The one rule (restores) without the row-noise term: the sample holds >= 16
+        samples of many positions each, or hundreds of rows, where min_gain (0.10) is far
+        above the sampling noise of a balanced accuracy."""
+        return restores(r, min_gain, min_error_removed)
+
+    def _forward(self, part: list[np.ndarray]) -> Any:
+        return self.predictor.run_batch(part)[0]
+
+    def score(
+        self,
+        forward: Callable[[list[np.ndarray]], Any],
+        transform: Callable[[list[np.ndarray]], list[np.ndarray]] | None = None,
+    ) -> float:
+        """The task's figure of `forward` (raw outputs of a batch of inputs) on the sample,
+        its inputs transformed first when a `transform` is given."""
+        total = None
+        for s in range(0, self.n, self.batch):
+            rows = np.arange(s, min(self.n, s + self.batch))
+            part = [np.asarray(x[rows]) for x in self.xs]
+            if transform is not None:
+                with np.errstate(all="ignore"):
+                    part = transform(part)
+            raw = np.asarray(forward(part))
+            t = self.task.tally(rows, raw)
+            total = t if total is None else total + t
+        assert total is not None
+        return self.task.score(total)
+
+    def scored(
+        self, key: str, what: str, run: Callable[[], float], code: str | None = None
+    ) -> ExperimentResult:
+        """An experiment whose `run` gives the task's figure with its cure applied."""
+
+        def compute() -> ExperimentResult:
+            return ExperimentResult(key, what, self.before, float(run()), self.rows, code=code)
+
+        return self._timed(key, what, compute, code)
+
+    def inputs(
+        self,
+        key: str,
+        what: str,
+        code: str,
+        transform: Callable[[list[np.ndarray]], list[np.ndarray]],
+    ) -> ExperimentResult:
+        """The model on transformed sample inputs (a preprocessing cure, `code` with X for
+        the array)."""
+        return self.scored(key, what, lambda: self.score(self._forward, transform), code)
+
+    def rerun(
+        self, key: str, what: str, forward: Callable[[list[np.ndarray]], Any]
+    ) -> ExperimentResult:
+        """A modified copy of the model (`forward`: raw outputs of a batch) on the sample."""
+        return self.scored(key, what, lambda: self.score(forward))
+
+    def bn_reestimated(self) -> ExperimentResult:
+        """Moving statistics re-estimated from the sample (AdaBN), then inference, on a copy."""
+        what = "re-estimating BatchNorm statistics on these rows"
+
+        def run() -> float:
+            from kerasdoctor.predictor_graph import batchnorm_run
+
+            raw = batchnorm_run(
+                self.predictor,
+                self.xs,
+                reestimate=True,
+                seed=self.seed,
+                batch=max(self.batch, 16),
+                outputs=True,
+            )
+            shape = tuple(self.lm.output_shape[1:])
+            total = None
+            for s in range(0, self.n, self.batch):
+                rows = np.arange(s, min(self.n, s + self.batch))
+                t = self.task.tally(rows, raw[rows].reshape((len(rows), *shape)))
+                total = t if total is None else total + t
+            assert total is not None
+            return self.task.score(total)
+
+        return self.scored("bn-reestimated", what, run)
 
 
 def downsampled(a: np.ndarray, max_values: int) -> np.ndarray:
