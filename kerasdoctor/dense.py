@@ -690,7 +690,8 @@ def _model_causes(
     """Input preparation, BatchNorm statistics, a one-unit softmax: the model-level causes,
     tried on a bounded sample of the samples and scored over positions (task_causes); with
     DATA's `path`, a repairable finding offers `fix --repair` first."""
-    from kerasdoctor.task_causes import DenseTask, Task, found_causes, sample_rows
+    from kerasdoctor.experiments import Task
+    from kerasdoctor.task_causes import DenseTask, found_causes, sample_rows
 
     def sample() -> tuple[list[np.ndarray], Task]:
         per_row = int(np.prod(labels.shape[1:], dtype=np.int64)) * max(shapes.k_out, 2)

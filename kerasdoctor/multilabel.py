@@ -673,7 +673,8 @@ def _model_causes(
     """Input preparation, BatchNorm statistics, a one-unit softmax: the model-level causes,
     tried on a bounded sample of the rows and scored by macro balanced accuracy (task_causes);
     with DATA's `path`, a repairable finding offers `fix --repair` first."""
-    from kerasdoctor.task_causes import MultiLabelTask, Task, found_causes, sample_rows
+    from kerasdoctor.experiments import Task
+    from kerasdoctor.task_causes import MultiLabelTask, found_causes, sample_rows
 
     def sample() -> tuple[list[np.ndarray], Task]:
         pick = rows[sample_rows(len(rows), int(y_all.shape[1]), opts.seed, dense=False)]

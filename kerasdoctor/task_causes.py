@@ -5,7 +5,9 @@ image classifier: its inputs are prepared differently from training (raw 0-255 p
 a model trained on x / 255, BGR for RGB), its BatchNorm moving statistics do not fit the data,
 a softmax sits on one output unit. The single-label checks find these by re-running the model
 on the bounded sample and scoring balanced accuracy over rows; here the same experiments run
-on a bounded sample of these models and are scored with the task's own rule, which the caller
+on a bounded sample of these models through the same experiment service
+(experiments.TaskExperiments: one budget, typed ExperimentResults, failures recorded with
+their reason, one experiment log) and are scored with the task's own rule, which the caller
 gives as a `Task`: balanced accuracy over positions for a dense model, macro balanced accuracy
 over labels for a multi-label one.
 
@@ -14,21 +16,22 @@ input transforms of preprocessing-mismatch (chosen from the data's range and the
 preprocessing layers), re-estimated BatchNorm statistics (AdaBN) on a copy of the model, and a
 sigmoid in place of a one-unit softmax. A cure "restores" the model when it gains at least the
 spec's min_gain of balanced accuracy and removes at least min_error_removed of the balanced
-error (a perturbation nudges a model; a cure gives back the trained one). The experiments run
+error (a perturbation nudges a model; a cure gives back the trained one): experiments.restores,
+without the single-label row-noise term (TaskExperiments.restores says why). The experiments run
 only when the predictions show a symptom, so a healthy model costs nothing and stays quiet.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from kerasdoctor.checks import batchnorm_statistics, preprocessing_mismatch, single_unit_softmax
 from kerasdoctor.checks import chance_level as chance_level_check
+from kerasdoctor.experiments import ExperimentResult, Task, TaskExperiments, results_dicts
 from kerasdoctor.findings import Finding, Fix, Kind, Severity
 
 # Rows of the bounded sample: enough samples that a restored model shows (a cure moves
@@ -39,61 +42,6 @@ ROWS = 2048
 MIN_ROWS = 16
 # Bound on the raw outputs of the sample held at once (float32): 512x512x21 masks keep ~23.
 OUTPUT_BYTES = 256 * 2**20
-BATCH_BYTES = 32 * 2**20
-
-
-class Task(Protocol):
-    """How a task scores raw model outputs: additive tallies per batch, one figure at the end."""
-
-    @property
-    def what(self) -> str:
-        """'balanced accuracy over positions', 'macro balanced accuracy'."""
-
-    def tally(self, rows: np.ndarray, raw: np.ndarray) -> np.ndarray:
-        """Additive counts for these sample rows' raw outputs (rows index the sample)."""
-
-    def score(self, total: np.ndarray) -> float:
-        """The task's balanced accuracy from summed tallies."""
-
-
-@dataclass(frozen=True)
-class Trial:
-    """One experiment: the contract's evidence.experiment object."""
-
-    key: str
-    what: str
-    before: float
-    after: float | None
-    rows: int
-    seconds: float
-    error: str | None = None
-    code: str | None = None  # the transform, as code with X for the array
-
-    @property
-    def gain(self) -> float:
-        return 0.0 if self.after is None else self.after - self.before
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "what": self.what,
-            "balanced_accuracy_before": self.before,
-            "balanced_accuracy_after": self.after,
-            "rows": self.rows,
-            "key": self.key,
-        }
-        if self.error:
-            out["error"] = self.error
-        return out
-
-
-def restores(t: Trial, min_gain: float, min_error_removed: float) -> bool:
-    """The single-label checks' rule (Experiments.restores) without the row-noise term: the
-    sample holds >= MIN_ROWS samples of many positions, or hundreds of rows, where min_gain
-    (0.10) is far above the sampling noise of a balanced accuracy."""
-    if t.after is None:
-        return False
-    removed = t.gain / (1.0 - t.before) if t.before < 1.0 else 0.0
-    return t.gain >= min_gain and removed >= min_error_removed
 
 
 def sample_rows(n: int, per_row_out: int, seed: int, dense: bool) -> np.ndarray:
@@ -103,91 +51,6 @@ def sample_rows(n: int, per_row_out: int, seed: int, dense: bool) -> np.ndarray:
     if n <= cap:
         return np.arange(n)
     return np.sort(np.random.default_rng(seed + 7).choice(n, size=cap, replace=False))
-
-
-class _Runner:
-    """Runs the model (or a modified copy) on the sample in bounded batches, tallying."""
-
-    def __init__(
-        self, lm: Any, facts: Any, xs: list[np.ndarray], task: Task, budget_s: float
-    ) -> None:
-        from kerasdoctor.predictor import Predictor
-
-        self.lm, self.facts, self.xs, self.task = lm, facts, xs, task
-        self.predictor = Predictor(lm, facts, taps=False)
-        self.n = int(xs[0].shape[0])
-        row_bytes = sum(int(np.prod(x.shape[1:], dtype=np.int64)) * 4 for x in xs)
-        self.batch = max(1, min(64, BATCH_BYTES // max(row_bytes, 1)))
-        self.budget_s, self.spent_s = budget_s, 0.0
-        self.trials: list[Trial] = []
-        self.before = self._score(lambda part: self.predictor.run_batch(part)[0], None)
-
-    def _score(
-        self,
-        forward: Callable[[list[np.ndarray]], Any],
-        transform: Callable[[list[np.ndarray]], list[np.ndarray]] | None,
-    ) -> float:
-        total = None
-        for s in range(0, self.n, self.batch):
-            rows = np.arange(s, min(self.n, s + self.batch))
-            part = [np.asarray(x[rows]) for x in self.xs]
-            if transform is not None:
-                with np.errstate(all="ignore"):
-                    part = transform(part)
-            raw = np.asarray(forward(part))
-            t = self.task.tally(rows, raw)
-            total = t if total is None else total + t
-        assert total is not None
-        return self.task.score(total)
-
-    def trial(
-        self, key: str, what: str, run: Callable[[], float], code: str | None = None
-    ) -> Trial:
-        t0 = time.perf_counter()
-        if self.spent_s >= self.budget_s:
-            res = Trial(
-                key,
-                what,
-                self.before,
-                None,
-                self.n,
-                0.0,
-                f"skipped: the {self.budget_s:g} s budget is spent",
-                code,
-            )
-        else:
-            try:
-                res = Trial(key, what, self.before, float(run()), self.n, 0.0, None, code)
-            except Exception as exc:  # recorded in the report, never swallowed
-                res = Trial(
-                    key,
-                    what,
-                    self.before,
-                    None,
-                    self.n,
-                    0.0,
-                    f"{type(exc).__name__}: {exc}".strip()[:300],
-                    code,
-                )
-        dt = time.perf_counter() - t0
-        self.spent_s += dt
-        res = Trial(res.key, res.what, res.before, res.after, res.rows, dt, res.error, res.code)
-        self.trials.append(res)
-        return res
-
-    def transformed(
-        self,
-        key: str,
-        what: str,
-        code: str,
-        transform: Callable[[list[np.ndarray]], list[np.ndarray]],
-    ) -> Trial:
-        return self.trial(
-            key,
-            what,
-            lambda: self._score(lambda part: self.predictor.run_batch(part)[0], transform),
-            code,
-        )
 
 
 def model_causes(
@@ -203,14 +66,15 @@ def model_causes(
     paths: tuple[str, str] | None = None,
     opts: Any = None,
 ) -> tuple[list[Finding], list[dict[str, Any]]]:
-    """Cause findings whose cure restores the model on the sample, and every trial run (for
-    the report's experiment log). Nothing runs without a symptom or on too small a sample.
+    """Cause findings whose cure restores the model on the sample, and every experiment run
+    (the service's log, for the report's experiment log). Nothing runs without a symptom or
+    on too small a sample.
 
     With `paths` (MODEL, DATA) and the diagnosis's `opts`, a finding whose model
     `fix --repair` can edit offers that command first (fix.task_repair.repairable)."""
     if not symptoms or int(xs[0].shape[0]) < MIN_ROWS:
         return [], []
-    run = _Runner(lm, facts, xs, task, budget_s)
+    run = TaskExperiments(lm, facts, xs, task, seed=seed, budget_s=budget_s)
     out: list[Finding] = []
     for step in STEPS.values():
         f = step(run, facts, symptoms, seed, dense)
@@ -236,7 +100,7 @@ def model_causes(
             )
             for f in out
         ]
-    return out, [dict(t.to_dict(), seconds=round(t.seconds, 3)) for t in run.trials]
+    return out, [dict(r) for r in results_dicts(run.results())]
 
 
 # What `fix --repair` does for each cause (the first fix of a repairable finding)
@@ -301,13 +165,13 @@ def _judged_inputs(lm: Any, facts: Any, xs: list[np.ndarray]) -> list[Any]:
 
 
 def _preprocessing(
-    run: _Runner, facts: Any, symptoms: Sequence[str], seed: int, dense: bool
+    run: TaskExperiments, facts: Any, symptoms: Sequence[str], seed: int, dense: bool
 ) -> Finding | None:
     pm = preprocessing_mismatch
     spec = pm.SPEC
     min_gain = spec.thresholds["min_gain"].value
     removed = spec.thresholds["min_error_removed"].value
-    best: Trial | None = None
+    best: ExperimentResult | None = None
     best_of = ("", "")  # (input, transform) of the best trial
     for ji in _judged_inputs(run.lm, facts, run.xs):
         for name, code, fn in pm._transforms(ji):
@@ -321,7 +185,7 @@ def _preprocessing(
                 out[i] = f(np.asarray(part[i], np.float64)).astype(np.float32)
                 return out
 
-            t = run.transformed(
+            t = run.inputs(
                 f"preprocess:{ji.name}:{name}",
                 f"inputs '{ji.name}' transformed as {code.replace('X', 'x')}",
                 code,
@@ -329,7 +193,7 @@ def _preprocessing(
             )
             if t.after is not None and (best is None or t.gain > best.gain):
                 best, best_of = t, (ji.name, name)
-    if best is None or not restores(best, min_gain, removed):
+    if best is None or not run.restores(best, min_gain, removed):
         return None
     assert best.after is not None and best.code is not None
     name, transform = best_of
@@ -368,39 +232,18 @@ def _preprocessing(
 
 
 def _batchnorm(
-    run: _Runner, facts: Any, symptoms: Sequence[str], seed: int, dense: bool
+    run: TaskExperiments, facts: Any, symptoms: Sequence[str], seed: int, dense: bool
 ) -> Finding | None:
-    from kerasdoctor.predictor_graph import batchnorm_run
-
     if not facts.batchnorms or run.lm.keras_model is None:
         return None
     spec = batchnorm_statistics.SPEC
     min_gain = spec.thresholds["confirm_gain"].value
     removed = spec.thresholds["min_error_removed"].value
-    what = "re-estimating BatchNorm statistics on these rows"
-
-    def reestimated() -> float:
-        raw = batchnorm_run(
-            run.predictor,
-            run.xs,
-            reestimate=True,
-            seed=seed,
-            batch=max(run.batch, 16),
-            outputs=True,
-        )
-        shape = tuple(run.lm.output_shape[1:])
-        total = None
-        for s in range(0, run.n, run.batch):
-            rows = np.arange(s, min(run.n, s + run.batch))
-            t = run.task.tally(rows, raw[rows].reshape((len(rows), *shape)))
-            total = t if total is None else total + t
-        assert total is not None
-        return run.task.score(total)
-
-    t = run.trial("bn-reestimated", what, reestimated)
-    if not restores(t, min_gain, removed):
+    t = run.bn_reestimated()
+    if not run.restores(t, min_gain, removed):
         return None
     assert t.after is not None
+    what = t.what
     names = [b.name for b in facts.batchnorms]
     momentum = sorted({b.momentum for b in facts.batchnorms})
     return Finding(
@@ -449,7 +292,7 @@ def _output_layer(model: Any, index: int) -> Any:
 
 
 def _single_unit_softmax(
-    run: _Runner, facts: Any, symptoms: Sequence[str], seed: int, dense: bool
+    run: TaskExperiments, facts: Any, symptoms: Sequence[str], seed: int, dense: bool
 ) -> Finding | None:
     """A softmax over one unit outputs 1.0 everywhere: every position is foreground (or every
     label on). The sigmoid of the same logit is what a one-unit binary head means."""
@@ -473,10 +316,8 @@ def _single_unit_softmax(
         out = copy(cast if len(cast) > 1 else cast[0], training=False)
         return out[index] if isinstance(out, (list, tuple)) else out
 
-    t = run.trial(
-        "sigmoid-rescue",
-        "the one-unit softmax replaced by a sigmoid on the same logit",
-        lambda: run._score(forward, None),
+    t = run.rerun(
+        "sigmoid-rescue", "the one-unit softmax replaced by a sigmoid on the same logit", forward
     )
     if t.after is None:
         return None
@@ -517,7 +358,7 @@ def _single_unit_softmax(
 
 # What model_causes can add to a dense or multi-label report, by the id of the spec that
 # declares it for those tasks: one experiment each, in this order.
-STEPS: dict[str, Callable[[_Runner, Any, Sequence[str], int, bool], Finding | None]] = {
+STEPS: dict[str, Callable[[TaskExperiments, Any, Sequence[str], int, bool], Finding | None]] = {
     preprocessing_mismatch.SPEC.id: _preprocessing,
     batchnorm_statistics.SPEC.id: _batchnorm,
     single_unit_softmax.SPEC.id: _single_unit_softmax,

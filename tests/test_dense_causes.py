@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 from conftest import fixture_path, run_cli
 
-from kerasdoctor.task_causes import DenseTask, MultiLabelTask, Trial, restores
+from kerasdoctor.experiments import ExperimentResult, TaskExperiments, restores, results_dicts
+from kerasdoctor.task_causes import DenseTask, MultiLabelTask
 
 _JSON: dict[str, Any] = {}
 MODEL_CAUSES = {"preprocessing-mismatch", "batchnorm-statistics", "single-unit-softmax"}
@@ -149,12 +150,77 @@ def test_multilabel_task_scores_macro_balanced_accuracy() -> None:
 
 @pytest.mark.unit
 def test_restore_bar() -> None:
-    def trial(before: float, after: float) -> Trial:
-        return Trial("k", "w", before, after, 64, 0.0)
+    """The one rule (experiments.restores), as the dense and multi-label causes use it: no
+    row-noise term, so only the gain floor and the share of the error removed."""
+
+    def trial(before: float, after: float) -> ExperimentResult:
+        return ExperimentResult("k", "w", before, after, 64)
 
     assert restores(trial(0.40, 0.90), 0.10, 0.5)
     assert not restores(trial(0.40, 0.55), 0.10, 0.5)  # a nudge: removes 25% of the error
     assert not restores(trial(0.95, 0.99), 0.10, 0.5)  # below the gain floor
+    assert not restores(trial(0.40, 0.90), 0.10, 0.5, noise_bar=0.6)  # a single-label bar
+
+
+class _Scores:
+    """A stand-in for the predictor: the 'model' outputs its input as its scores."""
+
+    def run_batch(self, part: list[np.ndarray]) -> list[np.ndarray]:
+        return [np.asarray(part[0], np.float32)]
+
+
+def _service(budget_s: float = 120.0) -> TaskExperiments:
+    # 20 rows, 2 labels; every score 0.2 x the label, so nothing is predicted on: 0.5
+    y = np.array([[1, 0], [0, 1], [1, 1], [0, 0]] * 5, np.float32)
+    task = MultiLabelTask(y, "sigmoid")
+    return TaskExperiments(None, None, [0.2 * y], task, budget_s=budget_s, predictor=_Scores())
+
+
+@pytest.mark.unit
+def test_task_experiments_run_through_the_one_service() -> None:
+    """A dense or multi-label re-run is a typed ExperimentResult of the one experiment
+    service: a cure gives its after-figure, a transform that fails is recorded as failed
+    with its reason, and every result is logged for the report."""
+    exps = _service()
+    assert exps.before == pytest.approx(0.5) and exps.rows == 20
+    cured = exps.inputs(
+        "preprocess:x:x5",
+        "inputs 'x' transformed as x * 5.0",
+        "X * 5.0",
+        lambda part: [part[0] * 5.0],
+    )
+    assert isinstance(cured, ExperimentResult) and cured.ok and cured.code == "X * 5.0"
+    assert cured.after == pytest.approx(1.0) and exps.restores(cured, 0.10, 0.5)
+
+    def broken(part: list[np.ndarray]) -> list[np.ndarray]:
+        raise ValueError("channel 9 does not exist")
+
+    failed = exps.inputs("preprocess:x:bad", "a transform that fails", "X[..., 9]", broken)
+    assert not failed.ok and failed.after is None and not exps.restores(failed, 0.10, 0.5)
+    assert failed.error == "ValueError: channel 9 does not exist"
+    log = results_dicts(exps.results())
+    assert [e["key"] for e in log] == ["preprocess:x:x5", "preprocess:x:bad"]
+    assert log[1]["error"] == "ValueError: channel 9 does not exist"
+    assert log[1]["balanced_accuracy_after"] is None and "seconds" in log[1]
+
+
+@pytest.mark.unit
+def test_task_experiments_stop_at_the_budget() -> None:
+    """Once the time budget is spent, every further experiment is recorded as skipped for
+    time (never run, never dropped from the log)."""
+    exps = _service(budget_s=1e-9)
+    first = exps.rerun("sigmoid-rescue", "the model re-run", lambda part: part[0] * 5.0)
+    assert first.ok and exps.spent_s >= exps.budget_s
+    ran: list[int] = []
+
+    def counted(part: list[np.ndarray]) -> list[np.ndarray]:
+        ran.append(1)
+        return part
+
+    later = exps.inputs("preprocess:x:x1", "inputs unchanged", "X", counted)
+    assert not ran and later.after is None
+    assert later.error == "skipped: the 1e-09 s budget is spent"
+    assert [r.key for r in exps.results()] == ["sigmoid-rescue", "preprocess:x:x1"]
 
 
 def test_multilabel_features_left_unstandardised() -> None:
