@@ -18,38 +18,6 @@ import numpy as np
 from kerasdoctor._keras import keras
 from kerasdoctor.findings import Finding, Report, Severity
 
-# Checks that need nothing beyond the single pass and the weights (no re-run on a sample).
-CHEAP_CHECKS = frozenset(
-    {
-        "prediction-collapse",
-        "missing-classes",
-        "low-recall",
-        "constant-output",
-        "class-imbalance",
-        "nonfinite-inputs",
-        "nonfinite-weights",
-        "single-unit-softmax",
-        "output-activation",
-        "output-units-mismatch",
-        "dead-units",
-        "input-scale",
-        "input-scale-mismatch",
-    }
-)
-# Dense (per-pixel, per-token) and multi-label models: every check of those diagnoses that
-# reads only the single pass (their thresholds and prior adjustments are computed from it) and
-# the model's configuration; their model-level causes re-run the model on a sample and wait
-# for `kerasdoctor.diagnose`.
-TASK_CHEAP_CHECKS = frozenset(
-    {
-        "prediction-collapse",
-        "missing-classes",
-        "class-imbalance",
-        "decision-threshold",
-        "output-activation",
-        "loss-mismatch",
-    }
-)
 # The quality gates (min_recall, min_balanced_accuracy) run as this check when one is set.
 GATE_CHECK = "quality-gate"
 # kd_collapsed: the predictions collapsed onto one class. A class going missing alone is
@@ -325,9 +293,10 @@ class DoctorCallback(_base()):  # type: ignore[misc]
 
     def _diagnose(self) -> Report:
         """The cheap diagnosis of this epoch's model on the validation data."""
+        from kerasdoctor.checks import every_epoch
         from kerasdoctor.core import diagnose_arrays
 
-        cheap = CHEAP_CHECKS if self.task == "single-label" else TASK_CHEAP_CHECKS
+        cheap = every_epoch(self.task or "single-label")  # the task is read before epoch 1
         only = cheap | {GATE_CHECK} if self.gates else cheap
         if self.task != "dense":
             return diagnose_arrays(

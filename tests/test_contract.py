@@ -269,3 +269,23 @@ def test_task_report_lists_the_registry_checks_of_its_task(stem: str, task: str)
     assert report.findings and {f.id for f in report.findings} <= {
         c.spec.id for c in for_task(task)
     }
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("spec_id", sorted(CHECKS))
+def test_every_epoch_is_declared_within_the_checks_tasks(spec_id: str) -> None:
+    """The training callback's per-epoch checks come from the specs (CheckSpec.every_epoch):
+    a check runs each epoch only for a task whose diagnosis reports it."""
+    spec = CHECKS[spec_id]
+    assert spec.every_epoch <= spec.tasks, sorted(spec.every_epoch - spec.tasks)
+
+
+@pytest.mark.unit
+def test_the_callback_runs_each_epoch_what_the_specs_declare() -> None:
+    from kerasdoctor.checks import every_epoch
+    from kerasdoctor.checks.base import TASKS
+
+    for task in TASKS:
+        chosen = every_epoch(task)
+        assert chosen == {i for i, sp in CHECKS.items() if task in sp.every_epoch}
+        assert "prediction-collapse" in chosen  # the callback's kd_collapsed reads it

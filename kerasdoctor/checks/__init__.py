@@ -56,6 +56,14 @@ def for_task(task: str) -> list[Check]:
     return checks
 
 
+def every_epoch(task: str) -> frozenset[str]:
+    """The ids the training callback (DoctorCallback) runs each epoch for a model of this task:
+    the checks whose spec declares it (CheckSpec.every_epoch). They read only the single pass
+    and the model's configuration; the causes that re-run the model on a sample wait for
+    `kerasdoctor.diagnose`."""
+    return frozenset(c.spec.id for c in for_task(task) if task in c.spec.every_epoch)
+
+
 def get(check_id: str) -> Check | None:
     return next((c for c in registry() if c.spec.id == check_id), None)
 

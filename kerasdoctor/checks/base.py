@@ -75,6 +75,10 @@ class CheckSpec:
     # between equals), symptoms and causes apart: there the model-level causes found by
     # experiment come first, upstream first (inputs, statistics, head, loss, decision, data)
     task_order: int = 999
+    # the tasks (of `tasks`) whose training callback (DoctorCallback) runs it every epoch: it
+    # reads only the single pass and the model's configuration, or degrades to that without
+    # the experiment service, so an epoch costs one predict over the validation data
+    every_epoch: frozenset[str] = frozenset()
 
     def explain(self) -> str:
         """The text of `kerasdoctor explain ID`."""

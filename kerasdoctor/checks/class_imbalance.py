@@ -106,6 +106,7 @@ SPEC = CheckSpec(
     explains=frozenset({PREDICTIONS}),
     tier=7,
     needs=frozenset({"symptoms", "experiments"}),
+    every_epoch=ALL_TASKS,
 )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from kerasdoctor._lazy import numpy as np
-from kerasdoctor.checks.base import OUTPUT, CheckSpec, Context, Threshold, finding
+from kerasdoctor.checks.base import OUTPUT, SINGLE_LABEL, CheckSpec, Context, Threshold, finding
 from kerasdoctor.findings import Finding, Fix, Kind, Severity
 
 SPEC = CheckSpec(
@@ -28,6 +28,7 @@ SPEC = CheckSpec(
     fires_on=("scn_constant_minority",),
     order=40,
     group=OUTPUT,
+    every_epoch=frozenset({SINGLE_LABEL}),
 )
 
 

@@ -8,6 +8,7 @@ from kerasdoctor._lazy import numpy as np
 from kerasdoctor.checks.base import (
     OUTPUT,
     PREDICTIONS,
+    SINGLE_LABEL,
     CheckSpec,
     Context,
     NotApplicable,
@@ -76,6 +77,7 @@ SPEC = CheckSpec(
     explains=frozenset({OUTPUT, PREDICTIONS}),
     tier=5,
     needs=frozenset({"symptoms", "experiments"}),
+    every_epoch=frozenset({SINGLE_LABEL}),
 )
 
 

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 from kerasdoctor._lazy import numpy as np
 from kerasdoctor.checks.base import (
     ALL_TASKS,
+    DENSE,
+    MULTILABEL,
     PREDICTIONS,
     CheckSpec,
     Context,
@@ -81,6 +83,7 @@ SPEC = CheckSpec(
     subsumes=frozenset({"class-imbalance"}),
     tier=6,
     needs=frozenset({"symptoms", "experiments"}),
+    every_epoch=frozenset({DENSE, MULTILABEL}),
 )
 
 

@@ -15,7 +15,15 @@ from kerasdoctor.checks._data import (
     symptom_ids,
     value_inputs,
 )
-from kerasdoctor.checks.base import OUTPUT, PREDICTIONS, CheckSpec, Context, Threshold, finding
+from kerasdoctor.checks.base import (
+    OUTPUT,
+    PREDICTIONS,
+    SINGLE_LABEL,
+    CheckSpec,
+    Context,
+    Threshold,
+    finding,
+)
 from kerasdoctor.findings import Finding, Fix, Kind
 
 SPEC = CheckSpec(
@@ -66,6 +74,7 @@ SPEC = CheckSpec(
     needs=frozenset({"symptoms"}),
     explains=frozenset({OUTPUT, PREDICTIONS, "batchnorm-statistics", "dead-units"}),
     tier=3,
+    every_epoch=frozenset({SINGLE_LABEL}),
 )
 
 

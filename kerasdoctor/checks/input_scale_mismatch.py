@@ -15,6 +15,7 @@ from kerasdoctor.checks._data import (
 from kerasdoctor.checks.base import (
     OUTPUT,
     PREDICTIONS,
+    SINGLE_LABEL,
     CheckSpec,
     Context,
     NotApplicable,
@@ -59,6 +60,7 @@ SPEC = CheckSpec(
     needs=frozenset({"symptoms"}),
     explains=frozenset({OUTPUT, PREDICTIONS, "batchnorm-statistics", "dead-units", "input-scale"}),
     tier=3,
+    every_epoch=frozenset({SINGLE_LABEL}),
 )
 
 

@@ -67,6 +67,7 @@ SPEC = CheckSpec(
     needs=frozenset({"symptoms"}),
     explains=frozenset({PREDICTIONS, "untrained-model"}),
     tier=1,
+    every_epoch=frozenset({MULTILABEL}),
 )
 
 

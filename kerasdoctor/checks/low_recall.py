@@ -6,6 +6,7 @@ from typing import Any
 
 from kerasdoctor._lazy import numpy as np
 from kerasdoctor.checks.base import (
+    SINGLE_LABEL,
     CheckSpec,
     Context,
     NotApplicable,
@@ -50,6 +51,7 @@ SPEC = CheckSpec(
     },
     fires_on=("scn_resnet_raw",),
     order=30,
+    every_epoch=frozenset({SINGLE_LABEL}),
 )
 
 

@@ -37,6 +37,7 @@ SPEC = CheckSpec(
     order=20,
     tasks=ALL_TASKS,
     task_order=20,
+    every_epoch=ALL_TASKS,
 )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from kerasdoctor._lazy import numpy as np
-from kerasdoctor.checks.base import OUTPUT, PREDICTIONS, CheckSpec, Context, finding
+from kerasdoctor.checks.base import OUTPUT, PREDICTIONS, SINGLE_LABEL, CheckSpec, Context, finding
 from kerasdoctor.findings import Finding, Fix, Kind, Severity
 
 if TYPE_CHECKING:
@@ -47,6 +47,7 @@ SPEC = CheckSpec(
     ),
     tier=0,
     needs=frozenset({"experiments"}),
+    every_epoch=frozenset({SINGLE_LABEL}),
 )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kerasdoctor.checks.base import OUTPUT, PREDICTIONS, CheckSpec, Context, finding
+from kerasdoctor.checks.base import OUTPUT, PREDICTIONS, SINGLE_LABEL, CheckSpec, Context, finding
 from kerasdoctor.findings import Finding, Fix, Kind, Severity
 
 SPEC = CheckSpec(
@@ -36,6 +36,7 @@ SPEC = CheckSpec(
         }
     ),
     tier=0,
+    every_epoch=frozenset({SINGLE_LABEL}),
 )
 
 

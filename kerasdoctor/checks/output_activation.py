@@ -69,6 +69,7 @@ SPEC = CheckSpec(
     explains=frozenset({OUTPUT, PREDICTIONS, "dead-units"}),
     tier=2,
     needs=frozenset({"symptoms", "experiments"}),
+    every_epoch=frozenset({SINGLE_LABEL, MULTILABEL}),
 )
 
 

@@ -6,7 +6,14 @@ from typing import Any
 
 from kerasdoctor._lazy import numpy as np
 from kerasdoctor.checks._model import fit_head_code, label_classes, py_path
-from kerasdoctor.checks.base import PREDICTIONS, CheckSpec, Context, finding, names_list
+from kerasdoctor.checks.base import (
+    PREDICTIONS,
+    SINGLE_LABEL,
+    CheckSpec,
+    Context,
+    finding,
+    names_list,
+)
 from kerasdoctor.findings import Finding, Fix, Kind, Severity
 
 SPEC = CheckSpec(
@@ -31,6 +38,7 @@ SPEC = CheckSpec(
     order=130,
     explains=frozenset({PREDICTIONS, "loss-mismatch"}),
     tier=1,
+    every_epoch=frozenset({SINGLE_LABEL}),
 )
 
 

@@ -31,6 +31,7 @@ SPEC = CheckSpec(
     order=10,
     tasks=ALL_TASKS,
     task_order=10,
+    every_epoch=ALL_TASKS,
 )
 
 

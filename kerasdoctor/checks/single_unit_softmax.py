@@ -10,6 +10,7 @@ from kerasdoctor.checks.base import (
     ALL_TASKS,
     OUTPUT,
     PREDICTIONS,
+    SINGLE_LABEL,
     CheckSpec,
     Context,
     Threshold,
@@ -68,6 +69,7 @@ SPEC = CheckSpec(
         }
     ),
     tier=0,
+    every_epoch=frozenset({SINGLE_LABEL}),
 )
 
 
