@@ -104,13 +104,13 @@ def model_causes(
 
 
 # What `fix --repair` does for each cause (the first fix of a repairable finding)
-REPAIR_HOW = {
-    "preprocessing-mismatch": "the restoring transform is prepended to the model as fixed "
+REPAIR_HOW = {  # what `fix --repair` does for each cause of STEPS
+    preprocessing_mismatch.SPEC.id: "the restoring transform is prepended to the model as fixed "
     "standard layers (Rescaling, Normalization or a 1x1 Conv2D), so it takes the data as it "
     "is; kept only if a held-out half of DATA is restored",
-    "batchnorm-statistics": "the BatchNorm moving statistics are re-estimated from one half "
+    batchnorm_statistics.SPEC.id: "the BatchNorm moving statistics are re-estimated from one half "
     "of DATA (no weight trained) and kept only if the other half is restored",
-    "single-unit-softmax": "the one-unit softmax becomes a sigmoid on the same logit; kept "
+    single_unit_softmax.SPEC.id: "the one-unit softmax becomes a sigmoid on the same logit; kept "
     "only if a held-out half of DATA is restored",
 }
 

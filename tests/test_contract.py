@@ -289,3 +289,16 @@ def test_the_callback_runs_each_epoch_what_the_specs_declare() -> None:
         chosen = every_epoch(task)
         assert chosen == {i for i, sp in CHECKS.items() if task in sp.every_epoch}
         assert "prediction-collapse" in chosen  # the callback's kd_collapsed reads it
+
+
+@pytest.mark.unit
+def test_the_task_causes_found_by_experiment_are_registry_checks_with_a_repair() -> None:
+    """Dense and multi-label model-level causes: one list (task_causes.STEPS), keyed by spec
+    ids, each reported for those tasks, each with the repair `fix --repair` offers for it."""
+    from kerasdoctor.checks.base import DENSE, MULTILABEL
+    from kerasdoctor.fix.task_repair import MODEL_LEVEL
+    from kerasdoctor.task_causes import REPAIR_HOW, STEPS
+
+    assert tuple(STEPS) == MODEL_LEVEL and set(REPAIR_HOW) == set(STEPS)
+    for cid in STEPS:
+        assert {DENSE, MULTILABEL} <= CHECKS[cid].tasks and CHECKS[cid].repair, cid

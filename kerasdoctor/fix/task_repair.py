@@ -31,8 +31,9 @@ import numpy as np
 
 from kerasdoctor.findings import Finding, Report
 from kerasdoctor.fix.repair_result import CureVerdict, LabelRow, RepairDetails, RepairResult
+from kerasdoctor.task_causes import CAUSES
 
-MODEL_LEVEL = ("preprocessing-mismatch", "batchnorm-statistics", "single-unit-softmax")
+MODEL_LEVEL: tuple[str, ...] = CAUSES  # the causes the diagnosis finds by experiment, repaired here
 MIN_GAIN = 0.02  # the held-out gain must also clear this (besides 2 bootstrap SE)
 BOOTSTRAP = 200
 # BatchNorm re-estimation: batches of at most this many input bytes (images of 512x512x3
