@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from kerasdoctor.errors import InputError
-from kerasdoctor.findings import Report
+from kerasdoctor.findings import LoggedExperiment, Report
 
 if TYPE_CHECKING:
     from kerasdoctor.dataspec import DataSpec
@@ -407,7 +407,7 @@ def build_report(
     from kerasdoctor.checks import run_checks
     from kerasdoctor.checks.base import Context
     from kerasdoctor.diagnosis import rank
-    from kerasdoctor.experiments import Experiments, results_dicts
+    from kerasdoctor.experiments import Experiments
     from kerasdoctor.metrics import class_names_for, compute_metrics
     from kerasdoctor.sections import DataSection, ModelInput, ModelSection, int_tuple
 
@@ -467,7 +467,9 @@ def build_report(
         metrics=metrics,
         findings=tuple(ordered),
         errors=tuple(errors),
-        experiments=tuple(results_dicts(ctx.experiments.results())) if ctx.experiments else (),
+        experiments=tuple(LoggedExperiment(r) for r in ctx.experiments.results())
+        if ctx.experiments
+        else (),
         chain=tuple(chain),
         outcomes=tuple(run.outcomes),
         ignored=dict(opts.ignore),

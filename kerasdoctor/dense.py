@@ -36,6 +36,7 @@ from kerasdoctor.findings import Finding, Fix, Kind, Report, Severity
 from kerasdoctor.metrics import names_for_classes
 
 if TYPE_CHECKING:
+    from kerasdoctor.experiments import ExperimentResult, ProbeResult
     from kerasdoctor.sections import ClassMetrics, DenseClassMetrics, DenseMetrics
 
 
@@ -686,7 +687,7 @@ def _model_causes(
     findings: Sequence[Finding],
     opts: Any,
     path: str | None = None,
-) -> tuple[list[Finding], list[dict[str, Any]]]:
+) -> tuple[list[Finding], list[ExperimentResult | ProbeResult]]:
     """Input preparation, BatchNorm statistics, a one-unit softmax: the model-level causes,
     tried on a bounded sample of the samples and scored over positions (task_causes); with
     DATA's `path`, a repairable finding offers `fix --repair` first."""

@@ -15,7 +15,7 @@ accuracy over labels), which task_causes asks for its model-level causes.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -888,8 +888,3 @@ def cross_validated_probe(
     cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     pred = cross_val_predict(pipe, x, y, cv=cv)
     return np.asarray(pred, np.int64), int(dims)
-
-
-def results_dicts(results: Sequence[ExperimentResult | ProbeResult]) -> list[Mapping[str, Any]]:
-    """The report's experiment log: every result, with its seconds."""
-    return [r.to_dict(timing=True) for r in results]

@@ -1,4 +1,5 @@
-"""Typed results: Severity, Fix, Finding, CheckError and the Report they form."""
+"""Typed results: Severity, Fix, Finding, CheckError, LoggedExperiment and the Report they
+form."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from kerasdoctor.experiments import ExperimentResult, ProbeResult
     from kerasdoctor.sections import DataSection, Metrics, ModelSection
 
 SCHEMA_VERSION = 1
@@ -99,6 +101,45 @@ class CheckError:
 
 
 @dataclass(frozen=True)
+class LoggedExperiment:
+    """One entry of the report's experiment log: the typed result the experiment service
+    returned, or, for a dense or multi-label check that measures its own cure on the pass
+    (no service, no key), the object its finding's evidence records; with the id of the
+    finding it backs, if any."""
+
+    result: ExperimentResult | ProbeResult | None = None
+    finding: str | None = None
+    recorded: Mapping[str, Any] = field(default_factory=dict)  # when there is no result
+
+    @property
+    def key(self) -> str | None:
+        if self.result is not None:
+            return self.result.key
+        key = self.recorded.get("key")
+        return None if key is None else str(key)
+
+    @property
+    def what(self) -> str:
+        return self.result.what if self.result is not None else str(self.recorded.get("what", ""))
+
+    @property
+    def seconds(self) -> float | None:
+        """How long the service took (None for a check's own measurement); never in the JSON."""
+        return self.result.seconds if self.result is not None else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The log's JSON object: without seconds, so the same command gives byte-identical
+        output; the finding's id last."""
+        if self.result is not None:
+            out = self.result.to_dict()
+        else:
+            out = {k: v for k, v in self.recorded.items() if k != "seconds"}
+        if self.finding is not None:
+            out["finding"] = self.finding
+        return out
+
+
+@dataclass(frozen=True)
 class Report:
     """Everything one diagnosis produced; renderers and the exit policy read only this."""
 
@@ -111,7 +152,7 @@ class Report:
     ignored: Mapping[str, str] = field(default_factory=dict)
     version: str = ""
     # every experiment the diagnosis ran on the bounded sample (kerasdoctor.experiments)
-    experiments: tuple[Mapping[str, Any], ...] = ()
+    experiments: tuple[LoggedExperiment, ...] = ()
     # what every registered check did on this run (JUnit lists exactly these)
     outcomes: tuple[Outcome, ...] = ()
     # the severity that fails this diagnosis (--fail-on / fail_on=): `passed` and the CLI's
@@ -164,11 +205,7 @@ class Report:
         if self.outcomes:
             out["checks"] = [o.to_dict() for o in self.outcomes]
         if self.experiments:
-            # seconds stay out of the JSON: the same command gives byte-identical output
-            out["experiments"] = [
-                to_jsonable({k: v for k, v in e.items() if k != "seconds"})
-                for e in self.experiments
-            ]
+            out["experiments"] = [to_jsonable(e.to_dict()) for e in self.experiments]
         if self.ignored:
             out["ignored"] = dict(self.ignored)
         return out

@@ -25,6 +25,7 @@ from kerasdoctor.findings import Finding, Fix, Kind, Report, Severity
 from kerasdoctor.metrics import names_for_classes
 
 if TYPE_CHECKING:
+    from kerasdoctor.experiments import ExperimentResult, ProbeResult
     from kerasdoctor.sections import ClassMetrics, LabelMetrics, MultiLabelMetrics
 
 DECISION = 0.5  # the model's own rule: a label is predicted when its score is > 0.5
@@ -669,7 +670,7 @@ def _model_causes(
     findings: Sequence[Finding],
     opts: Any,
     path: str | None = None,
-) -> tuple[list[Finding], list[dict[str, Any]]]:
+) -> tuple[list[Finding], list[ExperimentResult | ProbeResult]]:
     """Input preparation, BatchNorm statistics, a one-unit softmax: the model-level causes,
     tried on a bounded sample of the rows and scored by macro balanced accuracy (task_causes);
     with DATA's `path`, a repairable finding offers `fix --repair` first."""

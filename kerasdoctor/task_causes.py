@@ -31,7 +31,7 @@ import numpy as np
 
 from kerasdoctor.checks import batchnorm_statistics, preprocessing_mismatch, single_unit_softmax
 from kerasdoctor.checks import chance_level as chance_level_check
-from kerasdoctor.experiments import ExperimentResult, Task, TaskExperiments, results_dicts
+from kerasdoctor.experiments import ExperimentResult, ProbeResult, Task, TaskExperiments
 from kerasdoctor.findings import Finding, Fix, Kind, Severity
 
 # Rows of the bounded sample: enough samples that a restored model shows (a cure moves
@@ -65,7 +65,7 @@ def model_causes(
     dense: bool = True,
     paths: tuple[str, str] | None = None,
     opts: Any = None,
-) -> tuple[list[Finding], list[dict[str, Any]]]:
+) -> tuple[list[Finding], list[ExperimentResult | ProbeResult]]:
     """Cause findings whose cure restores the model on the sample, and every experiment run
     (the service's log, for the report's experiment log). Nothing runs without a symptom or
     on too small a sample.
@@ -100,7 +100,7 @@ def model_causes(
             )
             for f in out
         ]
-    return out, [dict(r) for r in results_dicts(run.results())]
+    return out, run.results()
 
 
 # What `fix --repair` does for each cause (the first fix of a repairable finding)
@@ -375,7 +375,7 @@ def found_causes(
     *,
     dense: bool,
     path: str | None = None,
-) -> tuple[list[Finding], list[dict[str, Any]]]:
+) -> tuple[list[Finding], list[ExperimentResult | ProbeResult]]:
     """model_causes for a dense or multi-label diagnosis whose own checks gave `findings`:
     the symptoms above info (the quality gate aside) are what a cure must explain; nothing
     runs without one, or when every step is ignored or outside `only`. `sample()` gives the

@@ -12,9 +12,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from kerasdoctor.findings import Finding, Outcome
+from kerasdoctor.findings import Finding, LoggedExperiment, Outcome
 
 if TYPE_CHECKING:
+    from kerasdoctor.experiments import ExperimentResult, ProbeResult
     from kerasdoctor.sections import ModelSection
 
 
@@ -25,7 +26,7 @@ class Assembled:
     findings: tuple[Finding, ...]  # ranked: symptoms, then causes, the root first
     chain: tuple[str, ...]
     outcomes: tuple[Outcome, ...]  # one per check of the task, in the task's order
-    experiments: tuple[dict[str, Any], ...]
+    experiments: tuple[LoggedExperiment, ...]
 
 
 def task_check_ids(task: str) -> list[str]:
@@ -45,7 +46,7 @@ def skipped(opts: Any, ids: Sequence[str]) -> set[str]:
 def assemble(
     task: str,
     findings: Sequence[Finding],
-    trials: Sequence[Mapping[str, Any]],
+    trials: Sequence[ExperimentResult | ProbeResult],
     opts: Any,
 ) -> Assembled:
     """The outcomes of the task's checks, the findings of those not skipped, ranked, with the
@@ -76,11 +77,28 @@ def assemble(
             kept += mine
     ordered, chain = rank(kept, list(kinds))
     experiments = tuple(
-        dict(f.evidence["experiment"], finding=f.id) for f in ordered if "experiment" in f.evidence
+        _logged(f.evidence["experiment"], f.id, trials)
+        for f in ordered
+        if "experiment" in f.evidence
     )
-    logged = {e.get("key") for e in experiments}
-    experiments += tuple(dict(t) for t in trials if t["key"] not in logged)  # the cures tried
+    logged = {e.key for e in experiments}
+    experiments += tuple(LoggedExperiment(t) for t in trials if t.key not in logged)  # the rest
     return Assembled(tuple(ordered), tuple(chain), tuple(outcomes), experiments)
+
+
+def _logged(
+    experiment: Mapping[str, Any],
+    finding: str,
+    trials: Sequence[ExperimentResult | ProbeResult],
+) -> LoggedExperiment:
+    """A finding's experiment as the log holds it: the service's typed result when the
+    evidence is that result's object (a model-level cause: task_causes), else the object the
+    check recorded from its own measurement on the pass (no key)."""
+    key = experiment.get("key")
+    typed = next((t for t in trials if key is not None and t.key == key), None)
+    if typed is not None and typed.to_dict() == dict(experiment):
+        return LoggedExperiment(typed, finding)
+    return LoggedExperiment(finding=finding, recorded=dict(experiment))
 
 
 def model_section(

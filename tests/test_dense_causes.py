@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from conftest import fixture_path, run_cli
 
-from kerasdoctor.experiments import ExperimentResult, TaskExperiments, restores, results_dicts
+from kerasdoctor.experiments import ExperimentResult, TaskExperiments, restores
 from kerasdoctor.task_causes import DenseTask, MultiLabelTask
 
 _JSON: dict[str, Any] = {}
@@ -198,10 +198,10 @@ def test_task_experiments_run_through_the_one_service() -> None:
     failed = exps.inputs("preprocess:x:bad", "a transform that fails", "X[..., 9]", broken)
     assert not failed.ok and failed.after is None and not exps.restores(failed, 0.10, 0.5)
     assert failed.error == "ValueError: channel 9 does not exist"
-    log = results_dicts(exps.results())
-    assert [e["key"] for e in log] == ["preprocess:x:x5", "preprocess:x:bad"]
-    assert log[1]["error"] == "ValueError: channel 9 does not exist"
-    assert log[1]["balanced_accuracy_after"] is None and "seconds" in log[1]
+    log = exps.results()
+    assert [e.key for e in log] == ["preprocess:x:x5", "preprocess:x:bad"]
+    assert log[1] is failed and log[1].after is None
+    assert "seconds" in log[1].to_dict(timing=True) and "seconds" not in log[1].to_dict()
 
 
 @pytest.mark.unit
