@@ -191,9 +191,7 @@ def timings_side(d: Path) -> None:
         json.dumps(
             {
                 "wall_s": time.perf_counter() - t0,
-                "experiments": [
-                    {"key": e.get("key"), "seconds": e.get("seconds")} for e in report.experiments
-                ],
+                "experiments": [{"key": e.key, "seconds": e.seconds} for e in report.experiments],
             }
         )
     )
