@@ -228,7 +228,7 @@ def test_logit_shift_inserts_a_layer_when_the_head_has_no_bias(tmp_path: Path) -
     x = np.random.default_rng(1).normal(size=(20, 5)).astype(np.float32)
     shift = np.array([0.5, -1.0, 2.0])
     new, _, details = shift_output_logits(from_keras_model(m1), shift, ("sigmoid",))
-    assert details["how"] == "normalization"
+    assert details.how == "normalization" and details.shift == (0.5, -1.0, 2.0)
     new.save(tmp_path / "a.keras")
     back = keras.saving.load_model(str(tmp_path / "a.keras"), safe_mode=True)
     logits = x @ m1.layers[1].get_weights()[0]
@@ -239,7 +239,7 @@ def test_logit_shift_inserts_a_layer_when_the_head_has_no_bias(tmp_path: Path) -
     z = keras.layers.Conv2D(3, 1)(inp)
     m2 = keras.Model(inp, keras.layers.Softmax()(z))
     new, _, details = shift_output_logits(from_keras_model(m2), shift, ("softmax",))
-    assert details["how"] == "bias"
+    assert details.how == "bias"
     xi = np.random.default_rng(2).normal(size=(3, 4, 4, 2)).astype(np.float32)
     ref = np.asarray(keras.Model(m2.inputs, z).predict(xi, verbose=0)) - shift
     ref = np.exp(ref - ref.max(-1, keepdims=True))

@@ -213,7 +213,7 @@ def test_batchnorm_reestimation_reaches_nested_models(tmp_path: Path) -> None:
     )
     repaired, _, details = _batchnorm(job)
     bn = repaired.layers[1].layers[-1]
-    assert details["rows"] == 300 and bn.momentum == 0.99  # the saved setting is kept
+    assert details.rows == 300 and bn.momentum == 0.99  # the saved setting is kept
     np.testing.assert_allclose(np.asarray(bn.moving_mean), x[fit].mean(axis=0), atol=1e-4)
     # the average of per-batch (biased) variances: just under the variance of all rows
     np.testing.assert_allclose(np.asarray(bn.moving_variance), x[fit].var(axis=0), rtol=0.05)

@@ -27,6 +27,17 @@ from kerasdoctor.fix.repair_result import (
     RepairResult,
     Summary,
 )
+from kerasdoctor.fix.surgery import (
+    BatchNormSurgery,
+    ClassImbalanceSurgery,
+    InputTransform,
+    InputTransformSurgery,
+    LogitShiftSurgery,
+    OutputOrderSurgery,
+    SigmoidSurgery,
+    Surgery,
+    ThresholdSurgery,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -125,7 +136,7 @@ def test_single_label_result_prints_the_contract_keys_in_order() -> None:
         after=Summary.of(dict(SUMMARY, balanced_accuracy=0.9)),
         gain=0.4,
         required_gain=float("nan"),  # NaN/Inf print as null
-        details=RepairDetails(surgery={"layer": "out", "threshold": 0.2}),
+        details=RepairDetails(surgery=ThresholdSurgery("out", 0.2, 1.4)),
         diagnosis_after=Rediagnosis("healthy", None, (), (CheckError("x", "boom"),)),
         output="fixed.keras",
         standard_layers_only=True,
@@ -158,7 +169,7 @@ def test_single_label_result_prints_the_contract_keys_in_order() -> None:
     ]
     assert set(CONTRACT) <= set(d) and d["cause"] == "decision-threshold"
     assert d["required_gain"] is None and d["before"] == SUMMARY
-    assert d["details"] == {"layer": "out", "threshold": 0.2}
+    assert d["details"] == {"layer": "out", "threshold": 0.2, "bias_shift": 1.4}
     assert d["diagnosis_after"] == {
         "verdict": "healthy",
         "root_cause": None,
@@ -200,7 +211,7 @@ def test_multilabel_result_keeps_task_rule_and_the_details_order() -> None:
         after=_label_summary(float("nan")),
         details=replace(
             fitted,
-            surgery={"layer": "out", "how": "bias", "shift": [-1.4]},
+            surgery=LogitShiftSurgery("out", "bias", (-1.4,)),
             validated_labels=("beach",),
             agreement_with_thresholds=1.0,
         ),
@@ -234,8 +245,12 @@ def test_multilabel_result_keeps_task_rule_and_the_details_order() -> None:
     ]
     # a model-level repair: the edit first, then the labels measured on it (no cut fitted)
     plain = replace(row, cut=False)
-    level = RepairDetails(surgery={"code": "x / 255"}, labels=(plain,), tried=_label_summary(0.5))
-    assert list(level.to_dict()) == ["code", "labels", "tried"]
+    level = RepairDetails(
+        surgery=InputTransformSurgery((InputTransform("x", "/255"),), "x = x / 255"),
+        labels=(plain,),
+        tried=_label_summary(0.5),
+    )
+    assert list(level.to_dict()) == ["transforms", "code", "labels", "tried"]
     assert list(plain.to_dict()) == [
         "label",
         "name",
@@ -252,7 +267,7 @@ def test_dense_result_prints_its_verdict_after_the_details() -> None:
         _start("dense", rule="both up"),
         before=_position_summary(),
         details=RepairDetails(
-            surgery={"layer": "out", "how": "bias", "shift": [1.0]},
+            surgery=LogitShiftSurgery("out", "bias", (1.0,)),
             threshold=0.1,
             planned=CureVerdict.of(VERDICT),
         ),
@@ -375,3 +390,75 @@ def test_tables_read_the_typed_result() -> None:
     assert "macro balanced accuracy 50.0% → 70.0%" in text and "written: fixed.keras" in text
     assert "on the held-out half: healthy" in text
     assert callable(label_threshold_table) and callable(position_threshold_table)
+
+
+def test_each_surgery_prints_the_keys_its_repair_always_printed() -> None:
+    """fix.surgery: what each edit changed, as `details` of the JSON spells it (the keys in
+    their order, lists for tuples); merged after what was fitted, before what was measured."""
+    cases: list[tuple[Surgery, dict[str, object]]] = [
+        (
+            BatchNormSurgery(("bn", "bn_1"), 450, 64),
+            {"layers": ["bn", "bn_1"], "rows": 450, "batch": 64},
+        ),
+        (
+            InputTransformSurgery(
+                (InputTransform("image", "bgr<->rgb"), InputTransform("meta", "standardise")),
+                "image = image[..., ::-1]",
+            ),
+            {
+                "transforms": [
+                    {"input": "image", "transform": "bgr<->rgb"},
+                    {"input": "meta", "transform": "standardise"},
+                ],
+                "code": "image = image[..., ::-1]",
+            },
+        ),
+        (
+            InputTransformSurgery((InputTransform("x", "x255"),)),
+            {"transforms": [{"input": "x", "transform": "x255"}], "code": None},
+        ),
+        (
+            OutputOrderSurgery("out", (2, 0, 1)),
+            {"layer": "out", "output_unit_to_label": [2, 0, 1]},
+        ),
+        (
+            ThresholdSurgery("out", 0.2, 1.386),
+            {"layer": "out", "threshold": 0.2, "bias_shift": 1.386},
+        ),
+        (
+            ClassImbalanceSurgery(
+                "out",
+                "classifier-retraining",
+                (("logit-adjustment", 0.7), ("classifier-retraining", 0.8)),
+            ),
+            {
+                "layer": "out",
+                "method": "classifier-retraining",
+                "selection_balanced_accuracy": {
+                    "logit-adjustment": 0.7,
+                    "classifier-retraining": 0.8,
+                },
+                "selection": "each fitted on one quarter of DATA, scored on another "
+                "(both inside the fitting half)",
+            },
+        ),
+        (SigmoidSurgery("out"), {"layer": "out"}),
+        (SigmoidSurgery("out", 0.91), {"layer": "out", "fit_balanced_accuracy": 0.91}),
+        (
+            LogitShiftSurgery("repair_logit_shift_act", "normalization", (0.5, -1.0)),
+            {"layer": "repair_logit_shift_act", "how": "normalization", "shift": [0.5, -1.0]},
+        ),
+    ]
+    for surgery, expected in cases:
+        d = surgery.to_dict()
+        assert d == expected and list(d) == list(expected), surgery
+        json.dumps(d, allow_nan=False)
+    # no selection scored (no features to re-train on): an empty mapping, as before
+    empty = ClassImbalanceSurgery("out", "logit-adjustment", ())
+    assert empty.to_dict()["selection_balanced_accuracy"] == {}
+    # merged into the details between what was fitted and what was measured on the result
+    details = RepairDetails(
+        surgery=BatchNormSurgery(("bn",), 10, 5), tried=_position_summary()
+    ).to_dict()
+    assert list(details) == ["layers", "rows", "batch", "tried"]
+    assert RepairDetails().to_dict() == {}

@@ -34,6 +34,17 @@ from kerasdoctor.fix.repair_result import (
     RepairResult,
     Summary,
 )
+from kerasdoctor.fix.surgery import (
+    BatchNormSurgery,
+    ClassImbalanceSurgery,
+    InputTransform,
+    InputTransformSurgery,
+    LogitShiftSurgery,
+    OutputOrderSurgery,
+    SigmoidSurgery,
+    Surgery,
+    ThresholdSurgery,
+)
 from kerasdoctor.keras_graph import innermost_head, output_layer, producer
 
 # The held-out gain that counts as a repair: two standard errors of the difference of two
@@ -549,7 +560,7 @@ def _logit_layer(layer: Any) -> Any | None:
 
 def shift_output_logits(
     lm: Any, shift: np.ndarray, activations: tuple[str, ...]
-) -> tuple[Any, str, dict[str, Any]]:
+) -> tuple[Any, str, LogitShiftSurgery]:
     """A copy of lm's model whose output logits z (the last axis, before its sigmoid or
     softmax) become z - shift, made of standard layers only:
 
@@ -617,7 +628,7 @@ def shift_output_logits(
                     f"inserted a fixed Normalization (subtracts the shift from the "
                     f"logits) before the {act} layer '{layer.name}'"
                 ),
-                {"layer": norm.name, "how": "normalization", "shift": shift.tolist()},
+                LogitShiftSurgery(norm.name, "normalization", tuple(shift.tolist())),
             )
     else:
         raise CannotRepair(
@@ -639,14 +650,14 @@ def shift_output_logits(
     return (
         model,
         f"shifted the output bias of '{target.name}'",
-        {"layer": target.name, "how": "bias", "shift": shift.tolist()},
+        LogitShiftSurgery(target.name, "bias", tuple(shift.tolist())),
     )
 
 
 # ------------------------------------------------------------------ the repairs
 
 
-def _batchnorm(job: _Job) -> tuple[Any, str, dict[str, Any]]:
+def _batchnorm(job: _Job) -> tuple[Any, str, BatchNormSurgery]:
     """AdaBN on the fitting half (reestimate_batchnorm)."""
     md = job.md
     return reestimate_batchnorm(md.lm, md.facts, md.arrays, job.fit, job.seed)
@@ -659,7 +670,7 @@ def reestimate_batchnorm(
     rows: np.ndarray,
     seed: int,
     batch: int = BN_BATCH,
-) -> tuple[Any, str, dict[str, Any]]:
+) -> tuple[Any, str, BatchNormSurgery]:
     """AdaBN / update_bn on a copy of lm's model: every BatchNormalization layer's moving mean
     and variance become the average of its batch statistics over `rows` of `arrays` (batches
     weighted by their rows); no weight is trained. The other layers run in inference mode
@@ -704,7 +715,7 @@ def reestimate_batchnorm(
         f"layer(s) from {seen} rows (average over shuffled batches of {batch}; no "
         "weight trained)"
     )
-    return model, what, {"layers": [b.name for b in bns], "rows": seen, "batch": batch}
+    return model, what, BatchNormSurgery(tuple(b.name for b in bns), seen, batch)
 
 
 # transform -> (scale, offset) of a Rescaling layer doing it
@@ -719,7 +730,7 @@ RESCALINGS: dict[str, tuple[float, float]] = {
 CAFFE_MEAN = (103.939, 116.779, 123.68)
 
 
-def _preprocessing(job: _Job) -> tuple[Any, str, dict[str, Any]]:
+def _preprocessing(job: _Job) -> tuple[Any, str, InputTransformSurgery]:
     """The diagnosis's restoring transform, prepended as standard layers."""
     ev = job.finding.evidence
     rt = ev.get("restoring_transform")
@@ -740,12 +751,12 @@ def _preprocessing(job: _Job) -> tuple[Any, str, dict[str, Any]]:
         per_input[rt["input"]] = rt["transform"]
     md = job.md
     model, what, details = prepend_transforms(md.lm, md.facts, md.arrays, job.fit, per_input)
-    return model, what, dict(details, code=rt.get("code"))
+    return model, what, replace(details, code=rt.get("code"))
 
 
 def prepend_transforms(
     lm: Any, facts: Any, arrays: list[np.ndarray], fit: np.ndarray, per_input: dict[str, str]
-) -> tuple[Any, str, dict[str, Any]]:
+) -> tuple[Any, str, InputTransformSurgery]:
     """A model that takes the data as it is: `per_input` (input name -> a transform of
     checks.preprocessing_mismatch._transforms) done by fixed standard layers in front of a
     copy of lm's model. A statistic a transform needs (standardise) is counted on the `fit`
@@ -761,7 +772,7 @@ def prepend_transforms(
         transform = per_input.get(spec.name)
         if transform is not None:
             t = _transform_layers(lm, facts, arrays, fit, i, spec.name, transform, inp)
-            done.append({"input": spec.name, "transform": transform})
+            done.append(InputTransform(spec.name, transform))
         new_inputs.append(inp)
         tensors.append(t)
     if not done:
@@ -771,23 +782,15 @@ def prepend_transforms(
         new_inputs if len(new_inputs) > 1 else new_inputs[0], out, name=f"{inner.name}_repaired"
     )
     _recompile(lm.keras_model, model)
-    what = "prepended " + "; ".join(
-        f"{d['description']} to input '{d['input']}'" for d in _described(done)
-    )
-    return model, what, {"transforms": done}
+    what = "prepended " + "; ".join(f"{_described(d)} to input '{d.input}'" for d in done)
+    return model, what, InputTransformSurgery(tuple(done))
 
 
-def _described(done: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _described(done: InputTransform) -> str:
+    """The transform in words, as the diagnosis describes it."""
     from kerasdoctor.checks.preprocessing_mismatch import DESCRIBE
 
-    return [
-        dict(
-            d,
-            description=DESCRIBE.get(d["transform"], d["transform"]).format("the data")
-            + " (as layers)",
-        )
-        for d in done
-    ]
+    return DESCRIBE.get(done.transform, done.transform).format("the data") + " (as layers)"
 
 
 def _transform_layers(
@@ -864,7 +867,7 @@ def _squeeze_for(values: np.ndarray, axis: Any) -> np.ndarray:
     return values.reshape(-1) if len(axes) <= 1 else np.squeeze(values)
 
 
-def _label_permutation(job: _Job) -> tuple[Any, str, dict[str, Any]]:
+def _label_permutation(job: _Job) -> tuple[Any, str, OutputOrderSurgery]:
     """Reorder the output units (kernel columns and bias) by the one-to-one matching of units
     to classes fitted on the fitting half."""
     from scipy.optimize import linear_sum_assignment
@@ -908,7 +911,7 @@ def _label_permutation(job: _Job) -> tuple[Any, str, dict[str, Any]]:
             f"reordered the {units} output units of '{dense.name}' (kernel columns and "
             "bias) into the labels' class order"
         )
-    return model, what, {"layer": dense.name, "output_unit_to_label": to_label.tolist()}
+    return model, what, OutputOrderSurgery(dense.name, tuple(to_label.tolist()))
 
 
 def _scores(job: _Job) -> np.ndarray:
@@ -917,7 +920,7 @@ def _scores(job: _Job) -> np.ndarray:
     return probs[:, 0] if probs.shape[1] == 1 else probs[:, 1]
 
 
-def _decision_threshold(job: _Job) -> tuple[Any, str, dict[str, Any]]:
+def _decision_threshold(job: _Job) -> tuple[Any, str, ThresholdSurgery]:
     """The Youden cut on P(class 1), chosen on the fitting half, moved into the logit's bias:
     sigmoid(z - logit t) > 1/2 exactly when sigmoid(z) > t (softmax: z1 - z0 > logit t)."""
     from sklearn.metrics import roc_curve
@@ -946,10 +949,10 @@ def _decision_threshold(job: _Job) -> tuple[Any, str, dict[str, Any]]:
         f"the output bias of '{dense.name}' (bias -= logit({t:.4g}) = {shift:.4g}), so the "
         "usual 0.5 / argmax rule applies it"
     )
-    return model, what, {"layer": dense.name, "threshold": t, "bias_shift": -shift}
+    return model, what, ThresholdSurgery(dense.name, t, -shift)
 
 
-def _class_imbalance(job: _Job) -> tuple[Any, str, dict[str, Any]]:
+def _class_imbalance(job: _Job) -> tuple[Any, str, ClassImbalanceSurgery]:
     """Two cures of a head that follows the label prior, chosen on the fitting half:
 
     - logit adjustment (Menon et al., ICLR 2021): the log label prior subtracted from the
@@ -1024,17 +1027,7 @@ def _class_imbalance(job: _Job) -> tuple[Any, str, dict[str, Any]]:
             f"re-fitted the output layer '{dense.name}' on the model's frozen penultimate "
             "features with a class-balanced logistic regression (cRT; fitting half only)"
         )
-    return (
-        model,
-        what,
-        {
-            "layer": dense.name,
-            "method": chosen,
-            "selection_balanced_accuracy": scores,
-            "selection": "each fitted on one quarter of DATA, scored on another "
-            "(both inside the fitting half)",
-        },
-    )
+    return model, what, ClassImbalanceSurgery(dense.name, chosen, tuple(scores.items()))
 
 
 def _balanced_head(
@@ -1065,7 +1058,7 @@ def _balanced_head(
     return w, b
 
 
-def _single_unit_softmax(job: _Job) -> tuple[Any, str, dict[str, Any]]:
+def _single_unit_softmax(job: _Job) -> tuple[Any, str, SigmoidSurgery]:
     """A softmax over one unit is 1.0 whatever its logit. Where that logit was learned (the
     model trained with a sigmoid or from logits, the softmax added afterwards, as in
     `keras.Sequential([model, keras.layers.Softmax()])`), a sigmoid on the same logit is the
@@ -1094,10 +1087,10 @@ def _single_unit_softmax(job: _Job) -> tuple[Any, str, dict[str, Any]]:
             f"{UNREPAIRABLE['single-unit-softmax']}"
         )
     model, what, details = sigmoid_head(md.lm)
-    return model, what, dict(details, fit_balanced_accuracy=bacc)
+    return model, what, replace(details, fit_balanced_accuracy=bacc)
 
 
-def sigmoid_head(lm: Any) -> tuple[Any, str, dict[str, Any]]:
+def sigmoid_head(lm: Any) -> tuple[Any, str, SigmoidSurgery]:
     """A copy of lm's model whose one-unit softmax output is a sigmoid on the same logit: the
     activation of the Dense / Conv (or TimeDistributed) head swapped, or a Softmax/Activation
     layer at the output replaced by Activation('sigmoid') on its input. Needs no fitting.
@@ -1123,7 +1116,7 @@ def sigmoid_head(lm: Any) -> tuple[Any, str, dict[str, Any]]:
             )
         target.activation = keras().activations.get("sigmoid")
         what = f"replaced the softmax of the one-unit output layer '{target.name}' by a sigmoid"
-        return model, what, {"layer": target.name}
+        return model, what, SigmoidSurgery(target.name)
     kind = type(head).__name__
     act = (
         "softmax"
@@ -1146,11 +1139,11 @@ def sigmoid_head(lm: Any) -> tuple[Any, str, dict[str, Any]]:
     return (
         rebuilt,
         (f"replaced the one-unit softmax layer '{head.name}' by a sigmoid on its input"),
-        {"layer": head.name},
+        SigmoidSurgery(head.name),
     )
 
 
-REPAIRS: dict[str, Callable[[_Job], tuple[Any, str, dict[str, Any]]]] = {
+REPAIRS: dict[str, Callable[[_Job], tuple[Any, str, Surgery]]] = {
     "batchnorm-statistics": _batchnorm,
     "preprocessing-mismatch": _preprocessing,
     "label-permutation": _label_permutation,

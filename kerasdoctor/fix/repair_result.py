@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 from kerasdoctor.findings import CheckError, Finding, Fix, Report
 from kerasdoctor.fix.results import Summary
 from kerasdoctor.fix.results import finite as jsonable
+from kerasdoctor.fix.surgery import Surgery
 
 TASKS = ("single-label", "multilabel", "dense")
 
@@ -321,9 +322,10 @@ class Rediagnosis:
 class RepairDetails:
     """How the repair was fitted and what it changed.
 
-    `surgery` is the edit's own account (the layer, how, the shift, the transforms, the
-    BatchNorm rows...: each repair of fix.repair / fix.task_repair says what it did); the
-    typed parts are what the cure was fitted from and what it would have given:
+    `surgery` is the edit's own account (fix.surgery: the layer, how, the shift, the
+    transforms, the BatchNorm rows...: each repair of fix.repair / fix.task_repair says what
+    it did; None before an edit is made); the other typed parts are what the cure was
+    fitted from and what it would have given:
 
     - multi-label thresholds: `labels` (a LabelRow each), `thresholds`, `validated_labels`,
       `agreement_with_thresholds` (the reloaded model against the planned cuts);
@@ -333,7 +335,7 @@ class RepairDetails:
     to_dict() prints them in the order the command always printed them: what was fitted,
     the surgery, then what was measured on the result."""
 
-    surgery: Mapping[str, Any] = field(default_factory=dict)
+    surgery: Surgery | None = None
     labels: tuple[LabelRow, ...] | None = None
     thresholds: tuple[float, ...] | None = None
     threshold: float | None = None
@@ -356,7 +358,8 @@ class RepairDetails:
             out["prior"] = list(self.prior)
         if self.planned is not None:
             out["planned"] = self.planned.to_dict()
-        out.update(self.surgery)
+        if self.surgery is not None:
+            out.update(self.surgery.to_dict())
         if not fitted_labels and self.labels is not None:  # measured on the edited model
             out["labels"] = [r.to_dict() for r in self.labels]
         if self.validated_labels is not None:

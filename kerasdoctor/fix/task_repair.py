@@ -31,6 +31,7 @@ import numpy as np
 
 from kerasdoctor.findings import Finding, Report
 from kerasdoctor.fix.repair_result import CureVerdict, LabelRow, RepairDetails, RepairResult
+from kerasdoctor.fix.surgery import Surgery
 from kerasdoctor.task_causes import CAUSES
 
 MODEL_LEVEL: tuple[str, ...] = CAUSES  # the causes the diagnosis finds by experiment, repaired here
@@ -99,7 +100,7 @@ def repairable(lm: Any, facts: Any, finding_id: str, evidence: dict[str, Any]) -
 
 def build(
     lm: Any, facts: Any, xs: list[np.ndarray], fit: np.ndarray, finding: Finding, seed: int
-) -> tuple[Any, str, dict[str, Any]]:
+) -> tuple[Any, str, Surgery]:
     """The repaired copy of lm's model, fitted on the `fit` rows of xs (CannotRepair when
     this model cannot be edited for this cause)."""
     from kerasdoctor.fix.repair import (
@@ -122,7 +123,7 @@ def build(
         model, what, details = prepend_transforms(
             lm, facts, xs, fit, {rt["input"]: rt["transform"]}
         )
-        return model, what, dict(details, code=rt.get("code"))
+        return model, what, replace(details, code=rt.get("code"))
     if finding.id == "batchnorm-statistics":
         row = sum(int(np.prod(a.shape[1:], dtype=np.int64)) * 4 for a in xs)
         batch = max(1, min(BN_BATCH, BN_BATCH_BYTES // max(row, 1)))
