@@ -455,7 +455,6 @@ def repair(
     from kerasdoctor.fix.repair import (
         CannotRepair,
         _saved,
-        _standard,
         shift_output_logits,
         unrepairable_why,
     )
@@ -537,18 +536,12 @@ def repair(
             after.add("after", sel, pred, yb, cb)
 
         _run(dd, test, on, lm=lm2)
-        verdict = CureVerdict.of(cure_verdict(tally.counts["before"], after.counts["after"], seed))
-        standard = _standard(lm2.keras_model)
-        result = replace(
-            result,
-            after=_summary(after.counts["after"], dd.names, m),
-            verdict=verdict,
-            gain=verdict.gain,
-            required_gain=max(verdict.noise, 0.02),
-            standard_layers_only=standard,
-        )
-        if not standard:
-            return replace(result, why="the repaired model holds non-standard layers: not written")
+        result = judged(result, tally.counts["before"], after.counts["after"], seed, lm2)
+        result = replace(result, after=_summary(after.counts["after"], dd.names, m))
+        verdict = result.verdict
+        assert verdict is not None
+        if not result.standard_layers_only:
+            return result
         if not verdict.validated:
             return replace(
                 result, why=_refusal(verdict, "the reloaded model"), instead=_instead(finding)
@@ -556,6 +549,34 @@ def repair(
         result = replace(result, diagnosis_after=_rediagnose(tmp, dd, test, seed))
         os.replace(tmp, output)
     return replace(result, repaired=True, output=str(output))
+
+
+def judged(
+    result: RepairResult,
+    before: tuple[np.ndarray, ...],
+    after: tuple[np.ndarray, ...],
+    seed: int,
+    reloaded: Any,
+) -> RepairResult:
+    """`result` with the verdict on the held-out samples (dense.cure_verdict of the counts
+    before and after, by the reloaded model) and whether the saved model holds standard
+    layers only; with the reason nothing is written when it does not. The one rule of every
+    dense repair (this module's threshold and prior, fix.task_repair's model-level ones)."""
+    from kerasdoctor.dense import MIN_GAIN, cure_verdict
+    from kerasdoctor.fix.repair import _standard
+
+    verdict = CureVerdict.of(cure_verdict(before, after, seed))
+    standard = _standard(reloaded.keras_model)
+    result = replace(
+        result,
+        verdict=verdict,
+        gain=verdict.gain,
+        required_gain=max(verdict.noise, MIN_GAIN),
+        standard_layers_only=standard,
+    )
+    if not standard:
+        return replace(result, why="the repaired model holds non-standard layers: not written")
+    return result
 
 
 def _refusal(v: CureVerdict, what: str) -> str:

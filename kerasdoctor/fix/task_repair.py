@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from kerasdoctor.findings import Finding, Report
-from kerasdoctor.fix.repair_result import CureVerdict, LabelRow, RepairDetails, RepairResult
+from kerasdoctor.fix.repair_result import LabelRow, RepairDetails, RepairResult
 from kerasdoctor.fix.surgery import Surgery
 from kerasdoctor.task_causes import CAUSES
 
@@ -155,7 +155,7 @@ def repair_dense(
     dd: Any, finding: Finding, output: Path, seed: int, result: RepairResult
 ) -> RepairResult:
     """per_position.repair's `result` for a model-level cause of a dense model."""
-    from kerasdoctor.dense import cure_verdict, split_samples
+    from kerasdoctor.dense import split_samples
     from kerasdoctor.fix.per_position import (
         _instead,
         _majority,
@@ -163,8 +163,9 @@ def repair_dense(
         _run,
         _summary,
         _Tally,
+        judged,
     )
-    from kerasdoctor.fix.repair import CannotRepair, _saved, _standard
+    from kerasdoctor.fix.repair import CannotRepair, _saved
 
     n = dd.idx.shape[0]
     fit, test = split_samples(n, seed)
@@ -192,17 +193,11 @@ def repair_dense(
         after = _Tally(test, dd.k, ("after",))
         _run(dd, test, tally("after", after), lm=lm2)
         summary = _summary(after.counts["after"], dd.names, m)
-        verdict = CureVerdict.of(cure_verdict(before.counts["before"], after.counts["after"], seed))
-        standard = _standard(lm2.keras_model)
-        result = replace(
-            result,
-            verdict=verdict,
-            gain=verdict.gain,
-            required_gain=max(verdict.noise, 0.02),
-            standard_layers_only=standard,
-        )
-        if not standard:
-            return replace(result, why="the repaired model holds non-standard layers: not written")
+        result = judged(result, before.counts["before"], after.counts["after"], seed, lm2)
+        verdict = result.verdict
+        assert verdict is not None
+        if not result.standard_layers_only:
+            return result
         if not verdict.validated:
             figures = (
                 f"balanced accuracy over positions {verdict.balanced_accuracy_before:.3f}"
