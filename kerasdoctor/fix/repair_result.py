@@ -20,6 +20,7 @@ from kerasdoctor.findings import CheckError, Finding, Fix, Report
 from kerasdoctor.fix.results import Summary
 from kerasdoctor.fix.results import finite as jsonable
 from kerasdoctor.fix.surgery import Surgery
+from kerasdoctor.sections import ClassMetrics
 
 TASKS = ("single-label", "multilabel", "dense")
 
@@ -166,27 +167,14 @@ class LabelRow:
 
 
 @dataclass(frozen=True)
-class PositionClassRow:
-    """One class of a dense summary, counted over positions."""
+class PositionClassRow(ClassMetrics):
+    """One class of a dense summary, counted over positions: the report's per-class figures
+    (sections.ClassMetrics) and its IoU."""
 
-    index: int
-    name: str
-    support: int
-    predicted: int
-    recall: float | None
-    precision: float | None
     iou: float | None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "class": self.index,
-            "name": self.name,
-            "support": self.support,
-            "predicted": self.predicted,
-            "recall": self.recall,
-            "precision": self.precision,
-            "iou": self.iou,
-        }
+        return {**super().to_dict(), "iou": self.iou}
 
 
 @dataclass(frozen=True)
